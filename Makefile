@@ -1,0 +1,32 @@
+# `make test` and `make demo` each create the virtual environment themselves (idempotently).
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: venv test lint demo bench clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	# torch first and pinned: the CPU wheel; anything unpinned pulls GBs of CUDA
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e '.[zoo,test]' torch==2.13.0
+	touch $(STAMP)
+
+test: venv
+	$(BIN)/python -m pytest -q -x -p no:cacheprovider
+
+lint: venv
+	$(BIN)/ruff check src tests benchmarks
+
+demo: venv
+	$(BIN)/pathattr explain --demo --out results/demo
+
+bench: venv
+	$(BIN)/python -m benchmarks all
+
+clean:
+	rm -rf $(VENV) results

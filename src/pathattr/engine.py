@@ -1,0 +1,242 @@
+"""The path engine: evaluate a model at many path points, chunked, with gradients at taps.
+
+A path point is a pair (example row, alpha). Points of several examples and several alphas
+share a chunk; every method on a straight or layer-space path is arithmetic on the chunks this
+module yields. Each row of a chunk is independent of the others (models are in eval mode), so
+one backward of the summed target gives every row its own gradient.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from .guard import model_guard
+from .layers import StopForward, resolve_layer, stop_after, tap_layers
+from .targets import select
+
+#: Default memory budget for one chunk's activations and gradients (bytes).
+MEMORY_BUDGET = 2 * 1024**3
+#: Largest chunk of big (image-sized) points: on 2 CPU cores 16-32 images of 224x224 beat one
+#: big batch (cache locality), measured in benchmarks/.
+BIG_POINT_CAP = 32
+BIG_POINT_BYTES = 4 * 1024**2
+
+
+@dataclass
+class Tap:
+    """Where to read the gradient: a layer's output (or input), by name or module."""
+
+    layer: str | nn.Module
+    use_input: bool = False
+
+
+@dataclass
+class LayerPath:
+    """A straight path in a layer's activation space: ``start + alpha * (end - start)``.
+
+    The model runs on ``inputs`` (one row per example) and the layer's activation is replaced by
+    the path point; gradients are taken with respect to that point.
+    """
+
+    layer: str | nn.Module
+    inputs: Tensor
+    start: Tensor
+    end: Tensor
+    use_input: bool = False
+
+
+@dataclass
+class Chunk:
+    """One evaluated chunk of path points.
+
+    rows: example index of each point; alphas: its path position; span: its positions in the
+    flat point list; output: the target scalar per point; grads / acts: per tap (input first
+    when requested), shape ``(n, *tap_shape)``.
+    """
+
+    rows: Tensor
+    alphas: Tensor
+    span: slice
+    output: Tensor
+    grads: list[Tensor] = field(default_factory=list)
+    acts: list[Tensor] = field(default_factory=list)
+
+
+def model_device_dtype(model: object, like: Tensor) -> tuple[torch.device, torch.dtype]:
+    """The device the model's parameters live on (else ``like``'s), and ``like``'s dtype."""
+    if isinstance(model, nn.Module):
+        for p in model.parameters():
+            return p.device, like.dtype
+    return like.device, like.dtype
+
+
+def _expand(a: Tensor, like: Tensor) -> Tensor:
+    return a.reshape(-1, *([1] * (like.dim() - 1)))
+
+
+def _is_conv(model: object, x: Tensor) -> bool:
+    return x.dim() == 4 and isinstance(model, nn.Module) and any(
+        isinstance(m, nn.Conv2d) for m in model.modules())
+
+
+def activation_bytes(model: object, example: Tensor) -> int:
+    """Bytes of all module outputs for one example (the memory a backward keeps per point).
+
+    Cost: one forward pass on one example under inference mode.
+    """
+    if not isinstance(model, nn.Module):
+        return example.numel() * example.element_size() * 50
+    total = 0
+
+    def count(_m, _a, out):
+        nonlocal total
+        if isinstance(out, Tensor):
+            total += out.numel() * out.element_size()
+
+    handle = nn.modules.module.register_module_forward_hook(count)
+    try:
+        with torch.inference_mode():
+            model(example[:1])
+    finally:
+        handle.remove()
+    return max(total, example[:1].numel() * example.element_size())
+
+
+def chunk_size(model: object, example: Tensor, batch_size: int | str, n_points: int,
+               budget: int = MEMORY_BUDGET) -> int:
+    """Points per chunk: ``batch_size`` if an int, else from the memory budget and cache cap."""
+    if batch_size != "auto":
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer or 'auto', got {batch_size!r}")
+        return batch_size
+    per_point = 2 * activation_bytes(model, example)
+    cap = BIG_POINT_CAP if per_point > BIG_POINT_BYTES else 4096
+    return int(max(1, min(n_points, budget // per_point, cap)))
+
+
+class PathEngine:
+    """Chunked evaluation of ``model`` along straight paths from ``baseline`` to ``x``.
+
+    ``x`` and ``baseline`` have the same shape ``(B, *S)``. ``target`` is already resolved
+    (see ``targets.resolve_target``). The model state guard is held by the caller
+    (``with model_guard(model)``), so that one guard spans every pass of a method.
+    """
+
+    def __init__(self, model: Callable, x: Tensor, baseline: Tensor, target,
+                 batch_size: int | str = "auto", channels_last: bool | str = "auto"):
+        self.model, self.x, self.baseline, self.target = model, x, baseline, target
+        self.diff = x - baseline
+        self._batch_size = batch_size
+        self._bs: int | None = None
+        self.channels_last = _is_conv(model, x) if channels_last == "auto" else channels_last
+
+    def batch_size(self, n_points: int) -> int:
+        if self._bs is None:
+            self._bs = chunk_size(self.model, self.x, self._batch_size, n_points)
+        return self._bs
+
+    def points(self, rows: Tensor, alphas: Tensor) -> Tensor:
+        base = self.baseline[rows]
+        p = base + _expand(alphas, base) * self.diff[rows]
+        return p.contiguous(memory_format=torch.channels_last) if self.channels_last else p
+
+    def _resolve(self, taps: list[Tap]) -> list[tuple[str, nn.Module, bool]]:
+        return [(*resolve_layer(self.model, t.layer), t.use_input) for t in taps]
+
+    def gradients(self, rows: Tensor, alphas: Tensor, taps: list[Tap] = (),
+                  input_grad: bool = True, want_acts: bool = False,
+                  layer_path: LayerPath | None = None) -> Iterator[Chunk]:
+        """Forward and backward at each point; yields chunks in point order.
+
+        ``input_grad``: include the gradient with respect to the path point (the input, or the
+        layer activation for a ``layer_path``) as the first entry of ``grads``. Layer taps add
+        their gradients (and activations with ``want_acts``). Without an input gradient no
+        autograd graph is built below the first tapped layer. Cost: one forward and one backward
+        per point.
+        """
+        specs = [(n, m, u, None) for n, m, u in self._resolve(list(taps))]
+        state: dict[str, Tensor] = {}
+        if layer_path is not None:
+            name, module = resolve_layer(self.model, layer_path.layer)
+
+            def replace(_t: Tensor) -> Tensor:
+                return state["point"]
+            specs.insert(0, (name, module, layer_path.use_input, replace))
+        elif not input_grad:
+            def cut(t: Tensor) -> Tensor:
+                return t.detach().requires_grad_(True)
+            specs = [(n, m, u, cut) for n, m, u, _ in specs]
+        n_points = len(rows)
+        bs = self.batch_size(n_points)
+        with tap_layers(specs) as hooks, torch.enable_grad():
+            for start in range(0, n_points, bs):
+                span = slice(start, min(start + bs, n_points))
+                r, a = rows[span], alphas[span]
+                for h in hooks:
+                    h.reset()
+                if layer_path is None:
+                    inp = self.points(r, a)
+                    if input_grad:
+                        inp.requires_grad_(True)
+                else:
+                    lp = layer_path
+                    inp = lp.inputs[r]
+                    if self.channels_last:
+                        inp = inp.contiguous(memory_format=torch.channels_last)
+                    point = lp.start[r] + _expand(a, lp.start) * (lp.end[r] - lp.start[r])
+                    state["point"] = point.requires_grad_(True)
+                out = select(self.model(inp), self.target, r)
+                vals = [h.check() for h in hooks]
+                point, tapped = (vals[0], vals[1:]) if layer_path is not None else (inp, vals)
+                wrt = [point, *tapped] if input_grad else tapped
+                grads = torch.autograd.grad(out.sum(), wrt, allow_unused=True,
+                                            materialize_grads=True) if wrt else ()
+                acts = [v.detach() for v in tapped] if want_acts else []
+                yield Chunk(r, a, span, out.detach(), list(grads), acts)
+
+    def values(self, rows: Tensor, alphas: Tensor) -> Tensor:
+        """The target output at each point, forward only. Returns ``(n_points,)``."""
+        n = len(rows)
+        bs = self.batch_size(n)
+        out = []
+        with torch.inference_mode():
+            for start in range(0, n, bs):
+                r = rows[start:start + bs]
+                out.append(select(self.model(self.points(r, alphas[start:start + bs])),
+                                  self.target, r))
+        return torch.cat(out) if out else self.x.new_zeros(0)
+
+    def endpoints(self) -> tuple[Tensor, Tensor]:
+        """``F(x)`` and ``F(baseline)`` per example, forward only."""
+        b = self.x.shape[0]
+        rows = torch.arange(b, device=self.x.device)
+        v = self.values(torch.cat([rows, rows]),
+                        torch.cat([self.x.new_ones(b), self.x.new_zeros(b)]))
+        return v[:b], v[b:]
+
+    def activations(self, layer: str | nn.Module, rows: Tensor, alphas: Tensor,
+                    use_input: bool = False) -> Tensor:
+        """A layer's activation at each point, forward only and stopped at the layer."""
+        name, module = resolve_layer(self.model, layer)
+        n = len(rows)
+        bs = self.batch_size(n)
+        out = []
+        with tap_layers([(name, module, use_input, None)]) as (hook,), \
+                stop_after(module, use_input), torch.inference_mode():
+            for start in range(0, n, bs):
+                hook.reset()
+                try:
+                    self.model(self.points(rows[start:start + bs], alphas[start:start + bs]))
+                except StopForward:
+                    pass
+                out.append(hook.check().clone())
+        return torch.cat(out)
+
+
+def guarded(model: object):
+    """The guard every method holds for the whole of one call."""
+    return model_guard(model, freeze_params=True)

@@ -1,0 +1,56 @@
+"""Checks of user input that fail early with a message naming the argument."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+_DROPOUT = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout,
+            nn.FeatureAlphaDropout)
+
+
+def check_tensor(t: object, name: str) -> Tensor:
+    """Return ``t`` if it is a floating tensor with only finite values, else raise."""
+    if not isinstance(t, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    if not t.is_floating_point():
+        raise TypeError(
+            f"{name} must be a floating-point tensor (attribution needs gradients), got "
+            f"{t.dtype}; convert it with .float() (token ids: attribute to the embedding "
+            f"layer with LayerIntegratedGradients)"
+        )
+    if t.dim() == 0:
+        raise ValueError(f"{name} must have a batch dimension, got a scalar")
+    if not torch.isfinite(t).all():
+        raise ValueError(f"{name} contains NaN or inf values")
+    return t
+
+
+def check_same_shape(a: Tensor, b: Tensor, name_a: str, name_b: str) -> None:
+    if a.shape != b.shape:
+        raise ValueError(f"{name_b} has shape {tuple(b.shape)}, expected {tuple(a.shape)} "
+                         f"(the shape of {name_a})")
+
+
+def check_eval_mode(model: object) -> None:
+    """Refuse a model in training mode whose output is random (dropout) or batch-coupled."""
+    if not isinstance(model, nn.Module) or not model.training:
+        return
+    for name, m in model.named_modules():
+        if m.training and isinstance(m, _DROPOUT) and m.p > 0:
+            raise ValueError(
+                f"model is in training mode with dropout ({name or 'model'}: {type(m).__name__}"
+                f"(p={m.p})), so its output is random; call model.eval() first"
+            )
+        if m.training and isinstance(m, nn.modules.batchnorm._BatchNorm):
+            raise ValueError(
+                f"model is in training mode with batch norm ({name}), so each example's "
+                f"output depends on the batch and attribution would update running stats; "
+                f"call model.eval() first"
+            )
+
+
+def check_positive_int(v: object, name: str, minimum: int = 1) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {v!r}")
+    return v

