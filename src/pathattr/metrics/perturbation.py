@@ -1,0 +1,115 @@
+"""Insertion and deletion curves (Petsiuk et al. 2018, RISE): how fast the predicted class's
+probability falls as the most important pixels are removed, or rises as they are restored.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from ..baselines import gaussian_blur
+from ..engine import _is_conv, chunk_size
+from ..guard import model_guard
+from ..targets import TargetSpec, resolve_target, select
+from ..validate import check_eval_mode, check_positive_int, check_tensor
+from .curve import Curve
+
+#: RISE's insertion substrate: an 11x11 Gaussian blur with sigma 5 pixels.
+BLUR_SIGMA = 5.0
+BLUR_KERNEL = 11
+
+
+def deletion(model: nn.Module, x: Tensor, attributions: Tensor, target: TargetSpec = None,
+             pixels_per_step: int = 224, substrate: str = "baseline",
+             baseline: Tensor | None = None, batch_size: int | str = "auto") -> Curve:
+    """Replace the most important pixels of ``x`` step by step with the substrate.
+
+    Returns a ``Curve`` of the softmax probability of the target class against the fraction of
+    pixels replaced; lower AUC is better. See ``insertion`` for the arguments and cost.
+    """
+    return _curve(model, x, attributions, target, pixels_per_step, substrate, baseline,
+                  batch_size, delete=True)
+
+
+def insertion(model: nn.Module, x: Tensor, attributions: Tensor, target: TargetSpec = None,
+              pixels_per_step: int = 224, substrate: str = "blur",
+              baseline: Tensor | None = None, batch_size: int | str = "auto") -> Curve:
+    """Start from the substrate and restore the most important pixels of ``x`` step by step.
+
+    model: returns logits ``(B, classes)``; it is evaluated forward-only.
+    x: images ``(B, C, H, W)``. attributions: ``x.shape``, ``(B, 1, H, W)`` or ``(B, H, W)``;
+    pixels are ranked by ``|sum over channels|`` (ties by position).
+    target: class per example; None means the model's prediction on ``x``.
+    substrate: ``"blur"`` (11x11 Gaussian, sigma 5, reflect padding) or ``"baseline"``
+    (``baseline``, zero by default; shape ``x.shape`` or ``x.shape[1:]``).
+    Returns a ``Curve`` with ``ceil(H W / pixels_per_step) + 1`` points; higher AUC is better.
+    Cost: that many forward passes per image, in chunks of ``batch_size`` images.
+    """
+    return _curve(model, x, attributions, target, pixels_per_step, substrate, baseline,
+                  batch_size, delete=False)
+
+
+def _saliency(attributions: Tensor, x: Tensor) -> Tensor:
+    """Per-pixel importance ``(B, H*W)``."""
+    a = check_tensor(attributions, "attributions")
+    b, _, h, w = x.shape
+    if a.shape == (b, h, w):
+        return a.abs().flatten(1)
+    if a.dim() == 4 and a.shape[0] == b and a.shape[1] in (1, x.shape[1]) and a.shape[2:] == (h, w):
+        return a.sum(1).abs().flatten(1)
+    raise ValueError(f"attributions has shape {tuple(a.shape)}, expected {tuple(x.shape)}, "
+                     f"{(b, 1, h, w)} or {(b, h, w)} for x of shape {tuple(x.shape)}")
+
+
+def _substrate(x: Tensor, substrate: str, baseline: Tensor | None) -> Tensor:
+    if substrate == "blur":
+        if baseline is not None:
+            raise ValueError("baseline is only used with substrate='baseline', not 'blur'")
+        return gaussian_blur(x, BLUR_SIGMA, BLUR_KERNEL)
+    if substrate != "baseline":
+        raise ValueError(f"substrate must be 'baseline' or 'blur', got {substrate!r}")
+    if baseline is None:
+        return torch.zeros_like(x)
+    baseline = check_tensor(baseline, "baseline")
+    if baseline.shape not in (x.shape, x.shape[1:]):
+        raise ValueError(f"baseline has shape {tuple(baseline.shape)}, expected "
+                         f"{tuple(x.shape)} or {tuple(x.shape[1:])}")
+    return baseline.to(x).expand_as(x)
+
+
+def _curve(model, x, attributions, target, pixels_per_step, substrate, baseline, batch_size,
+           delete: bool) -> Curve:
+    x = check_tensor(x, "x")
+    if x.dim() != 4:
+        raise ValueError(f"x must be images of shape (B, C, H, W), got {tuple(x.shape)}")
+    check_positive_int(pixels_per_step, "pixels_per_step")
+    check_eval_mode(model)
+    saliency = _saliency(attributions, x).to(x.device)
+    sub = _substrate(x, substrate, baseline)
+    start, end = (x, sub) if delete else (sub, x)
+    b, _, h, w = x.shape
+    n_pix = h * w
+    n_steps = -(-n_pix // pixels_per_step)
+    counts = (torch.arange(n_steps + 1, device=x.device) * pixels_per_step).clamp_max(n_pix)
+    order = saliency.argsort(dim=1, descending=True, stable=True)
+    rank = torch.empty_like(order).scatter_(
+        1, order, torch.arange(n_pix, device=x.device).expand(b, -1).contiguous())
+    rows = torch.arange(b, device=x.device).repeat_interleave(n_steps + 1)
+    steps = counts.repeat(b)
+    bs = chunk_size(model, x, batch_size, len(rows))
+    channels_last = _is_conv(model, x)
+    probs = []
+    with model_guard(model), torch.inference_mode():
+        t = resolve_target(target, b, x.device)
+        if t is None:
+            t = model(x).argmax(-1)
+        elif callable(t):
+            raise TypeError("target must be class indices (the score is a softmax probability)")
+        for i in range(0, len(rows), bs):
+            r = rows[i:i + bs]
+            changed = (rank[r] < steps[i:i + bs, None]).view(-1, 1, h, w)
+            imgs = torch.where(changed, end[r], start[r])
+            if channels_last:
+                imgs = imgs.contiguous(memory_format=torch.channels_last)
+            probs.append(select(model(imgs).softmax(-1), t, r))
+    return Curve.from_scores(counts.to(x.dtype) / n_pix, torch.cat(probs).view(b, n_steps + 1))

@@ -1,0 +1,121 @@
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from pathattr import metrics
+from pathattr.baselines import gaussian_blur
+
+
+class LinearProb(nn.Module):
+    """Logits ``[w . x, 0]``: the class-0 probability is sigmoid(w . x), monotone in w . x, so
+    pixel i matters by exactly ``w_i x_i`` against a zero baseline."""
+
+    def __init__(self, w: torch.Tensor):
+        super().__init__()
+        self.w = nn.Parameter(w)
+
+    def forward(self, x):
+        s = (x * self.w).flatten(1).sum(1)
+        return torch.stack([s, torch.zeros_like(s)], 1)
+
+
+def _setup(seed=0, b=2, h=4, w=4):
+    g = torch.Generator().manual_seed(seed)
+    weights = torch.rand(1, 1, h, w, generator=g) + 0.1
+    x = torch.rand(b, 1, h, w, generator=g) + 0.5
+    return LinearProb(weights), x
+
+
+def test_true_ranking_is_best_and_reversed_worst():
+    model, x = _setup()
+    true = x * model.w.detach()
+    g = torch.Generator().manual_seed(1)
+    kw = dict(target=0, pixels_per_step=1)
+    for fn, sign in ((metrics.deletion, 1), (metrics.insertion, -1)):
+        sub = dict(substrate="baseline")
+        best = fn(model, x, true, **kw, **sub).auc
+        worst = fn(model, x, 1 / true, **kw, **sub).auc  # reversed: smallest first
+        for _ in range(5):
+            rand = fn(model, x, torch.rand(x.shape, generator=g), **kw, **sub).auc
+            assert (sign * best <= sign * rand).all() and (sign * rand <= sign * worst).all()
+        assert (sign * best < sign * worst).all()
+
+
+def test_auc_matches_hand_computation():
+    # two pixels, weights 2 and 1, x = 1: logits [w . x, 0]
+    model = LinearProb(torch.tensor([[[[2.0], [1.0]]]]))
+    x = torch.ones(1, 1, 2, 1)
+    sig = lambda v: 1 / (1 + math.exp(-v))  # noqa: E731
+    d = metrics.deletion(model, x, model.w.detach().clone(), target=0, pixels_per_step=1)
+    s = [sig(3), sig(1), sig(0)]
+    assert torch.allclose(d.fractions, torch.tensor([0.0, 0.5, 1.0]))
+    assert torch.allclose(d.scores, torch.tensor([s]))
+    expected = 0.5 * (s[0] + s[1]) / 2 + 0.5 * (s[1] + s[2]) / 2
+    assert d.auc.item() == pytest.approx(expected, rel=1e-6)
+    i = metrics.insertion(model, x, model.w.detach().clone(), target=0, pixels_per_step=1,
+                          substrate="baseline")
+    assert torch.allclose(i.scores, torch.tensor([[sig(0), sig(2), sig(3)]]))
+
+
+def test_uneven_last_step_and_default_target_is_prediction():
+    model, x = _setup(h=4, w=4)
+    c = metrics.deletion(model, x, torch.rand(x.shape), pixels_per_step=5)
+    assert torch.allclose(c.fractions, torch.tensor([0, 5, 10, 15, 16]) / 16)
+    assert c.scores.shape == (2, 5)
+    # predicted class is 0 (w . x > 0): the curve starts at p(x) and ends at p(0) = 1/2
+    p = model(x).softmax(-1)[:, 0]
+    assert torch.allclose(c.scores[:, 0], p) and torch.allclose(c.scores[:, -1], torch.tensor(0.5))
+
+
+def test_insertion_blur_runs_from_blurred_image_to_image():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                          nn.Flatten(), nn.Linear(4, 5)).eval()
+    x = torch.randn(2, 3, 16, 16)
+    c = metrics.insertion(model, x, torch.randn(2, 16, 16), pixels_per_step=64, target=[1, 3])
+    blurred = gaussian_blur(x, 5.0, 11)
+    with torch.inference_mode():
+        p0, p1 = model(blurred).softmax(-1), model(x).softmax(-1)
+    assert torch.allclose(c.scores[:, 0], p0[[0, 1], [1, 3]], atol=1e-6)
+    assert torch.allclose(c.scores[:, -1], p1[[0, 1], [1, 3]], atol=1e-6)
+
+
+def test_batch_equals_one_at_a_time_and_model_untouched():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Flatten(),
+                          nn.Linear(4 * 8 * 8, 6)).eval()
+    flags = [p.requires_grad for p in model.parameters()]
+    x, a = torch.randn(3, 3, 8, 8), torch.randn(3, 3, 8, 8)
+    for fn in (metrics.deletion, metrics.insertion):
+        together = fn(model, x, a, pixels_per_step=7, batch_size=5)
+        for i in range(3):
+            alone = fn(model, x[i:i + 1], a[i:i + 1], pixels_per_step=7, batch_size=4)
+            assert torch.allclose(alone.scores[0], together.scores[i], atol=1e-6)
+            assert torch.allclose(alone.auc[0], together.auc[i], atol=1e-6)
+    assert [p.requires_grad for p in model.parameters()] == flags
+    assert not model.training
+    assert all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(attributions=torch.rand(2, 3, 4, 4)), "attributions has shape"),
+    (dict(substrate="noise"), "substrate must be"),
+    (dict(substrate="blur", baseline=torch.zeros(1, 4, 4)), "baseline is only used"),
+    (dict(baseline=torch.zeros(3, 4, 4)), "baseline has shape"),
+    (dict(pixels_per_step=0), "pixels_per_step"),
+    (dict(target=7), "target 7 is out of range"),
+    (dict(x=torch.rand(2, 16)), "x must be images"),
+])
+def test_bad_input_names_the_argument(kwargs, match):
+    model, x = _setup()
+    args = dict(model=model, x=x, attributions=torch.rand(2, 1, 4, 4)) | kwargs
+    with pytest.raises(ValueError, match=match):
+        metrics.deletion(**args)
+
+
+def test_training_mode_batchnorm_is_refused():
+    model = nn.Sequential(nn.Conv2d(1, 2, 1), nn.BatchNorm2d(2), nn.Flatten(), nn.Linear(32, 2))
+    with pytest.raises(ValueError, match="eval"):
+        metrics.deletion(model, torch.rand(2, 1, 4, 4), torch.rand(2, 1, 4, 4))
