@@ -9,6 +9,7 @@ one backward of the summed target gives every row its own gradient.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import suppress
 from dataclasses import dataclass, field
 
 import torch
@@ -135,12 +136,19 @@ class PathEngine:
         self.channels_last = _is_conv(model, x) if channels_last == "auto" else channels_last
 
     def batch_size(self, n_points: int) -> int:
+        """Points per chunk for a pass over ``n_points`` (the budget is measured once)."""
         if self._bs is None:
-            self._bs = chunk_size(self.model, self.x, self._batch_size, n_points)
-        return self._bs
+            self._bs = chunk_size(self.model, self.x, self._batch_size, 1 << 30)
+        return max(1, min(self._bs, n_points))
 
     def points(self, rows: Tensor, alphas: Tensor) -> Tensor:
         base = self.baseline[rows]
+        if not base.is_floating_point():
+            # integer inputs (token ids) have no path between the ends, only the ends
+            if ((alphas != 0) & (alphas != 1)).any():
+                raise ValueError("integer inputs have no straight path; attribute to a layer "
+                                 "with LayerIntegratedGradients")
+            return torch.where(_expand(alphas == 1, base), self.x[rows], base)
         p = base + _expand(alphas, base) * self.diff[rows]
         return p.contiguous(memory_format=torch.channels_last) if self.channels_last else p
 
@@ -168,7 +176,9 @@ class PathEngine:
             specs.insert(0, (name, module, layer_path.use_input, replace))
         elif not input_grad:
             def cut(t: Tensor) -> Tensor:
-                return t.detach().requires_grad_(True)
+                # Only the first tapped layer reached is cut: a later tap already depends on
+                # it, and cutting there too would drop the earlier layer's gradient through it.
+                return t if t.requires_grad else t.detach().requires_grad_(True)
             specs = [(n, m, u, cut) for n, m, u, _ in specs]
         n_points = len(rows)
         bs = self.batch_size(n_points)
@@ -229,10 +239,8 @@ class PathEngine:
                 stop_after(module, use_input), torch.inference_mode():
             for start in range(0, n, bs):
                 hook.reset()
-                try:
+                with suppress(StopForward):
                     self.model(self.points(rows[start:start + bs], alphas[start:start + bs]))
-                except StopForward:
-                    pass
                 out.append(hook.check().clone())
         return torch.cat(out)
 

@@ -47,96 +47,86 @@ def cell_edges(weights: np.ndarray) -> np.ndarray:
     return edges
 
 
-def gauss_on(a: np.ndarray, b: np.ndarray, order: int) -> tuple[np.ndarray, np.ndarray]:
-    """Gauss-Legendre nodes and weights of ``order`` on each interval ``[a_i, b_i]``.
-
-    Returns arrays of shape ``(len(a), order)``.
-    """
-    x, w = np.polynomial.legendre.leggauss(order)
-    half = (b - a)[:, None] / 2
-    return a[:, None] + half * (x + 1), half * w
+def trapezoid_weights(t: np.ndarray) -> np.ndarray:
+    """Weights of the composite trapezoid rule on sorted nodes ``t`` (first 0, last 1)."""
+    w = np.zeros_like(t)
+    h = np.diff(t)
+    w[:-1] += h / 2
+    w[1:] += h / 2
+    return w
 
 
 def refine(
-    integrate: Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], np.ndarray],
-    values: Callable[[np.ndarray, np.ndarray], np.ndarray],
-    f0: np.ndarray,
-    f1: np.ndarray,
+    evaluate: Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]],
+    n: int,
     tol: float,
     max_evals: int,
-    order: int = 2,
-    start: int = 4,
-) -> tuple[list[list[tuple[float, float, int]]], np.ndarray, np.ndarray, np.ndarray]:
-    """Adaptive quadrature of a batch of paths, driven by the exact local completeness check.
+    start: int = 8,
+    share: float = 0.25,
+    guard: float = 10.0,
+) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray, np.ndarray, np.ndarray]:
+    """Adaptive composite trapezoid rule for ``n`` paths, driven by exact local checks.
 
     Every sub-interval ``[a, b]`` of a path has its own exact check: ``F(b) - F(a)`` must equal
-    ``int_a^b dF/dalpha``. ``integrate(ids, ex, a, b)`` estimates that integral on intervals
-    ``[a_i, b_i]`` of example ``ex_i`` with ``order``-point Gauss-Legendre (``order`` gradient
-    evaluations each; ``ids`` name the intervals so the caller can keep their contributions);
-    ``values(ex, t)`` returns ``F`` at path points (forward only). Intervals with the largest
-    local error are bisected until the sum of local errors of the example is at most
-    ``tol * |f1 - f0|`` -- a bound on its completeness gap, since the gap is the sum of the
-    local errors -- or until its next round would exceed ``max_evals`` gradient evaluations.
+    ``int_a^b dF/dalpha``. With the trapezoid rule the nodes are the interval ends, so one
+    gradient evaluation at a node yields both its integrand ``dF/dalpha = grad F . (x - x')``
+    and ``F`` itself: the checks cost nothing extra, and bisecting an interval costs one
+    evaluation. ``evaluate(ids, ex, t)`` evaluates example ``ex_i`` at ``alpha = t_i`` and
+    returns ``(F, dF/dalpha)``; ``ids`` number the nodes so the caller can keep their
+    gradients.
 
-    Returns per example its final intervals ``(a, b, id)``, and arrays of the summed absolute
-    local error, the gradient evaluations spent, and whether the tolerance was met.
+    Each round bisects the ``share`` of a path's intervals with the largest local error, until
+    the completeness gap (the sum of the signed local errors) is at most ``tol * |F(1) - F(0)|``
+    and the sum of their absolute values at most ``guard`` times that (so that a lucky
+    cancellation between coarse intervals does not end the refinement), or until
+    ``max_evals`` evaluations. Returns per example the sorted nodes and their ids, and arrays
+    of the completeness gap, the evaluations spent and whether the tolerance was met.
     """
-    n = len(f0)
-    budget = tol * np.abs(f1 - f0)
-    edges = np.linspace(0.0, 1.0, start + 1)
-    ex = np.repeat(np.arange(n), start - 1)
-    inner = values(ex, np.tile(edges[1:-1], n)).reshape(n, start - 1)
-    fv = np.concatenate([f0[:, None], inner, f1[:, None]], 1)
-    ids = np.arange(n * start)
-    est = integrate(ids, np.repeat(np.arange(n), start), np.tile(edges[:-1], n),
-                    np.tile(edges[1:], n)).reshape(n, start)
-    # per example: list of [a, b, fa, fb, est, id]
-    paths = [[[edges[j], edges[j + 1], fv[i, j], fv[i, j + 1], est[i, j], ids[i * start + j]]
-              for j in range(start)] for i in range(n)]
-    evals = np.full(n, order * start)
+    t0 = np.linspace(0.0, 1.0, start + 1)
+    ex = np.repeat(np.arange(n), start + 1)
+    ids = np.arange(n * (start + 1))
+    f, d = evaluate(ids, ex, np.tile(t0, n))
+    nodes = [t0.copy() for _ in range(n)]
+    node_ids = [ids[i * (start + 1):(i + 1) * (start + 1)] for i in range(n)]
+    fs = [f[i * (start + 1):(i + 1) * (start + 1)] for i in range(n)]
+    ds = [d[i * (start + 1):(i + 1) * (start + 1)] for i in range(n)]
+    evals = np.full(n, start + 1)
     converged = np.zeros(n, bool)
-    next_id = n * start
+    gap = np.zeros(n)
+    next_id = n * (start + 1)
     while True:
-        todo = []  # (example, interval) to bisect this round
-        for i, path in enumerate(paths):
-            errs = np.array([abs(iv[4] - (iv[3] - iv[2])) for iv in path])
-            if errs.sum() <= budget[i]:
+        todo_ex, todo_t = [], []
+        for i in range(n):
+            err = _local_errors(nodes[i], fs[i], ds[i])
+            gap[i] = err.sum()
+            budget = tol * abs(fs[i][-1] - fs[i][0])
+            if abs(gap[i]) <= budget and np.abs(err).sum() <= guard * budget:
                 converged[i] = True
                 continue
-            split = _largest_until(errs, budget[i])
-            if evals[i] + 2 * order * len(split) > max_evals:
-                split = split[: max(0, (max_evals - evals[i]) // (2 * order))]
-            if len(split) == 0:
+            k = min(max(1, int(np.ceil(share * len(err)))), max_evals - evals[i])
+            if k <= 0:
                 continue
-            evals[i] += 2 * order * len(split)
-            todo += [(i, path[j]) for j in split]
-        if not todo:
+            worst = np.argsort(-np.abs(err))[:k]
+            todo_ex += [i] * k
+            todo_t += list((nodes[i][worst] + nodes[i][worst + 1]) / 2)
+            evals[i] += k
+        if not todo_ex:
             break
-        mids = np.array([(iv[0] + iv[1]) / 2 for _, iv in todo])
-        which = np.array([i for i, _ in todo])
-        f_mid = values(which, mids)
-        a = np.array([[iv[0], m] for (_, iv), m in zip(todo, mids)]).ravel()
-        b = np.array([[m, iv[1]] for (_, iv), m in zip(todo, mids)]).ravel()
-        new_ids = np.arange(next_id, next_id + len(a))
-        next_id += len(a)
-        new_est = integrate(new_ids, np.repeat(which, 2), a, b)
-        for k, (i, iv) in enumerate(todo):
-            path = paths[i]
-            j = next(j for j, other in enumerate(path) if other is iv)
-            left = [iv[0], mids[k], iv[2], f_mid[k], new_est[2 * k], new_ids[2 * k]]
-            right = [mids[k], iv[1], f_mid[k], iv[3], new_est[2 * k + 1], new_ids[2 * k + 1]]
-            path[j:j + 1] = [left, right]
-    final = [[(iv[0], iv[1], int(iv[5])) for iv in path] for path in paths]
-    err = np.array([sum(abs(iv[4] - (iv[3] - iv[2])) for iv in path) for path in paths])
-    return final, err, evals, converged
+        todo_ex, todo_t = np.array(todo_ex), np.array(todo_t)
+        new_ids = np.arange(next_id, next_id + len(todo_t))
+        next_id += len(todo_t)
+        f, d = evaluate(new_ids, todo_ex, todo_t)
+        for i in np.unique(todo_ex):
+            sel = todo_ex == i
+            t = np.concatenate([nodes[i], todo_t[sel]])
+            order = np.argsort(t, kind="stable")
+            nodes[i] = t[order]
+            node_ids[i] = np.concatenate([node_ids[i], new_ids[sel]])[order]
+            fs[i] = np.concatenate([fs[i], f[sel]])[order]
+            ds[i] = np.concatenate([ds[i], d[sel]])[order]
+    return nodes, node_ids, gap, evals, converged
 
 
-def _largest_until(abs_err: np.ndarray, budget: float) -> list[int]:
-    """Indices of the largest local errors whose removal leaves at most half the budget."""
-    chosen, remaining = [], abs_err.sum()
-    for j in np.argsort(-abs_err):
-        if remaining <= budget / 2 and chosen:
-            break
-        chosen.append(int(j))
-        remaining -= abs_err[j]
-    return chosen
+def _local_errors(t: np.ndarray, f: np.ndarray, d: np.ndarray) -> np.ndarray:
+    """Trapezoid estimate minus the exact change of ``F`` on each interval."""
+    return np.diff(t) * (d[:-1] + d[1:]) / 2 - np.diff(f)

@@ -1,0 +1,178 @@
+"""Several path methods from one pass: ``explain(model, x, methods=[...])``.
+
+IG, left-IG, uniform IDG and the total conductance of any number of layers are all arithmetic on
+the same per-point gradients and outputs along the straight path, so one gradient pass (one
+forward and one backward per point, with the layers tapped) serves them all. Adaptive IDG uses
+that pass's outputs as its coarse pass and adds only its own gradient samples.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Sequence
+from typing import Literal
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from .baselines import BaselineSpec
+from .engine import Tap, guarded
+from .layers import resolve_layer
+from .methods._setup import flat_points, setup
+from .methods.conductance import layer_values
+from .methods.idg import DecisionSum, adaptive_idg, coarse_points
+from .methods.left_ig import SaturationSum, check_fraction
+from .quadrature import cell_edges, nodes_weights
+from .result import Attribution
+from .targets import TargetSpec
+from .validate import check_positive_int
+
+NAMES = ("ig", "left_ig", "idg", "idg_uniform", "conductance")
+
+
+def _parse(methods: Sequence) -> list[tuple[Hashable, str, object]]:
+    if isinstance(methods, (str, tuple)) or not isinstance(methods, Sequence) or not methods:
+        raise TypeError(f"methods must be a non-empty list such as ['ig', 'idg', "
+                        f"('conductance', 'layer.name')], got {methods!r}")
+    parsed = []
+    for m in methods:
+        if isinstance(m, tuple) and len(m) == 2 and m[0] == "conductance" \
+                and isinstance(m[1], (str, nn.Module)):
+            parsed.append((m, "conductance", m[1]))
+        elif isinstance(m, str) and m in NAMES[:-1]:
+            parsed.append((m, m, None))
+        else:
+            raise ValueError(f"unknown method {m!r}; expected one of {', '.join(NAMES[:-1])} "
+                             f"or ('conductance', layer)")
+    return parsed
+
+
+def explain(
+    model,
+    x: Tensor,
+    methods: Sequence,
+    baselines: BaselineSpec = None,
+    target: TargetSpec = None,
+    steps: int = 50,
+    rule: str = "gausslegendre",
+    fraction: float = 0.9,
+    idg_steps: int | None = None,
+    batch_size: int | Literal["auto"] = "auto",
+) -> dict[Hashable, Attribution]:
+    """Return ``{method: Attribution}`` in the order of ``methods``, keyed by the entries given.
+
+    Each entry equals calling its method alone with the same ``steps`` and ``rule``:
+
+    - ``"ig"``: ``IntegratedGradients.attribute(steps=steps, rule=rule)``
+    - ``"left_ig"``: ``LeftIntegratedGradients.attribute(steps=steps, rule=rule, fraction=...)``
+    - ``"idg_uniform"``: ``IntegratedDecisionGradients.attribute(sampling="uniform", ...)``
+    - ``"idg"``: adaptive IDG with ``idg_steps`` samples (default ``steps``) whose coarse points
+      are this pass's nodes and both ends (``coarse_steps=steps, rule=rule``)
+    - ``("conductance", layer)``: ``LayerConductance(model, layer).attribute(steps, rule)``
+
+    Cost: ``steps`` forward+backward passes per example and baseline for all of them together
+    (no graph below the layers if only conductance is asked), two forward passes for the
+    endpoints, the forward passes conductance needs at cell edges that are not nodes (stopped
+    after the last tapped layer), one forward per row for left-IG, and ``idg_steps``
+    forward+backward passes for adaptive IDG.
+    """
+    specs = _parse(methods)
+    fraction = check_fraction(fraction)
+    idg_steps = steps if idg_steps is None else check_positive_int(idg_steps, "idg_steps")
+    names = {name for _, name, _ in specs}
+    layers = list(dict.fromkeys(resolve_layer(model, layer) for _, n, layer in specs
+                                if n == "conductance"))
+    s = setup(model, x, baselines, target)
+    a, w = nodes_weights(rule, steps)
+    n_rows = len(s.x)
+    need_input = bool(names - {"conductance"})
+    with guarded(model):
+        engine = s.engine(model, batch_size)
+        f1, f0 = engine.endpoints()
+        alphas, weights = (torch.as_tensor(v, dtype=s.x.dtype, device=s.x.device)
+                           for v in (a, w))
+        rows, flat_a = flat_points(n_rows, alphas)
+        flat_w = weights.repeat(n_rows)
+        ig = torch.zeros_like(s.x) if "ig" in names else None
+        left = SaturationSum(engine.diff, f0, f1, fraction, alphas, weights) \
+            if "left_ig" in names else None
+        uniform = DecisionSum(engine.diff, flat_w) if "idg_uniform" in names else None
+        edges, node_of_edge, missing = _edge_plan(a, w)
+        grads: list[list[Tensor]] = [[] for _ in layers]
+        acts: list[list[Tensor]] = [[] for _ in layers]
+        outputs = []
+        for ch in engine.gradients(rows, flat_a, [Tap(m) for _, m in layers],
+                                   input_grad=need_input,
+                                   want_acts=bool(layers) and len(missing) < len(edges)):
+            g, layer_grads = (ch.grads[0], ch.grads[1:]) if need_input else (None, ch.grads)
+            outputs.append(ch.output)
+            if ig is not None:
+                w_pt = flat_w[ch.span].reshape(-1, *([1] * (g.dim() - 1)))
+                ig.index_add_(0, ch.rows, g * w_pt)
+            if left is not None:
+                left.add(ch, g)
+            if uniform is not None:
+                uniform.add(ch, g)
+            for lst, t in zip(grads, layer_grads, strict=True):
+                lst.append(t)
+            for lst, t in zip(acts, ch.acts or [None] * len(acts), strict=True):
+                if t is not None:
+                    lst.append(t)
+        edge_acts = [None] * len(layers)
+        if layers and len(missing):
+            e_rows, e_alphas = flat_points(
+                n_rows, torch.as_tensor(edges[missing], dtype=s.x.dtype, device=s.x.device))
+            edge_acts = layer_values(engine, layers, False, e_rows, e_alphas)
+        out_delta = s.mean(f1 - f0)
+        info = {"rule": rule, "steps": steps, "gradient_evaluations": steps * s.k}
+        results: dict[Hashable, Attribution] = {}
+        if ig is not None:
+            attr = s.mean(ig * engine.diff)
+            results["ig"] = Attribution(attr, attr.flatten(1).sum(1) - out_delta, alphas,
+                                        weights, {**info, "output_delta": out_delta})
+        if left is not None:
+            results["left_ig"] = left.result(engine, s, f0, f1, fraction, alphas, weights, info)
+        if uniform is not None:
+            results["idg_uniform"] = uniform.result(s, f0, f1, alphas, weights,
+                                                    {"sampling": "uniform", **info})
+        if "idg" in names:
+            inner = (a > 0) & (a < 1)
+            values = torch.cat(outputs).reshape(n_rows, steps)[:, torch.as_tensor(inner)]
+            pts = torch.as_tensor(coarse_points(rule, steps), dtype=s.x.dtype, device=s.x.device)
+            results["idg"] = adaptive_idg(engine, s, f0, f1, pts, values, idg_steps, rule, steps)
+    for i, (name, _) in enumerate(layers):
+        results[("conductance", name)] = _conductance(
+            s, grads[i], acts[i], edge_acts[i], edges, node_of_edge, missing, steps, out_delta,
+            rule, name, alphas, weights)
+    return {key: results[("conductance", resolve_layer(model, layer)[0])
+                         if name == "conductance" else name] for key, name, layer in specs}
+
+
+def _edge_plan(a: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Cell edges, the node each edge coincides with (-1 if none), and the edges without one.
+    Mirrors ``LayerConductance.attribute`` so that the numbers agree."""
+    edges = cell_edges(w)
+    gap = np.abs(edges[:, None] - a[None, :])
+    node_of_edge = np.where(gap.min(1) < 1e-12, gap.argmin(1), -1)
+    return edges, node_of_edge, np.flatnonzero(node_of_edge < 0)
+
+
+def _conductance(s, grads: list[Tensor], node_acts: list[Tensor], edge_acts: Tensor | None,
+                 edges: np.ndarray, node_of_edge: np.ndarray, missing: np.ndarray, steps: int,
+                 out_delta: Tensor, rule: str, name: str, alphas: Tensor, weights: Tensor
+                 ) -> Attribution:
+    """Total conductance ``sum_k dF/dy(a_k) (y(t_k) - y(t_{k-1}))`` of one layer, as
+    ``LayerConductance`` computes it (same arithmetic, same order)."""
+    n_rows = len(s.x)
+    g = torch.cat(grads).reshape(n_rows, steps, *grads[0].shape[1:])
+    y = g.new_empty((n_rows, len(edges), *g.shape[2:]))
+    if node_acts:
+        acts = torch.cat(node_acts).reshape(g.shape)
+        hit = np.flatnonzero(node_of_edge >= 0)
+        y[:, hit] = acts[:, node_of_edge[hit]]
+    if len(missing):
+        y[:, missing] = edge_acts.reshape(n_rows, len(missing), *g.shape[2:]).to(y)
+    attr = s.mean((g * (y[:, 1:] - y[:, :-1])).sum(1))
+    return Attribution(attr, attr.flatten(1).sum(1) - out_delta, alphas, weights,
+                       {"rule": rule, "steps": steps, "layer": name, "output_delta": out_delta,
+                        "cell_edges": torch.as_tensor(edges, dtype=s.x.dtype)})

@@ -1,0 +1,115 @@
+"""Blur Integrated Gradients (Xu, Venugopalan, Sundararajan 2020): integrate along a path from a
+heavily blurred image to the image itself, in scale space instead of towards a baseline.
+
+    x(a) = G_{s(a)} * x,   s(a) = max_sigma (1 - a),   a in [0, 1]
+    BlurIG_i = int_0^1 dF/dx_i (x(a)) dx_i(a)/da da  ~  sum_k w_k g_i(a_k) dx_i/da(a_k)
+
+``dx/da = -max_sigma dG_s/ds * x`` is the exact derivative of the discrete truncated Gaussian blur
+(PAIR saliency uses a forward finite difference with step 0.01). The blur is reflect-padded and
+truncated at 4 sigma (like scipy's default; 3 sigma would make the path jump by ~1e-3 where the
+kernel grows); it is applied as two small matrix products per channel, which is far cheaper than
+a 401-tap convolution at sigma 50.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from ..engine import chunk_size, guarded
+from ..quadrature import nodes_weights
+from ..result import Attribution
+from ..targets import TargetSpec
+from ..validate import check_tensor
+from ._setup import setup
+from .guided_ig import point_gradients, point_values
+
+
+def blur_matrix(n: int, sigma: float, dtype: torch.dtype, device: torch.device
+                ) -> tuple[Tensor, Tensor]:
+    """The ``(n, n)`` matrix of a 1-D Gaussian blur (reflect padding, 4-sigma truncation) and its
+    derivative with respect to ``sigma``: ``blur(v) = M @ v``."""
+    eye = torch.eye(n, dtype=dtype, device=device)
+    if sigma <= 0:
+        return eye, torch.zeros_like(eye)
+    half = min(math.ceil(4 * sigma), n - 1)
+    t = torch.arange(-half, half + 1, dtype=torch.float64, device=device)
+    k = torch.exp(-0.5 * (t / sigma) ** 2)
+    k = k / k.sum()
+    dk = k * (t**2 - (k * t**2).sum()) / sigma**3
+    j = torch.arange(n, device=device)[:, None] + t.long()[None]
+    j = torch.where(j < 0, -j, torch.where(j > n - 1, 2 * (n - 1) - j, j))
+    rows = torch.arange(n, device=device)[:, None].expand_as(j)
+    m = torch.zeros(n, n, dtype=torch.float64, device=device)
+    dm = torch.zeros_like(m)
+    m.index_put_((rows, j), k.expand_as(j), accumulate=True)
+    dm.index_put_((rows, j), dk.expand_as(j), accumulate=True)
+    return m.to(dtype), dm.to(dtype)
+
+
+def blur_and_derivative(x: Tensor, sigma: float) -> tuple[Tensor, Tensor]:
+    """``G_sigma * x`` and ``d(G_sigma * x)/d sigma`` for images ``(B, C, H, W)``.
+    Cost: five ``(H, H) x (H, W)``-sized matrix products per channel."""
+    mh, dmh = blur_matrix(x.shape[-2], sigma, x.dtype, x.device)
+    mw, dmw = blur_matrix(x.shape[-1], sigma, x.dtype, x.device)
+    rows_blurred = x @ mw.T
+    blurred = mh @ rows_blurred
+    return blurred, dmh @ rows_blurred + mh @ (x @ dmw.T)
+
+
+class BlurIntegratedGradients:
+    """Blur IG: the path from the image blurred with ``max_sigma`` to the image."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def attribute(
+        self,
+        x: Tensor,
+        target: TargetSpec = None,
+        max_sigma: float = 50.0,
+        steps: int = 100,
+        rule: str = "gausslegendre",
+        batch_size: int | Literal["auto"] = "auto",
+    ) -> Attribution:
+        """Return Blur IG attributions (shape of ``x``, images ``(B, C, H, W)``) with
+        ``delta = sum - (F(x) - F(G_max_sigma * x))``; ``alphas`` run from the blurred image (0)
+        to the image (1), ``sigma = max_sigma (1 - alpha)``. ``rule="riemann_right"`` is PAIR
+        saliency's grid (sigma = 0, ..., max_sigma (steps - 1) / steps).
+        Cost: ``steps`` forward+backward passes per example, two forward passes, and per node
+        one blur with its derivative (matrix products, small next to the model).
+        """
+        check_tensor(x, "x")
+        if x.dim() != 4:
+            raise ValueError(f"Blur IG needs images of shape (B, C, H, W), got {tuple(x.shape)}")
+        if isinstance(max_sigma, bool) or not isinstance(max_sigma, (int, float)) \
+                or not 0 < max_sigma < math.inf:
+            raise ValueError(f"max_sigma must be a positive number, got {max_sigma!r}")
+        a, w = nodes_weights(rule, steps)
+        s = setup(self.model, x, None, target)
+        b = len(s.x)
+        tgt = s.target
+        attr = torch.zeros_like(s.x)
+        with guarded(self.model):
+            bs = chunk_size(self.model, s.x, batch_size, b * steps)
+            group = max(1, bs // b)  # nodes per model batch: keep chunks full
+            for start in range(0, steps, group):
+                nodes = range(start, min(start + group, steps))
+                pairs = [blur_and_derivative(s.x, max_sigma * (1 - a[k])) for k in nodes]
+                t = tgt.repeat(len(nodes)) if isinstance(tgt, Tensor) else tgt
+                _, g = point_gradients(self.model, torch.cat([p for p, _ in pairs]), t, bs)
+                coef = torch.as_tensor(-max_sigma * w[list(nodes)], dtype=x.dtype,
+                                       device=s.x.device)
+                g = g.reshape(len(nodes), b, *s.x.shape[1:]) * torch.stack([v for _, v in pairs])
+                attr += (g * coef.reshape(-1, 1, 1, 1, 1)).sum(0)
+            ends = torch.cat([s.x, blur_and_derivative(s.x, max_sigma)[0]])
+            f = point_values(self.model, ends, tgt.repeat(2) if isinstance(tgt, Tensor) else tgt,
+                             bs)
+        out_delta = f[:b] - f[b:]
+        alphas, weights = (torch.as_tensor(v, dtype=x.dtype, device=s.x.device) for v in (a, w))
+        return Attribution(attr, attr.flatten(1).sum(1) - out_delta, alphas, weights,
+                           {"rule": rule, "steps": steps, "max_sigma": max_sigma,
+                            "output_delta": out_delta})

@@ -1,0 +1,76 @@
+import pytest
+import torch
+from torch import nn
+
+from pathattr.baselines import Several
+from pathattr.explain import explain
+from pathattr.methods.conductance import LayerConductance
+from pathattr.methods.idg import IntegratedDecisionGradients
+from pathattr.methods.integrated_gradients import IntegratedGradients
+from pathattr.methods.left_ig import LeftIntegratedGradients
+
+
+def cnn():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), nn.ReLU(), nn.Flatten(),
+                         nn.Linear(4 * 5 * 5, 12), nn.Tanh(), nn.Linear(12, 3)).eval()
+
+
+def alone(model, x, base, t, steps, rule, method):
+    kw = {"baselines": base, "target": t, "steps": steps}
+    if method == "ig":
+        return IntegratedGradients(model).attribute(x, rule=rule, **kw)
+    if method == "left_ig":
+        return LeftIntegratedGradients(model).attribute(x, rule=rule, fraction=0.7, **kw)
+    if method == "idg_uniform":
+        return IntegratedDecisionGradients(model).attribute(x, sampling="uniform", rule=rule,
+                                                            **kw)
+    if method == "idg":
+        return IntegratedDecisionGradients(model).attribute(
+            x, base, t, steps=17, coarse_steps=steps, rule=rule)
+    return LayerConductance(model, method[1]).attribute(x, rule=rule, **kw)
+
+
+@pytest.mark.parametrize("rule", ["gausslegendre", "riemann_right", "riemann_trapezoid"])
+def test_same_numbers_as_each_method_alone(rule):
+    model = cnn()
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(3, 2, 5, 5, generator=g)
+    base = Several(torch.randn(2, 2, 5, 5, generator=g) * 0.1)
+    t = torch.tensor([0, 2, 1])
+    methods = ["ig", "left_ig", "idg_uniform", "idg", ("conductance", "1"),
+               ("conductance", "4")]
+    got = explain(model, x, methods, base, t, steps=12, rule=rule, fraction=0.7, idg_steps=17,
+                  batch_size=7)
+    assert list(got) == methods
+    for m in methods:
+        ref = alone(model, x, base, t, 12, rule, m)
+        torch.testing.assert_close(got[m].attributions, ref.attributions, rtol=1e-5, atol=1e-7)
+        torch.testing.assert_close(got[m].delta, ref.delta, rtol=1e-5, atol=1e-7)
+        assert set(got[m].info) == set(ref.info)
+
+
+def test_conductance_only_and_module_layers():
+    model = cnn()
+    x = torch.randn(2, 2, 5, 5)
+    got = explain(model, x, [("conductance", model[4])], target=1, steps=8)
+    ref = LayerConductance(model, "4").attribute(x, target=1, steps=8)
+    torch.testing.assert_close(got[("conductance", model[4])].attributions, ref.attributions)
+
+
+@pytest.mark.parametrize("methods, err", [([], TypeError), ("ig", TypeError),
+                                          (["ig", "gradcam"], ValueError),
+                                          ([("conductance", 3)], ValueError)])
+def test_bad_methods(methods, err):
+    with pytest.raises(err):
+        explain(cnn(), torch.randn(1, 2, 5, 5), methods, target=0)
+
+
+def test_model_state_is_restored():
+    model = cnn()
+    model[0].weight.requires_grad_(True)
+    with pytest.raises(ValueError, match="unknown layer"):
+        explain(model, torch.randn(1, 2, 5, 5), ["ig", ("conductance", "nope")], target=0)
+    explain(model, torch.randn(1, 2, 5, 5), ["ig", "idg", ("conductance", "1")], target=0)
+    assert model[0].weight.requires_grad and not model[3].weight.grad
+    assert all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
