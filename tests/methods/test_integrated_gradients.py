@@ -240,3 +240,15 @@ def test_saliency_and_input_x_gradient():
     assert torch.equal(pathattr.Saliency(lin).attribute(x).attributions, w.abs())
     assert torch.equal(pathattr.Saliency(lin).attribute(x, abs=False).attributions, w)
     assert torch.equal(pathattr.InputXGradient(lin).attribute(x).attributions, x * w)
+
+
+def test_auto_meets_tolerance_on_efficientnet(effnet, photos2):
+    target = effnet(photos2).argmax(1)
+    r = ig(effnet, photos2, target=target, steps="auto", tol=0.01)
+    assert r.info["converged"].all()
+    assert rel_delta(r) <= 0.01
+    # the exact endpoints the delta is measured against
+    with torch.no_grad():
+        out = effnet(torch.cat([photos2, torch.zeros_like(photos2)]))
+    change = out[:2].gather(1, target[:, None])[:, 0] - out[2:].gather(1, target[:, None])[:, 0]
+    assert torch.allclose(r.info["output_delta"], change, rtol=1e-4)

@@ -1,0 +1,1 @@
+"""Side-by-side benchmarks against Captum (and PAIR saliency): ``python -m benchmarks NAME``."""

@@ -1,0 +1,67 @@
+"""Interleaved timing, peak memory in a fresh process, and JSON + markdown output."""
+
+from __future__ import annotations
+
+import json
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+
+def interleaved(fns: dict[str, Callable[[], object]], reps: int) -> dict[str, list[float]]:
+    """Run every function once per round, ``reps`` rounds, after one warm-up round.
+
+    Interleaving spreads the machine's drift (other load, thermal) over all contestants, so
+    ratios stay meaningful on a noisy machine. Returns the seconds of each run.
+    """
+    for fn in fns.values():
+        fn()
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(reps):
+        for k, fn in fns.items():
+            t = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - t)
+    return times
+
+
+def median(ts: list[float]) -> float:
+    return statistics.median(ts)
+
+
+def peak_rss_mb(module: str, name: str) -> float:
+    """Extra peak resident memory (MiB) of one run of ``name`` in a fresh process.
+
+    The child calls ``<module>.memory_probe(name)``, which loads its workload, records
+    ``ru_maxrss``, runs the contestant once and prints the increase.
+    """
+    out = subprocess.run([sys.executable, "-c",
+                          f"import {module} as m; print(m.memory_probe({name!r}))"],
+                         capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def environment() -> dict:
+    import captum
+    return {"python": platform.python_version(), "torch": torch.__version__,
+            "captum": captum.__version__, "threads": torch.get_num_threads(),
+            "machine": platform.machine(), "cpus": __import__("os").cpu_count()}
+
+
+def write(out_dir: Path, name: str, data: dict, table: str) -> None:
+    """Write ``<name>.json`` (every number) and ``<name>.md`` (the table) to ``out_dir``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / f"{name}.json").write_text(json.dumps({**data, "env": environment()}, indent=2))
+    (out_dir / f"{name}.md").write_text(table)
+    print(table)

@@ -1,0 +1,212 @@
+"""The ``pathattr`` command: parse arguments, run a command from ``pathattr.commands``, and turn
+errors into one line and an exit code (0 success, 2 bad arguments, 1 failure).
+
+Heavy imports (torch, models, methods) happen only once a command runs, so ``--help`` is quick.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+DEFAULT_METHODS = "ig,idg,deeplift"
+DEFAULT_STEPS = 32
+
+EXAMPLES = {
+    "explain": """examples:
+  pathattr explain cat.jpg dog.png --method ig,idg,deeplift --out results
+  pathattr explain photo:chelsea --method all --steps 64 --curves --layer _blocks.15
+  pathattr explain scan.png --model mypkg.nets:resnet --weights resnet.pt --target 3
+  pathattr explain --text "A man is playing a guitar." --pair "Someone plays music."
+  pathattr explain --demo          # bundled photo, EfficientNet-Lite0, every image method""",
+    "evaluate": """examples:
+  pathattr evaluate photo:chelsea photo:coffee --method ig,idg,saliency
+  pathattr evaluate cat.jpg --method all --curve-steps 20""",
+    "neurons": """examples:
+  pathattr neurons photo:chelsea --layer _blocks.15 --top 20
+  pathattr neurons digit.png --model digits-cnn --layer features.relu2""",
+    "models": """example:
+  pathattr models""",
+}
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (the usage line is a ``--help`` away)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return int(text)
+
+
+def build_parser() -> Parser:
+    """The parser for every subcommand; each sets ``run`` to the function that executes it."""
+    common = Parser(add_help=False)
+    common.add_argument("--model", default="efficientnet-lite0",
+                        help="built-in name (see `pathattr models`), module:factory, or a "
+                             "TorchScript file (default: %(default)s)")
+    common.add_argument("--weights", metavar="FILE",
+                        help="state_dict for --model module:factory (loaded tensors-only)")
+    common.add_argument("--target", metavar="CLASS",
+                        help="class index or name to explain (default: the predicted class)")
+    common.add_argument("--steps", type=_positive, default=DEFAULT_STEPS,
+                        help="path points per integral (default: %(default)s)")
+    common.add_argument("--out", type=Path, default=Path("pathattr-out"),
+                        help="output directory, one subdirectory per input (default: "
+                             "%(default)s)")
+    common.add_argument("-q", "--quiet", action="store_true",
+                        help="no progress bars or tables (errors still go to stderr)")
+    methods = Parser(add_help=False)
+    methods.add_argument("--method", metavar="M[,M...]",
+                         help=f"comma-separated methods or 'all' (default: {DEFAULT_METHODS})")
+    curves = Parser(add_help=False)
+    curves.add_argument("--curve-steps", type=_positive, default=40, metavar="N",
+                        help="points of each insertion/deletion curve (default: %(default)s)")
+    layer = Parser(add_help=False)
+    layer.add_argument("--top", type=_positive, default=20,
+                       help="how many channels to list (default: %(default)s)")
+
+    parser = Parser(prog="pathattr", description="Path-integrated attribution for PyTorch "
+                    "models: explain images and sentences, rank neurons, score methods.")
+    sub = parser.add_subparsers(title="commands", required=True, metavar="COMMAND",
+                                parser_class=Parser)
+
+    def add(name: str, help: str, parents: list[Parser]) -> Parser:
+        return sub.add_parser(name, help=help, description=help, parents=parents,
+                              epilog=EXAMPLES[name],
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+
+    p = add("explain", "Attribute a model's prediction to the pixels of images (heatmaps, "
+            "attributions.npz, summary.json, report.html per image), or a sentence's "
+            "similarity to its tokens.", [common, methods, curves, layer])
+    p.add_argument("images", nargs="*", metavar="IMAGE",
+                   help="image files, or photo:NAME for a bundled photo (chelsea, coffee, ...)")
+    p.add_argument("--curves", action="store_true", help="add insertion/deletion curves")
+    p.add_argument("--layer", metavar="NAME", help="add the top channels of this layer")
+    p.add_argument("--text", metavar="SENTENCE", help="explain a sentence with MiniLM instead")
+    p.add_argument("--pair", metavar="SENTENCE",
+                   help="with --text: explain what makes the two sentences similar")
+    p.add_argument("--demo", action="store_true", help="photo:chelsea with every image method "
+                   "(unless --method), curves and the top channels of the model's default "
+                   "layer (EfficientNet-Lite0: _blocks.15)")
+    p.set_defaults(run=_explain)
+
+    p = add("evaluate", "Score attribution methods by insertion and deletion curves "
+            "(Petsiuk et al. 2018).", [common, methods, curves])
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files or photo:NAME")
+    p.set_defaults(run=_evaluate)
+
+    p = add("neurons", "Rank a layer's channels by Neuron IG and DeepLIFT and show what "
+            "resetting each does to the prediction.", [common, layer])
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files or photo:NAME")
+    p.add_argument("--layer", metavar="NAME", required=True, help="dotted layer name")
+    p.set_defaults(run=_neurons)
+
+    from .commands.run import register
+
+    register(sub, common)  # run, summarize
+
+    p = add("models", "List the built-in models and the available methods.", [])
+    p.set_defaults(run=_models)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``pathattr`` with ``argv`` (default: ``sys.argv[1:]``); returns the exit code."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:  # --help (0) or a bad argument (2)
+        return e.code if isinstance(e.code, int) else 2
+    from .commands import UsageError
+
+    try:
+        return args.run(args)
+    except UsageError as e:
+        print(f"pathattr: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("pathattr: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:
+        print(f"pathattr: error: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}",
+              file=sys.stderr)
+        return 1
+
+
+def _explain(args: argparse.Namespace) -> int:
+    from .commands import UsageError
+
+    given = sum([bool(args.images), args.text is not None, args.demo])
+    if given != 1:
+        raise UsageError("IMAGE: give images, or --text, or --demo (exactly one)")
+    if args.pair is not None and args.text is None:
+        raise UsageError("--pair: only with --text")
+    if args.text is not None:
+        for flag in ("method", "layer", "target", "weights", "curves"):
+            if getattr(args, flag) not in (None, False):
+                raise UsageError(f"--{flag}: not used with --text")
+        from .commands.text import explain_text
+
+        tables, report = explain_text(args.text, args.pair, args.steps, args.out)
+        _say(args, *tables, f"report: {report}")
+        return 0
+    if args.demo:
+        args.images, args.curves = ["photo:chelsea"], True
+        args.method = args.method or "all"
+    return _images(args, args.method or DEFAULT_METHODS, curves=args.curves,
+                   layer=args.layer, demo=args.demo)
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    return _images(args, args.method or DEFAULT_METHODS, curves=True, layer=None)
+
+
+def _neurons(args: argparse.Namespace) -> int:
+    return _images(args, None, curves=False, layer=args.layer)
+
+
+def _images(args: argparse.Namespace, method_spec: str | None, curves: bool, layer: str | None,
+            demo: bool = False) -> int:
+    from .commands import image
+    from .commands.inputs import load_image, load_model
+    from .commands.methods import parse_methods
+
+    chosen = parse_methods(method_spec) if method_spec else []
+    images = [load_image(s) for s in args.images]  # fail on a bad path before loading a model
+    bundle = load_model(args.model, args.weights)
+    if demo:
+        layer = bundle.layer
+    opts = image.Options(chosen, args.out, args.steps, args.target, curves,
+                         vars(args).get("curve_steps"), layer, vars(args).get("top"), args.quiet)
+    outcomes = image.run(bundle, images, opts)
+    for o in outcomes:
+        _say(args, f"== {o.label}", *(t.text() for t in (o.methods, o.curves, o.neurons) if t),
+             f"report: {o.report}")
+        for failure in o.failures:
+            print(f"pathattr: warning: {failure}", file=sys.stderr)
+    if demo and not args.quiet:
+        print(f"open {outcomes[0].report.resolve().as_uri()}")
+    return 1 if any(o.failures for o in outcomes) else 0
+
+
+def _models(args: argparse.Namespace) -> int:
+    from .commands.inputs import MODELS
+    from .commands.methods import available
+
+    width = max(map(len, MODELS))
+    print("models:")
+    for name, what in MODELS.items():
+        print(f"  {name:<{width}}  {what}")
+    print(f"methods: {', '.join(available())}")
+    return 0
+
+
+def _say(args: argparse.Namespace, *blocks: str) -> None:
+    if not args.quiet:
+        print("\n".join(blocks))

@@ -1,0 +1,205 @@
+"""The per-image pipeline behind ``explain``, ``evaluate`` and ``neurons``: attributions by each
+method, optionally insertion/deletion curves and a layer's top neurons, written as PNGs,
+``attributions.npz``, ``summary.json`` and a self-contained ``report.html`` per image."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+from .. import viz
+from ..layers import resolve_layer
+from . import UsageError
+from . import methods as registry
+from .inputs import ModelBundle, parse_target
+
+
+@dataclass
+class Options:
+    """What to compute and where to write it (from the command line)."""
+
+    methods: list[str]
+    out: Path
+    steps: int
+    target: str | None
+    curves: bool
+    curve_steps: int | None     # used with curves
+    layer: str | None
+    top: int | None             # used with layer
+    quiet: bool
+
+
+@dataclass
+class Outcome:
+    """One image's results, kept for the printed summary across images."""
+
+    label: str
+    report: Path
+    methods: viz.Table | None = None
+    curves: viz.Table | None = None
+    neurons: viz.Table | None = None
+    failures: list[str] = field(default_factory=list)
+
+
+def run(bundle: ModelBundle, images: list[tuple[str, Image.Image]], opts: Options) -> list[Outcome]:
+    """Explain every image; returns one ``Outcome`` each. A method that fails is reported in
+    its outcome and the others still run. Raises ``UsageError`` for a bad ``--layer`` or
+    ``--target``. Cost: per image, each method's cost, plus ``2 * (curve_steps + 1)`` forward
+    passes per method with ``curves``, plus a Neuron IG and a DeepLIFT pass and ``2 * top + 4``
+    forward passes with ``layer``."""
+    if opts.layer is not None:
+        try:
+            resolve_layer(bundle.model, opts.layer)
+        except ValueError as e:
+            raise UsageError(f"--layer: {e}") from None
+    per_image = len(opts.methods) + int(opts.curves) + int(opts.layer is not None)
+    bar = tqdm(total=len(images) * per_image, disable=opts.quiet, file=sys.stderr,
+               unit="task", leave=False)
+    used: set[str] = set()
+    outcomes = []
+    with bar:
+        for label, img in images:
+            directory = opts.out / _unique(label, used)
+            directory.mkdir(parents=True, exist_ok=True)
+            outcomes.append(_one(bundle, label, img, opts, directory, bar))
+    return outcomes
+
+
+def _unique(label: str, used: set[str]) -> str:
+    name, i = label, 1
+    while name in used:
+        i += 1
+        name = f"{label}-{i}"
+    used.add(name)
+    return name
+
+
+def _one(bundle: ModelBundle, label: str, img: Image.Image, opts: Options, directory: Path,
+         bar: tqdm) -> Outcome:
+    model = bundle.model
+    x = bundle.preprocess(img)[None]
+    with torch.inference_mode():
+        logits = model(x)
+    if logits.dim() != 2 or logits.shape[0] != 1:
+        raise UsageError(f"--model: output has shape {tuple(logits.shape)}, expected "
+                         f"(batch, classes) logits")
+    probs = logits.softmax(-1)[0]
+    given = parse_target(opts.target, bundle, probs.numel())
+    target = int(probs.argmax()) if given is None else given
+    shown = bundle.display(x[0])
+    top5 = probs.topk(min(5, probs.numel()))
+    prediction = viz.Table(("class", "name", "probability"), [
+        (int(i), bundle.class_name(int(i)), f"{float(p):.3f}")
+        for p, i in zip(top5.values, top5.indices, strict=True)])
+    summary = {
+        "image": label, "model": bundle.name, "steps": opts.steps,
+        "prediction": {"class": int(probs.argmax()), "name": bundle.class_name(int(probs.argmax())),
+                       "probability": float(probs.max())},
+        "target": {"class": target, "name": bundle.class_name(target),
+                   "probability": float(probs[target]), "logit": float(logits[0, target])},
+        "methods": {},
+    }
+    outcome = Outcome(label, directory / "report.html")
+    report = viz.Report(
+        title=f"pathattr: {label}",
+        facts=[("model", bundle.name), ("target", f"{target} {bundle.class_name(target)}"),
+               ("steps", str(opts.steps)), ("baseline", "zeros (the model's input space)")],
+        input_png=viz.array_png(shown), prediction=prediction)
+
+    attrs: dict[str, torch.Tensor] = {}
+    for name in opts.methods:
+        bar.set_description(f"{label}: {name}")
+        panel, attr = _method(name, model, x, target, opts.steps, probs.numel(), shown)
+        summary["methods"][name] = {"delta": panel.delta, "relative_delta": panel.relative,
+                                    "seconds": panel.seconds, "error": panel.error}
+        report.methods.append(panel)
+        if attr is None:
+            outcome.failures.append(f"{name} failed on {label}: {panel.error}")
+        else:
+            attrs[name] = attr
+            (directory / f"{name}.png").write_bytes(panel.png)
+        bar.update()
+    if opts.methods:
+        outcome.methods = viz.Table(("method", "delta", "relative", "seconds"), [
+            (p.name, _fmt(p.delta), _fmt(p.relative, "{:.1%}"), _fmt(p.seconds, "{:.1f}"))
+            for p in report.methods if not p.error])
+    if attrs:
+        captions = {p.name: p.caption() for p in report.methods if not p.error}
+        grid = viz.method_grid(shown, attrs, captions)
+        (directory / "grid.png").write_bytes(viz.figure_png(grid))
+        np.savez_compressed(directory / "attributions.npz", input=x[0].numpy(),
+                            **{k: v.numpy() for k, v in attrs.items()})
+    if opts.curves and attrs:
+        bar.set_description(f"{label}: insertion/deletion")
+        summary["curves"], outcome.curves, report.curves_png = _curves(
+            model, x, attrs, target, opts.curve_steps)
+        report.curves = outcome.curves
+        (directory / "curves.png").write_bytes(report.curves_png)
+        bar.update()
+    if opts.layer is not None:
+        bar.set_description(f"{label}: neurons of {opts.layer}")
+        from .neurons import top_neurons
+
+        found = top_neurons(model, x, target, opts.layer, opts.top, opts.steps)
+        summary["neurons"] = found.summary
+        outcome.neurons = report.neurons = found.table
+        report.neurons_png, report.notes = found.png, found.notes
+        outcome.failures.extend(f"{f} on {label}" for f in found.failures)
+        (directory / "neurons.png").write_bytes(found.png)
+        bar.update()
+    (directory / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    report.write(outcome.report)
+    return outcome
+
+
+def _fmt(v: float | None, pattern: str = "{:+.3g}") -> str:
+    return "-" if v is None else pattern.format(v)
+
+
+def _method(name: str, model, x: torch.Tensor, target: int, steps: int, n_classes: int,
+            shown: np.ndarray) -> tuple[viz.MethodPanel, torch.Tensor | None]:
+    """Run one method; a failure becomes the panel's ``error`` (one line) instead of raising."""
+    try:
+        result, seconds = registry.run(name, model, x, target, steps, n_classes)
+    except Exception as e:  # one method's failure must not lose the others' results
+        return viz.MethodPanel(name, error=f"{type(e).__name__}: {str(e).splitlines()[0]}"), None
+    attr = result.attributions[0].detach().float().cpu()
+    delta = relative = None
+    if result.delta is not None:
+        delta = float(result.delta[0])
+        if "output_delta" in result.info:
+            relative = float(result.relative_delta()[0])
+    png = viz.array_png(viz.overlay(shown, attr))
+    return viz.MethodPanel(name, png, delta, relative, seconds), attr
+
+
+def _curves(model, x: torch.Tensor, attrs: dict[str, torch.Tensor], target: int,
+            points: int) -> tuple[dict, viz.Table, bytes]:
+    """Insertion (from a blurred image) and deletion (to the zero baseline) curves of every
+    method, with ``points`` steps each. Returns the summary entry, the AUC table and the plot."""
+    from ..metrics import deletion, insertion
+
+    per_step = -(-x.shape[-1] * x.shape[-2] // points)
+    curves, entry = {}, {}
+    for name, attr in attrs.items():
+        ins = insertion(model, x, attr[None], target, pixels_per_step=per_step)
+        dele = deletion(model, x, attr[None], target, pixels_per_step=per_step)
+        curves[name] = {"insertion": _first(ins), "deletion": _first(dele)}
+        entry[name] = {"insertion_auc": float(ins.auc[0]), "deletion_auc": float(dele.auc[0])}
+    table = viz.Table(("method", "insertion AUC (higher is better)",
+                       "deletion AUC (lower is better)"),
+                      [(n, f"{e['insertion_auc']:.3f}", f"{e['deletion_auc']:.3f}")
+                       for n, e in entry.items()])
+    return entry, table, viz.figure_png(viz.curves_figure(curves))
+
+
+def _first(curve):
+    """The first example's curve (the plot draws one line per method)."""
+    return type(curve)(curve.fractions, curve.scores[0], curve.auc[0])

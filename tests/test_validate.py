@@ -1,0 +1,98 @@
+"""Every bad input gets a clear error naming the argument."""
+
+import pytest
+import torch
+from nets import cnn, mlp
+from torch import nn
+
+import pathattr
+
+X = torch.randn(2, 6, dtype=torch.float64)
+
+
+@pytest.mark.parametrize("x, match", [
+    (torch.tensor([[1, 2, 3, 4, 5, 6]]), "x must be a floating-point tensor"),
+    (torch.full((1, 6), float("nan"), dtype=torch.float64), "x contains NaN or inf"),
+    (torch.full((1, 6), float("inf"), dtype=torch.float64), "x contains NaN or inf"),
+    ([[0.0] * 6], "x must be a torch.Tensor"),
+])
+def test_bad_inputs(x, match):
+    with pytest.raises((TypeError, ValueError), match=match):
+        pathattr.IntegratedGradients(mlp(0)).attribute(x, target=0)
+
+
+@pytest.mark.parametrize("baselines, match", [
+    (torch.zeros(3, 6, dtype=torch.float64), r"baselines has shape \(3, 6\)"),
+    (torch.zeros(2, 5, dtype=torch.float64), r"baselines has shape \(2, 5\)"),
+    (torch.full((2, 6), float("nan"), dtype=torch.float64), "baselines contains NaN"),
+    ("mean", "baselines 'mean' unknown"),
+    ([0.0], "baselines must be"),
+])
+def test_bad_baselines(baselines, match):
+    with pytest.raises((TypeError, ValueError), match=match):
+        pathattr.IntegratedGradients(mlp(0)).attribute(X, baselines=baselines, target=0)
+
+
+@pytest.mark.parametrize("target, match", [
+    (3, "target 3 is out of range for a model with 3 outputs"),
+    (-1, "target -1 is out of range"),
+    ([0, 1, 2], "target has 3 entries, expected 1 or 2"),
+    (1.5, "integer class indices"),
+    (None, "target is required"),
+    (lambda out: out, "one scalar per row"),
+])
+def test_bad_targets(target, match):
+    with pytest.raises((TypeError, ValueError), match=match):
+        pathattr.IntegratedGradients(mlp(0)).attribute(X, target=target)
+
+
+@pytest.mark.parametrize("kw, match", [
+    ({"steps": 0}, "steps must be a positive integer"),
+    ({"steps": "many"}, "steps must be"),
+    ({"rule": "simpson"}, "unknown rule 'simpson'"),
+    ({"batch_size": 0}, "batch_size must be a positive integer"),
+    ({"steps": "auto", "tol": 0}, "tol must be > 0"),
+    ({"steps": "auto", "max_steps": 3}, "max_steps must be an integer >= 16"),
+])
+def test_bad_options(kw, match):
+    with pytest.raises(ValueError, match=match):
+        pathattr.IntegratedGradients(mlp(0)).attribute(X, target=0, **kw)
+
+
+def test_training_mode_with_dropout_is_refused():
+    m = nn.Sequential(nn.Linear(6, 4), nn.Dropout(0.5), nn.Linear(4, 2)).double()
+    with pytest.raises(ValueError, match=r"training mode with dropout \(1: Dropout"):
+        pathattr.IntegratedGradients(m).attribute(X, target=0)
+    assert m.training  # the check does not switch modes behind the user's back
+    m.eval()
+    pathattr.IntegratedGradients(m).attribute(X, target=0, steps=2)
+
+
+def test_unknown_layer_lists_close_names():
+    with pytest.raises(ValueError, match="unknown layer 'conv3'; close names: conv2, conv1"):
+        pathattr.LayerIntegratedGradients(cnn(0), "conv3").attribute(
+            torch.randn(1, 2, 5, 5, dtype=torch.float64), target=0)
+
+
+def test_layer_never_executed_and_executed_twice():
+    class Twice(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(6, 6)
+            self.unused = nn.Linear(6, 6)
+            self.act = nn.Tanh()
+            self.out = nn.Linear(6, 2)
+
+        def forward(self, x):
+            return self.out(self.act(self.lin(self.act(x))))
+
+    m = Twice().double().eval()
+    with pytest.raises(RuntimeError, match="'unused' was never executed"):
+        pathattr.LayerIntegratedGradients(m, "unused").attribute(X, target=0)
+    with pytest.raises(RuntimeError, match="'act' was executed 2 times"):
+        pathattr.LayerIntegratedGradients(m, "act").attribute(X, target=0, steps=2)
+
+
+def test_layer_that_is_not_a_submodule():
+    with pytest.raises(ValueError, match="not a submodule"):
+        pathattr.LayerIntegratedGradients(mlp(0), nn.Linear(2, 2)).attribute(X, target=0)

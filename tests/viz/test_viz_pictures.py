@@ -1,0 +1,97 @@
+"""Pictures from pathattr.viz: right sizes, right ranges, usable without pyplot."""
+
+import io
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from pathattr import viz
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    with Image.open(io.BytesIO(data)) as img:
+        return img.size
+
+
+@pytest.fixture
+def image():
+    return np.random.default_rng(0).random((30, 40, 3))
+
+
+@pytest.fixture
+def attr():
+    a = torch.zeros(3, 30, 40)
+    a[:, 5:10, 5:10] = 1.0
+    a[:, 20:25, 30:35] = -2.0
+    return a
+
+
+def test_normalize_signed_and_absolute_ranges(attr):
+    signed = viz.normalize(attr, signed=True, percentile=99)
+    absolute = viz.normalize(attr, signed=False, percentile=99)
+    assert signed.shape == (30, 40) and signed.min() == -1 and signed.max() > 0
+    assert absolute.min() == 0 and absolute.max() == 1
+    assert (viz.normalize(torch.zeros(30, 40)) == 0).all()
+
+
+def test_percentile_clipping_keeps_detail_under_an_outlier():
+    a = np.ones((10, 10))
+    a[0, 0] = 1000.0
+    assert viz.normalize(a, percentile=95)[5, 5] == 1.0     # the outlier is clipped
+    assert viz.normalize(a, percentile=100)[5, 5] < 0.01    # without clipping it dominates
+
+
+def test_overlay_and_heatmap_have_the_image_size(image, attr):
+    for signed in (True, False):
+        out = viz.overlay(image, attr, signed=signed)
+        assert out.shape == (30, 40, 3) and out.dtype == np.uint8
+        assert viz.heatmap(attr, signed=signed).shape == (30, 40, 3)
+    assert png_size(viz.array_png(viz.overlay(image, attr))) == (40, 30)
+    # Zero attribution shows the (greyed) photo, strong attribution is coloured.
+    out = viz.overlay(image, attr).astype(int)
+    assert abs(out[0, 0, 0] - out[0, 0, 2]) < 2
+    assert out[7, 7, 0] > out[7, 7, 2] + 50 and out[22, 32, 2] > out[22, 32, 0] + 50
+
+
+def test_overlay_rejects_mismatched_shapes(image):
+    with pytest.raises(ValueError, match="image is"):
+        viz.overlay(image, np.zeros((3, 10, 10)))
+
+
+def test_method_grid_size(image, attr):
+    fig = viz.method_grid(image, {"ig": attr, "deeplift": -attr, "x": attr}, {"ig": "δ = 0.1"},
+                          tile=2.0, columns=2)
+    assert png_size(viz.figure_png(fig)) == (400, 2 * 235)   # 2 columns, 2 rows of 2.35 in
+
+
+def test_curves_figure_size():
+    f = torch.linspace(0, 1, 5)
+    c = SimpleNamespace(fractions=f, scores=1 - f, auc=torch.tensor(0.5))
+    fig = viz.curves_figure({"ig": {"insertion": c, "deletion": c}, "dl": {"deletion": c}},
+                            width=6, height=3)
+    assert png_size(viz.figure_png(fig)) == (600, 300)
+
+
+def test_neuron_bars_size():
+    fig = viz.neuron_bars([3, 7, 1], {"Neuron IG": [1.0, -0.5, 0.2], "reset": [0, 0, 0]},
+                          width=5, row_height=0.5)
+    assert png_size(viz.figure_png(fig)) == (500, 250)
+
+
+def test_tokens_html_escapes_and_colours():
+    out = viz.tokens_html(["<b>", "cat"], [1.0, -0.5])
+    assert "&lt;b&gt;" in out and "<b>" not in out
+    assert out.count('class="tok"') == 2 and 'title="+1.0000"' in out
+    with pytest.raises(ValueError, match="2 tokens but 1 scores"):
+        viz.tokens_html(["a", "b"], [1.0])
+
+
+def test_tokens_table_bars_point_by_sign():
+    lines = viz.tokens_table(["up", "down", "zero"], [2.0, -1.0, 0.0], bar=10).splitlines()
+    assert len(lines) == 4
+    assert lines[1].endswith("|" + "#" * 10)
+    assert lines[2].endswith("#" * 5 + "|")
+    assert lines[3].endswith("|")

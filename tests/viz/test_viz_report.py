@@ -1,0 +1,48 @@
+"""The HTML report: self-contained, sections present only when given, text escaped."""
+
+import base64
+import re
+
+import numpy as np
+
+from pathattr import viz
+
+
+def full_report() -> viz.Report:
+    """A report with every section, from small synthetic pictures (no model needed)."""
+    rng = np.random.default_rng(0)
+    img = rng.random((32, 32, 3))
+    attr = rng.standard_normal((3, 32, 32))
+    png = viz.array_png(viz.overlay(img, attr))
+    bars = viz.figure_png(viz.neuron_bars([1, 2], {"Neuron IG": [1.0, -0.5]}))
+    return viz.Report(
+        title="t <&>", facts=[("model", "m")], input_png=viz.array_png(img),
+        prediction=viz.Table(("class", "p"), [(1, "0.9")]),
+        methods=[viz.MethodPanel("ig", png, 0.1, 0.01, 2.0),
+                 viz.MethodPanel("agi", error="ValueError: <bad>")],
+        curves_png=bars, curves=viz.Table(("method", "auc"), [("ig", "0.5")]),
+        neurons_png=bars, neurons=viz.Table(("rank", "channel"), [(1, 7)]),
+        tokens_html=viz.tokens_html(["a", "cat"], [0.2, -0.1]), notes=["a note"])
+
+
+def test_report_is_self_contained_with_every_section(tmp_path):
+    page = full_report().write(tmp_path / "r.html").read_text()
+    for heading in ("Input and prediction", "Attributions", "Insertion and deletion",
+                    "Top neurons", "Tokens"):
+        assert f"<h2>{heading}</h2>" in page
+    assert "<script" not in page and "http" not in page.replace("http-equiv", "")
+    srcs = re.findall(r'src="([^"]+)"', page)
+    assert len(srcs) == 4 and all(s.startswith("data:image/png;base64,") for s in srcs)
+    assert base64.b64decode(srcs[0].split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "t &lt;&amp;&gt;" in page and "&lt;bad&gt;" in page
+    assert "2.0 s · δ = +0.1 (1.0 %)" in page
+
+
+def test_empty_sections_are_left_out():
+    page = viz.Report(title="only").html()
+    assert "<h2>" not in page and "<title>only</title>" in page
+
+
+def test_table_text_aligns_columns():
+    text = viz.Table(("method", "delta"), [("ig", "+0.1"), ("deeplift", "-2")]).text()
+    assert text.splitlines() == ["method    delta", "ig         +0.1", "deeplift     -2"]
