@@ -1,20 +1,73 @@
-"""pathattr: path-integrated attribution for PyTorch networks, to inputs and to neurons."""
+"""pathattr: path-integrated attribution for PyTorch networks, to inputs and to neurons.
 
-from . import baselines, quadrature
-from .engine import PathEngine
-from .methods.gradient import InputXGradient, Saliency
-from .methods.integrated_gradients import IntegratedGradients, LayerIntegratedGradients
-from .result import Attribution
+Names load on first use (PEP 562), so ``import pathattr`` and the ``pathattr`` command start
+without importing torch until a method is touched.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "Attribution",
-    "InputXGradient",
-    "IntegratedGradients",
-    "LayerIntegratedGradients",
-    "PathEngine",
-    "Saliency",
-    "baselines",
-    "quadrature",
-]
+_NAMES = {
+    "Attribution": "result",
+    "PathEngine": "engine",
+    "IntegratedGradients": "methods.integrated_gradients",
+    "LayerIntegratedGradients": "methods.integrated_gradients",
+    "Saliency": "methods.gradient",
+    "InputXGradient": "methods.gradient",
+    "LayerConductance": "methods.conductance",
+    "NeuronConductance": "methods.conductance",
+    "DeepLift": "methods.deeplift",
+    "LayerDeepLift": "methods.deeplift",
+    "IntegratedDecisionGradients": "methods.idg",
+    "LeftIntegratedGradients": "methods.left_ig",
+    "GuidedIntegratedGradients": "methods.guided_ig",
+    "BlurIntegratedGradients": "methods.blur_ig",
+    "AdversarialGradientIntegration": "methods.agi",
+    "SmoothGrad": "methods.smoothgrad",
+    "explain": "explain",
+    "run": "run",
+    "summarize": "run",
+}
+_MODULES = ("baselines", "quadrature", "metrics", "zoo", "viz")
+
+__all__ = sorted([*_NAMES, *_MODULES])
+
+
+def __getattr__(name: str) -> Any:
+    if name in _NAMES:
+        value = getattr(importlib.import_module(f".{_NAMES[name]}", __name__), name)
+    elif name in _MODULES:
+        value = importlib.import_module(f".{name}", __name__)
+    else:
+        raise AttributeError(f"module 'pathattr' has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+if TYPE_CHECKING:  # for type checkers and IDEs: the eager imports
+    from . import baselines, metrics, quadrature, viz, zoo  # noqa: F401
+    from .engine import PathEngine  # noqa: F401
+    from .explain import explain  # noqa: F401
+    from .methods.agi import AdversarialGradientIntegration  # noqa: F401
+    from .methods.blur_ig import BlurIntegratedGradients  # noqa: F401
+    from .methods.conductance import LayerConductance, NeuronConductance  # noqa: F401
+    from .methods.deeplift import DeepLift, LayerDeepLift  # noqa: F401
+    from .methods.gradient import InputXGradient, Saliency  # noqa: F401
+    from .methods.guided_ig import GuidedIntegratedGradients  # noqa: F401
+    from .methods.idg import IntegratedDecisionGradients  # noqa: F401
+    from .methods.integrated_gradients import (  # noqa: F401
+        IntegratedGradients,
+        LayerIntegratedGradients,
+    )
+    from .methods.left_ig import LeftIntegratedGradients  # noqa: F401
+    from .methods.smoothgrad import SmoothGrad  # noqa: F401
+    from .result import Attribution  # noqa: F401
+    from .run import run, summarize  # noqa: F401

@@ -1,0 +1,297 @@
+"""Conductance of hidden neurons (Dhamdhere et al. 2018), as Neuron Integrated Gradients
+(Shrikumar et al. 2018).
+
+Total conductance of a neuron ``y`` is a path integral in the layer's space,
+
+    TotalCond_y = int_0^1 dF/dy (x(a)) dy(x(a))/da da  ~  sum_k dF/dy (a_k) (y(t_k) - y(t_{k-1}))
+
+with each node ``a_k`` of the rule inside its cell ``[t_{k-1}, t_k]`` (``quadrature.cell_edges``),
+``t_0 = 0`` and ``t_m = 1``. The hidden path thus runs from ``y(x')`` to ``y(x)`` for every rule,
+and over a layer that separates input from output the sum telescopes to ``F(x) - F(x')`` up to
+quadrature error only. One forward over the path and one backward down to the layer give every
+neuron of the layer (or of several layers) at once.
+
+Neuron conductance per input feature (Dhamdhere's form, computed as Captum does):
+
+    Cond_i^y = (x_i - x'_i) sum_k w_k dF/dy (a_k) dy/dx_i (a_k)
+
+Summed over ``i`` it is ``sum_k w_k dF/dy (a_k) dy/da (a_k)``: the same integral as ``TotalCond_y``
+discretised with the derivative instead of the cell difference, so the two agree up to quadrature
+error and converge together as ``steps`` grow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
+from typing import Literal
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from ..baselines import BaselineSpec
+from ..engine import MEMORY_BUDGET, PathEngine, Tap, activation_bytes, guarded
+from ..layers import LayerSpec, StopForward, resolve_layer, tap_layers
+from ..quadrature import cell_edges, nodes_weights
+from ..result import Attribution
+from ..targets import TargetSpec, select
+from ._setup import flat_points, setup
+
+#: A neuron: a flat index into one example's layer output, or its multi-index.
+NeuronSpec = int | Sequence[int]
+
+
+class LayerConductance:
+    """Total conductance of every neuron of one layer, or of several layers in one pass.
+
+    ``LayerConductance(model, layer)`` returns one ``Attribution`` per call;
+    ``LayerConductance(model, layers=[...])`` returns a dict ``{dotted name: Attribution}`` in the
+    order given, all layers sharing one path evaluation.
+    """
+
+    def __init__(self, model: nn.Module, layer: LayerSpec | None = None, *,
+                 layers: Sequence[LayerSpec] | None = None):
+        if (layer is None) == (layers is None):
+            raise TypeError("give exactly one of layer=... or layers=[...]")
+        if layers is not None and (isinstance(layers, (str, nn.Module)) or len(layers) == 0):
+            raise TypeError("layers must be a non-empty list of layer names or modules")
+        self.model = model
+        self.several = layers is not None
+        self.layers = list(layers) if self.several else [layer]
+        named = [resolve_layer(model, spec) for spec in self.layers]
+        names = [n for n, _ in named]
+        if len(set(names)) != len(names):
+            raise ValueError(f"layers lists a layer twice: {names}")
+
+    def attribute(
+        self,
+        x: Tensor,
+        baselines: BaselineSpec = None,
+        target: TargetSpec = None,
+        steps: int = 50,
+        rule: str = "gausslegendre",
+        batch_size: int | Literal["auto"] = "auto",
+        attribute_to_layer_input: bool = False,
+    ) -> Attribution | dict[str, Attribution]:
+        """Return the total conductance of every neuron: per layer an ``Attribution`` whose
+        ``attributions`` have the shape of the layer's output (or input) per example and whose
+        ``delta`` is ``attributions.sum() - (F(x) - F(x'))`` (a completeness gap only when the
+        layer separates input from output).
+
+        Memory: the layer's gradients and activations at every path point, like Captum's.
+        Cost: ``steps`` forward passes and backward passes down to the layer only (no autograd
+        graph below it), forward passes stopped after the layers at the cell edges that are not
+        nodes (``steps + 1`` for Gauss-Legendre, one for Riemann left/right), and two forward
+        passes for the endpoints; per example and baseline.
+        """
+        named = [resolve_layer(self.model, spec) for spec in self.layers]
+        s = setup(self.model, x, baselines, target)
+        a, w = nodes_weights(rule, steps)
+        edges = cell_edges(w)
+        # Edges that coincide with a node (Riemann left/right, trapezoid ends) reuse the node's
+        # activation from the gradient pass instead of another forward.
+        gap = np.abs(edges[:, None] - a[None, :])
+        node_of_edge = np.where(gap.min(1) < 1e-12, gap.argmin(1), -1)
+        missing = np.flatnonzero(node_of_edge < 0)
+        n_rows = s.x.shape[0]
+        with guarded(self.model):
+            engine = s.engine(self.model, batch_size)
+            f1, f0 = engine.endpoints()
+            alphas, weights = (torch.as_tensor(v, dtype=s.x.dtype, device=s.x.device)
+                               for v in (a, w))
+            rows, flat_a = flat_points(n_rows, alphas)
+            taps = [Tap(m, attribute_to_layer_input) for _, m in named]
+            grads: list[list[Tensor]] = [[] for _ in named]
+            node_acts: list[list[Tensor]] = [[] for _ in named]
+            for ch in engine.gradients(rows, flat_a, taps, input_grad=False,
+                                       want_acts=len(missing) < len(edges)):
+                for i in range(len(named)):
+                    grads[i].append(ch.grads[i])
+                    if ch.acts:
+                        node_acts[i].append(ch.acts[i])
+            edge_acts: list[Tensor] = [None] * len(named)
+            if len(missing):
+                e_rows, e_alphas = flat_points(
+                    n_rows, torch.as_tensor(edges[missing], dtype=s.x.dtype, device=s.x.device))
+                edge_acts = layer_values(engine, named, attribute_to_layer_input, e_rows, e_alphas)
+        out_delta = s.mean(f1 - f0)
+        results = {}
+        for i, (name, _) in enumerate(named):
+            g = torch.cat(grads[i]).reshape(n_rows, steps, *grads[i][0].shape[1:])
+            y = g.new_empty((n_rows, len(edges), *g.shape[2:]))
+            if node_acts[i]:
+                acts = torch.cat(node_acts[i]).reshape(g.shape)
+                hit = np.flatnonzero(node_of_edge >= 0)
+                y[:, hit] = acts[:, node_of_edge[hit]]
+            if len(missing):
+                y[:, missing] = edge_acts[i].reshape(n_rows, len(missing), *g.shape[2:]).to(y)
+            attr = s.mean((g * (y[:, 1:] - y[:, :-1])).sum(1))
+            delta = attr.flatten(1).sum(1) - out_delta
+            results[name] = Attribution(
+                attr, delta, alphas, weights,
+                {"rule": rule, "steps": steps, "layer": name, "output_delta": out_delta,
+                 "cell_edges": torch.as_tensor(edges, dtype=s.x.dtype)})
+        return results if self.several else results[named[0][0]]
+
+
+class NeuronConductance:
+    """Conductance of chosen neurons of one layer to every input feature."""
+
+    def __init__(self, model: nn.Module, layer: LayerSpec):
+        self.model, self.layer = model, layer
+        resolve_layer(model, layer)
+
+    def attribute(
+        self,
+        x: Tensor,
+        neurons: NeuronSpec | Sequence[NeuronSpec] | Tensor,
+        baselines: BaselineSpec = None,
+        target: TargetSpec = None,
+        steps: int = 50,
+        rule: str = "gausslegendre",
+        batch_size: int | Literal["auto"] = "auto",
+        attribute_to_neuron_input: bool = False,
+    ) -> Attribution:
+        """Return ``attributions`` of shape ``(n_neurons, *x.shape)``: the conductance of each
+        neuron for each input feature. ``neurons``: a list of multi-indices into one example's
+        layer output (``[(12, 3, 3), (40, 0, 1)]``) or of flat indices (``[7, 300]``); a single
+        int or tuple is one neuron. ``delta`` is None (no completeness against ``F``);
+        ``info["total_conductance"]`` is the per-neuron sum over features, ``(n_neurons, B)``.
+
+        Cost: two forward passes for the layer shape, then per example and baseline ``steps``
+        forward passes with the graph from the input, one backward down to the layer, and per
+        chunk of neurons (as many as the memory budget allows) one batched vector-Jacobian
+        product from the layer to the input.
+        """
+        name, module = resolve_layer(self.model, self.layer)
+        s = setup(self.model, x, baselines, target)
+        a, w = nodes_weights(rule, steps)
+        with guarded(self.model):
+            engine = s.engine(self.model, batch_size)
+            one = torch.zeros(1, dtype=torch.long, device=s.x.device)
+            shape = engine.activations(module, one, torch.ones(1, dtype=s.x.dtype,
+                                       device=s.x.device), attribute_to_neuron_input).shape[1:]
+            idx = flat_neurons(neurons, tuple(shape), name)
+            alphas, weights = (torch.as_tensor(v, dtype=s.x.dtype, device=s.x.device)
+                               for v in (a, w))
+            rows, flat_a = flat_points(s.x.shape[0], alphas)
+            grad_sum = neuron_gradient_sums(engine, (name, module), attribute_to_neuron_input,
+                                            idx.to(s.x.device), rows, flat_a,
+                                            weights.repeat(s.x.shape[0]))
+        k = len(idx)
+        attr = (grad_sum * engine.diff).reshape(k, s.k, s.b, *s.x.shape[1:]).mean(1)
+        multi = torch.stack(torch.unravel_index(idx, tuple(shape)), 1)
+        return Attribution(attr, None, alphas, weights,
+                           {"rule": rule, "steps": steps, "layer": name,
+                            "neurons": [tuple(int(v) for v in m) for m in multi],
+                            "total_conductance": attr.flatten(2).sum(2)})
+
+
+def neuron_gradient_sums(engine: PathEngine, layer: tuple[str, nn.Module], use_input: bool,
+                         idx: Tensor, rows: Tensor, alphas: Tensor, weights: Tensor,
+                         budget: int = MEMORY_BUDGET) -> Tensor:
+    """``sum_k w_k dF/dy_j (a_k) dy_j/dx (a_k)`` per neuron ``j`` (flat index ``idx[j]``) and row.
+
+    Returns ``(len(idx), n_rows, *x_shape)``. Cost: per point one forward with the graph from
+    the input and one backward to the layer; per chunk of neurons one batched
+    vector-Jacobian product to the input, chunks sized so that their backward fits ``budget``.
+    """
+    n_points, k = len(rows), len(idx)
+    bs = engine.batch_size(n_points)
+    per_item = 2 * activation_bytes(engine.model, engine.x)
+    kc = int(max(1, min(k, budget // (bs * per_item))))
+    acc = engine.x.new_zeros((k, *engine.x.shape))
+    with tap_layers([(*layer, use_input, None)]) as (tap,), torch.enable_grad():
+        for start in range(0, n_points, bs):
+            span = slice(start, min(start + bs, n_points))
+            r = rows[span]
+            tap.reset()
+            inp = engine.points(r, alphas[span]).requires_grad_(True)
+            out = select(engine.model(inp), engine.target, r)
+            y = tap.check()
+            (gy,) = torch.autograd.grad(out.sum(), y, retain_graph=True, allow_unused=True,
+                                        materialize_grads=True)
+            # The output gradient and the quadrature weight enter the seed of each neuron's VJP,
+            # so that the VJP returns its whole weighted term at once.
+            coef = gy.reshape(len(r), -1)[:, idx] * weights[span, None]
+            for k0 in range(0, k, kc):
+                ks = slice(k0, min(k0 + kc, k))
+                n_k = ks.stop - k0
+                seeds = y.new_zeros((n_k, len(r), y[0].numel()))
+                seeds.scatter_(2, idx[ks].reshape(-1, 1, 1).expand(n_k, len(r), 1),
+                               coef[:, ks].T.unsqueeze(-1).to(y.dtype))
+                (jac,) = torch.autograd.grad(y, inp, seeds.reshape(n_k, *y.shape),
+                                             retain_graph=ks.stop < k, is_grads_batched=True)
+                acc[ks].index_add_(1, r, jac.to(acc.dtype))
+    return acc
+
+
+def flat_neurons(neurons: object, shape: tuple[int, ...], layer: str) -> Tensor:
+    """Flat indices ``(K,)`` into one example's layer output of ``shape``; raise on a bad
+    format or an index out of range (no negative indices: they are usually mistakes)."""
+    where = f"layer {layer!r} has output shape {shape} per example"
+    if isinstance(neurons, Tensor):
+        if neurons.is_floating_point() or neurons.dim() not in (1, 2):
+            raise TypeError(f"neurons tensor must be integer of shape (K,) or (K, {len(shape)}), "
+                            f"got {neurons.dtype} {tuple(neurons.shape)}")
+        neurons = [int(v) if neurons.dim() == 1 else tuple(int(c) for c in v)
+                   for v in neurons.tolist()]
+    elif isinstance(neurons, (int, tuple)) and not isinstance(neurons, bool):
+        neurons = [neurons]
+    if not isinstance(neurons, Sequence) or isinstance(neurons, str) or len(neurons) == 0:
+        raise TypeError("neurons must be a non-empty list of flat indices or index tuples, "
+                        f"got {neurons!r}")
+    numel = int(np.prod(shape))
+    flat = []
+    for n in neurons:
+        if isinstance(n, (int, np.integer)) and not isinstance(n, bool):
+            if not 0 <= n < numel:
+                raise IndexError(f"neuron {n} out of range: {where}, so flat indices run "
+                                 f"0..{numel - 1}")
+            flat.append(int(n))
+        elif isinstance(n, (tuple, list)) and all(
+                isinstance(c, (int, np.integer)) and not isinstance(c, bool) for c in n):
+            if len(n) != len(shape):
+                raise ValueError(f"neuron {tuple(n)} has {len(n)} indices, but {where}; give "
+                                 f"{len(shape)} indices or a flat index")
+            if any(not 0 <= c < d for c, d in zip(n, shape, strict=True)):
+                raise IndexError(f"neuron {tuple(n)} out of range: {where}")
+            flat.append(int(np.ravel_multi_index(tuple(int(c) for c in n), shape)))
+        else:
+            raise TypeError(f"each neuron must be a flat int index or a tuple of ints, got {n!r}")
+    return torch.tensor(flat, dtype=torch.long)
+
+
+def layer_values(engine: PathEngine, named: list[tuple[str, nn.Module]], use_input: bool,
+                 rows: Tensor, alphas: Tensor) -> list[Tensor]:
+    """Each layer's activation at each point, forward only; returns one ``(n, *shape)`` per
+    layer. Cost: per point one forward stopped as soon as every layer has run."""
+    specs = [(n, m, use_input, None) for n, m in named]
+    n_points = len(rows)
+    bs = engine.batch_size(n_points)
+    out: list[list[Tensor]] = [[] for _ in named]
+    with tap_layers(specs) as taps, _stop_when_all_ran(specs, taps), torch.inference_mode():
+        for start in range(0, n_points, bs):
+            for t in taps:
+                t.reset()
+            with suppress(StopForward):
+                engine.model(engine.points(rows[start:start + bs], alphas[start:start + bs]))
+            for o, t in zip(out, taps, strict=True):
+                o.append(t.check())
+    return [torch.cat(o) for o in out]
+
+
+@contextmanager
+def _stop_when_all_ran(specs: list, taps: list) -> Iterator[None]:
+    """End the forward pass once every tap has seen its layer (hooks run after the taps')."""
+    def stop(*_):
+        if all(t.calls for t in taps):
+            raise StopForward
+    handles = [m.register_forward_pre_hook(stop) if u else m.register_forward_hook(stop)
+               for _, m, u, _ in specs]
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
