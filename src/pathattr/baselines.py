@@ -7,7 +7,6 @@ gradients, DeepLIFT-SHAP); completeness then holds against the mean of ``F(x) - 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Union
 
 import torch
 from torch import Tensor
@@ -89,11 +88,12 @@ class Several:
             return b[:, None].expand(-1, *x.shape)
         if b.shape[1:] == x.shape:
             return b
-        raise ValueError(f"Several baselines have shape {tuple(b.shape)}, expected (K, "
-                         f"{', '.join(map(str, x.shape[1:]))}) or (K, {', '.join(map(str, x.shape))})")
+        shared, each = ", ".join(map(str, x.shape[1:])), ", ".join(map(str, x.shape))
+        raise ValueError(f"Several baselines have shape {tuple(b.shape)}, expected "
+                         f"(K, {shared}) or (K, {each})")
 
 
-BaselineSpec = Union[None, float, int, str, Tensor, Blur, Uniform, Gaussian, Several]
+BaselineSpec = None | float | int | str | Tensor | Blur | Uniform | Gaussian | Several
 _NAMED = {"zero": lambda: None, "blur": Blur, "uniform": Uniform, "gaussian": Gaussian}
 
 

@@ -5,11 +5,10 @@ from __future__ import annotations
 import difflib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Union
 
 from torch import Tensor, nn
 
-LayerSpec = Union[str, nn.Module]
+LayerSpec = str | nn.Module
 
 
 def resolve_layer(model: nn.Module, layer: LayerSpec) -> tuple[str, nn.Module]:

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Union
 
 import torch
 from torch import Tensor
 
-TargetSpec = Union[int, Sequence[int], Tensor, Callable[[Tensor], Tensor], None]
+TargetSpec = int | Sequence[int] | Tensor | Callable[[Tensor], Tensor] | None
 
 
-def resolve_target(target: TargetSpec, batch: int, device: torch.device) -> Tensor | Callable | None:
+def resolve_target(target: TargetSpec, batch: int,
+                   device: torch.device) -> Tensor | Callable | None:
     """Normalise ``target`` to a ``(batch,)`` long tensor, a callable, or None.
 
     None means the model already returns one scalar per example.
