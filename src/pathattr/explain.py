@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Hashable, Sequence
 from typing import Literal
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -19,10 +18,10 @@ from .baselines import BaselineSpec
 from .engine import Tap, guarded
 from .layers import resolve_layer
 from .methods._setup import flat_points, setup
-from .methods.conductance import layer_values
+from .methods.conductance import edge_plan, layer_values, total_conductance
 from .methods.idg import DecisionSum, adaptive_idg, coarse_points
 from .methods.left_ig import SaturationSum, check_fraction
-from .quadrature import cell_edges, nodes_weights
+from .quadrature import nodes_weights
 from .result import Attribution
 from .targets import TargetSpec
 from .validate import check_positive_int
@@ -97,7 +96,7 @@ def explain(
         left = SaturationSum(engine.diff, f0, f1, fraction, alphas, weights) \
             if "left_ig" in names else None
         uniform = DecisionSum(engine.diff, flat_w) if "idg_uniform" in names else None
-        edges, node_of_edge, missing = _edge_plan(a, w)
+        edges, node_of_edge, missing = edge_plan(a, w)
         grads: list[list[Tensor]] = [[] for _ in layers]
         acts: list[list[Tensor]] = [[] for _ in layers]
         outputs = []
@@ -141,38 +140,8 @@ def explain(
             pts = torch.as_tensor(coarse_points(rule, steps), dtype=s.x.dtype, device=s.x.device)
             results["idg"] = adaptive_idg(engine, s, f0, f1, pts, values, idg_steps, rule, steps)
     for i, (name, _) in enumerate(layers):
-        results[("conductance", name)] = _conductance(
+        results[("conductance", name)] = total_conductance(
             s, grads[i], acts[i], edge_acts[i], edges, node_of_edge, missing, steps, out_delta,
             rule, name, alphas, weights)
     return {key: results[("conductance", resolve_layer(model, layer)[0])
                          if name == "conductance" else name] for key, name, layer in specs}
-
-
-def _edge_plan(a: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Cell edges, the node each edge coincides with (-1 if none), and the edges without one.
-    Mirrors ``LayerConductance.attribute`` so that the numbers agree."""
-    edges = cell_edges(w)
-    gap = np.abs(edges[:, None] - a[None, :])
-    node_of_edge = np.where(gap.min(1) < 1e-12, gap.argmin(1), -1)
-    return edges, node_of_edge, np.flatnonzero(node_of_edge < 0)
-
-
-def _conductance(s, grads: list[Tensor], node_acts: list[Tensor], edge_acts: Tensor | None,
-                 edges: np.ndarray, node_of_edge: np.ndarray, missing: np.ndarray, steps: int,
-                 out_delta: Tensor, rule: str, name: str, alphas: Tensor, weights: Tensor
-                 ) -> Attribution:
-    """Total conductance ``sum_k dF/dy(a_k) (y(t_k) - y(t_{k-1}))`` of one layer, as
-    ``LayerConductance`` computes it (same arithmetic, same order)."""
-    n_rows = len(s.x)
-    g = torch.cat(grads).reshape(n_rows, steps, *grads[0].shape[1:])
-    y = g.new_empty((n_rows, len(edges), *g.shape[2:]))
-    if node_acts:
-        acts = torch.cat(node_acts).reshape(g.shape)
-        hit = np.flatnonzero(node_of_edge >= 0)
-        y[:, hit] = acts[:, node_of_edge[hit]]
-    if len(missing):
-        y[:, missing] = edge_acts.reshape(n_rows, len(missing), *g.shape[2:]).to(y)
-    attr = s.mean((g * (y[:, 1:] - y[:, :-1])).sum(1))
-    return Attribution(attr, attr.flatten(1).sum(1) - out_delta, alphas, weights,
-                       {"rule": rule, "steps": steps, "layer": name, "output_delta": out_delta,
-                        "cell_edges": torch.as_tensor(edges, dtype=s.x.dtype)})

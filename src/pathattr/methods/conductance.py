@@ -88,12 +88,7 @@ class LayerConductance:
         named = [resolve_layer(self.model, spec) for spec in self.layers]
         s = setup(self.model, x, baselines, target)
         a, w = nodes_weights(rule, steps)
-        edges = cell_edges(w)
-        # Edges that coincide with a node (Riemann left/right, trapezoid ends) reuse the node's
-        # activation from the gradient pass instead of another forward.
-        gap = np.abs(edges[:, None] - a[None, :])
-        node_of_edge = np.where(gap.min(1) < 1e-12, gap.argmin(1), -1)
-        missing = np.flatnonzero(node_of_edge < 0)
+        edges, node_of_edge, missing = edge_plan(a, w)
         n_rows = s.x.shape[0]
         with guarded(self.model):
             engine = s.engine(self.model, batch_size)
@@ -116,22 +111,10 @@ class LayerConductance:
                     n_rows, torch.as_tensor(edges[missing], dtype=s.x.dtype, device=s.x.device))
                 edge_acts = layer_values(engine, named, attribute_to_layer_input, e_rows, e_alphas)
         out_delta = s.mean(f1 - f0)
-        results = {}
-        for i, (name, _) in enumerate(named):
-            g = torch.cat(grads[i]).reshape(n_rows, steps, *grads[i][0].shape[1:])
-            y = g.new_empty((n_rows, len(edges), *g.shape[2:]))
-            if node_acts[i]:
-                acts = torch.cat(node_acts[i]).reshape(g.shape)
-                hit = np.flatnonzero(node_of_edge >= 0)
-                y[:, hit] = acts[:, node_of_edge[hit]]
-            if len(missing):
-                y[:, missing] = edge_acts[i].reshape(n_rows, len(missing), *g.shape[2:]).to(y)
-            attr = s.mean((g * (y[:, 1:] - y[:, :-1])).sum(1))
-            delta = attr.flatten(1).sum(1) - out_delta
-            results[name] = Attribution(
-                attr, delta, alphas, weights,
-                {"rule": rule, "steps": steps, "layer": name, "output_delta": out_delta,
-                 "cell_edges": torch.as_tensor(edges, dtype=s.x.dtype)})
+        results = {name: total_conductance(s, grads[i], node_acts[i], edge_acts[i], edges,
+                                           node_of_edge, missing, steps, out_delta, rule, name,
+                                           alphas, weights)
+                   for i, (name, _) in enumerate(named)}
         return results if self.several else results[named[0][0]]
 
 
@@ -295,3 +278,35 @@ def _stop_when_all_ran(specs: list, taps: list) -> Iterator[None]:
     finally:
         for h in handles:
             h.remove()
+
+
+def edge_plan(a: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Cell edges, the node each edge coincides with (-1 if none), and the edges without one.
+
+    Edges that coincide with a node (Riemann left/right, trapezoid ends) reuse the node's
+    activation from the gradient pass instead of another forward."""
+    edges = cell_edges(w)
+    gap = np.abs(edges[:, None] - a[None, :])
+    node_of_edge = np.where(gap.min(1) < 1e-12, gap.argmin(1), -1)
+    return edges, node_of_edge, np.flatnonzero(node_of_edge < 0)
+
+
+def total_conductance(s, grads: list[Tensor], node_acts: list[Tensor], edge_acts: Tensor | None,
+                 edges: np.ndarray, node_of_edge: np.ndarray, missing: np.ndarray, steps: int,
+                 out_delta: Tensor, rule: str, name: str, alphas: Tensor, weights: Tensor
+                 ) -> Attribution:
+    """Total conductance ``sum_k dF/dy(a_k) (y(t_k) - y(t_{k-1}))`` of one layer from its
+    gradients at the nodes and its activations at the nodes and the other cell edges."""
+    n_rows = len(s.x)
+    g = torch.cat(grads).reshape(n_rows, steps, *grads[0].shape[1:])
+    y = g.new_empty((n_rows, len(edges), *g.shape[2:]))
+    if node_acts:
+        acts = torch.cat(node_acts).reshape(g.shape)
+        hit = np.flatnonzero(node_of_edge >= 0)
+        y[:, hit] = acts[:, node_of_edge[hit]]
+    if len(missing):
+        y[:, missing] = edge_acts.reshape(n_rows, len(missing), *g.shape[2:]).to(y)
+    attr = s.mean((g * (y[:, 1:] - y[:, :-1])).sum(1))
+    return Attribution(attr, attr.flatten(1).sum(1) - out_delta, alphas, weights,
+                       {"rule": rule, "steps": steps, "layer": name, "output_delta": out_delta,
+                        "cell_edges": torch.as_tensor(edges, dtype=s.x.dtype)})
