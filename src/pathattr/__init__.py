@@ -29,8 +29,8 @@ _NAMES = {
     "AdversarialGradientIntegration": "methods.agi",
     "SmoothGrad": "methods.smoothgrad",
     "explain": "explain",
-    "run": "run",
-    "summarize": "run",
+    "run": "runs",
+    "summarize": "runs",
 }
 _MODULES = ("baselines", "quadrature", "metrics", "zoo", "viz")
 
@@ -70,4 +70,4 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the eager imports
     from .methods.left_ig import LeftIntegratedGradients  # noqa: F401
     from .methods.smoothgrad import SmoothGrad  # noqa: F401
     from .result import Attribution  # noqa: F401
-    from .run import run, summarize  # noqa: F401
+    from .runs import run, summarize  # noqa: F401

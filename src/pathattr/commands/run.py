@@ -61,7 +61,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 
 def run_command(args: argparse.Namespace) -> int:
     """Run or resume; returns 1 if some item failed (recorded in the store), else 0."""
-    from ..run import run
+    from ..runs import run
 
     if args.engine == "local" and (args.address or args.workers):
         from . import UsageError
@@ -83,7 +83,7 @@ def run_command(args: argparse.Namespace) -> int:
 
 def summarize_command(args: argparse.Namespace) -> int:
     """Print the aggregate tables and write the report; returns 0."""
-    from ..run import summarize
+    from ..runs import summarize
     from . import UsageError
 
     try:

@@ -1,0 +1,106 @@
+"""Items of a dataset for ``pathattr run``: a directory of images or an NPZ of model inputs.
+
+Reading (on the process that owns the data) and decoding (on the worker that owns the model) are
+separate, so a Ray cluster ships raw bytes and decodes where the model is. A bad item never
+raises out of here: its ``Raw.error`` or ``decode``'s ``ItemError`` carries the reason.
+"""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch import Tensor
+
+#: File suffixes read as images from a directory (anything else there is not an item).
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm",
+                  ".pgm"}
+
+
+class ItemError(Exception):
+    """One item cannot be used; the message is the reason recorded in the results index."""
+
+
+@dataclass(frozen=True)
+class Raw:
+    """One item as read: an image file's bytes, or an array already in the model's input space;
+    ``error`` set instead when reading failed. ``label`` from the NPZ's ``y``, if any."""
+
+    key: str
+    payload: bytes | np.ndarray | None
+    label: int | None = None
+    error: str | None = None
+
+
+class Dataset:
+    """Stable item keys in a fixed order, and ``read(keys)``.
+
+    ``DIR``: every image file below it (recursive, hidden files skipped), key = its path relative
+    to ``DIR``. ``NPZ``: with an array ``x`` (and optional labels ``y``), item ``i`` is ``x[i]``,
+    key ``str(i)``; otherwise every array is one item, key = its name (shapes may differ).
+    Raises ``FileNotFoundError`` / ``ValueError`` for a path that is neither.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self._npz = None
+        if self.path.is_dir():
+            files = (p for p in self.path.rglob("*")
+                     if p.suffix.lower() in IMAGE_SUFFIXES and not any(
+                         part.startswith(".") for part in p.relative_to(self.path).parts))
+            self.keys = sorted(p.relative_to(self.path).as_posix() for p in files)
+        elif self.path.is_file():
+            if not zipfile.is_zipfile(self.path):
+                raise ValueError(f"{str(self.path)!r} is neither a directory nor an NPZ file")
+            self._npz = np.load(self.path, allow_pickle=False)
+            names = self._npz.files
+            self._stacked = "x" in names
+            self._x = self._npz["x"] if self._stacked else None  # decompressed once
+            self._labels = self._npz["y"] if self._stacked and "y" in names else None
+            self.keys = [str(i) for i in range(len(self._x))] if self._stacked else list(names)
+        else:
+            raise FileNotFoundError(f"no such file or directory: {str(self.path)!r}")
+
+    def read(self, keys: list[str]) -> list[Raw]:
+        """The raw items for ``keys`` (each of ``self.keys``). Cost: reading their bytes (an NPZ's
+        ``x`` is read once, when the dataset is opened)."""
+        return [self._read(k) for k in keys]
+
+    def _read(self, key: str) -> Raw:
+        try:
+            if self._npz is None:
+                return Raw(key, (self.path / key).read_bytes())
+            if not self._stacked:
+                return Raw(key, self._npz[key])
+            i = int(key)
+            label = None if self._labels is None else int(self._labels[i])
+            return Raw(key, self._x[i], label)
+        except (OSError, ValueError) as e:  # unreadable file, object array refused
+            return Raw(key, None, error=f"cannot read: {type(e).__name__}: {first_line(e)}")
+
+
+def decode(raw: Raw, preprocess: Callable[[Image.Image], Tensor]) -> Tensor:
+    """The model input ``(C, H, W)``-like tensor of one item: image bytes through the model's
+    ``preprocess``, arrays as float32 unchanged. Raises ``ItemError``. Cost: one decode."""
+    if raw.error is not None:
+        raise ItemError(raw.error)
+    if isinstance(raw.payload, np.ndarray):
+        if not np.issubdtype(raw.payload.dtype, np.number):
+            raise ItemError(f"array of dtype {raw.payload.dtype} is not numeric")
+        return torch.from_numpy(np.array(raw.payload, dtype=np.float32))
+    try:
+        with Image.open(io.BytesIO(raw.payload)) as img:
+            return preprocess(img.convert("RGB"))
+    except (UnidentifiedImageError, OSError, SyntaxError) as e:  # SyntaxError: broken PNG/GIF
+        raise ItemError(f"cannot read as an image: {type(e).__name__}: {first_line(e)}") from None
+
+
+def first_line(e: BaseException) -> str:
+    """An exception's message up to its first line break (the reason recorded for an item)."""
+    return str(e).splitlines()[0] if str(e) else ""
