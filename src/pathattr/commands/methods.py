@@ -11,9 +11,12 @@ import time
 from . import UsageError
 
 #: name -> (module, class, constructor keyword arguments). A ``"wraps"`` argument names another
-#: entry whose instance is passed first (SmoothGrad averages that method over noisy copies).
+#: entry whose instance is passed first (SmoothGrad averages that method over noisy copies); an
+#: ``"attribute"`` argument holds fixed keyword arguments of ``attribute``.
 METHODS: dict[str, tuple[str, str, dict]] = {
     "ig": ("pathattr.methods.integrated_gradients", "IntegratedGradients", {}),
+    "ig-auto": ("pathattr.methods.integrated_gradients", "IntegratedGradients",
+                {"attribute": {"steps": "auto", "tol": 0.01}}),
     "idg": ("pathattr.methods.idg", "IntegratedDecisionGradients", {}),
     "left-ig": ("pathattr.methods.left_ig", "LeftIntegratedGradients", {}),
     "guided-ig": ("pathattr.methods.guided_ig", "GuidedIntegratedGradients", {}),
@@ -52,7 +55,7 @@ def parse_methods(spec: str) -> list[str]:
 def make(name: str, model: object) -> object:
     """A fresh instance of method ``name`` for ``model``. Cost: the first import of its module."""
     module, cls, kwargs = METHODS[name]
-    kwargs = dict(kwargs)
+    kwargs = {k: v for k, v in kwargs.items() if k != "attribute"}
     inner = kwargs.pop("wraps", None)
     factory = getattr(importlib.import_module(module), cls)
     return factory(make(inner, model), **kwargs) if inner else factory(model, **kwargs)
@@ -70,6 +73,7 @@ def run(name: str, model: object, x: object, target: int, steps: int,
         kwargs["steps"] = steps
     if "classes" in params:  # AGI: its default of 10 false classes needs an 11-class model
         kwargs["classes"] = min(params["classes"].default, n_classes - 1)
+    kwargs.update(METHODS[name][2].get("attribute", {}))
     start = time.perf_counter()
     result = method.attribute(x, **kwargs)
     return result, time.perf_counter() - start
