@@ -1,0 +1,1 @@
+"""Reproductions of the papers' claims: ``python -m pathattr.experiments ig|neurons|idg``."""

@@ -1,0 +1,76 @@
+"""Smoke tests of the reproductions at tiny sizes (``quick=True``): files written, numbers sane.
+The full runs are commands (``pathattr reproduce NAME``), not tests."""
+
+import json
+import math
+
+import pytest
+
+from pathattr.experiments import __main__ as entry
+from pathattr.experiments import idg, ig, neurons
+
+
+def _load(doc, out):
+    for name in doc["files"]:
+        assert (out / name).stat().st_size > 0, name
+    assert any(n.endswith(".png") for n in doc["files"])
+    on_disk = json.loads((out / "results.json").read_text())
+    assert on_disk["versions"]["torch"] and on_disk["settings"]
+    return on_disk["numbers"]
+
+
+def test_ig_quick(tmp_path):
+    out = tmp_path / "ig"
+    n = _load(ig.run(out, quick=True), out)
+    digits = n["models"]["digits CNN"]
+    gl = [abs(v) for v in digits["gaps"]["gausslegendre"][0]]
+    assert gl[-1] < gl[0]  # more Gauss-Legendre steps, smaller completeness gap
+    (f,) = n["findings"]
+    assert f["gl_error_first_last"][1] < f["gl_error_first_last"][0]
+    assert digits["api_cross_check_max_diff"] < 1e-4  # the sweep is what IG reports
+    assert f["auto_all_converged"] and f["auto_max_gap"] <= 0.01
+    worst = n["axioms_max_violation"]
+    for axiom in ("implementation_invariance", "linearity", "symmetry", "dummy"):
+        assert worst[axiom] < 1e-9, axiom
+    assert worst["completeness"] < 0.1 and worst["sensitivity"] < 0.1
+    assert "| gausslegendre |" in (out / "README.md").read_text()
+
+
+def test_neurons_quick(tmp_path):
+    out = tmp_path / "neurons"
+    n = _load(neurons.run(out, quick=True), out)
+    res = n["models"]["digits CNN"]
+    gaps = [row["dhamdhere"][-1]["max_diff_over_output_delta"] for row in res["agreement"]]
+    assert gaps[-1] < 0.01 and gaps[-1] < gaps[0]  # the two forms converge together
+    aucs = {m: sum(c["auc"]) / len(c["auc"]) for m, c in res["ablation"].items()}
+    assert all(math.isfinite(a) for a in aucs.values())
+    assert max(v for m, v in aucs.items() if m.startswith("Neuron IG")) > aucs["random"]
+    assert set(n["verdicts"]["digits CNN"]) >= {"DeepLIFT Rescale", "DeepLIFT RevealCancel"}
+
+
+def test_idg_quick(tmp_path):
+    out = tmp_path / "idg"
+    n = _load(idg.run(out, quick=True), out)
+    assert set(n["methods"]) == set(idg.QUICK["methods"])
+    for m in n["methods"].values():
+        for kind in ("insertion", "deletion"):
+            assert all(0 <= a <= 1 for a in m[kind]["auc"]), kind
+        assert m["seconds_per_image"] >= 0
+    assert n["verdict"]["insertion"]["images"] == len(n["inputs"])
+
+
+def test_module_entry_runs_the_named_experiment(tmp_path, monkeypatch, capsys):
+    calls = []
+
+    def fake_run(out_dir, quick=False):
+        calls.append((out_dir, quick))
+        out_dir.mkdir(parents=True)
+        (out_dir / "README.md").write_text("# report\n")
+        return {"files": ["README.md"], "seconds": 0.0}
+
+    monkeypatch.setattr(neurons, "run", fake_run)
+    assert entry.main(["neurons", "--quick", "--out", str(tmp_path / "n")]) == 0
+    assert calls == [(tmp_path / "n", True)]
+    assert "# report" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        entry.main(["nonsense"])
