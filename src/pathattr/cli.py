@@ -27,6 +27,10 @@ EXAMPLES = {
     "neurons": """examples:
   pathattr neurons photo:chelsea --layer _blocks.15 --top 20
   pathattr neurons digit.png --model digits-cnn --layer features.relu2""",
+    "reproduce": """examples:
+  pathattr reproduce ig            # about 5 minutes on 2 cores
+  pathattr reproduce neurons --out results/neurons
+  pathattr reproduce idg --quick""",
     "models": """example:
   pathattr models""",
 }
@@ -112,6 +116,16 @@ def build_parser() -> Parser:
 
     register(sub, common)  # run, summarize
 
+    p = add("reproduce", "Reproduce a paper's claims on real pretrained models; writes a "
+            "markdown table, plots and a JSON of every number to --out (default "
+            "results/NAME).", [])
+    p.add_argument("name", choices=("ig", "neurons", "idg"),
+                   help="ig: completeness vs steps and the axioms; neurons: Neuron IG vs "
+                        "Dhamdhere vs DeepLIFT; idg: insertion/deletion of IDG and rivals")
+    p.add_argument("--quick", action="store_true", help="tiny sizes (a smoke test, seconds)")
+    p.add_argument("--out", type=Path, help="output directory (default: results/NAME)")
+    p.set_defaults(run=_reproduce)
+
     p = add("models", "List the built-in models and the available methods.", [])
     p.set_defaults(run=_models)
     return parser
@@ -193,6 +207,13 @@ def _images(args: argparse.Namespace, method_spec: str | None, curves: bool, lay
     if demo and not args.quiet:
         print(f"open {outcomes[0].report.resolve().as_uri()}")
     return 1 if any(o.failures for o in outcomes) else 0
+
+
+def _reproduce(args: argparse.Namespace) -> int:
+    from .experiments.__main__ import main as reproduce
+
+    return reproduce([args.name, *(["--quick"] if args.quick else []),
+                      *(["--out", str(args.out)] if args.out else [])])
 
 
 def _models(args: argparse.Namespace) -> int:

@@ -74,3 +74,10 @@ def test_module_entry_runs_the_named_experiment(tmp_path, monkeypatch, capsys):
     assert "# report" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         entry.main(["nonsense"])
+
+
+def test_cli_reproduce_writes_results(tmp_path, capsys):
+    from pathattr import cli
+    assert cli.main(["reproduce", "ig", "--quick", "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "README.md").exists() and (tmp_path / "results.json").exists()
+    assert cli.main(["reproduce", "nothing"]) == 2
