@@ -100,14 +100,15 @@ def evaluations_to_tolerance(model, x, target, tol=0.01) -> dict:
     return out
 
 
-def run(out_dir: Path = Path("results/bench"), reps: int = 5) -> dict:
-    """Time, memory and evaluation counts; writes ``ig.json`` and ``ig.md`` to ``out_dir``."""
+def run(out_dir: Path = Path("results/bench"), reps: int = 5, sweep: bool = True) -> dict:
+    """Time, memory and (with ``sweep``) evaluation counts; writes ``ig.json`` and ``ig.md``
+    to ``out_dir``."""
     torch.set_num_threads(2)
     model, x, target = workload()
     times = interleaved(contestants(model, x, target), reps)
     med = {k: median(v) for k, v in times.items()}
     mem = {k: peak_rss_mb("benchmarks.bench_ig", k) for k in med}
-    evals = evaluations_to_tolerance(model, x, target)
+    evals = evaluations_to_tolerance(model, x, target) if sweep else None
     best_p = min((k for k in med if k.startswith("pathattr chunk")), key=med.get)
     best_c = min((k for k in med if k.startswith("captum")), key=med.get)
     lines = [f"# IG, EfficientNet-Lite0, {len(x)} photos x {STEPS} Gauss-Legendre steps "
@@ -122,12 +123,13 @@ def run(out_dir: Path = Path("results/bench"), reps: int = 5) -> dict:
         lines[-1] += f" {med['captum default'] / med[k]:.2f}x | {mem[k]:.0f} |"
     lines += ["", f"pathattr default is {med['captum default'] / med['pathattr default']:.2f}x "
               f"faster than captum default; best pathattr ({best_p}) vs best captum ({best_c}): "
-              f"{med[best_c] / med[best_p]:.2f}x.", "",
-              "## Gradient evaluations to reach 1 % completeness error", "",
-              "| rule | evaluations per photo | relative delta |", "|---|---|---|",
-              f"| auto (adaptive trapezoid) | {evals['auto']['evaluations']} | "
-              f"{[round(e, 4) for e in evals['auto']['relative_delta']]} |"]
-    for rule in RULES:
+              f"{med[best_c] / med[best_p]:.2f}x."]
+    if evals:
+        lines += ["", "## Gradient evaluations to reach 1 % completeness error", "",
+                  "| rule | evaluations per photo | relative delta |", "|---|---|---|",
+                  f"| auto (adaptive trapezoid) | {evals['auto']['evaluations']} | "
+                  f"{[round(e, 4) for e in evals['auto']['relative_delta']]} |"]
+    for rule in RULES if evals else ():
         e = evals[rule]
         lines.append(f"| {rule} | needs {e['needs']} (first meets at {e['first_meeting']}) | "
                      + ", ".join(f"{s}: {max(v):.4f}" for s, v in e["relative_delta"].items())
@@ -139,4 +141,5 @@ def run(out_dir: Path = Path("results/bench"), reps: int = 5) -> dict:
 
 
 if __name__ == "__main__":
-    run(Path(sys.argv[1]) if len(sys.argv) > 1 else Path("results/bench"))
+    run(Path(sys.argv[1]) if len(sys.argv) > 1 else Path("results/bench"),
+        sweep="--no-sweep" not in sys.argv)

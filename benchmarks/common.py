@@ -49,6 +49,13 @@ def peak_rss_mb(module: str, name: str) -> float:
 
 
 def rss_mb() -> float:
+    """Peak resident memory of this process so far (MiB).
+
+    ``VmHWM`` of /proc, not ``ru_maxrss``: Linux carries ``ru_maxrss`` across ``exec``, so a
+    child started by a big parent would report the parent's peak."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 

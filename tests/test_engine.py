@@ -78,7 +78,7 @@ def test_chunk_size():
     assert chunk_size(m, x, 7, 100) == 7
     per = activation_bytes(m, x)
     assert per > x.numel() * 8
-    assert chunk_size(m, x, "auto", 100, budget=2 * per * 5) == 5
+    assert chunk_size(m, x, "auto", 100, budget=per * 5) == 5
     assert chunk_size(m, x, "auto", 3) == 3
     with pytest.raises(ValueError, match="batch_size"):
         chunk_size(m, x, -1, 10)

@@ -114,7 +114,8 @@ def chunk_size(model: object, example: Tensor, batch_size: int | str, n_points: 
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer or 'auto', got {batch_size!r}")
         return batch_size
-    per_point = 2 * activation_bytes(model, example)
+    # module outputs are what a backward keeps alive; gradients come and go one layer at a time
+    per_point = activation_bytes(model, example)
     cap = BIG_POINT_CAP if per_point > BIG_POINT_BYTES else 4096
     return int(max(1, min(n_points, budget // per_point, cap)))
 
