@@ -79,7 +79,7 @@ def _expand(a: Tensor, like: Tensor) -> Tensor:
     return a.reshape(-1, *([1] * (like.dim() - 1)))
 
 
-def _is_conv(model: object, x: Tensor) -> bool:
+def is_conv(model: object, x: Tensor) -> bool:
     return x.dim() == 4 and isinstance(model, nn.Module) and any(
         isinstance(m, nn.Conv2d) for m in model.modules())
 
@@ -134,7 +134,7 @@ class PathEngine:
         self.diff = x - baseline
         self._batch_size = batch_size
         self._bs: int | None = None
-        self.channels_last = _is_conv(model, x) if channels_last == "auto" else channels_last
+        self.channels_last = is_conv(model, x) if channels_last == "auto" else channels_last
 
     def batch_size(self, n_points: int) -> int:
         """Points per chunk for a pass over ``n_points`` (the budget is measured once)."""

@@ -16,7 +16,7 @@ from ..guard import model_guard
 from ..layers import LayerSpec, StopForward, resolve_layer, stop_after, tap_layers
 from ..targets import TargetSpec, resolve_target, select
 from ..validate import check_eval_mode, check_positive_int, check_tensor
-from .curve import Curve
+from .curve import Curve, baseline_like
 
 
 def random_scores(shape: Sequence[int], generator: torch.Generator | None = None) -> Tensor:
@@ -56,7 +56,7 @@ def neuron_ablation(model: nn.Module, x: Tensor, layer: LayerSpec, scores: Tenso
                 raise ValueError("baseline is only used with reset='baseline', not 'zero'")
             reset_act = torch.zeros_like(act)
         elif reset == "baseline":
-            reset_act = _activation(model, module, name, _baseline(baseline, x))
+            reset_act = _activation(model, module, name, baseline_like(x, baseline))
         else:
             raise ValueError(f"reset must be 'baseline' or 'zero', got {reset!r}")
 
@@ -88,16 +88,6 @@ def _activation(model: nn.Module, module: nn.Module, name: str, x: Tensor) -> Te
         with contextlib.suppress(StopForward):
             model(x)
         return tap.check()
-
-
-def _baseline(baseline: Tensor | None, x: Tensor) -> Tensor:
-    if baseline is None:
-        return torch.zeros_like(x)
-    baseline = check_tensor(baseline, "baseline")
-    if baseline.shape not in (x.shape, x.shape[1:]):
-        raise ValueError(f"baseline has shape {tuple(baseline.shape)}, expected "
-                         f"{tuple(x.shape)} or {tuple(x.shape[1:])}")
-    return baseline.to(x).expand_as(x)
 
 
 def _check_scores(scores: Tensor, act: Tensor) -> bool:

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ..validate import check_tensor
+
 
 @dataclass
 class Curve:
@@ -22,3 +24,15 @@ class Curve:
     @classmethod
     def from_scores(cls, fractions: Tensor, scores: Tensor) -> Curve:
         return cls(fractions, scores, torch.trapezoid(scores, fractions, dim=-1))
+
+
+def baseline_like(x: Tensor, baseline: Tensor | None) -> Tensor:
+    """The reference input of a metric, shaped like ``x``: zeros by default, or ``baseline``
+    given per example or shared (``x.shape[1:]``)."""
+    if baseline is None:
+        return torch.zeros_like(x)
+    baseline = check_tensor(baseline, "baseline")
+    if baseline.shape not in (x.shape, x.shape[1:]):
+        raise ValueError(f"baseline has shape {tuple(baseline.shape)}, expected "
+                         f"{tuple(x.shape)} or {tuple(x.shape[1:])}")
+    return baseline.to(x).expand_as(x)

@@ -8,11 +8,11 @@ import torch
 from torch import Tensor, nn
 
 from ..baselines import gaussian_blur
-from ..engine import _is_conv, chunk_size
+from ..engine import chunk_size, is_conv
 from ..guard import model_guard
 from ..targets import TargetSpec, resolve_target, select
 from ..validate import check_eval_mode, check_positive_int, check_tensor
-from .curve import Curve
+from .curve import Curve, baseline_like
 
 #: RISE's insertion substrate: an 11x11 Gaussian blur with sigma 5 pixels.
 BLUR_SIGMA = 5.0
@@ -68,13 +68,7 @@ def _substrate(x: Tensor, substrate: str, baseline: Tensor | None) -> Tensor:
         return gaussian_blur(x, BLUR_SIGMA, BLUR_KERNEL)
     if substrate != "baseline":
         raise ValueError(f"substrate must be 'baseline' or 'blur', got {substrate!r}")
-    if baseline is None:
-        return torch.zeros_like(x)
-    baseline = check_tensor(baseline, "baseline")
-    if baseline.shape not in (x.shape, x.shape[1:]):
-        raise ValueError(f"baseline has shape {tuple(baseline.shape)}, expected "
-                         f"{tuple(x.shape)} or {tuple(x.shape[1:])}")
-    return baseline.to(x).expand_as(x)
+    return baseline_like(x, baseline)
 
 
 def _curve(model, x, attributions, target, pixels_per_step, substrate, baseline, batch_size,
@@ -97,7 +91,7 @@ def _curve(model, x, attributions, target, pixels_per_step, substrate, baseline,
     rows = torch.arange(b, device=x.device).repeat_interleave(n_steps + 1)
     steps = counts.repeat(b)
     bs = chunk_size(model, x, batch_size, len(rows))
-    channels_last = _is_conv(model, x)
+    channels_last = is_conv(model, x)
     probs = []
     with model_guard(model), torch.inference_mode():
         t = resolve_target(target, b, x.device)
