@@ -68,8 +68,10 @@ def test_values_activations_endpoints():
     f1, f0 = e.endpoints()
     assert torch.allclose(f1, m(x)[:, 2]) and torch.allclose(f0, m(0 * x)[:, 2])
     rows, alphas = torch.tensor([2, 0]), torch.tensor([0.5, 0.2], dtype=torch.float64)
-    acts = e.activations("conv1", rows, alphas)
-    assert torch.allclose(acts, m.conv1(alphas.view(-1, 1, 1, 1) * x[rows]))
+    acts, act2 = e.activations(["conv1", "act2"], rows, alphas)
+    points = alphas.view(-1, 1, 1, 1) * x[rows]
+    assert torch.allclose(acts, m.conv1(points))
+    assert torch.allclose(act2, m.act2(m.conv2(m.act1(m.conv1(points)))))
 
 
 def test_chunk_size():

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from .guard import model_guard
-from .layers import StopForward, resolve_layer, stop_after, tap_layers
+from .layers import StopForward, resolve_layer, stop_when_tapped, tap_layers
 from .targets import select
 
 #: Default memory budget for one chunk's activations and gradients (bytes).
@@ -229,21 +229,26 @@ class PathEngine:
                         torch.cat([self.x.new_ones(b), self.x.new_zeros(b)]))
         return v[:b], v[b:]
 
-    def activations(self, layer: str | nn.Module, rows: Tensor, alphas: Tensor,
-                    use_input: bool = False) -> Tensor:
-        """A layer's activation at each point, forward only and stopped at the layer."""
-        name, module = resolve_layer(self.model, layer)
+    def activations(self, layers: list[str | nn.Module], rows: Tensor, alphas: Tensor,
+                    use_input: bool = False) -> list[Tensor]:
+        """Each layer's activation (or input) at each point, ``(n, *shape)`` per layer.
+
+        Cost: per point one forward pass under inference mode, stopped as soon as every layer
+        has run. Activations are copied, so later in-place ops cannot change them.
+        """
+        specs = [(*resolve_layer(self.model, layer), use_input, None) for layer in layers]
         n = len(rows)
         bs = self.batch_size(n)
-        out = []
-        with tap_layers([(name, module, use_input, None)]) as (hook,), \
-                stop_after(module, use_input), torch.inference_mode():
+        out: list[list[Tensor]] = [[] for _ in specs]
+        with tap_layers(specs) as taps, stop_when_tapped(taps), torch.inference_mode():
             for start in range(0, n, bs):
-                hook.reset()
+                for t in taps:
+                    t.reset()
                 with suppress(StopForward):
                     self.model(self.points(rows[start:start + bs], alphas[start:start + bs]))
-                out.append(hook.check().clone())
-        return torch.cat(out)
+                for o, t in zip(out, taps):
+                    o.append(t.check().clone())
+        return [torch.cat(o) for o in out]
 
 
 def guarded(model: object):

@@ -18,7 +18,7 @@ from .baselines import BaselineSpec
 from .engine import Tap, guarded
 from .layers import resolve_layer
 from .methods._setup import flat_points, setup
-from .methods.conductance import edge_plan, layer_values, total_conductance
+from .methods.conductance import edge_plan, total_conductance
 from .methods.idg import DecisionSum, adaptive_idg, coarse_points
 from .methods.left_ig import SaturationSum, check_fraction
 from .quadrature import nodes_weights
@@ -121,7 +121,7 @@ def explain(
         if layers and len(missing):
             e_rows, e_alphas = flat_points(
                 n_rows, torch.as_tensor(edges[missing], dtype=s.x.dtype, device=s.x.device))
-            edge_acts = layer_values(engine, layers, False, e_rows, e_alphas)
+            edge_acts = engine.activations([m for _, m in layers], e_rows, e_alphas)
         out_delta = s.mean(f1 - f0)
         info = {"rule": rule, "steps": steps, "gradient_evaluations": steps * s.k}
         results: dict[Hashable, Attribution] = {}

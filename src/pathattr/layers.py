@@ -37,8 +37,9 @@ class LayerNotExecuted(RuntimeError):
 class _Tap:
     """Per-forward record of one layer call; ``replace`` may swap the activation."""
 
-    def __init__(self, name: str, use_input: bool, replace: Callable[[Tensor], Tensor] | None):
-        self.name, self.use_input, self.replace = name, use_input, replace
+    def __init__(self, name: str, module: nn.Module, use_input: bool,
+                 replace: Callable[[Tensor], Tensor] | None):
+        self.name, self.module, self.use_input, self.replace = name, module, use_input, replace
         self.value: Tensor | None = None
         self.calls = 0
 
@@ -80,7 +81,7 @@ def tap_layers(
     taps, handles = [], []
     try:
         for name, module, use_input, replace in specs:
-            tap = _Tap(name, use_input, replace)
+            tap = _Tap(name, module, use_input, replace)
             if use_input:
                 def pre(_m, args, tap=tap):
                     if not args:
@@ -105,13 +106,18 @@ class StopForward(Exception):
 
 
 @contextmanager
-def stop_after(module: nn.Module, use_input: bool = False) -> Iterator[None]:
-    """Abort the forward pass right after ``module`` ran (or right before, for its input)."""
-    def raise_stop(*_):
-        raise StopForward
-    h = (module.register_forward_pre_hook(raise_stop) if use_input
-         else module.register_forward_hook(raise_stop))
+def stop_when_tapped(taps: list[_Tap]) -> Iterator[None]:
+    """Abort the forward pass as soon as every tap has seen its layer.
+
+    Enter it after ``tap_layers``: its hooks then run after the taps' own, which record first.
+    """
+    def stop(*_):
+        if all(t.calls for t in taps):
+            raise StopForward
+    handles = [t.module.register_forward_pre_hook(stop) if t.use_input
+               else t.module.register_forward_hook(stop) for t in taps]
     try:
         yield
     finally:
-        h.remove()
+        for h in handles:
+            h.remove()

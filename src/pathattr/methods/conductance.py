@@ -22,8 +22,7 @@ error and converge together as ``steps`` grow.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
@@ -32,7 +31,7 @@ from torch import Tensor, nn
 
 from ..baselines import BaselineSpec
 from ..engine import MEMORY_BUDGET, PathEngine, Tap, activation_bytes, guarded
-from ..layers import LayerSpec, StopForward, resolve_layer, tap_layers
+from ..layers import LayerSpec, resolve_layer, tap_layers
 from ..quadrature import cell_edges, nodes_weights
 from ..result import Attribution
 from ..targets import TargetSpec, select
@@ -109,7 +108,8 @@ class LayerConductance:
             if len(missing):
                 e_rows, e_alphas = flat_points(
                     n_rows, torch.as_tensor(edges[missing], dtype=s.x.dtype, device=s.x.device))
-                edge_acts = layer_values(engine, named, attribute_to_layer_input, e_rows, e_alphas)
+                edge_acts = engine.activations([m for _, m in named], e_rows, e_alphas,
+                                               attribute_to_layer_input)
         out_delta = s.mean(f1 - f0)
         results = {name: total_conductance(s, grads[i], node_acts[i], edge_acts[i], edges,
                                            node_of_edge, missing, steps, out_delta, rule, name,
@@ -153,8 +153,8 @@ class NeuronConductance:
         with guarded(self.model):
             engine = s.engine(self.model, batch_size)
             one = torch.zeros(1, dtype=torch.long, device=s.x.device)
-            shape = engine.activations(module, one, torch.ones(1, dtype=s.x.dtype,
-                                       device=s.x.device), attribute_to_neuron_input).shape[1:]
+            shape = engine.activations([module], one, torch.ones(1, dtype=s.x.dtype,
+                                       device=s.x.device), attribute_to_neuron_input)[0].shape[1:]
             idx = flat_neurons(neurons, tuple(shape), name)
             alphas, weights = (torch.as_tensor(v, dtype=s.x.dtype, device=s.x.device)
                                for v in (a, w))
@@ -244,40 +244,6 @@ def flat_neurons(neurons: object, shape: tuple[int, ...], layer: str) -> Tensor:
         else:
             raise TypeError(f"each neuron must be a flat int index or a tuple of ints, got {n!r}")
     return torch.tensor(flat, dtype=torch.long)
-
-
-def layer_values(engine: PathEngine, named: list[tuple[str, nn.Module]], use_input: bool,
-                 rows: Tensor, alphas: Tensor) -> list[Tensor]:
-    """Each layer's activation at each point, forward only; returns one ``(n, *shape)`` per
-    layer. Cost: per point one forward stopped as soon as every layer has run."""
-    specs = [(n, m, use_input, None) for n, m in named]
-    n_points = len(rows)
-    bs = engine.batch_size(n_points)
-    out: list[list[Tensor]] = [[] for _ in named]
-    with tap_layers(specs) as taps, _stop_when_all_ran(specs, taps), torch.inference_mode():
-        for start in range(0, n_points, bs):
-            for t in taps:
-                t.reset()
-            with suppress(StopForward):
-                engine.model(engine.points(rows[start:start + bs], alphas[start:start + bs]))
-            for o, t in zip(out, taps, strict=True):
-                o.append(t.check())
-    return [torch.cat(o) for o in out]
-
-
-@contextmanager
-def _stop_when_all_ran(specs: list, taps: list) -> Iterator[None]:
-    """End the forward pass once every tap has seen its layer (hooks run after the taps')."""
-    def stop(*_):
-        if all(t.calls for t in taps):
-            raise StopForward
-    handles = [m.register_forward_pre_hook(stop) if u else m.register_forward_hook(stop)
-               for _, m, u, _ in specs]
-    try:
-        yield
-    finally:
-        for h in handles:
-            h.remove()
 
 
 def edge_plan(a: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -162,11 +162,12 @@ class LayerIntegratedGradients:
         tgt = resolve_target(target, x.shape[0], x.device)
         a, w = nodes_weights(rule, steps)
         with guarded(self.model):
-            both = PathEngine(self.model, torch.cat([x, base]), torch.cat([x, base]), None,
-                              batch_size, channels_last=False)
+            both = torch.cat([x, base])
+            ends = PathEngine(self.model, both, both, tgt.repeat(2) if isinstance(tgt, Tensor)
+                              else tgt, batch_size, channels_last=False)
             rows2 = torch.arange(2 * len(x), device=x.device)
             ones = torch.ones(2 * len(x), device=x.device)
-            acts = both.activations(self.layer, rows2, ones, attribute_to_layer_input)
+            (acts,) = ends.activations([self.layer], rows2, ones, attribute_to_layer_input)
             end, start = acts[: len(x)], acts[len(x):]
             if not end.is_floating_point():
                 what = "input" if attribute_to_layer_input else "output"
@@ -175,9 +176,7 @@ class LayerIntegratedGradients:
             alphas = torch.as_tensor(a, dtype=end.dtype, device=x.device)
             weights = torch.as_tensor(w, dtype=end.dtype, device=x.device)
             engine = PathEngine(self.model, x, x, tgt, batch_size, channels_last=False)
-            f = PathEngine(self.model, torch.cat([x, base]), torch.cat([x, base]), tgt.repeat(2)
-                           if isinstance(tgt, Tensor) else tgt, batch_size, False)
-            fv = f.values(rows2, ones)
+            fv = ends.values(rows2, ones)
             rows, flat_a = flat_points(len(x), alphas)
             path = LayerPath(self.layer, x, start, end, attribute_to_layer_input)
             (grad_sum,) = weighted_gradient_sum(engine, rows, flat_a, weights.repeat(len(x)),

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from ..guard import model_guard
-from ..layers import LayerSpec, StopForward, resolve_layer, stop_after, tap_layers
+from ..layers import LayerSpec, StopForward, resolve_layer, stop_when_tapped, tap_layers
 from ..targets import TargetSpec, resolve_target, select
 from ..validate import check_eval_mode, check_positive_int, check_tensor
 from .curve import Curve, baseline_like
@@ -84,7 +84,7 @@ def neuron_ablation(model: nn.Module, x: Tensor, layer: LayerSpec, scores: Tenso
 
 def _activation(model: nn.Module, module: nn.Module, name: str, x: Tensor) -> Tensor:
     """The layer's output on ``x``; the forward stops at the layer."""
-    with tap_layers([(name, module, False, None)]) as (tap,), stop_after(module):
+    with tap_layers([(name, module, False, None)]) as (tap,), stop_when_tapped([tap]):
         with contextlib.suppress(StopForward):
             model(x)
         return tap.check()
