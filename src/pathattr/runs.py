@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -414,15 +415,16 @@ def _class_counts(rows: list) -> dict[int, list[int]]:
 
 
 def _sample_images(settings: dict, keys: list[str]) -> dict[str, np.ndarray]:
-    """The sample's inputs as the model saw them, for overlays; empty if the data or model is
-    no longer loadable (the report then shows bare heatmaps)."""
+    """The sample's inputs as the model saw them, for overlays; empty, with a warning saying
+    why, if the data or model is no longer loadable (the report then shows bare heatmaps)."""
     try:
         from .commands.inputs import load_model
 
         bundle = load_model(settings["model"], settings.get("weights"))
         raws = Dataset(settings["data"]).read(keys)
         return {r.key: bundle.display(decode(r, bundle.preprocess)) for r in raws}
-    except Exception:  # the report is still useful without the pictures
+    except Exception as e:  # the report is still useful without the pictures
+        warnings.warn(f"summarize: report without input images: {first_line(e)}", stacklevel=2)
         return {}
 
 
