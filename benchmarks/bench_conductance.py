@@ -24,7 +24,7 @@ import torch
 PHOTOS = ("chelsea", "coffee", "astronaut", "rocket")
 BLOCK = "_blocks.8"
 TARGET = 285
-CHUNK = 32  # the engine's chunk for 224x224 images; given to Captum and the floor too
+CHUNK = 16  # the engine's automatic chunk for 224x224 images; given to Captum and the floor too
 WIDTH_LAYERS = ("_blocks.2", "_blocks.5", "_blocks.8", "_blocks.14", "_conv_head")
 
 
