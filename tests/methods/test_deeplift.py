@@ -354,6 +354,25 @@ def test_operation_without_rule_raises_naming_it(model, name):
         DeepLift(model.eval()).attribute(torch.randn(2, 4), target=0)
 
 
+def test_control_flow_that_differs_between_input_and_reference_is_refused():
+    # .item() leaves the mode's view, so the branch is taken on the value: tanh for the zero
+    # reference, relu for the positive input
+    branchy = Wrap(lambda x: torch.relu(x) if x.sum().item() > 0 else torch.tanh(x))
+    with pytest.raises(NoDeepLiftRule, match="different operations.*relu.*tanh"):
+        DeepLift(branchy.eval()).attribute(torch.ones(2, 4), target=0)
+
+
+def test_in_place_change_of_a_recorded_value_is_refused():
+    def late_in_place(x):
+        z = x * 2
+        y = torch.tanh(z)
+        z.add_(1)  # changes the tanh input that the input run needs for its reference
+        return y + z
+
+    with pytest.raises(NoDeepLiftRule, match="in place"):
+        DeepLift(Wrap(late_in_place).eval()).attribute(torch.randn(2, 4), target=0)
+
+
 def test_gradient_fallback_warns_and_reports_its_gap():
     with pytest.warns(UserWarning, match="softmax"):
         r = DeepLift(SoftmaxInside(), allow_gradient_fallback=True).attribute(

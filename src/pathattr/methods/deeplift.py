@@ -4,7 +4,8 @@ a layer's neurons.
     C_i = (x_i - x'_i) * M_i,    sum_i C_i = F(x) - F(x')   (summation-to-delta)
 
 where the multiplier ``M`` is the chain rule with each nonlinearity's derivative replaced by
-its DeepLIFT multiplier (``deeplift_rules``). One forward on ``[x; x']`` and one backward.
+its DeepLIFT multiplier (``deeplift_rules``). One forward on ``x'`` that records what the rules
+need, one forward on ``x`` and one backward on ``x`` alone.
 
 Rules work per operation, not per module: a module called twice, functional activations
 (``F.relu``, ``torch.sigmoid``) and residual additions are all seen, because a
@@ -44,19 +45,23 @@ def _check(model: object, rule: str) -> None:
         raise ValueError(f"rule must be one of {', '.join(RULES)}, got {rule!r}")
 
 
-def _forward(model: nn.Module, s: Setup, mode: DeepLiftMode, inputs: Tensor) -> Tensor:
-    """The target on ``[x; x']`` under the DeepLIFT rules; ``(2n,)``."""
-    target = s.target.repeat(2) if isinstance(s.target, Tensor) else s.target
-    with mode:
-        return select(model(inputs), target)
+def _forward(model: nn.Module, s: Setup, mode: DeepLiftMode, x: Tensor, x_ref: Tensor
+             ) -> tuple[Tensor, Tensor]:
+    """The target at the references (recording, detached) and at the inputs (differentiable),
+    each ``(n,)``: the two runs every DeepLIFT call makes."""
+    with mode.reference():
+        out_ref = select(model(x_ref), s.target)
+    with mode.inputs():
+        out = select(model(x), s.target)
+    mode.check_consumed()
+    return out, out_ref.detach()
 
 
-def _result(s: Setup, contributions: Tensor, out: Tensor, rule: str, mode: DeepLiftMode,
-            **info) -> Attribution:
+def _result(s: Setup, contributions: Tensor, out: Tensor, out_ref: Tensor, rule: str,
+            mode: DeepLiftMode, **info) -> Attribution:
     """Average over baselines; delta = sum of contributions - (F(x) - F(x'))."""
-    n = len(s.x)
     attr = s.mean(contributions)
-    out_delta = s.mean((out[:n] - out[n:]).detach())
+    out_delta = s.mean(out.detach() - out_ref)
     delta = attr.flatten(1).sum(1) - out_delta
     return Attribution(attr, delta, info={"rule": rule, "rules": dict(mode.counts),
                                           "output_delta": out_delta, **info})
@@ -80,18 +85,18 @@ class DeepLift:
                   target: TargetSpec = None) -> Attribution:
         """Return contributions (shape of ``x``) with ``delta`` per example.
 
-        Cost: one forward and one backward on ``2 K B`` rows (K baselines, B examples), plus a
+        Cost: two forwards and one backward on ``K B`` rows (K baselines, B examples), plus a
         few elementwise passes per nonlinearity (RevealCancel: one extra linear map forward
         and backward at each site).
         """
         s = setup(self.model, x, baselines, target)
-        n = len(s.x)
-        mode = DeepLiftMode(n, self.rule, self.fallback)
+        mode = DeepLiftMode(len(s.x), self.rule, self.fallback)
         with guarded(self.model), torch.enable_grad():
-            inputs = torch.cat([s.x, s.baseline]).requires_grad_(True)
-            out = _forward(self.model, s, mode, inputs)
-            (grad,) = torch.autograd.grad(out[:n].sum(), inputs)
-        return _result(s, (s.x - s.baseline) * grad[:n], out, self.rule, mode)
+            inputs = s.x.detach().requires_grad_(True)
+            out, out_ref = _forward(self.model, s, mode, inputs,
+                                    s.baseline.detach().requires_grad_(True))
+            (grad,) = torch.autograd.grad(out.sum(), inputs)
+        return _result(s, (s.x - s.baseline) * grad, out, out_ref, self.rule, mode)
 
 
 class LayerDeepLift:
@@ -113,13 +118,12 @@ class LayerDeepLift:
                   attribute_to_layer_input: bool = False) -> Attribution:
         """Return contributions shaped like the layer's activation per example, with ``delta``.
 
-        Raises if the layer runs zero or several times in one forward. Cost: one forward on
-        ``2 K B`` rows and one backward down to the layer.
+        Raises if the layer runs zero or several times in one forward. Cost: two forwards on
+        ``K B`` rows (K baselines, B examples) and one backward down to the layer.
         """
         s = setup(self.model, x, baselines, target)
         name, module = resolve_layer(self.model, self.layer)
-        n = len(s.x)
-        mode = DeepLiftMode(n, self.rule, self.fallback)
+        mode = DeepLiftMode(len(s.x), self.rule, self.fallback)
 
         def cut(t: Tensor) -> Tensor:
             if not isinstance(t, Tensor) or not t.is_floating_point():
@@ -128,9 +132,15 @@ class LayerDeepLift:
 
         with guarded(self.model), torch.enable_grad(), \
                 tap_layers([(name, module, attribute_to_layer_input, cut)]) as (tap,):
-            out = _forward(self.model, s, mode, torch.cat([s.x, s.baseline]))
+            with mode.reference():
+                out_ref = select(self.model(s.baseline), s.target)
+            out_ref, act_ref = out_ref.detach(), tap.check().detach()
+            tap.reset()
+            with mode.inputs():
+                out = select(self.model(s.x), s.target)
+            mode.check_consumed()
             act = tap.check()
-            (grad,) = torch.autograd.grad(out[:n].sum(), act, allow_unused=True,
+            (grad,) = torch.autograd.grad(out.sum(), act, allow_unused=True,
                                           materialize_grads=True)
-        return _result(s, (act[:n] - act[n:]).detach() * grad[:n], out, self.rule, mode,
+        return _result(s, (act.detach() - act_ref) * grad, out, out_ref, self.rule, mode,
                        layer=name)

@@ -1,8 +1,10 @@
 """DeepLIFT by operation: a ``TorchFunctionMode`` that gives every op its multiplier rule.
 
-The model runs once on the batch ``[x; x']`` (input rows first, reference rows second) while
-``DeepLiftMode`` watches every torch call. Calls that touch a *varying* tensor (one that
-requires grad, i.e. depends on the attributed input) are sorted into:
+The model runs twice under ``DeepLiftMode``: first on the references ``x'`` (``mode.reference()``),
+where each rule records the reference values it will need on a tape, then on the inputs ``x``
+(``mode.inputs()``), where each rule takes its entry from the tape in call order. Only the
+second run is differentiated, so the backward runs on the input rows alone. Calls that touch a
+*varying* tensor (one that requires grad, i.e. depends on the attributed signal) are sorted into:
 
 * linear ops (``LINEAR``, ``FIRST_ONLY``, one varying factor of a ``PRODUCT``): run as they are.
   Autograd's chain rule through a linear map already is DeepLIFT's linear rule on differences.
@@ -16,11 +18,10 @@ requires grad, i.e. depends on the attributed input) are sorted into:
 * anything else: ``NoDeepLiftRule`` naming the op, or with ``fallback`` its plain gradient and
   a warning.
 
-Only the input rows carry gradient: the backward of every rule returns zero for the reference
-rows, so ``grad[:n]`` at the input is the multiplier of the target and no example ever mixes
-with another. Each rule keeps summation-to-delta exactly (up to rounding), except where a
-difference is below ``EPS``: there the gradient stands in, with an error below ``EPS`` times
-the local slope.
+Each example is paired with its own reference row, so no example ever mixes with another. Each
+rule keeps summation-to-delta exactly (up to rounding), except where a difference is below
+``EPS``: there the gradient stands in, with an error below ``EPS`` times the local slope. A model
+whose two runs call different operations (data-dependent control flow) is refused.
 """
 
 from __future__ import annotations
@@ -148,17 +149,6 @@ def _bound(func: Callable, args: tuple, kwargs: dict) -> dict:
         return {}
 
 
-def _half(t: Tensor, n: int) -> tuple[Tensor, Tensor]:
-    return t[:n], t[n:]
-
-
-def _input_rows_only(g: Tensor, grad_x: Tensor) -> Tensor:
-    """A gradient for both halves: ``grad_x`` on the input rows, 0 on the reference rows."""
-    out = torch.zeros_like(g)
-    out[:len(grad_x)] = grad_x
-    return out
-
-
 def _derivative(f: Callable[[Tensor], Tensor], z: Tensor) -> Tensor:
     with torch.enable_grad():
         t = z.detach().requires_grad_(True)
@@ -172,50 +162,57 @@ def rescale_multiplier(f: Callable[[Tensor], Tensor], z: Tensor, dz: Tensor,
     ``f'(z)`` where ``|dz| < EPS`` (``f`` must act elementwise). Cost: a few elementwise
     passes, plus a backward of ``f`` on the elements with a small difference."""
     m = dy / dz
-    small = dz.abs() < EPS
-    if small.any():
-        m[small] = _derivative(f, z[small])
+    idx = _below_eps(dz)
+    if len(idx):
+        m.put_(idx, _derivative(f, z.take(idx)))
     return m
 
 
-def reveal_cancel_multipliers(f: Callable[[Tensor], Tensor], z: Tensor, y: Tensor, r: Tensor,
-                              n: int) -> tuple[Tensor, Tensor]:
-    """RevealCancel ``(m+, m-)`` of ``y = f(z)`` whose difference ``dz`` is a sum of terms with
-    ``dz+ - dz- = r`` (``r``: sum of the terms' absolute values), so ``dz+- = (dz +- r) / 2``.
+def _below_eps(d: Tensor) -> Tensor:
+    """Flat (row-major) indices of the elements with ``|d| < EPS``. One pass and one sync;
+    ``take``/``put_`` with them avoid the repeated mask scans of boolean indexing, which cost
+    a third of RevealCancel's time on EfficientNet."""
+    return (d.abs() < EPS).flatten().nonzero().squeeze(1)
+
+
+def reveal_cancel_multipliers(f: Callable[[Tensor], Tensor], z: Tensor, y: Tensor, z_ref: Tensor,
+                              y_ref: Tensor, r: Tensor) -> tuple[Tensor, Tensor]:
+    """RevealCancel ``(m+, m-)`` of ``y = f(z)`` (reference ``y' = f(z')``) whose difference
+    ``dz`` is a sum of terms with ``dz+ - dz- = r`` (``r``: sum of the terms' absolute values),
+    so ``dz+- = (dz +- r) / 2``.
 
         dy+ = [f(z' + dz+) - f(z')] / 2 + [f(z) - f(z' + dz-)] / 2,   m+ = dy+ / dz+
         dy- = [f(z' + dz-) - f(z')] / 2 + [f(z) - f(z' + dz+)] / 2,   m- = dy- / dz-
 
     ``dy+ + dy- = f(z) - f(z')``, so ``dy-`` is computed as that minus ``dy+``. Where a part is
     below ``EPS`` its multiplier is Rescale's. Cost: two extra evaluations of ``f`` and about
-    twenty elementwise passes on the input rows.
+    fifteen elementwise passes.
     """
-    (zx, zr), (yx, yr) = _half(z, n), _half(y, n)
-    dz, dy = zx - zr, yx - yr
+    dz, dy = z - z_ref, y - y_ref
     dpos = (dz + r).mul_(0.5)
     dneg = dz - dpos
-    dy_pos = (f(zr + dpos) - yr).add_(yx).sub_(f(zr + dneg)).mul_(0.5)
+    dy_pos = (f(z_ref + dpos) - y_ref).add_(y).sub_(f(z_ref + dneg)).mul_(0.5)
     m_pos, m_neg = dy_pos / dpos, (dy - dy_pos).div_(dneg)
     for m, part in ((m_pos, dpos), (m_neg, dneg)):
-        small = part.abs() < EPS
-        if small.any():
-            m[small] = rescale_multiplier(f, zx[small], dz[small], dy[small])
+        idx = _below_eps(part)
+        if len(idx):
+            m.put_(idx, rescale_multiplier(f, z.take(idx), dz.take(idx), dy.take(idx)))
     return m_pos, m_neg
 
 
 class _Rescale(torch.autograd.Function):
-    """``y = f(z)`` on both halves; backward ``g * m`` on the input rows, 0 on the reference."""
+    """``y = f(z)``; backward ``g * m`` with Rescale's ``m = (y - y') / (z - z')``."""
 
     @staticmethod
-    def forward(ctx, z: Tensor, f: Callable, n: int) -> Tensor:
+    def forward(ctx, z: Tensor, f: Callable, z_ref: Tensor) -> Tensor:
         y = f(z)
-        ctx.save_for_backward(rescale_multiplier(f, z[:n], z[:n] - z[n:], y[:n] - y[n:]))
+        ctx.save_for_backward(rescale_multiplier(f, z, z - z_ref, y - f(z_ref)))
         return y
 
     @staticmethod
     def backward(ctx, g: Tensor):
         (m,) = ctx.saved_tensors
-        return _input_rows_only(g, g[:len(m)] * m), None, None
+        return g * m, None, None
 
 
 class _RevealCancel(torch.autograd.Function):
@@ -228,17 +225,16 @@ class _RevealCancel(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, z: Tensor, r: Tensor, f: Callable, n: int) -> Tensor:
+    def forward(ctx, z: Tensor, r: Tensor, f: Callable, z_ref: Tensor) -> Tensor:
         y = f(z)
-        m_pos, m_neg = reveal_cancel_multipliers(f, z, y, r, n)
-        ctx.save_for_backward((m_pos + m_neg) / 2, (m_pos - m_neg) / 2)
+        m_pos, m_neg = reveal_cancel_multipliers(f, z, y, z_ref, f(z_ref), r)
+        ctx.save_for_backward((m_pos + m_neg).mul_(0.5), m_pos.sub_(m_neg).mul_(0.5))
         return y
 
     @staticmethod
     def backward(ctx, g: Tensor):
         m_mean, m_half_diff = ctx.saved_tensors
-        gx = g[:len(m_mean)]
-        return _input_rows_only(g, gx * m_mean), gx * m_half_diff, None, None
+        return g * m_mean, g * m_half_diff, None, None
 
 
 class _MaxPool(torch.autograd.Function):
@@ -249,25 +245,25 @@ class _MaxPool(torch.autograd.Function):
     exactly per window."""
 
     @staticmethod
-    def forward(ctx, z: Tensor, pool: Callable, k: int, n: int):
+    def forward(ctx, z: Tensor, pool: Callable, k: int, z_ref: Tensor):
         y, idx = pool(z)
-        flat_z, flat_y, flat_i = z.flatten(-k), y.flatten(-k), idx.flatten(-k)
-        dz = flat_z[:n] - flat_z[n:]
-        dy = flat_y[:n] - flat_y[n:]
-        i_sel = torch.where(dy >= 0, flat_i[:n], flat_i[n:])
+        y_ref, idx_ref = pool(z_ref)
+        flat_i = idx.flatten(-k)
+        dz = z.flatten(-k) - z_ref.flatten(-k)
+        dy = y.flatten(-k) - y_ref.flatten(-k)
+        i_sel = torch.where(dy >= 0, flat_i, idx_ref.flatten(-k))
         dz_sel = dz.gather(-1, i_sel)
         ctx.save_for_backward(i_sel, dy / torch.where(dz_sel == 0, 1, dz_sel))
-        ctx.shape, ctx.k, ctx.n = z.shape, k, n
+        ctx.shape, ctx.k = z.shape, k
         ctx.mark_non_differentiable(idx)
         return y, idx
 
     @staticmethod
     def backward(ctx, g: Tensor, _g_idx: Tensor):
         i_sel, w = ctx.saved_tensors
-        shape = (ctx.n, *ctx.shape[1:])
-        grad = g.new_zeros(shape).flatten(-ctx.k)
-        grad.scatter_add_(-1, i_sel, g.flatten(-ctx.k)[:ctx.n] * w)
-        return _input_rows_only(g.new_empty(ctx.shape), grad.view(shape)), None, None, None
+        grad = g.new_zeros(ctx.shape).flatten(-ctx.k)
+        grad.scatter_add_(-1, i_sel, g.flatten(-ctx.k) * w)
+        return grad.view(ctx.shape), None, None, None
 
 
 @dataclass
@@ -302,29 +298,41 @@ def _batch_norm_source(src: AffineSource, bound: dict) -> AffineSource:
     return AffineSource(src.a, abs_terms)
 
 
-def _shapley_product(func: Callable, args: tuple, kwargs: dict, i: int, j: int, n: int) -> Tensor:
-    """``a * b`` (any bilinear ``func``) with both factors varying, input rows differentiated as
-    ``da (b + b')/2 + (a + a')/2 db``. Cost: three products on the input rows."""
+def _shapley_product(func: Callable, args: tuple, kwargs: dict, i: int, j: int,
+                     a_ref: Tensor, b_ref: Tensor) -> Tensor:
+    """``a * b`` (any bilinear ``func``) with both factors varying, differentiated as
+    ``da (b + b')/2 + (a + a')/2 db`` for the references ``a'``, ``b'``. Cost: three products."""
     a, b = args[i], args[j]
     with torch.no_grad():
         out = func(*args, **kwargs)
-        a_mid, b_mid = (a[:n] + a[n:]) / 2, (b[:n] + b[n:]) / 2
+        a_mid, b_mid = (a + a_ref) / 2, (b + b_ref) / 2
 
     def call(u: Tensor, v: Tensor) -> Tensor:
         new = list(args)
         new[i], new[j] = u, v
         return func(*new, **kwargs)
-    ax, bx = a[:n], b[:n]
-    out_x = out[:n] + call(ax - ax.detach(), b_mid) + call(a_mid, bx - bx.detach())
-    return torch.cat([out_x, out[n:]])
+    return out + call(a - a.detach(), b_mid) + call(a_mid, b - b.detach())
+
+
+@dataclass
+class _Entry:
+    """What a rule recorded on the reference run: the op, its varying input's shape, and the
+    reference tensors with their version counters (to detect a later in-place change)."""
+
+    func: Callable
+    shape: tuple[int, ...]
+    tensors: tuple[Tensor, ...]
+    versions: tuple[int, ...]
 
 
 class DeepLiftMode(TorchFunctionMode):
-    """Apply DeepLIFT rules to every torch call on a batch ``[x; x']`` of ``2 n`` rows.
+    """Apply DeepLIFT rules to every torch call: enter ``reference()`` and run the model on the
+    references, then enter ``inputs()`` and run it on the inputs (``n`` rows each, row ``i`` of
+    one paired with row ``i`` of the other).
 
     ``rule``: "rescale" or "revealcancel". ``fallback``: use the plain gradient (with a
     warning) for ops without a rule instead of raising. ``counts`` tells how often each rule
-    was applied (``fallback:<op>`` for ops that fell back).
+    was applied on the input run (``fallback:<op>`` for ops that fell back).
     """
 
     def __init__(self, n: int, rule: str = "rescale", fallback: bool = False):
@@ -332,6 +340,26 @@ class DeepLiftMode(TorchFunctionMode):
         self.n, self.rule, self.fallback = n, rule, fallback
         self.counts: Counter[str] = Counter()
         self._sources: dict[int, tuple[weakref.ref, AffineSource]] = {}
+        self._tape: list[_Entry] = []
+        self._next = 0
+        self._recording = True
+
+    def reference(self) -> DeepLiftMode:
+        """Enter for the run on the references: rules record what they need."""
+        self._recording, self._tape, self._sources = True, [], {}
+        return self
+
+    def inputs(self) -> DeepLiftMode:
+        """Enter for the run on the inputs: rules consume the reference tape in call order."""
+        self._recording, self._next, self._sources = False, 0, {}
+        self.counts.clear()
+        return self
+
+    def check_consumed(self) -> None:
+        """Raise if the input run made fewer rule calls than the reference run."""
+        if self._next != len(self._tape):
+            self._diverged(f"stopped after {self._next} of the reference run's "
+                           f"{len(self._tape)} nonlinear calls")
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
@@ -353,8 +381,12 @@ class DeepLiftMode(TorchFunctionMode):
             factors = [k for k, t in enumerate(args) if any(t is v for v in varying)]
             if len(factors) == 2:
                 self._check_batch(func, varying)
+                a_ref, b_ref = self._tensors(func, args[factors[0]], args[factors[0]],
+                                             args[factors[1]])
+                if self._recording:
+                    return func(*args, **kwargs)
                 self.counts["product"] += 1
-                return _shapley_product(func, args, kwargs, *factors, self.n)
+                return _shapley_product(func, args, kwargs, *factors, a_ref, b_ref)
         linear = (func in LINEAR
                   or (func in FIRST_ONLY and len(varying) == 1 and args and varying[0] is args[0])
                   or (func in PRODUCT | ONE_FACTOR and len(varying) == 1)
@@ -372,6 +404,33 @@ class DeepLiftMode(TorchFunctionMode):
             self._track_source(func, args, kwargs, out)
         return out
 
+    def _tensors(self, func, like: Tensor, *ref: Tensor) -> tuple[Tensor, ...]:
+        """On the reference run record ``ref`` (detached) and return it; on the input run
+        return the tensors recorded by the same call, checking that it is the same call."""
+        if self._recording:
+            kept = tuple(t.detach() for t in ref)
+            self._tape.append(_Entry(func, tuple(like.shape), kept,
+                                     tuple(t._version for t in kept)))
+            return kept
+        if self._next >= len(self._tape):
+            self._diverged(f"calls {op_name(func)} after the reference run's last nonlinear call")
+        entry = self._tape[self._next]
+        self._next += 1
+        if entry.func is not func or entry.shape != tuple(like.shape):
+            self._diverged(f"calls {op_name(func)} on shape {tuple(like.shape)} where the "
+                           f"reference run called {op_name(entry.func)} on shape {entry.shape}")
+        if any(t._version != v for t, v in zip(entry.tensors, entry.versions)):
+            raise NoDeepLiftRule(f"the model changed the input of {op_name(func)} in place after "
+                                 f"calling it; DeepLIFT needs that value afterwards")
+        return entry.tensors
+
+    @staticmethod
+    def _diverged(what: str):
+        raise NoDeepLiftRule(f"the model ran different operations on the inputs than on the "
+                             f"references: it {what}. DeepLIFT pairs each nonlinearity's input "
+                             f"with its reference, so the model's control flow must not depend on "
+                             f"its input values")
+
     def _unsupported(self, func, args, kwargs, why: str, out=None):
         name = op_name(func)
         if not self.fallback:
@@ -380,18 +439,19 @@ class DeepLiftMode(TorchFunctionMode):
                 f"{why}. Explain a computation without it (e.g. logits instead of softmax "
                 f"probabilities), or pass allow_gradient_fallback=True to use its plain "
                 f"gradient (summation-to-delta then fails there)")
-        warnings.warn(f"DeepLIFT: no rule for {name}; using its gradient (summation-to-delta "
-                      f"may fail)", stacklevel=3)
-        self.counts[f"fallback:{name}"] += 1
+        if not self._recording:
+            warnings.warn(f"DeepLIFT: no rule for {name}; using its gradient "
+                          f"(summation-to-delta may fail)", stacklevel=3)
+            self.counts[f"fallback:{name}"] += 1
         return func(*args, **kwargs) if out is None else out
 
     def _check_batch(self, func, tensors: list[Tensor]) -> None:
         for t in tensors:
-            if t.dim() == 0 or t.shape[0] != 2 * self.n:
+            if t.dim() == 0 or t.shape[0] != self.n:
                 raise NoDeepLiftRule(
                     f"{op_name(func)} gets a tensor of shape {tuple(t.shape)} whose first "
-                    f"dimension is not the batch ({2 * self.n} rows: inputs and references); "
-                    f"DeepLIFT's rules need the batch first on every nonlinearity")
+                    f"dimension is not the batch ({self.n} rows); DeepLIFT's rules need the "
+                    f"batch first on every nonlinearity")
 
     def _single_first(self, func, args, varying) -> None:
         if len(varying) != 1 or not args or varying[0] is not args[0]:
@@ -417,21 +477,30 @@ class DeepLiftMode(TorchFunctionMode):
                 return fn(t, *args[1:], **kwargs)
         z = args[0]
         source = self._source_of(z)
-        if source is None:
+        if self._recording:
+            # an in-place call overwrites z, which the input run still needs
+            ref = (z.detach().clone() if in_place else z,
+                   *(() if source is None else (source.a,)))
+            self._tensors(func, z, *ref)
+            return func(*args, **kwargs)
+        z_ref, *a_ref = self._tensors(func, z)
+        if source is None or not a_ref:
             self.counts["rescale"] += 1
-            y = _Rescale.apply(z, f, self.n)
+            y = _Rescale.apply(z, f, z_ref)
         else:
             self.counts["revealcancel"] += 1
-            da = source.a[:self.n] - source.a[self.n:].detach()
-            y = _RevealCancel.apply(z, source.abs_terms(da.abs()), f, self.n)
+            y = _RevealCancel.apply(z, source.abs_terms((source.a - a_ref[0]).abs()), f, z_ref)
         return z.copy_(y) if in_place else y
 
     def _maxpool(self, func, args, kwargs, varying):
         self._single_first(func, args, varying)
+        (z_ref,) = self._tensors(func, args[0], args[0])
+        if self._recording:
+            return func(*args, **kwargs)
         pool, k = MAXPOOL[func]
         with_indices = pool is func or bool(_bound(pool, args, kwargs).get("return_indices"))
         self.counts["maxpool"] += 1
-        y, idx = _MaxPool.apply(args[0], lambda t: pool(t, *args[1:], **kwargs), k, self.n)
+        y, idx = _MaxPool.apply(args[0], lambda t: pool(t, *args[1:], **kwargs), k, z_ref)
         return (y, idx) if with_indices else y
 
     def _source_of(self, z: Tensor) -> AffineSource | None:
