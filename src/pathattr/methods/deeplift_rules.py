@@ -184,19 +184,36 @@ def reveal_cancel_multipliers(f: Callable[[Tensor], Tensor], z: Tensor, y: Tenso
         dy+ = [f(z' + dz+) - f(z')] / 2 + [f(z) - f(z' + dz-)] / 2,   m+ = dy+ / dz+
         dy- = [f(z' + dz-) - f(z')] / 2 + [f(z) - f(z' + dz+)] / 2,   m- = dy- / dz-
 
-    ``dy+ + dy- = f(z) - f(z')``, so ``dy-`` is computed as that minus ``dy+``. Where a part is
-    below ``EPS`` its multiplier is Rescale's. Cost: two extra evaluations of ``f`` and about
-    fifteen elementwise passes.
+    With ``s = f(z' + dz+) - f(z' + dz-)`` these are ``m+- = (dy +- s) / (dz +- r)``, and
+    ``z' + dz+- = (z + z') / 2 +- r / 2``: written so, the whole rule is twelve elementwise
+    passes. Where a part may be below ``EPS`` (``r - |dz| < 2 EPS``, since ``r >= |dz|``) both
+    multipliers are recomputed term by term, with Rescale's for that part.
     """
     dz, dy = z - z_ref, y - y_ref
-    dpos = (dz + r).mul_(0.5)
+    mid = torch.lerp(z_ref, z, 0.5)
+    s = f(torch.add(mid, r, alpha=0.5)).sub_(f(mid.sub_(r, alpha=0.5)))
+    m_pos = torch.add(dy, s).div_(torch.add(dz, r))
+    m_neg = dy.sub_(s).div_(torch.sub(dz, r))
+    idx = (torch.sub(r, dz.abs_()) < 2 * EPS).flatten().nonzero().squeeze(1)
+    if len(idx):
+        parts = _reveal_cancel_by_parts(f, *(t.take(idx) for t in (z, y, z_ref, y_ref, r)))
+        for m, part in zip((m_pos, m_neg), parts):
+            m.put_(idx, part)
+    return m_pos, m_neg
+
+
+def _reveal_cancel_by_parts(f: Callable[[Tensor], Tensor], z: Tensor, y: Tensor, z_ref: Tensor,
+                            y_ref: Tensor, r: Tensor) -> tuple[Tensor, Tensor]:
+    """``reveal_cancel_multipliers`` term by term, with Rescale's multiplier for a part below
+    ``EPS``: for the few elements where the fast form could divide by (nearly) zero."""
+    dz, dy = z - z_ref, y - y_ref
+    dpos = (dz + r) / 2
     dneg = dz - dpos
-    dy_pos = (f(z_ref + dpos) - y_ref).add_(y).sub_(f(z_ref + dneg)).mul_(0.5)
-    m_pos, m_neg = dy_pos / dpos, (dy - dy_pos).div_(dneg)
+    dy_pos = ((f(z_ref + dpos) - y_ref) + (y - f(z_ref + dneg))) / 2
+    m_pos, m_neg = dy_pos / dpos, (dy - dy_pos) / dneg
     for m, part in ((m_pos, dpos), (m_neg, dneg)):
-        idx = _below_eps(part)
-        if len(idx):
-            m.put_(idx, rescale_multiplier(f, z.take(idx), dz.take(idx), dy.take(idx)))
+        small = part.abs() < EPS
+        m[small] = rescale_multiplier(f, z[small], dz[small], dy[small])
     return m_pos, m_neg
 
 
@@ -228,7 +245,8 @@ class _RevealCancel(torch.autograd.Function):
     def forward(ctx, z: Tensor, r: Tensor, f: Callable, z_ref: Tensor) -> Tensor:
         y = f(z)
         m_pos, m_neg = reveal_cancel_multipliers(f, z, y, z_ref, f(z_ref), r)
-        ctx.save_for_backward((m_pos + m_neg).mul_(0.5), m_pos.sub_(m_neg).mul_(0.5))
+        m_mean = torch.lerp(m_pos, m_neg, 0.5)
+        ctx.save_for_backward(m_mean, m_pos.sub_(m_mean))
         return y
 
     @staticmethod
