@@ -1,6 +1,7 @@
 import pytest
 import torch
 from nets import cnn, mlp
+from torch import nn
 
 from pathattr.engine import LayerPath, PathEngine, Tap, activation_bytes, chunk_size
 from pathattr.guard import model_guard
@@ -72,6 +73,18 @@ def test_values_activations_endpoints():
     points = alphas.view(-1, 1, 1, 1) * x[rows]
     assert torch.allclose(acts, m.conv1(points))
     assert torch.allclose(act2, m.act2(m.conv2(m.act1(m.conv1(points)))))
+
+
+def test_ends_read_layers_before_later_in_place_ops():
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Linear(4, 5), nn.ReLU(inplace=True), nn.Linear(5, 2)).double().eval()
+    x = torch.randn(3, 4, dtype=torch.float64)
+    f1, f0, [(at_base, at_x)] = make(m, x, target=1).ends(["0"])
+    assert torch.allclose(f1, m(x)[:, 1]) and torch.allclose(f0, m(0 * x)[:, 1])
+    # the in-place ReLU after layer "0" must not reach the recorded activations
+    torch.testing.assert_close(at_x, m[0](x), rtol=0, atol=0)
+    torch.testing.assert_close(at_base, m[0](0 * x), rtol=0, atol=0)
+    assert (at_x < 0).any()
 
 
 def test_chunk_size():

@@ -211,23 +211,45 @@ class PathEngine:
 
     def values(self, rows: Tensor, alphas: Tensor) -> Tensor:
         """The target output at each point, forward only. Returns ``(n_points,)``."""
-        n = len(rows)
-        bs = self.batch_size(n)
-        out = []
-        with torch.inference_mode():
-            for start in range(0, n, bs):
-                r = rows[start:start + bs]
-                out.append(select(self.model(self.points(r, alphas[start:start + bs])),
-                                  self.target, r))
-        return torch.cat(out) if out else self.x.new_zeros(0)
+        return self._forward_only(rows, alphas, [], False)[0]
 
     def endpoints(self) -> tuple[Tensor, Tensor]:
         """``F(x)`` and ``F(baseline)`` per example, forward only."""
+        f1, f0, _ = self.ends([])
+        return f1, f0
+
+    def ends(self, layers: list[str | nn.Module], use_input: bool = False
+             ) -> tuple[Tensor, Tensor, list[tuple[Tensor, Tensor]]]:
+        """``F(x)``, ``F(baseline)`` per example and, from the same forward passes, each layer's
+        activation (or input) at both ends as ``(at baseline, at x)``, each ``(B, *shape)``.
+        Cost: two forward passes per example."""
         b = self.x.shape[0]
         rows = torch.arange(b, device=self.x.device)
-        v = self.values(torch.cat([rows, rows]),
-                        torch.cat([self.x.new_ones(b), self.x.new_zeros(b)]))
-        return v[:b], v[b:]
+        v, acts = self._forward_only(torch.cat([rows, rows]),
+                                     torch.cat([self.x.new_ones(b), self.x.new_zeros(b)]),
+                                     layers, use_input)
+        return v[:b], v[b:], [(a[b:], a[:b]) for a in acts]
+
+    def _forward_only(self, rows: Tensor, alphas: Tensor, layers: list[str | nn.Module],
+                      use_input: bool) -> tuple[Tensor, list[Tensor]]:
+        """Target output ``(n,)`` and copied layer activations at each point, inference mode."""
+        specs = [(*resolve_layer(self.model, layer), use_input, None) for layer in layers]
+        n = len(rows)
+        bs = self.batch_size(n)
+        out: list[Tensor] = []
+        acts: list[list[Tensor]] = [[] for _ in specs]
+        with tap_layers(specs, copy=True) as taps, torch.inference_mode():
+            for start in range(0, n, bs):
+                r = rows[start:start + bs]
+                for t in taps:
+                    t.reset()
+                out.append(select(self.model(self.points(r, alphas[start:start + bs])),
+                                  self.target, r))
+                for a, t in zip(acts, taps):
+                    a.append(t.check())
+        if not out:
+            return self.x.new_zeros(0), []
+        return torch.cat(out), [torch.cat(a) for a in acts]
 
     def activations(self, layers: list[str | nn.Module], rows: Tensor, alphas: Tensor,
                     use_input: bool = False) -> list[Tensor]:

@@ -87,7 +87,7 @@ def explain(
     need_input = bool(names - {"conductance"})
     with guarded(model):
         engine = s.engine(model, batch_size)
-        f1, f0 = engine.endpoints()
+        f1, f0, ends = engine.ends([m for _, m in layers])
         alphas, weights = (torch.as_tensor(v, dtype=s.x.dtype, device=s.x.device)
                            for v in (a, w))
         rows, flat_a = flat_points(n_rows, alphas)
@@ -96,13 +96,13 @@ def explain(
         left = SaturationSum(engine.diff, f0, f1, fraction, alphas, weights) \
             if "left_ig" in names else None
         uniform = DecisionSum(engine.diff, flat_w) if "idg_uniform" in names else None
-        edges, node_of_edge, missing = edge_plan(a, w)
+        plan = edge_plan(a, w)
         grads: list[list[Tensor]] = [[] for _ in layers]
         acts: list[list[Tensor]] = [[] for _ in layers]
         outputs = []
         for ch in engine.gradients(rows, flat_a, [Tap(m) for _, m in layers],
                                    input_grad=need_input,
-                                   want_acts=bool(layers) and len(missing) < len(edges)):
+                                   want_acts=bool(layers) and plan.uses_node_acts):
             g, layer_grads = (ch.grads[0], ch.grads[1:]) if need_input else (None, ch.grads)
             outputs.append(ch.output)
             if ig is not None:
@@ -118,9 +118,9 @@ def explain(
                 if t is not None:
                     lst.append(t)
         edge_acts = [None] * len(layers)
-        if layers and len(missing):
-            e_rows, e_alphas = flat_points(
-                n_rows, torch.as_tensor(edges[missing], dtype=s.x.dtype, device=s.x.device))
+        if layers and len(plan.missing):
+            e_rows, e_alphas = flat_points(n_rows, torch.as_tensor(
+                plan.edges[plan.missing], dtype=s.x.dtype, device=s.x.device))
             edge_acts = engine.activations([m for _, m in layers], e_rows, e_alphas)
         out_delta = s.mean(f1 - f0)
         info = {"rule": rule, "steps": steps, "gradient_evaluations": steps * s.k}
@@ -141,7 +141,7 @@ def explain(
             results["idg"] = adaptive_idg(engine, s, f0, f1, pts, values, idg_steps, rule, steps)
     for i, (name, _) in enumerate(layers):
         results[("conductance", name)] = total_conductance(
-            s, grads[i], acts[i], edge_acts[i], edges, node_of_edge, missing, steps, out_delta,
-            rule, name, alphas, weights)
+            s, grads[i], acts[i], edge_acts[i], ends[i], plan, steps, out_delta, rule, name,
+            alphas, weights)
     return {key: results[("conductance", resolve_layer(model, layer)[0])
                          if name == "conductance" else name] for key, name, layer in specs}

@@ -38,8 +38,9 @@ class _Tap:
     """Per-forward record of one layer call; ``replace`` may swap the activation."""
 
     def __init__(self, name: str, module: nn.Module, use_input: bool,
-                 replace: Callable[[Tensor], Tensor] | None):
+                 replace: Callable[[Tensor], Tensor] | None, copy: bool = False):
         self.name, self.module, self.use_input, self.replace = name, module, use_input, replace
+        self.copy = copy
         self.value: Tensor | None = None
         self.calls = 0
 
@@ -65,23 +66,26 @@ class _Tap:
             raise TypeError(f"layer {self.name!r} produced {type(t).__name__}, not a tensor")
         if self.replace is not None:
             t = self.replace(t)
-        self.value = t
+        # a copy, when asked, so that in-place ops later in the forward cannot change it
+        self.value = t.clone() if self.copy else t
         return t
 
 
 @contextmanager
 def tap_layers(
     specs: list[tuple[str, nn.Module, bool, Callable[[Tensor], Tensor] | None]],
+    copy: bool = False,
 ) -> Iterator[list[_Tap]]:
     """Install hooks for ``(name, module, use_input, replace)`` and remove them on exit.
 
-    Each tap keeps the activation its layer produced (or its replacement) in the last forward;
-    ``tap.check()`` returns it, raising if the layer ran zero or several times.
+    Each tap keeps the activation its layer produced (or its replacement; with ``copy`` a copy
+    of it) in the last forward; ``tap.check()`` returns it, raising if the layer ran zero or
+    several times.
     """
     taps, handles = [], []
     try:
         for name, module, use_input, replace in specs:
-            tap = _Tap(name, module, use_input, replace)
+            tap = _Tap(name, module, use_input, replace, copy)
             if use_input:
                 def pre(_m, args, tap=tap):
                     if not args:

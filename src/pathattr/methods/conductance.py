@@ -23,7 +23,7 @@ error and converge together as ``steps`` grow.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import numpy as np
 import torch
@@ -80,18 +80,19 @@ class LayerConductance:
 
         Memory: the layer's gradients and activations at every path point, like Captum's.
         Cost: ``steps`` forward passes and backward passes down to the layer only (no autograd
-        graph below it), forward passes stopped after the layers at the cell edges that are not
-        nodes (``steps + 1`` for Gauss-Legendre, one for Riemann left/right), and two forward
-        passes for the endpoints; per example and baseline.
+        graph below it), two forward passes for the endpoints (which also give the layers at
+        ``a = 0`` and ``a = 1``), and forward passes stopped after the layers at the other cell
+        edges that are not nodes (``steps - 1`` for Gauss-Legendre, none for Riemann
+        left/right); per example and baseline.
         """
         named = [resolve_layer(self.model, spec) for spec in self.layers]
         s = setup(self.model, x, baselines, target)
         a, w = nodes_weights(rule, steps)
-        edges, node_of_edge, missing = edge_plan(a, w)
+        plan = edge_plan(a, w)
         n_rows = s.x.shape[0]
         with guarded(self.model):
             engine = s.engine(self.model, batch_size)
-            f1, f0 = engine.endpoints()
+            f1, f0, ends = engine.ends([m for _, m in named], attribute_to_layer_input)
             alphas, weights = (torch.as_tensor(v, dtype=s.x.dtype, device=s.x.device)
                                for v in (a, w))
             rows, flat_a = flat_points(n_rows, alphas)
@@ -99,21 +100,20 @@ class LayerConductance:
             grads: list[list[Tensor]] = [[] for _ in named]
             node_acts: list[list[Tensor]] = [[] for _ in named]
             for ch in engine.gradients(rows, flat_a, taps, input_grad=False,
-                                       want_acts=len(missing) < len(edges)):
+                                       want_acts=plan.uses_node_acts):
                 for i in range(len(named)):
                     grads[i].append(ch.grads[i])
                     if ch.acts:
                         node_acts[i].append(ch.acts[i])
             edge_acts: list[Tensor] = [None] * len(named)
-            if len(missing):
-                e_rows, e_alphas = flat_points(
-                    n_rows, torch.as_tensor(edges[missing], dtype=s.x.dtype, device=s.x.device))
+            if len(plan.missing):
+                e_rows, e_alphas = flat_points(n_rows, torch.as_tensor(
+                    plan.edges[plan.missing], dtype=s.x.dtype, device=s.x.device))
                 edge_acts = engine.activations([m for _, m in named], e_rows, e_alphas,
                                                attribute_to_layer_input)
         out_delta = s.mean(f1 - f0)
-        results = {name: total_conductance(s, grads[i], node_acts[i], edge_acts[i], edges,
-                                           node_of_edge, missing, steps, out_delta, rule, name,
-                                           alphas, weights)
+        results = {name: total_conductance(s, grads[i], node_acts[i], edge_acts[i], ends[i],
+                                           plan, steps, out_delta, rule, name, alphas, weights)
                    for i, (name, _) in enumerate(named)}
         return results if self.several else results[named[0][0]]
 
@@ -248,26 +248,43 @@ def flat_neurons(neurons: object, shape: tuple[int, ...], layer: str) -> Tensor:
     return torch.tensor(flat, dtype=torch.long)
 
 
-def edge_plan(a: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Cell edges, the node each edge coincides with (-1 if none), and the edges without one.
+class EdgePlan(NamedTuple):
+    """Where the activations at a rule's cell edges come from.
 
-    Edges that coincide with a node (Riemann left/right, trapezoid ends) reuse the node's
-    activation from the gradient pass instead of another forward."""
+    ``edges``: the cell edges; ``node_of_edge``: the node each edge coincides with (-1 if
+    none); ``missing``: the inner edges without a node, which need a forward pass of their own.
+    The outer edges ``0`` and ``1`` come from the endpoint passes every method makes."""
+
+    edges: np.ndarray
+    node_of_edge: np.ndarray
+    missing: np.ndarray
+
+    @property
+    def uses_node_acts(self) -> bool:
+        """Whether some inner edge reuses a node's activation from the gradient pass."""
+        return bool((self.node_of_edge[1:-1] >= 0).any())
+
+
+def edge_plan(a: np.ndarray, w: np.ndarray) -> EdgePlan:
+    """The ``EdgePlan`` of the rule with nodes ``a`` and weights ``w``."""
     edges = cell_edges(w)
     gap = np.abs(edges[:, None] - a[None, :])
     node_of_edge = np.where(gap.min(1) < 1e-12, gap.argmin(1), -1)
-    return edges, node_of_edge, np.flatnonzero(node_of_edge < 0)
+    inner = np.arange(len(edges))[1:-1]
+    return EdgePlan(edges, node_of_edge, inner[node_of_edge[1:-1] < 0])
 
 
 def total_conductance(s, grads: list[Tensor], node_acts: list[Tensor], edge_acts: Tensor | None,
-                 edges: np.ndarray, node_of_edge: np.ndarray, missing: np.ndarray, steps: int,
-                 out_delta: Tensor, rule: str, name: str, alphas: Tensor, weights: Tensor
-                 ) -> Attribution:
+                      ends: tuple[Tensor, Tensor], plan: EdgePlan, steps: int, out_delta: Tensor,
+                      rule: str, name: str, alphas: Tensor, weights: Tensor) -> Attribution:
     """Total conductance ``sum_k dF/dy(a_k) (y(t_k) - y(t_{k-1}))`` of one layer from its
-    gradients at the nodes and its activations at the nodes and the other cell edges."""
+    gradients at the nodes, its activations at the nodes, at the ``missing`` inner edges and
+    at both ends (``ends``: at the baseline, at the input)."""
+    edges, node_of_edge, missing = plan
     n_rows = len(s.x)
     g = torch.cat(grads).reshape(n_rows, steps, *grads[0].shape[1:])
     y = g.new_empty((n_rows, len(edges), *g.shape[2:]))
+    y[:, 0], y[:, -1] = ends[0].reshape(y[:, 0].shape), ends[1].reshape(y[:, -1].shape)
     if node_acts:
         acts = torch.cat(node_acts).reshape(g.shape)
         hit = np.flatnonzero(node_of_edge >= 0)
