@@ -62,8 +62,8 @@ def build_parser() -> Parser:
     common.add_argument("--steps", type=_positive, default=DEFAULT_STEPS,
                         help="path points per integral (default: %(default)s)")
     common.add_argument("--out", type=Path, default=Path("pathattr-out"),
-                        help="output directory, one subdirectory per input (default: "
-                             "%(default)s)")
+                        help="output directory (default: %(default)s); explain writes one "
+                             "subdirectory per input, run an index and shards")
     common.add_argument("-q", "--quiet", action="store_true",
                         help="no progress bars or tables (errors still go to stderr)")
     methods = Parser(add_help=False)
