@@ -53,7 +53,6 @@ def run(out_dir: str | Path = "results/bench", photos=PHOTOS, reps: int = 5,
     (one rep each: they cost 2-25 IG runs). Returns the JSON-able results."""
     import pathattr
     from pathattr.engine import guarded
-    from pathattr.explain import explain
     from pathattr.methods._setup import flat_points, setup
     from pathattr.methods.agi import AdversarialGradientIntegration
     from pathattr.methods.blur_ig import BlurIntegratedGradients
@@ -62,6 +61,7 @@ def run(out_dir: str | Path = "results/bench", photos=PHOTOS, reps: int = 5,
     from pathattr.methods.idg import IntegratedDecisionGradients, coarse_points
     from pathattr.methods.left_ig import LeftIntegratedGradients
     from pathattr.methods.smoothgrad import SmoothGrad
+    from pathattr.shared_pass import explain
     from pathattr.zoo import efficientnet_lite0, photo_batch
 
     model = efficientnet_lite0()

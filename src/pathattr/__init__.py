@@ -28,7 +28,7 @@ _NAMES = {
     "BlurIntegratedGradients": "methods.blur_ig",
     "AdversarialGradientIntegration": "methods.agi",
     "SmoothGrad": "methods.smoothgrad",
-    "explain": "explain",
+    "explain": "shared_pass",
     "run": "runs",
     "summarize": "runs",
 }
@@ -55,7 +55,6 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # for type checkers and IDEs: the eager imports
     from . import baselines, metrics, quadrature, viz, zoo  # noqa: F401
     from .engine import PathEngine  # noqa: F401
-    from .explain import explain  # noqa: F401
     from .methods.agi import AdversarialGradientIntegration  # noqa: F401
     from .methods.blur_ig import BlurIntegratedGradients  # noqa: F401
     from .methods.conductance import LayerConductance, NeuronConductance  # noqa: F401
@@ -71,3 +70,4 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the eager imports
     from .methods.smoothgrad import SmoothGrad  # noqa: F401
     from .result import Attribution  # noqa: F401
     from .runs import run, summarize  # noqa: F401
+    from .shared_pass import explain  # noqa: F401

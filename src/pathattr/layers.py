@@ -66,7 +66,13 @@ class _Tap:
             raise TypeError(f"layer {self.name!r} produced {type(t).__name__}, not a tensor")
         if self.replace is not None:
             t = self.replace(t)
-        # a copy, when asked, so that in-place ops later in the forward cannot change it
+        if t.requires_grad:
+            # The forward goes on with a copy: an in-place op later in the model (an inplace
+            # ReLU) then neither changes the kept tensor nor moves the gradient taken with
+            # respect to it, and a leaf that requires grad is never modified in place.
+            self.value = t
+            return t.clone()
+        # without a graph, keep a copy instead, for the same reason
         self.value = t.clone() if self.copy else t
         return t
 

@@ -3,11 +3,11 @@ import torch
 from torch import nn
 
 from pathattr.baselines import Several
-from pathattr.explain import explain
 from pathattr.methods.conductance import LayerConductance
 from pathattr.methods.idg import IntegratedDecisionGradients
 from pathattr.methods.integrated_gradients import IntegratedGradients
 from pathattr.methods.left_ig import LeftIntegratedGradients
+from pathattr.shared_pass import explain
 
 
 def cnn():
@@ -74,3 +74,11 @@ def test_model_state_is_restored():
     explain(model, torch.randn(1, 2, 5, 5), ["ig", "idg", ("conductance", "1")], target=0)
     assert model[0].weight.requires_grad and not model[3].weight.grad
     assert all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
+
+
+def test_public_explain_is_the_function_whatever_was_imported_first():
+    import pathattr
+    import pathattr.shared_pass
+
+    assert pathattr.explain is pathattr.shared_pass.explain
+    assert pathattr.run.__module__ == "pathattr.runs"
