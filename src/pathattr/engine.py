@@ -9,7 +9,7 @@ one backward of the summed target gives every row its own gradient.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import suppress
+from contextlib import nullcontext, suppress
 from dataclasses import dataclass, field
 
 import torch
@@ -230,47 +230,39 @@ class PathEngine:
                                      layers, use_input)
         return v[:b], v[b:], [(a[b:], a[:b]) for a in acts]
 
-    def _forward_only(self, rows: Tensor, alphas: Tensor, layers: list[str | nn.Module],
-                      use_input: bool) -> tuple[Tensor, list[Tensor]]:
-        """Target output ``(n,)`` and copied layer activations at each point, inference mode."""
-        specs = [(*resolve_layer(self.model, layer), use_input, None) for layer in layers]
-        n = len(rows)
-        bs = self.batch_size(n)
-        out: list[Tensor] = []
-        acts: list[list[Tensor]] = [[] for _ in specs]
-        with tap_layers(specs, copy=True) as taps, torch.inference_mode():
-            for start in range(0, n, bs):
-                r = rows[start:start + bs]
-                for t in taps:
-                    t.reset()
-                out.append(select(self.model(self.points(r, alphas[start:start + bs])),
-                                  self.target, r))
-                for a, t in zip(acts, taps):
-                    a.append(t.check())
-        if not out:
-            return self.x.new_zeros(0), []
-        return torch.cat(out), [torch.cat(a) for a in acts]
-
     def activations(self, layers: list[str | nn.Module], rows: Tensor, alphas: Tensor,
                     use_input: bool = False) -> list[Tensor]:
         """Each layer's activation (or input) at each point, ``(n, *shape)`` per layer.
 
         Cost: per point one forward pass under inference mode, stopped as soon as every layer
-        has run. Activations are copied, so later in-place ops cannot change them.
+        has run.
+        """
+        return self._forward_only(rows, alphas, layers, use_input, stop=True)[1]
+
+    def _forward_only(self, rows: Tensor, alphas: Tensor, layers: list[str | nn.Module],
+                      use_input: bool, stop: bool = False) -> tuple[Tensor, list[Tensor]]:
+        """Target output ``(n,)`` and the layers' activations at each point, inference mode.
+
+        Activations are copied when their layer runs, so later in-place ops cannot change them.
+        With ``stop`` each forward ends once every layer has run, and the output is empty.
         """
         specs = [(*resolve_layer(self.model, layer), use_input, None) for layer in layers]
         n = len(rows)
         bs = self.batch_size(n)
-        out: list[list[Tensor]] = [[] for _ in specs]
-        with tap_layers(specs) as taps, stop_when_tapped(taps), torch.inference_mode():
+        out: list[Tensor] = []
+        acts: list[list[Tensor]] = [[] for _ in specs]
+        with tap_layers(specs, copy=True) as taps, torch.inference_mode(), \
+                (stop_when_tapped(taps) if stop else nullcontext()):
             for start in range(0, n, bs):
+                r = rows[start:start + bs]
                 for t in taps:
                     t.reset()
                 with suppress(StopForward):
-                    self.model(self.points(rows[start:start + bs], alphas[start:start + bs]))
-                for o, t in zip(out, taps):
-                    o.append(t.check().clone())
-        return [torch.cat(o) for o in out]
+                    out.append(select(self.model(self.points(r, alphas[start:start + bs])),
+                                      self.target, r))
+                for a, t in zip(acts, taps):
+                    a.append(t.check())
+        return (torch.cat(out) if out else self.x.new_zeros(0)), [torch.cat(a) for a in acts]
 
 
 def guarded(model: object):
