@@ -117,11 +117,7 @@ def explain(
             for lst, t in zip(acts, ch.acts or [None] * len(acts), strict=True):
                 if t is not None:
                     lst.append(t)
-        edge_acts = [None] * len(layers)
-        if layers and len(plan.missing):
-            e_rows, e_alphas = flat_points(n_rows, torch.as_tensor(
-                plan.edges[plan.missing], dtype=s.x.dtype, device=s.x.device))
-            edge_acts = engine.activations([m for _, m in layers], e_rows, e_alphas)
+        edge_acts = plan.edge_activations(engine, [m for _, m in layers]) if layers else []
         out_delta = s.mean(f1 - f0)
         info = {"rule": rule, "steps": steps, "gradient_evaluations": steps * s.k}
         results: dict[Hashable, Attribution] = {}

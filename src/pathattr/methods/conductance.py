@@ -105,12 +105,8 @@ class LayerConductance:
                     grads[i].append(ch.grads[i])
                     if ch.acts:
                         node_acts[i].append(ch.acts[i])
-            edge_acts: list[Tensor] = [None] * len(named)
-            if len(plan.missing):
-                e_rows, e_alphas = flat_points(n_rows, torch.as_tensor(
-                    plan.edges[plan.missing], dtype=s.x.dtype, device=s.x.device))
-                edge_acts = engine.activations([m for _, m in named], e_rows, e_alphas,
-                                               attribute_to_layer_input)
+            edge_acts = plan.edge_activations(engine, [m for _, m in named],
+                                              attribute_to_layer_input)
         out_delta = s.mean(f1 - f0)
         results = {name: total_conductance(s, grads[i], node_acts[i], edge_acts[i], ends[i],
                                            plan, steps, out_delta, rule, name, alphas, weights)
@@ -263,6 +259,18 @@ class EdgePlan(NamedTuple):
     def uses_node_acts(self) -> bool:
         """Whether some inner edge reuses a node's activation from the gradient pass."""
         return bool((self.node_of_edge[1:-1] >= 0).any())
+
+    def edge_activations(self, engine: PathEngine, layers: list[nn.Module],
+                         use_input: bool = False) -> list[Tensor | None]:
+        """Each layer's activations at the ``missing`` edges of every row, ``(rows * edges,
+        *shape)`` per layer (``None`` when none are missing). Cost: one forward per row and
+        edge, stopped after the layers."""
+        if not len(self.missing):
+            return [None] * len(layers)
+        x = engine.x
+        rows, alphas = flat_points(len(x), torch.as_tensor(self.edges[self.missing],
+                                                           dtype=x.dtype, device=x.device))
+        return engine.activations(layers, rows, alphas, use_input)
 
 
 def edge_plan(a: np.ndarray, w: np.ndarray) -> EdgePlan:
