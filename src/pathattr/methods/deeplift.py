@@ -21,7 +21,7 @@ terms of the layer get separate multipliers. Every other nonlinearity uses Resca
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 from torch import Tensor, nn
@@ -34,6 +34,9 @@ from ..targets import TargetSpec, select
 from ._setup import Setup, setup
 from .deeplift_rules import DeepLiftMode
 
+if TYPE_CHECKING:
+    from ..layers import _Tap
+
 Rule = Literal["rescale", "revealcancel"]
 RULES = ("rescale", "revealcancel")
 
@@ -45,16 +48,21 @@ def _check(model: object, rule: str) -> None:
         raise ValueError(f"rule must be one of {', '.join(RULES)}, got {rule!r}")
 
 
-def _forward(model: nn.Module, s: Setup, mode: DeepLiftMode, x: Tensor, x_ref: Tensor
-             ) -> tuple[Tensor, Tensor]:
-    """The target at the references (recording, detached) and at the inputs (differentiable),
-    each ``(n,)``: the two runs every DeepLIFT call makes."""
+def _forward(model: nn.Module, s: Setup, mode: DeepLiftMode, x: Tensor, x_ref: Tensor,
+             tap: _Tap | None = None) -> tuple[Tensor, Tensor, Tensor | None]:
+    """The two runs every DeepLIFT call makes: the target at the inputs (differentiable) and at
+    the references (recording, detached), each ``(n,)``, and the tapped layer's activation on
+    the reference run (detached; None without a tap)."""
     with mode.reference():
         out_ref = select(model(x_ref), s.target)
+    act_ref = None
+    if tap is not None:
+        act_ref = tap.check().detach()
+        tap.reset()
     with mode.inputs():
         out = select(model(x), s.target)
     mode.check_consumed()
-    return out, out_ref.detach()
+    return out, out_ref.detach(), act_ref
 
 
 def _result(s: Setup, contributions: Tensor, out: Tensor, out_ref: Tensor, rule: str,
@@ -93,8 +101,8 @@ class DeepLift:
         mode = DeepLiftMode(len(s.x), self.rule, self.fallback)
         with guarded(self.model), torch.enable_grad():
             inputs = s.x.detach().requires_grad_(True)
-            out, out_ref = _forward(self.model, s, mode, inputs,
-                                    s.baseline.detach().requires_grad_(True))
+            out, out_ref, _ = _forward(self.model, s, mode, inputs,
+                                       s.baseline.detach().requires_grad_(True))
             (grad,) = torch.autograd.grad(out.sum(), inputs)
         return _result(s, (s.x - s.baseline) * grad, out, out_ref, self.rule, mode)
 
@@ -132,13 +140,7 @@ class LayerDeepLift:
 
         with guarded(self.model), torch.enable_grad(), \
                 tap_layers([(name, module, attribute_to_layer_input, cut)]) as (tap,):
-            with mode.reference():
-                out_ref = select(self.model(s.baseline), s.target)
-            out_ref, act_ref = out_ref.detach(), tap.check().detach()
-            tap.reset()
-            with mode.inputs():
-                out = select(self.model(s.x), s.target)
-            mode.check_consumed()
+            out, out_ref, act_ref = _forward(self.model, s, mode, s.x, s.baseline, tap)
             act = tap.check()
             (grad,) = torch.autograd.grad(out.sum(), act, allow_unused=True,
                                           materialize_grads=True)
