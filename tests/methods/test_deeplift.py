@@ -118,10 +118,10 @@ def test_every_call_of_a_reused_module_gets_a_rule():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("rule", RULES)
-def test_efficientnet_summation_to_delta(rule, efficientnet, photos):
+def test_efficientnet_summation_to_delta(rule, effnet, photos2):
     with torch.no_grad():
-        target = efficientnet(photos).argmax(1)
-    r = DeepLift(efficientnet, rule).attribute(photos, target=target)
+        target = effnet(photos2).argmax(1)
+    r = DeepLift(effnet, rule).attribute(photos2, target=target)
     assert relative_gap(r) <= 1e-5
     counts = r.info["rules"]
     if rule == "revealcancel":
@@ -129,18 +129,6 @@ def test_efficientnet_summation_to_delta(rule, efficientnet, photos):
         assert set(counts) == {"revealcancel"} and counts["revealcancel"] >= 30
     else:
         assert set(counts) == {"rescale"} and counts["rescale"] >= 30
-
-
-@pytest.fixture(scope="module")
-def efficientnet():
-    from pathattr.zoo import efficientnet_lite0
-    return efficientnet_lite0()
-
-
-@pytest.fixture(scope="module")
-def photos():
-    from pathattr.zoo import photo_batch
-    return photo_batch(["chelsea", "coffee"])
 
 
 def test_rescale_equals_captum_on_relu_cnn():
