@@ -104,6 +104,33 @@ def make_baselines(x: Tensor, spec: BaselineSpec) -> Tensor:
     example; of shape ``x.shape[1:]`` or with batch 1: shared by all examples. A name ("blur",
     "uniform", "gaussian") or a spec object (Blur, Uniform, Gaussian, Several).
     """
+    if not x.is_floating_point():
+        return _integer_baselines(x, spec)
+    out = _float_baselines(x, spec)
+    if not torch.isfinite(out).all():
+        raise ValueError("baselines contain NaN or inf values")
+    return out
+
+
+def _integer_baselines(x: Tensor, spec: BaselineSpec) -> Tensor:
+    """Baselines of integer inputs (token ids): ids too, e.g. a pad or mask id."""
+    if spec is None:
+        return torch.zeros_like(x)[None]
+    if isinstance(spec, int) and not isinstance(spec, bool):
+        return torch.full_like(x, spec)[None]
+    if isinstance(spec, Tensor) and not spec.is_floating_point() and spec.dtype != torch.bool:
+        b = spec.to(x.device, x.dtype)
+        if b.shape == x.shape:
+            return b[None]
+        if b.shape == x.shape[1:] or (b.dim() == x.dim() and b.shape[0] == 1):
+            return b.reshape(x.shape[1:]).expand_as(x)[None]
+        raise ValueError(f"baselines has shape {tuple(b.shape)}, expected {tuple(x.shape)} "
+                         f"or {tuple(x.shape[1:])}")
+    raise TypeError(f"the input is integer ({x.dtype}, e.g. token ids), so its baselines must be "
+                    f"ids too: an int (a pad or mask id) or an integer tensor; got {spec!r}")
+
+
+def _float_baselines(x: Tensor, spec: BaselineSpec) -> Tensor:
     if isinstance(spec, str):
         if spec not in _NAMED:
             raise ValueError(f"baselines {spec!r} unknown; expected one of {', '.join(_NAMED)}")

@@ -8,16 +8,17 @@ one backward of the summed target gives every row its own gradient.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import nullcontext, suppress
 from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
 
+from .forward import ModelCall, Packer
 from .guard import model_guard
 from .layers import StopForward, resolve_layer, stop_when_tapped, tap_layers
-from .targets import select
+from .targets import Target
 
 #: Default memory budget for one chunk's activations and gradients (bytes).
 MEMORY_BUDGET = 2 * 1024**3
@@ -37,16 +38,16 @@ class Tap:
 
 @dataclass
 class LayerPath:
-    """A straight path in a layer's activation space: ``start + alpha * (end - start)``.
+    """A straight path in the activation space of one or several layers:
+    ``start_i + alpha * (end_i - start_i)`` for each layer ``i``, all at the same ``alpha``.
 
-    The model runs on ``inputs`` (one row per example) and the layer's activation is replaced by
-    the path point; gradients are taken with respect to that point.
+    The model runs on the engine's inputs and each layer's activation is replaced by its path
+    point; gradients are taken with respect to those points (first in ``Chunk.grads``).
     """
 
-    layer: str | nn.Module
-    inputs: Tensor
-    start: Tensor
-    end: Tensor
+    layers: list[str | nn.Module]
+    start: list[Tensor]
+    end: list[Tensor]
     use_input: bool = False
 
 
@@ -67,14 +68,6 @@ class Chunk:
     acts: list[Tensor] = field(default_factory=list)
 
 
-def model_device_dtype(model: object, like: Tensor) -> tuple[torch.device, torch.dtype]:
-    """The device the model's parameters live on (else ``like``'s), and ``like``'s dtype."""
-    if isinstance(model, nn.Module):
-        for p in model.parameters():
-            return p.device, like.dtype
-    return like.device, like.dtype
-
-
 def _expand(a: Tensor, like: Tensor) -> Tensor:
     return a.reshape(-1, *([1] * (like.dim() - 1)))
 
@@ -84,12 +77,15 @@ def is_conv(model: object, x: Tensor) -> bool:
         isinstance(m, nn.Conv2d) for m in model.modules())
 
 
-def activation_bytes(model: object, example: Tensor) -> int:
-    """Bytes of all module outputs for one example (the memory a backward keeps per point).
+def activation_bytes(call: ModelCall | nn.Module, example: Tensor) -> int:
+    """Bytes of all module outputs for one example (the memory a backward keeps per point);
+    ``call`` is a ``ModelCall`` or a model taking ``example`` alone.
 
     Cost: one forward pass on one example under inference mode.
     """
-    if not isinstance(model, nn.Module):
+    if not isinstance(call, ModelCall):
+        call = ModelCall(call, Packer.of([example], single=True), len(example))
+    if not isinstance(call.model, nn.Module) or len(example) == 0:
         return example.numel() * example.element_size() * 50
     total = 0
 
@@ -101,13 +97,13 @@ def activation_bytes(model: object, example: Tensor) -> int:
     handle = nn.modules.module.register_module_forward_hook(count)
     try:
         with torch.inference_mode():
-            model(example[:1])
+            call(example[:1], torch.zeros(1, dtype=torch.long, device=example.device))
     finally:
         handle.remove()
     return max(total, example[:1].numel() * example.element_size())
 
 
-def chunk_size(model: object, example: Tensor, batch_size: int | str, n_points: int,
+def chunk_size(call: ModelCall | nn.Module, example: Tensor, batch_size: int | str, n_points: int,
                budget: int = MEMORY_BUDGET) -> int:
     """Points per chunk: ``batch_size`` if an int, else from the memory budget and cache cap."""
     if batch_size != "auto":
@@ -115,7 +111,7 @@ def chunk_size(model: object, example: Tensor, batch_size: int | str, n_points: 
             raise ValueError(f"batch_size must be a positive integer or 'auto', got {batch_size!r}")
         return batch_size
     # module outputs are what a backward keeps alive; gradients come and go one layer at a time
-    per_point = activation_bytes(model, example)
+    per_point = activation_bytes(call, example)
     cap = BIG_POINT_CAP if per_point > BIG_POINT_BYTES else 4096
     return int(max(1, min(n_points, budget // per_point, cap)))
 
@@ -123,23 +119,38 @@ def chunk_size(model: object, example: Tensor, batch_size: int | str, n_points: 
 class PathEngine:
     """Chunked evaluation of ``model`` along straight paths from ``baseline`` to ``x``.
 
-    ``x`` and ``baseline`` have the same shape ``(B, *S)``. ``target`` is already resolved
-    (see ``targets.resolve_target``). The model state guard is held by the caller
-    (``with model_guard(model)``), so that one guard spans every pass of a method.
+    ``x`` and ``baseline`` have the same shape ``(R, *S)``, packed (``forward.Packer``).
+    ``target`` is resolved (``targets.resolve_target``) for these rows: row ``r`` is its row
+    ``r % target.n``. ``examples``: the example each row belongs to, for indexing forward
+    arguments (default ``r % call.n``). With a ``layer_path`` the path runs in those layers'
+    space: the model gets the inputs ``x`` and the layers' activations are replaced. The model
+    state guard is held by the caller (``with model_guard(model)``), so that one guard spans
+    every pass of a method.
     """
 
-    def __init__(self, model: Callable, x: Tensor, baseline: Tensor, target,
-                 batch_size: int | str = "auto", channels_last: bool | str = "auto"):
-        self.model, self.x, self.baseline, self.target = model, x, baseline, target
+    def __init__(self, call: ModelCall, x: Tensor, baseline: Tensor, target: Target,
+                 batch_size: int | str = "auto", channels_last: bool | str = "auto",
+                 examples: Tensor | None = None, layer_path: LayerPath | None = None):
+        self.call, self.x, self.baseline, self.target = call, x, baseline, target
+        self.layer_path = layer_path
+        self.model = call.model
+        self.examples = (torch.arange(len(x), device=x.device) % max(call.n, 1)
+                         if examples is None else examples)
         self.diff = x - baseline
         self._batch_size = batch_size
         self._bs: int | None = None
-        self.channels_last = is_conv(model, x) if channels_last == "auto" else channels_last
+        self.channels_last = is_conv(self.model, x) if channels_last == "auto" else channels_last
+
+    @property
+    def path_diff(self) -> Tensor:
+        """``end - start`` of the path in its own space: the input's, or the (first) layer's."""
+        lp = self.layer_path
+        return self.diff if lp is None else lp.end[0] - lp.start[0]
 
     def batch_size(self, n_points: int) -> int:
         """Points per chunk for a pass over ``n_points`` (the budget is measured once)."""
         if self._bs is None:
-            self._bs = chunk_size(self.model, self.x, self._batch_size, 1 << 30)
+            self._bs = chunk_size(self.call, self.x, self._batch_size, 1 << 30)
         return max(1, min(self._bs, n_points))
 
     def points(self, rows: Tensor, alphas: Tensor) -> Tensor:
@@ -147,8 +158,9 @@ class PathEngine:
         if not base.is_floating_point():
             # integer inputs (token ids) have no path between the ends, only the ends
             if ((alphas != 0) & (alphas != 1)).any():
-                raise ValueError("integer inputs have no straight path; attribute to a layer "
-                                 "with LayerIntegratedGradients")
+                raise ValueError("integer inputs (token ids) have no straight path; the path "
+                                 "must run in a layer's space (path_layer=, e.g. the token "
+                                 "embeddings)")
             return torch.where(_expand(alphas == 1, base), self.x[rows], base)
         p = base + _expand(alphas, base) * self.diff[rows]
         return p.contiguous(memory_format=torch.channels_last) if self.channels_last else p
@@ -156,26 +168,51 @@ class PathEngine:
     def _resolve(self, taps: list[Tap]) -> list[tuple[str, nn.Module, bool]]:
         return [(*resolve_layer(self.model, t.layer), t.use_input) for t in taps]
 
+    def _path_specs(self, state: dict[int, Tensor]) -> list:
+        """Hooks that replace each layer of ``self.layer_path`` by its point in ``state``."""
+        lp = self.layer_path
+        if lp is None:
+            return []
+        specs = []
+        for i, layer in enumerate(lp.layers):
+            def replace(t: Tensor, i=i, layer=layer) -> Tensor:
+                p = state[i]
+                if t.shape[1:] != p.shape[1:]:
+                    raise ValueError(f"layer {layer!r} changed shape between runs: "
+                                     f"{tuple(p.shape[1:])} then {tuple(t.shape[1:])}")
+                return p
+            specs.append((*resolve_layer(self.model, layer), lp.use_input, replace))
+        return specs
+
+    def _inputs(self, r: Tensor, a: Tensor, state: dict[int, Tensor], grad: bool) -> Tensor:
+        """The model input for points ``(r, a)``; on a layer path, also each layer's point
+        (into ``state``, requiring grad with ``grad``)."""
+        lp = self.layer_path
+        if lp is None:
+            inp = self.points(r, a)
+            return inp.requires_grad_(True) if grad else inp
+        for i, (s0, s1) in enumerate(zip(lp.start, lp.end)):
+            point = s0[r] + _expand(a, s0) * (s1[r] - s0[r])
+            state[i] = point.requires_grad_(True) if grad else point
+        inp = self.x[r]
+        return inp.contiguous(memory_format=torch.channels_last) if self.channels_last else inp
+
     def gradients(self, rows: Tensor, alphas: Tensor, taps: list[Tap] = (),
-                  input_grad: bool = True, want_acts: bool = False,
-                  layer_path: LayerPath | None = None) -> Iterator[Chunk]:
+                  input_grad: bool = True, want_acts: bool = False) -> Iterator[Chunk]:
         """Forward and backward at each point; yields chunks in point order.
 
-        ``input_grad``: include the gradient with respect to the path point (the input, or the
-        layer activation for a ``layer_path``) as the first entry of ``grads``. Layer taps add
-        their gradients (and activations with ``want_acts``). Without an input gradient no
-        autograd graph is built below the first tapped layer. Cost: one forward and one backward
-        per point.
+        ``input_grad``: include the gradient with respect to the path point (the input, or each
+        layer's activation on the engine's ``layer_path``) as the first entries of ``grads``.
+        Layer taps add their gradients (and activations with ``want_acts``). Without an input
+        gradient no autograd graph is built below the first tapped layer. Cost: one forward and
+        one backward per point.
         """
         specs = [(n, m, u, None) for n, m, u in self._resolve(list(taps))]
-        state: dict[str, Tensor] = {}
-        if layer_path is not None:
-            name, module = resolve_layer(self.model, layer_path.layer)
-
-            def replace(_t: Tensor) -> Tensor:
-                return state["point"]
-            specs.insert(0, (name, module, layer_path.use_input, replace))
-        elif not input_grad:
+        state: dict[int, Tensor] = {}
+        path_specs = self._path_specs(state)
+        n_path = len(path_specs)
+        on_path = self.layer_path is not None
+        if not input_grad and not on_path:
             def cut(t: Tensor) -> Tensor:
                 # Only the first tapped layer reached is cut: a later tap already depends on
                 # it, and cutting there too would drop the earlier layer's gradient through it.
@@ -183,31 +220,25 @@ class PathEngine:
             specs = [(n, m, u, cut) for n, m, u, _ in specs]
         n_points = len(rows)
         bs = self.batch_size(n_points)
-        with tap_layers(specs) as hooks, torch.enable_grad():
+        with tap_layers(path_specs + specs) as hooks, torch.enable_grad():
             for start in range(0, n_points, bs):
                 span = slice(start, min(start + bs, n_points))
                 r, a = rows[span], alphas[span]
                 for h in hooks:
                     h.reset()
-                if layer_path is None:
-                    inp = self.points(r, a)
-                    if input_grad:
-                        inp.requires_grad_(True)
-                else:
-                    lp = layer_path
-                    inp = lp.inputs[r]
-                    if self.channels_last:
-                        inp = inp.contiguous(memory_format=torch.channels_last)
-                    point = lp.start[r] + _expand(a, lp.start) * (lp.end[r] - lp.start[r])
-                    state["point"] = point.requires_grad_(True)
-                out = select(self.model(inp), self.target, r)
+                inp = self._inputs(r, a, state, grad=input_grad or on_path)
+                out = self.evaluate(inp, r)
                 vals = [h.check() for h in hooks]
-                point, tapped = (vals[0], vals[1:]) if layer_path is not None else (inp, vals)
-                wrt = [point, *tapped] if input_grad else tapped
+                points, tapped = (vals[:n_path], vals[n_path:]) if on_path else ([inp], vals)
+                wrt = [*points, *tapped] if input_grad else tapped
                 grads = torch.autograd.grad(out.sum(), wrt, allow_unused=True,
                                             materialize_grads=True) if wrt else ()
                 acts = [v.detach() for v in tapped] if want_acts else []
                 yield Chunk(r, a, span, out.detach(), list(grads), acts)
+
+    def evaluate(self, inp: Tensor, rows: Tensor) -> Tensor:
+        """The target scalar of the model at ``inp``, whose rows are the engine's ``rows``."""
+        return self.target.select(self.call(inp, self.examples[rows]), rows)
 
     def values(self, rows: Tensor, alphas: Tensor) -> Tensor:
         """The target output at each point, forward only. Returns ``(n_points,)``."""
@@ -247,22 +278,27 @@ class PathEngine:
         With ``stop`` each forward ends once every layer has run, and the output is empty.
         """
         specs = [(*resolve_layer(self.model, layer), use_input, None) for layer in layers]
+        state: dict[int, Tensor] = {}
+        path_specs = self._path_specs(state)
         n = len(rows)
         bs = self.batch_size(n)
         out: list[Tensor] = []
         acts: list[list[Tensor]] = [[] for _ in specs]
-        with tap_layers(specs, copy=True) as taps, torch.inference_mode(), \
+        with tap_layers(path_specs, copy=True) as path_taps, \
+                tap_layers(specs, copy=True) as taps, torch.inference_mode(), \
                 (stop_when_tapped(taps) if stop else nullcontext()):
             for start in range(0, n, bs):
                 r = rows[start:start + bs]
-                for t in taps:
+                for t in [*path_taps, *taps]:
                     t.reset()
+                inp = self._inputs(r, alphas[start:start + bs], state, grad=False)
                 with suppress(StopForward):
-                    out.append(select(self.model(self.points(r, alphas[start:start + bs])),
-                                      self.target, r))
+                    out.append(self.evaluate(inp, r))
                 for a, t in zip(acts, taps):
                     a.append(t.check())
-        return (torch.cat(out) if out else self.x.new_zeros(0)), [torch.cat(a) for a in acts]
+        dtype = self.layer_path.start[0].dtype if self.layer_path else self.x.dtype
+        empty = self.x.new_zeros(0, dtype=dtype if dtype.is_floating_point else None)
+        return (torch.cat(out) if out else empty), [torch.cat(a) for a in acts]
 
 
 def guarded(model: object):

@@ -1,18 +1,73 @@
-"""Find a layer by dotted name, and read or replace its activation with scoped hooks."""
+"""Find a layer by dotted name, and read or replace its activation with scoped hooks.
+
+A layer whose output (or input) is a tuple, list or mapping — ``nn.LSTM``, ``nn.GRU``,
+``nn.MultiheadAttention``, HuggingFace blocks — is tapped by naming the element after the
+module's name: ``"rnn[0]"`` (the LSTM's output sequence), ``"encoder.layer.0.attention[0]"``,
+``"block['hidden_states']"``; indices may chain, ``"m[1][0]"``. With
+``attribute_to_layer_input`` the element indexes the positional inputs (default ``[0]``).
+"""
 
 from __future__ import annotations
 
+import copy
 import difflib
-from collections.abc import Callable, Iterator
+import re
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 
 from torch import Tensor, nn
 
 LayerSpec = str | nn.Module
+_ELEMENT = re.compile(r"\[\s*(-?\d+|'[^']*'|\"[^\"]*\")\s*\]")
+
+
+def split_element(name: str) -> tuple[str, tuple[int | str, ...]]:
+    """``"rnn[0]"`` -> ``("rnn", (0,))``; a name without brackets -> ``(name, ())``."""
+    i = name.find("[")
+    if i < 0:
+        return name, ()
+    base, rest, path = name[:i], name[i:], []
+    while rest:
+        m = _ELEMENT.match(rest)
+        if not m:
+            raise ValueError(f"layer {name!r}: an element is written [INDEX] or ['KEY'], as in "
+                             f"'rnn[0]'")
+        tok = m.group(1)
+        path.append(tok[1:-1] if tok[0] in "'\"" else int(tok))
+        rest = rest[m.end():]
+    return base, tuple(path)
+
+
+def get_element(value: object, path: tuple[int | str, ...], name: str) -> object:
+    for p in path:
+        try:
+            value = value[p]
+        except (IndexError, KeyError, TypeError) as e:
+            raise ValueError(f"layer {name!r}: element {p!r} not found in its "
+                             f"{type(value).__name__}") from e
+    return value
+
+
+def set_element(value: object, path: tuple[int | str, ...], new: object) -> object:
+    """A shallow copy of ``value`` with the element at ``path`` replaced by ``new``."""
+    if not path:
+        return new
+    head = path[0]
+    if isinstance(value, (tuple, list)) and isinstance(head, int) and head < 0:
+        head += len(value)
+    inner = set_element(value[head], path[1:], new)
+    if isinstance(value, tuple):
+        if hasattr(value, "_replace"):  # a named tuple (PackedSequence, ...) keeps its type
+            return value._replace(**{value._fields[head]: inner})
+        return (*value[:head], inner, *value[head + 1:])
+    out = copy.copy(value)
+    out[head] = inner
+    return out
 
 
 def resolve_layer(model: nn.Module, layer: LayerSpec) -> tuple[str, nn.Module]:
-    """Return ``(dotted_name, module)`` for a name or module of ``model``; raise if unknown."""
+    """Return ``(dotted_name, module)`` for a name or module of ``model``; raise if unknown.
+    A name may end in an element (``"rnn[0]"``): the name is returned with it."""
     if not isinstance(model, nn.Module):
         raise TypeError("layer attribution needs the model to be an nn.Module")
     if isinstance(layer, nn.Module):
@@ -23,9 +78,10 @@ def resolve_layer(model: nn.Module, layer: LayerSpec) -> tuple[str, nn.Module]:
     if not isinstance(layer, str):
         raise TypeError(f"layer must be a dotted name or an nn.Module, got {type(layer).__name__}")
     modules = dict(model.named_modules())
-    if layer in modules:
-        return layer, modules[layer]
-    close = difflib.get_close_matches(layer, [n for n in modules if n], n=5, cutoff=0.5)
+    base, _ = split_element(layer)
+    if base in modules:
+        return layer, modules[base]
+    close = difflib.get_close_matches(base, [n for n in modules if n], n=5, cutoff=0.5)
     hint = f"; close names: {', '.join(close)}" if close else ""
     raise ValueError(f"unknown layer {layer!r}{hint}")
 
@@ -41,6 +97,7 @@ class _Tap:
                  replace: Callable[[Tensor], Tensor] | None, copy: bool = False):
         self.name, self.module, self.use_input, self.replace = name, module, use_input, replace
         self.copy = copy
+        self.path = split_element(name)[1] or ((0,) if use_input else ())
         self.value: Tensor | None = None
         self.calls = 0
 
@@ -58,12 +115,23 @@ class _Tap:
             )
         return self.value
 
-    def _take(self, t: object) -> Tensor:
+    def take(self, value: object) -> object:
+        """Record the layer's output (or its positional inputs) and return what the forward
+        goes on with."""
         self.calls += 1
         if self.calls > 1:
-            return t
+            return value
+        t = get_element(value, self.path, self.name)
         if not isinstance(t, Tensor):
-            raise TypeError(f"layer {self.name!r} produced {type(t).__name__}, not a tensor")
+            kind = "input" if self.use_input else "output"
+            hint = ("; name one of its elements, e.g. " + repr(f"{self.name}[0]")
+                    if isinstance(t, (tuple, list, Mapping)) else "")
+            raise TypeError(f"layer {self.name!r} {kind} is a {type(t).__name__}, not a "
+                            f"tensor{hint}")
+        new = self._take(t)
+        return value if new is t else set_element(value, self.path, new)
+
+    def _take(self, t: Tensor) -> Tensor:
         if self.replace is not None:
             t = self.replace(t)
         if t.requires_grad:
@@ -96,12 +164,12 @@ def tap_layers(
                 def pre(_m, args, tap=tap):
                     if not args:
                         raise TypeError(f"layer {tap.name!r} was called without positional input")
-                    new = tap._take(args[0])
-                    return (new, *args[1:]) if new is not args[0] else None
+                    new = tap.take(args)
+                    return new if new is not args else None
                 handles.append(module.register_forward_pre_hook(pre))
             else:
                 def post(_m, _args, out, tap=tap):
-                    new = tap._take(out)
+                    new = tap.take(out)
                     return new if new is not out else None
                 handles.append(module.register_forward_hook(post))
             taps.append(tap)

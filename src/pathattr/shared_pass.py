@@ -16,8 +16,9 @@ from torch import Tensor, nn
 
 from .baselines import BaselineSpec
 from .engine import Tap, guarded
-from .layers import resolve_layer
-from .methods._setup import flat_points, setup
+from .forward import OutputSpec
+from .layers import LayerSpec, resolve_layer
+from .methods._setup import Inputs, embedding_path, flat_points, rule_tensors, setup
 from .methods.conductance import edge_plan, total_conductance
 from .methods.idg import DecisionSum, adaptive_idg, coarse_points
 from .methods.left_ig import SaturationSum, check_fraction
@@ -48,15 +49,20 @@ def _parse(methods: Sequence) -> list[tuple[Hashable, str, object]]:
 
 def explain(
     model,
-    x: Tensor,
+    x: Inputs,
     methods: Sequence,
-    baselines: BaselineSpec = None,
+    baselines: BaselineSpec | tuple = None,
     target: TargetSpec = None,
+    *,
     steps: int = 50,
     rule: str = "gausslegendre",
     fraction: float = 0.9,
     idg_steps: int | None = None,
     batch_size: int | Literal["auto"] = "auto",
+    path_layer: LayerSpec | None = None,
+    additional_forward_args: tuple | None = None,
+    forward_kwargs: dict | None = None,
+    output: OutputSpec = None,
 ) -> dict[Hashable, Attribution]:
     """Return ``{method: Attribution}`` in the order of ``methods``, keyed by the entries given.
 
@@ -81,21 +87,23 @@ def explain(
     names = {name for _, name, _ in specs}
     layers = list(dict.fromkeys(resolve_layer(model, layer) for _, n, layer in specs
                                 if n == "conductance"))
-    s = setup(model, x, baselines, target)
+    s = setup(model, x, baselines, target, additional_forward_args, forward_kwargs, output,
+              integers=True)
     a, w = nodes_weights(rule, steps)
     n_rows = len(s.x)
     need_input = bool(names - {"conductance"})
     with guarded(model):
-        engine = s.engine(model, batch_size)
+        engine = s.engine(batch_size)
+        diff = embedding_path(engine, path_layer)
+        on_layer = engine.layer_path is not None
         f1, f0, ends = engine.ends([m for _, m in layers])
-        alphas, weights = (torch.as_tensor(v, dtype=s.x.dtype, device=s.x.device)
-                           for v in (a, w))
+        alphas, weights = rule_tensors(rule, steps, diff)
         rows, flat_a = flat_points(n_rows, alphas)
         flat_w = weights.repeat(n_rows)
-        ig = torch.zeros_like(s.x) if "ig" in names else None
-        left = SaturationSum(engine.diff, f0, f1, fraction, alphas, weights) \
+        ig = torch.zeros_like(diff) if "ig" in names else None
+        left = SaturationSum(diff, f0, f1, fraction, alphas, weights) \
             if "left_ig" in names else None
-        uniform = DecisionSum(engine.diff, flat_w) if "idg_uniform" in names else None
+        uniform = DecisionSum(diff, flat_w) if "idg_uniform" in names else None
         plan = edge_plan(a, w)
         grads: list[list[Tensor]] = [[] for _ in layers]
         acts: list[list[Tensor]] = [[] for _ in layers]
@@ -122,9 +130,8 @@ def explain(
         info = {"rule": rule, "steps": steps, "gradient_evaluations": steps * s.k}
         results: dict[Hashable, Attribution] = {}
         if ig is not None:
-            attr = s.mean(ig * engine.diff)
-            results["ig"] = Attribution(attr, attr.flatten(1).sum(1) - out_delta, alphas,
-                                        weights, {**info, "output_delta": out_delta})
+            results["ig"] = s.result(ig, diff, f1 - f0, alphas, weights, info,
+                                     structure=not on_layer)
         if left is not None:
             results["left_ig"] = left.result(engine, s, f0, f1, fraction, alphas, weights, info)
         if uniform is not None:

@@ -19,8 +19,8 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import LogLocator, ScalarFormatter
 from torch import Tensor, nn
 
-from ..engine import PathEngine, guarded
-from ..methods._setup import flat_points
+from ..engine import guarded
+from ..methods._setup import flat_points, setup
 from ..methods.integrated_gradients import IntegratedGradients
 from ..quadrature import RULES, nodes_weights
 from ..viz import overlay
@@ -46,7 +46,7 @@ def path_slopes(model: nn.Module, x: Tensor, target: Tensor, alphas: np.ndarray
     on the straight path from the zero baseline. Cost: ``len(alphas)`` forward+backward passes
     per example, two forward passes."""
     with guarded(model):
-        engine = PathEngine(model, x, torch.zeros_like(x), target)
+        engine = setup(model, x, 0.0, target).engine("auto")
         rows, flat_a = flat_points(len(x), torch.as_tensor(alphas, dtype=x.dtype))
         # the engine sizes its chunks on its first call: let that be the long one
         slopes = torch.cat([(ch.grads[0] * engine.diff[ch.rows]).flatten(1).sum(1)

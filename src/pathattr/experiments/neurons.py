@@ -23,6 +23,7 @@ from matplotlib.figure import Figure
 from torch import Tensor, nn
 
 from ..engine import guarded
+from ..forward import choose_output
 from ..layers import resolve_layer, tap_layers
 from ..methods.conductance import LayerConductance, NeuronConductance
 from ..methods.deeplift import LayerDeepLift
@@ -55,7 +56,7 @@ def layer_gradient(model: nn.Module, layer: str, x: Tensor, target: Tensor
     name, module = resolve_layer(model, layer)
     with guarded(model), torch.enable_grad(), tap_layers(
             [(name, module, False, lambda t: t.detach().requires_grad_(True))]) as (tap,):
-        out = select(model(x), target)
+        out = select(choose_output(model(x)), target)
         act = tap.check()
         (grad,) = torch.autograd.grad(out.sum(), act)
     return act.detach(), grad

@@ -1,49 +1,195 @@
-"""The preparation every input-space method shares: validate, place, expand baselines."""
+"""The preparation every method shares: validate, place, pack inputs, expand baselines.
+
+Every method's ``attribute`` calls ``setup`` and reads its arithmetic off the ``Setup``; the
+conventions that follow live here once:
+
+- ``x`` is a tensor or a tuple of tensors sharing the batch dimension (``forward.Packer``);
+  attributions come back in the same structure.
+- ``baselines`` is one spec for every input, or a tuple with one spec per input.
+- Inputs move to the model's device; floating inputs are cast to the dtype of the model's
+  floating parameters (a float64 input to a float32 model is explained in float32), so the
+  result has the model's dtype. The user's tensors are detached, never modified.
+- Integer inputs (token ids) are accepted by methods whose path lives in a layer's space.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from ..baselines import BaselineSpec, make_baselines
-from ..engine import PathEngine, model_device_dtype
-from ..targets import TargetSpec, resolve_target
-from ..validate import check_eval_mode, check_tensor
+from ..engine import LayerPath, PathEngine
+from ..forward import ModelCall, OutputSpec, Packer
+from ..layers import LayerSpec, resolve_layer
+from ..quadrature import nodes_weights
+from ..result import Attribution
+from ..targets import Target, TargetSpec, resolve_target
+from ..validate import check_eval_mode
+
+Inputs = Tensor | tuple[Tensor, ...]
 
 
 @dataclass
 class Setup:
     """Inputs repeated once per baseline: rows ``k * B + b`` pair example b with baseline k."""
 
-    x: Tensor          # (K*B, *S)
+    x: Tensor          # (K*B, *S), packed
     baseline: Tensor   # (K*B, *S)
-    target: object     # resolved for K*B rows
+    target: Target     # for the B examples; row r belongs to example r % B
+    call: ModelCall
+    packer: Packer
     k: int
     b: int
 
-    def engine(self, model, batch_size, channels_last="auto") -> PathEngine:
-        return PathEngine(model, self.x, self.baseline, self.target, batch_size, channels_last)
+    @property
+    def model(self):
+        return self.call.model
+
+    def engine(self, batch_size, channels_last="auto") -> PathEngine:
+        return PathEngine(self.call, self.x, self.baseline, self.target, batch_size,
+                          channels_last)
 
     def mean(self, t: Tensor) -> Tensor:
         """Average per-row results over the K baselines: ``(K*B, ...) -> (B, ...)``."""
         return t.reshape(self.k, self.b, *t.shape[1:]).mean(0)
 
+    def structure(self, attr: Tensor) -> Tensor | tuple[Tensor, ...]:
+        """Packed ``(B, *S)`` attributions in the structure of the user's ``x``."""
+        return self.packer.structure(attr)
 
-def setup(model, x: Tensor, baselines: BaselineSpec, target: TargetSpec) -> Setup:
-    """Validate ``x``, move it to the model's device, and expand baselines and targets."""
-    check_tensor(x, "x")
+    def result(self, grad_sum: Tensor, diff: Tensor, out_delta: Tensor, alphas, weights,
+               info: dict, multiply_by_inputs: bool = True, structure: bool = True
+               ) -> Attribution:
+        """The result of a gradient-integrating method: ``grad_sum * diff`` averaged over the
+        baselines (or ``grad_sum`` alone without ``multiply_by_inputs``), in the structure of
+        ``x`` (``structure``), with ``delta = sum - mean(out_delta)`` per example."""
+        attr = self.mean(grad_sum * diff)
+        out = self.mean(out_delta)
+        shown = attr if multiply_by_inputs else self.mean(grad_sum)
+        return Attribution(self.structure(shown) if structure else shown,
+                           attr.flatten(1).sum(1) - out, alphas, weights,
+                           {**info, "output_delta": out})
+
+
+def model_device_dtype(model: object) -> tuple[torch.device | None, torch.dtype | None]:
+    """The device and floating dtype of the model's parameters (None for plain functions)."""
+    if isinstance(model, nn.Module):
+        for p in model.parameters():
+            if p.is_floating_point():
+                return p.device, p.dtype
+        for p in model.parameters():
+            return p.device, None
+    return None, None
+
+
+def _inputs(x: object, integers: bool) -> tuple[list[Tensor], bool]:
+    single = isinstance(x, Tensor)
+    xs = [x] if single else list(x) if isinstance(x, (tuple, list)) else None
+    if not xs:
+        raise TypeError(f"x must be a tensor or a non-empty tuple of tensors, got "
+                        f"{type(x).__name__}")
+    for i, t in enumerate(xs):
+        name = "x" if single else f"x[{i}]"
+        if not isinstance(t, Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+        if t.dim() == 0:
+            raise ValueError(f"{name} must have a batch dimension, got a scalar")
+        if t.shape[0] != xs[0].shape[0]:
+            raise ValueError(f"{name} has batch size {t.shape[0]}, but x[0] has "
+                             f"{xs[0].shape[0]}: the inputs must share the batch dimension")
+        if t.is_floating_point():
+            if not torch.isfinite(t).all():
+                raise ValueError(f"{name} contains NaN or inf values")
+        elif t.dtype == torch.bool or t.is_complex() or not integers:
+            raise TypeError(
+                f"{name} must be a floating-point tensor (attribution needs gradients), got "
+                f"{t.dtype}; convert it with .float(), pass it in additional_forward_args if "
+                f"it is not attributed, or, for token ids, attribute to the embedding layer "
+                f"(LayerIntegratedGradients, LayerConductance, LayerDeepLift)")
+    kinds = {t.is_floating_point() for t in xs}
+    if len(kinds) > 1:
+        raise TypeError("x mixes integer and floating-point tensors; attribute one kind and pass "
+                        "the others in additional_forward_args")
+    return xs, single
+
+
+def setup(model: Any, x: Inputs, baselines: BaselineSpec | tuple = None,
+          target: TargetSpec = None, additional_forward_args: tuple | None = None,
+          forward_kwargs: Mapping[str, Any] | None = None, output: OutputSpec = None, *,
+          integers: bool = False) -> Setup:
+    """Validate ``x``, move it to the model's device and dtype, pack it, expand baselines and
+    resolve targets (see the module docstring). Cost: elementwise passes over the inputs."""
     check_eval_mode(model)
-    device, _ = model_device_dtype(model, x)
-    x = x.to(device)
-    base = make_baselines(x, baselines)
-    k, b = base.shape[0], x.shape[0]
-    t = resolve_target(target, b, device)
-    if isinstance(t, Tensor):
-        t = t.repeat(k)
-    xs = x.unsqueeze(0).expand(k, *x.shape).reshape(k * b, *x.shape[1:])
-    return Setup(xs, base.reshape(k * b, *x.shape[1:]), t, k, b)
+    xs, single = _inputs(x, integers)
+    device, dtype = model_device_dtype(model)
+    xs = [t.detach().to(device=device or t.device,
+                        dtype=(dtype or t.dtype) if t.is_floating_point() else t.dtype)
+          for t in xs]
+    if len({t.dtype for t in xs}) > 1:
+        raise TypeError(f"the inputs of x have different dtypes {[t.dtype for t in xs]}")
+    if isinstance(baselines, tuple) and not single:
+        if len(baselines) != len(xs):
+            raise ValueError(f"baselines is a tuple of {len(baselines)}, but x has {len(xs)} "
+                             f"inputs: give one baseline per input, or one for all")
+        specs = list(baselines)
+    else:
+        specs = [baselines] * len(xs)
+    bases = []
+    for i, (t, spec) in enumerate(zip(xs, specs)):
+        try:
+            bases.append(make_baselines(t, spec).detach())
+        except (TypeError, ValueError) as e:
+            if single:
+                raise
+            raise type(e)(f"baselines of x[{i}]: {e}") from e
+    k = bases[0].shape[0]
+    if any(bb.shape[0] != k for bb in bases):
+        raise ValueError(f"the inputs have different numbers of baselines "
+                         f"{[bb.shape[0] for bb in bases]}")
+    packer = Packer.of(xs, single)
+    b = xs[0].shape[0]
+    xp = packer.pack(xs)
+    base = torch.stack([packer.pack([bb[j] for bb in bases]) for j in range(k)])
+    xk = xp.unsqueeze(0).expand(k, *xp.shape).reshape(k * b, *xp.shape[1:])
+    call = ModelCall(model, packer, b, additional_forward_args, forward_kwargs, output)
+    return Setup(xk, base.reshape(k * b, *xp.shape[1:]), resolve_target(target, b, xp.device),
+                 call, packer, k, b)
+
+
+def embedding_path(engine: PathEngine, path_layer: LayerSpec | None) -> Tensor:
+    """Put the engine's path in ``path_layer``'s space when one is given or the inputs are
+    integer (token ids; default there: the model's ``get_input_embeddings()``, as HuggingFace
+    models have). Returns ``x - x'`` in the path's space.
+    Cost: two forward passes per row when the path moves to a layer."""
+    if path_layer is None and engine.x.is_floating_point():
+        return engine.diff
+    if path_layer is None:
+        get = getattr(engine.model, "get_input_embeddings", None)
+        path_layer = get() if callable(get) else None
+        if path_layer is None:
+            raise TypeError("x holds integer ids, which have no straight path: give "
+                            "path_layer= (the layer whose output the path runs through, e.g. "
+                            "the token embeddings)")
+    name, module = resolve_layer(engine.model, path_layer)
+    _, _, ((start, end),) = engine.ends([module])
+    if not start.is_floating_point():
+        raise TypeError(f"path_layer {name!r} output is {start.dtype}; choose a layer with a "
+                        f"floating-point output")
+    engine.layer_path = LayerPath([name], [start], [end])
+    return engine.path_diff
+
+
+def rule_tensors(rule: str, steps: int, like: Tensor) -> tuple[Tensor, Tensor]:
+    """The nodes and weights of ``rule`` with ``steps`` points, on ``like``'s device and dtype
+    (a floating dtype; float32 for integer ``like``)."""
+    dtype = like.dtype if like.is_floating_point() else torch.get_default_dtype()
+    a, w = nodes_weights(rule, steps)
+    return (torch.as_tensor(a, dtype=dtype, device=like.device),
+            torch.as_tensor(w, dtype=dtype, device=like.device))
 
 
 def flat_points(n_rows: int, alphas: Tensor) -> tuple[Tensor, Tensor]:

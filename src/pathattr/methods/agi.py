@@ -23,10 +23,12 @@ import torch
 from torch import Tensor
 
 from ..engine import chunk_size, guarded
+from ..forward import OutputSpec
 from ..result import Attribution
+from ..targets import TargetSpec
 from ..validate import check_positive_int
-from ._setup import setup
-from .guided_ig import point_gradients, point_values
+from ._setup import Inputs, setup
+from .guided_ig import per_point, point_gradients, point_values
 
 
 def _predicted(out: Tensor) -> Tensor:
@@ -61,12 +63,17 @@ class AdversarialGradientIntegration:
 
     def attribute(
         self,
-        x: Tensor,
-        target: int | Sequence[int] | Tensor,
+        x: Inputs,
+        baselines: None = None,
+        target: TargetSpec = None,
+        *,
         epsilon: float = 0.05,
         steps: int = 20,
         classes: int | Sequence[int] | Tensor = 10,
         batch_size: int | Literal["auto"] = "auto",
+        additional_forward_args: tuple | None = None,
+        forward_kwargs: dict | None = None,
+        output: OutputSpec = None,
     ) -> Attribution:
         """Return AGI attributions (shape of ``x``) summed over the false classes, with
         ``delta = sum - sum_j (f_i(x) - f_i(x_end^j))``. ``target``: integer class indices
@@ -79,41 +86,50 @@ class AdversarialGradientIntegration:
         check_positive_int(steps, "steps")
         if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)) or not epsilon > 0:
             raise ValueError(f"epsilon must be a positive number, got {epsilon!r}")
-        s = setup(self.model, x, None, target)
-        if not isinstance(s.target, Tensor):
-            raise TypeError("AGI needs integer class targets (it moves toward other classes)")
+        if baselines is not None:
+            raise TypeError("AGI takes no baselines: its paths are adversarial (pass target= "
+                            "by keyword)")
+        s = setup(self.model, x, None, target, additional_forward_args, forward_kwargs,
+                  output)
+        classes_of = s.target.classes  # AGI moves toward other classes: one class per example
         b = len(s.x)
+        dev = s.x.device
         with guarded(self.model):
-            bs = chunk_size(self.model, s.x, batch_size, b)
+            bs = chunk_size(s.call, s.x, batch_size, b)
             with torch.inference_mode():
-                logits = torch.cat([self.model(s.x[i:i + bs]) for i in range(0, b, bs)])
+                logits = torch.cat([s.call(s.x[i:i + bs], torch.arange(i, min(i + bs, b),
+                                                                       device=dev))
+                                    for i in range(0, b, bs)])
             if logits.dim() != 2:
                 raise ValueError(f"AGI needs model outputs of shape (batch, classes), got "
                                  f"{tuple(logits.shape)}")
-            false = _false_classes(logits, s.target, classes)
+            false = _false_classes(logits, classes_of, classes)
             k = false.shape[1]
-            j, i = false.flatten(), s.target.repeat_interleave(k)
+            j, i = false.flatten(), classes_of.repeat_interleave(k)
             xp = s.x.repeat_interleave(k, 0)
+            example = torch.arange(b, device=dev).repeat_interleave(k)
             attr = torch.zeros_like(xp)
             active = j != i
             taken = torch.zeros(len(j), dtype=torch.long, device=s.x.device)
             for _ in range(steps):
                 idx = active.nonzero()[:, 0]
-                arrived = point_values(self.model, xp[idx], _predicted, bs).long() == j[idx]
+                arrived = point_values(s.call, xp[idx], per_point(_predicted, len(idx), dev), bs,
+                                       example[idx]).long() == j[idx]
                 active[idx[arrived]] = False
                 idx = idx[~arrived]
                 if len(idx) == 0:
                     break
-                _, g = point_gradients(self.model, torch.cat([xp[idx], xp[idx]]),
-                                       torch.cat([j[idx], i[idx]]), bs)
+                _, g = point_gradients(s.call, torch.cat([xp[idx], xp[idx]]),
+                                       per_point(torch.cat([j[idx], i[idx]]), 2 * len(idx), dev),
+                                       bs, example[idx].repeat(2))
                 step = epsilon * g[: len(idx)].sign()
                 attr[idx] -= g[len(idx):] * step
                 xp[idx] += step
                 taken[idx] += 1
-            f_end = point_values(self.model, xp, i, bs)
-        f_x = logits.gather(1, s.target[:, None])[:, 0]
+            f_end = point_values(s.call, xp, per_point(i, len(i), dev), bs, example)
+        f_x = logits.gather(1, classes_of[:, None])[:, 0]
         drop = (f_x.repeat_interleave(k) - f_end).where(j != i, 0.0).reshape(b, k).sum(1)
         attr = attr.reshape(b, k, *s.x.shape[1:]).sum(1)
-        return Attribution(attr, attr.flatten(1).sum(1) - drop, None, None,
+        return Attribution(s.structure(attr), attr.flatten(1).sum(1) - drop, None, None,
                            {"epsilon": epsilon, "steps": steps, "classes": false,
                             "steps_taken": taken.reshape(b, k), "path_output_drop": drop})

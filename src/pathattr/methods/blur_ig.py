@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from ..engine import chunk_size, guarded
+from ..forward import OutputSpec
 from ..quadrature import nodes_weights
 from ..result import Attribution
 from ..targets import TargetSpec
@@ -69,11 +70,16 @@ class BlurIntegratedGradients:
     def attribute(
         self,
         x: Tensor,
+        baselines: None = None,
         target: TargetSpec = None,
+        *,
         max_sigma: float = 50.0,
         steps: int = 100,
         rule: str = "gausslegendre",
         batch_size: int | Literal["auto"] = "auto",
+        additional_forward_args: tuple | None = None,
+        forward_kwargs: dict | None = None,
+        output: OutputSpec = None,
     ) -> Attribution:
         """Return Blur IG attributions (shape of ``x``, images ``(B, C, H, W)``) with
         ``delta = sum - (F(x) - F(G_max_sigma * x))``; ``alphas`` run from the blurred image (0)
@@ -82,6 +88,9 @@ class BlurIntegratedGradients:
         Cost: ``steps`` forward+backward passes per example, two forward passes, and per node
         one blur with its derivative (matrix products, small next to the model).
         """
+        if baselines is not None:
+            raise TypeError("Blur IG takes no baselines: its path starts at the blurred image "
+                            "(pass target= by keyword)")
         check_tensor(x, "x")
         if x.dim() != 4:
             raise ValueError(f"Blur IG needs images of shape (B, C, H, W), got {tuple(x.shape)}")
@@ -89,25 +98,24 @@ class BlurIntegratedGradients:
                 or not 0 < max_sigma < math.inf:
             raise ValueError(f"max_sigma must be a positive number, got {max_sigma!r}")
         a, w = nodes_weights(rule, steps)
-        s = setup(self.model, x, None, target)
+        s = setup(self.model, x, None, target, additional_forward_args, forward_kwargs,
+                  output)
         b = len(s.x)
         tgt = s.target
         attr = torch.zeros_like(s.x)
         with guarded(self.model):
-            bs = chunk_size(self.model, s.x, batch_size, b * steps)
+            bs = chunk_size(s.call, s.x, batch_size, b * steps)
             group = max(1, bs // b)  # nodes per model batch: keep chunks full
             for start in range(0, steps, group):
                 nodes = range(start, min(start + group, steps))
                 pairs = [blur_and_derivative(s.x, max_sigma * (1 - a[k])) for k in nodes]
-                t = tgt.repeat(len(nodes)) if isinstance(tgt, Tensor) else tgt
-                _, g = point_gradients(self.model, torch.cat([p for p, _ in pairs]), t, bs)
+                _, g = point_gradients(s.call, torch.cat([p for p, _ in pairs]), tgt, bs)
                 coef = torch.as_tensor(-max_sigma * w[list(nodes)], dtype=x.dtype,
                                        device=s.x.device)
                 g = g.reshape(len(nodes), b, *s.x.shape[1:]) * torch.stack([v for _, v in pairs])
                 attr += (g * coef.reshape(-1, 1, 1, 1, 1)).sum(0)
             ends = torch.cat([s.x, blur_and_derivative(s.x, max_sigma)[0]])
-            f = point_values(self.model, ends, tgt.repeat(2) if isinstance(tgt, Tensor) else tgt,
-                             bs)
+            f = point_values(s.call, ends, tgt, bs)
         out_delta = f[:b] - f[b:]
         alphas, weights = (torch.as_tensor(v, dtype=x.dtype, device=s.x.device) for v in (a, w))
         return Attribution(attr, attr.flatten(1).sum(1) - out_delta, alphas, weights,

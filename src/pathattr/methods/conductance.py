@@ -31,11 +31,12 @@ from torch import Tensor, nn
 
 from ..baselines import BaselineSpec
 from ..engine import PathEngine, Tap, guarded
+from ..forward import OutputSpec
 from ..layers import LayerSpec, resolve_layer, tap_layers
 from ..quadrature import cell_edges, nodes_weights
 from ..result import Attribution
-from ..targets import TargetSpec, select
-from ._setup import flat_points, setup
+from ..targets import TargetSpec
+from ._setup import Inputs, embedding_path, flat_points, rule_tensors, setup
 
 #: A neuron: a flat index into one example's layer output, or its multi-index.
 NeuronSpec = int | Sequence[int]
@@ -44,39 +45,52 @@ NeuronSpec = int | Sequence[int]
 class LayerConductance:
     """Total conductance of every neuron of one layer, or of several layers in one pass.
 
-    ``LayerConductance(model, layer)`` returns one ``Attribution`` per call;
-    ``LayerConductance(model, layers=[...])`` returns a dict ``{dotted name: Attribution}`` in the
-    order given, all layers sharing one path evaluation.
+    ``LayerConductance(model, layer)`` and ``LayerConductance(model, layers=[...])`` both return
+    one ``Attribution``; with ``layers`` its ``attributions`` is a tuple (one tensor per layer,
+    in the order given, all from one path evaluation), ``delta`` is ``(B, n_layers)`` and
+    ``info["per_layer"]`` holds each layer's own ``Attribution``.
+
+    Token ids: the path runs in ``path_layer``'s space (default: the model's
+    ``get_input_embeddings()``). ``multiply_by_inputs=False`` returns the layer gradient
+    integrated over the path, ``sum_k dF/dy(a_k) (t_k - t_{k-1})``, instead of
+    ``sum_k dF/dy(a_k) (y(t_k) - y(t_{k-1}))``; ``delta`` stays that of the conductance.
     """
 
     def __init__(self, model: nn.Module, layer: LayerSpec | None = None, *,
-                 layers: Sequence[LayerSpec] | None = None):
+                 layers: Sequence[LayerSpec] | None = None, path_layer: LayerSpec | None = None,
+                 multiply_by_inputs: bool = True):
         if (layer is None) == (layers is None):
             raise TypeError("give exactly one of layer=... or layers=[...]")
         if layers is not None and (isinstance(layers, (str, nn.Module)) or len(layers) == 0):
             raise TypeError("layers must be a non-empty list of layer names or modules")
-        self.model = model
+        self.model, self.path_layer = model, path_layer
+        self.multiply_by_inputs = multiply_by_inputs
         self.several = layers is not None
         self.layers = list(layers) if self.several else [layer]
         named = [resolve_layer(model, spec) for spec in self.layers]
         names = [n for n, _ in named]
         if len(set(names)) != len(names):
             raise ValueError(f"layers lists a layer twice: {names}")
+        if path_layer is not None:
+            resolve_layer(model, path_layer)
 
     def attribute(
         self,
-        x: Tensor,
-        baselines: BaselineSpec = None,
+        x: Inputs,
+        baselines: BaselineSpec | tuple = None,
         target: TargetSpec = None,
+        *,
         steps: int = 50,
         rule: str = "gausslegendre",
         batch_size: int | Literal["auto"] = "auto",
         attribute_to_layer_input: bool = False,
-    ) -> Attribution | dict[str, Attribution]:
-        """Return the total conductance of every neuron: per layer an ``Attribution`` whose
-        ``attributions`` have the shape of the layer's output (or input) per example and whose
-        ``delta`` is ``attributions.sum() - (F(x) - F(x'))`` (a completeness gap only when the
-        layer separates input from output).
+        additional_forward_args: tuple | None = None,
+        forward_kwargs: dict | None = None,
+        output: OutputSpec = None,
+    ) -> Attribution:
+        """Return the total conductance of every neuron: ``attributions`` have the shape of the
+        layer's output (or input) per example and ``delta`` is ``attributions.sum() -
+        (F(x) - F(x'))`` (a completeness gap only when the layer separates input from output).
 
         Memory: the layer's gradients and activations at every path point, like Captum's.
         Cost: ``steps`` forward passes and backward passes down to the layer only (no autograd
@@ -86,16 +100,16 @@ class LayerConductance:
         left/right); per example and baseline.
         """
         named = [resolve_layer(self.model, spec) for spec in self.layers]
-        s = setup(self.model, x, baselines, target)
+        s = setup(self.model, x, baselines, target, additional_forward_args, forward_kwargs,
+                  output, integers=True)
         a, w = nodes_weights(rule, steps)
         plan = edge_plan(a, w)
-        n_rows = s.x.shape[0]
         with guarded(self.model):
-            engine = s.engine(self.model, batch_size)
+            engine = s.engine(batch_size)
+            embedding_path(engine, self.path_layer)
             f1, f0, ends = engine.ends([m for _, m in named], attribute_to_layer_input)
-            alphas, weights = (torch.as_tensor(v, dtype=s.x.dtype, device=s.x.device)
-                               for v in (a, w))
-            rows, flat_a = flat_points(n_rows, alphas)
+            alphas, weights = rule_tensors(rule, steps, ends[0][0])
+            rows, flat_a = flat_points(len(s.x), alphas)
             taps = [Tap(m, attribute_to_layer_input) for _, m in named]
             grads: list[list[Tensor]] = [[] for _ in named]
             node_acts: list[list[Tensor]] = [[] for _ in named]
@@ -108,35 +122,53 @@ class LayerConductance:
             edge_acts = plan.edge_activations(engine, [m for _, m in named],
                                               attribute_to_layer_input)
         out_delta = s.mean(f1 - f0)
-        results = {name: total_conductance(s, grads[i], node_acts[i], edge_acts[i], ends[i],
-                                           plan, steps, out_delta, rule, name, alphas, weights)
-                   for i, (name, _) in enumerate(named)}
-        return results if self.several else results[named[0][0]]
+        results = [total_conductance(s, grads[i], node_acts[i], edge_acts[i], ends[i], plan,
+                                     steps, out_delta, rule, name, alphas, weights,
+                                     self.multiply_by_inputs)
+                   for i, (name, _) in enumerate(named)]
+        if not self.several:
+            return results[0]
+        return Attribution(tuple(r.attributions for r in results),
+                           torch.stack([r.delta for r in results], 1), alphas, weights,
+                           {**results[0].info, "layer": [n for n, _ in named],
+                            "per_layer": dict(zip([n for n, _ in named], results))})
 
 
 class NeuronConductance:
-    """Conductance of chosen neurons of one layer to every input feature."""
+    """Conductance of chosen neurons of one layer to every input feature.
 
-    def __init__(self, model: nn.Module, layer: LayerSpec):
-        self.model, self.layer = model, layer
+    Token ids: the features are those of ``path_layer``'s output (default: the model's
+    ``get_input_embeddings()``), where the path runs. ``multiply_by_inputs=False`` returns
+    ``sum_k w_k dF/dy (a_k) dy/dx (a_k)`` without the factor ``x - x'``.
+    """
+
+    def __init__(self, model: nn.Module, layer: LayerSpec, *,
+                 path_layer: LayerSpec | None = None, multiply_by_inputs: bool = True):
+        self.model, self.layer, self.path_layer = model, layer, path_layer
+        self.multiply_by_inputs = multiply_by_inputs
         resolve_layer(model, layer)
 
     def attribute(
         self,
-        x: Tensor,
+        x: Inputs,
         neurons: NeuronSpec | Sequence[NeuronSpec] | Tensor,
-        baselines: BaselineSpec = None,
+        baselines: BaselineSpec | tuple = None,
         target: TargetSpec = None,
+        *,
         steps: int = 50,
         rule: str = "gausslegendre",
         batch_size: int | Literal["auto"] = "auto",
         attribute_to_neuron_input: bool = False,
+        additional_forward_args: tuple | None = None,
+        forward_kwargs: dict | None = None,
+        output: OutputSpec = None,
     ) -> Attribution:
-        """Return ``attributions`` of shape ``(n_neurons, *x.shape)``: the conductance of each
-        neuron for each input feature. ``neurons``: a list of multi-indices into one example's
-        layer output (``[(12, 3, 3), (40, 0, 1)]``) or of flat indices (``[7, 300]``); a single
-        int or tuple is one neuron. ``delta`` is None (no completeness against ``F``);
-        ``info["total_conductance"]`` is the per-neuron sum over features, ``(n_neurons, B)``.
+        """Return ``attributions`` of shape ``(n_neurons, *x.shape)`` (a tuple of such for tuple
+        inputs): the conductance of each neuron for each input feature. ``neurons``: a list of
+        multi-indices into one example's layer output (``[(12, 3, 3), (40, 0, 1)]``) or of flat
+        indices (``[7, 300]``); a single int or tuple is one neuron. ``delta`` is None (no
+        completeness against ``F``); ``info["total_conductance"]`` is the per-neuron sum over
+        features, ``(n_neurons, B)``.
 
         Cost: one forward pass for the layer shape, then per example and baseline ``steps``
         forward passes with the graph from the input, one backward down to the layer, and one
@@ -144,24 +176,29 @@ class NeuronConductance:
         backward to the layer are shared by all neurons).
         """
         name, module = resolve_layer(self.model, self.layer)
-        s = setup(self.model, x, baselines, target)
-        a, w = nodes_weights(rule, steps)
+        s = setup(self.model, x, baselines, target, additional_forward_args, forward_kwargs,
+                  output, integers=True)
         with guarded(self.model):
-            engine = s.engine(self.model, batch_size)
+            engine = s.engine(batch_size)
+            diff = embedding_path(engine, self.path_layer)
             one = torch.zeros(1, dtype=torch.long, device=s.x.device)
-            shape = engine.activations([module], one, torch.ones(1, dtype=s.x.dtype,
+            shape = engine.activations([module], one, torch.ones(1, dtype=diff.dtype,
                                        device=s.x.device), attribute_to_neuron_input)[0].shape[1:]
             idx = flat_neurons(neurons, tuple(shape), name)
-            alphas, weights = (torch.as_tensor(v, dtype=s.x.dtype, device=s.x.device)
-                               for v in (a, w))
+            alphas, weights = rule_tensors(rule, steps, diff)
             rows, flat_a = flat_points(s.x.shape[0], alphas)
             grad_sum = neuron_gradient_sums(engine, (name, module), attribute_to_neuron_input,
                                             idx.to(s.x.device), rows, flat_a,
                                             weights.repeat(s.x.shape[0]))
         k = len(idx)
-        attr = (grad_sum * engine.diff).reshape(k, s.k, s.b, *s.x.shape[1:]).mean(1)
+        attr = (grad_sum * diff).reshape(k, s.k, s.b, *diff.shape[1:]).mean(1)
+        shown = attr if self.multiply_by_inputs else \
+            grad_sum.reshape(k, s.k, s.b, *diff.shape[1:]).mean(1)
+        if engine.layer_path is None and s.packer.packed:
+            parts = tuple(torch.stack(p) for p in zip(*[s.packer.unpack(a) for a in shown]))
+            shown = parts[0] if s.packer.single else parts
         multi = torch.stack(torch.unravel_index(idx, tuple(shape)), 1)
-        return Attribution(attr, None, alphas, weights,
+        return Attribution(shown, None, alphas, weights,
                            {"rule": rule, "steps": steps, "layer": name,
                             "neurons": [tuple(int(v) for v in m) for m in multi],
                             "total_conductance": attr.flatten(2).sum(2)})
@@ -169,11 +206,12 @@ class NeuronConductance:
 
 def neuron_gradient_sums(engine: PathEngine, layer: tuple[str, nn.Module], use_input: bool,
                          idx: Tensor, rows: Tensor, alphas: Tensor, weights: Tensor) -> Tensor:
-    """``sum_k w_k dF/dy_j (a_k) dy_j/dx (a_k)`` per neuron ``j`` (flat index ``idx[j]``) and row.
+    """``sum_k w_k dF/dy_j (a_k) dy_j/dx (a_k)`` per neuron ``j`` (flat index ``idx[j]``) and row,
+    with ``x`` the path's point (the input, or the engine's layer path).
 
-    Returns ``(len(idx), n_rows, *x_shape)``. Cost: per chunk of points one forward with the
-    graph from the input and one backward to the layer, then one vector-Jacobian product from
-    the layer to the input per neuron, all on that chunk's graph.
+    Returns ``(len(idx), n_rows, *point_shape)``. Cost: per chunk of points one forward with
+    the graph from the path point and one backward to the layer, then one vector-Jacobian
+    product from the layer to the point per neuron, all on that chunk's graph.
 
     The neurons' products run one after the other on the retained graph, not as one batched
     product: on EfficientNet-Lite0 ``_blocks.8`` (16 points, 2 CPU threads) a plain product took
@@ -183,14 +221,21 @@ def neuron_gradient_sums(engine: PathEngine, layer: tuple[str, nn.Module], use_i
     """
     n_points, k = len(rows), len(idx)
     bs = engine.batch_size(n_points)
-    acc = engine.x.new_zeros((k, *engine.x.shape))
-    with tap_layers([(*layer, use_input, None)]) as (tap,), torch.enable_grad():
+    state: dict[int, Tensor] = {}
+    lp = engine.layer_path
+    shape = engine.x.shape if lp is None else lp.start[0].shape
+    acc = torch.zeros((k, *shape), dtype=weights.dtype, device=engine.x.device)
+    with tap_layers([*engine._path_specs(state), (*layer, use_input, None)]) as hooks, \
+            torch.enable_grad():
+        tap = hooks[-1]
         for start in range(0, n_points, bs):
             span = slice(start, min(start + bs, n_points))
             r = rows[span]
-            tap.reset()
-            inp = engine.points(r, alphas[span]).requires_grad_(True)
-            out = select(engine.model(inp), engine.target, r)
+            for h in hooks:
+                h.reset()
+            inp = engine._inputs(r, alphas[span], state, grad=True)
+            point = inp if lp is None else state[0]
+            out = engine.evaluate(inp, r)
             y = tap.check()
             (gy,) = torch.autograd.grad(out.sum(), y, retain_graph=True, allow_unused=True,
                                         materialize_grads=True)
@@ -203,7 +248,8 @@ def neuron_gradient_sums(engine: PathEngine, layer: tuple[str, nn.Module], use_i
             for j in range(k):
                 flat.zero_()
                 flat[:, idx[j]] = coef[:, j]
-                (jac,) = torch.autograd.grad(y, inp, seed, retain_graph=j < k - 1)
+                (jac,) = torch.autograd.grad(y, point, seed, retain_graph=j < k - 1,
+                                             allow_unused=True, materialize_grads=True)
                 acc[j].index_add_(0, r, jac.to(acc.dtype))
     return acc
 
@@ -284,10 +330,12 @@ def edge_plan(a: np.ndarray, w: np.ndarray) -> EdgePlan:
 
 def total_conductance(s, grads: list[Tensor], node_acts: list[Tensor], edge_acts: Tensor | None,
                       ends: tuple[Tensor, Tensor], plan: EdgePlan, steps: int, out_delta: Tensor,
-                      rule: str, name: str, alphas: Tensor, weights: Tensor) -> Attribution:
+                      rule: str, name: str, alphas: Tensor, weights: Tensor,
+                      multiply_by_inputs: bool = True) -> Attribution:
     """Total conductance ``sum_k dF/dy(a_k) (y(t_k) - y(t_{k-1}))`` of one layer from its
     gradients at the nodes, its activations at the nodes, at the ``missing`` inner edges and
-    at both ends (``ends``: at the baseline, at the input)."""
+    at both ends (``ends``: at the baseline, at the input). Without ``multiply_by_inputs`` the
+    attributions are ``sum_k dF/dy(a_k) (t_k - t_{k-1})`` (``delta`` unchanged)."""
     edges, node_of_edge, missing = plan
     n_rows = len(s.x)
     g = torch.cat(grads).reshape(n_rows, steps, *grads[0].shape[1:])
@@ -300,6 +348,9 @@ def total_conductance(s, grads: list[Tensor], node_acts: list[Tensor], edge_acts
     if len(missing):
         y[:, missing] = edge_acts.reshape(n_rows, len(missing), *g.shape[2:]).to(y)
     attr = s.mean((g * (y[:, 1:] - y[:, :-1])).sum(1))
-    return Attribution(attr, attr.flatten(1).sum(1) - out_delta, alphas, weights,
+    widths = torch.as_tensor(np.diff(edges), dtype=g.dtype, device=g.device)
+    shown = attr if multiply_by_inputs else \
+        s.mean((g * widths.reshape(1, -1, *([1] * (g.dim() - 2)))).sum(1))
+    return Attribution(shown, attr.flatten(1).sum(1) - out_delta, alphas, weights,
                        {"rule": rule, "steps": steps, "layer": name, "output_delta": out_delta,
-                        "cell_edges": torch.as_tensor(edges, dtype=s.x.dtype)})
+                        "cell_edges": torch.as_tensor(edges, dtype=g.dtype)})

@@ -28,10 +28,11 @@ from torch import Tensor, nn
 
 from ..baselines import BaselineSpec
 from ..engine import guarded
+from ..forward import OutputSpec
 from ..layers import LayerSpec, resolve_layer, tap_layers
 from ..result import Attribution
-from ..targets import TargetSpec, select
-from ._setup import Setup, setup
+from ..targets import TargetSpec
+from ._setup import Inputs, Setup, setup
 from .deeplift_rules import DeepLiftMode
 
 if TYPE_CHECKING:
@@ -54,25 +55,31 @@ def _forward(model: nn.Module, s: Setup, mode: DeepLiftMode, x: Tensor, x_ref: T
     the references (recording, detached), each ``(n,)``, and the tapped layer's activation on
     the reference run (detached; None without a tap)."""
     with mode.reference():
-        out_ref = select(model(x_ref), s.target)
+        out_ref = s.target.select(s.call(x_ref))
     act_ref = None
     if tap is not None:
         act_ref = tap.check().detach()
         tap.reset()
     with mode.inputs():
-        out = select(model(x), s.target)
+        out = s.target.select(s.call(x))
     mode.check_consumed()
     return out, out_ref.detach(), act_ref
 
 
-def _result(s: Setup, contributions: Tensor, out: Tensor, out_ref: Tensor, rule: str,
-            mode: DeepLiftMode, **info) -> Attribution:
-    """Average over baselines; delta = sum of contributions - (F(x) - F(x'))."""
-    attr = s.mean(contributions)
-    out_delta = s.mean(out.detach() - out_ref)
-    delta = attr.flatten(1).sum(1) - out_delta
-    return Attribution(attr, delta, info={"rule": rule, "rules": dict(mode.counts),
-                                          "output_delta": out_delta, **info})
+def _result(s: Setup, diff: Tensor, multipliers: Tensor, out: Tensor, out_ref: Tensor,
+            rule: str, mode: DeepLiftMode, multiply_by_inputs: bool, structure: bool = True,
+            **info) -> Attribution:
+    """Average over baselines; delta = sum of contributions - (F(x) - F(x')), and in
+    ``info["deltas"]`` the same per (example, baseline), ``(B, K)``."""
+    rows = diff * multipliers
+    out_rows = out.detach() - out_ref
+    attr = s.mean(rows)
+    delta = attr.flatten(1).sum(1) - s.mean(out_rows)
+    each = (rows.flatten(1).sum(1) - out_rows).reshape(s.k, s.b).T
+    shown = attr if multiply_by_inputs else s.mean(multipliers)
+    return Attribution(s.structure(shown) if structure else shown, delta,
+                       info={"rule": rule, "rules": dict(mode.counts), "deltas": each,
+                             "output_delta": s.mean(out_rows), **info})
 
 
 class DeepLift:
@@ -81,30 +88,36 @@ class DeepLift:
     ``rule``: "rescale" or "revealcancel". ``allow_gradient_fallback``: use the plain gradient
     (with a warning) through operations that have no DeepLIFT rule, instead of raising
     ``NoDeepLiftRule``. Several baselines (``baselines.Several``) give DeepLIFT-SHAP: the
-    contributions averaged over the baselines.
+    contributions averaged over the baselines. ``multiply_by_inputs=False`` returns the
+    multipliers ``M`` instead of ``(x - x') M``.
     """
 
     def __init__(self, model: nn.Module, rule: Rule = "rescale",
-                 allow_gradient_fallback: bool = False):
+                 allow_gradient_fallback: bool = False, multiply_by_inputs: bool = True):
         _check(model, rule)
         self.model, self.rule, self.fallback = model, rule, allow_gradient_fallback
+        self.multiply_by_inputs = multiply_by_inputs
 
-    def attribute(self, x: Tensor, baselines: BaselineSpec = None,
-                  target: TargetSpec = None) -> Attribution:
+    def attribute(self, x: Inputs, baselines: BaselineSpec | tuple = None,
+                  target: TargetSpec = None, *, additional_forward_args: tuple | None = None,
+                  forward_kwargs: dict | None = None, output: OutputSpec = None
+                  ) -> Attribution:
         """Return contributions (shape of ``x``) with ``delta`` per example.
 
         Cost: two forwards and one backward on ``K B`` rows (K baselines, B examples), plus a
         few elementwise passes per nonlinearity (RevealCancel: one extra linear map forward
         and backward at each site).
         """
-        s = setup(self.model, x, baselines, target)
+        s = setup(self.model, x, baselines, target, additional_forward_args, forward_kwargs,
+                  output)
         mode = DeepLiftMode(len(s.x), self.rule, self.fallback)
         with guarded(self.model), torch.enable_grad():
             inputs = s.x.detach().requires_grad_(True)
             out, out_ref, _ = _forward(self.model, s, mode, inputs,
                                        s.baseline.detach().requires_grad_(True))
             (grad,) = torch.autograd.grad(out.sum(), inputs)
-        return _result(s, (s.x - s.baseline) * grad, out, out_ref, self.rule, mode)
+        return _result(s, s.x - s.baseline, grad, out, out_ref, self.rule, mode,
+                       self.multiply_by_inputs)
 
 
 class LayerDeepLift:
@@ -116,20 +129,25 @@ class LayerDeepLift:
     """
 
     def __init__(self, model: nn.Module, layer: LayerSpec, rule: Rule = "rescale",
-                 allow_gradient_fallback: bool = False):
+                 allow_gradient_fallback: bool = False, multiply_by_inputs: bool = True):
         _check(model, rule)
         resolve_layer(model, layer)
         self.model, self.layer, self.rule = model, layer, rule
-        self.fallback = allow_gradient_fallback
+        self.fallback, self.multiply_by_inputs = allow_gradient_fallback, multiply_by_inputs
 
-    def attribute(self, x: Tensor, baselines: BaselineSpec = None, target: TargetSpec = None,
-                  attribute_to_layer_input: bool = False) -> Attribution:
+    def attribute(self, x: Inputs, baselines: BaselineSpec | tuple = None,
+                  target: TargetSpec = None, *, attribute_to_layer_input: bool = False,
+                  additional_forward_args: tuple | None = None,
+                  forward_kwargs: dict | None = None, output: OutputSpec = None
+                  ) -> Attribution:
         """Return contributions shaped like the layer's activation per example, with ``delta``.
 
+        ``x`` may be integer (token ids, with id baselines such as a pad id).
         Raises if the layer runs zero or several times in one forward. Cost: two forwards on
         ``K B`` rows (K baselines, B examples) and one backward down to the layer.
         """
-        s = setup(self.model, x, baselines, target)
+        s = setup(self.model, x, baselines, target, additional_forward_args, forward_kwargs,
+                  output, integers=True)
         name, module = resolve_layer(self.model, self.layer)
         mode = DeepLiftMode(len(s.x), self.rule, self.fallback)
 
@@ -144,5 +162,5 @@ class LayerDeepLift:
             act = tap.check()
             (grad,) = torch.autograd.grad(out.sum(), act, allow_unused=True,
                                           materialize_grads=True)
-        return _result(s, (act.detach() - act_ref) * grad, out, out_ref, self.rule, mode,
-                       layer=name)
+        return _result(s, act.detach() - act_ref, grad, out, out_ref, self.rule, mode,
+                       self.multiply_by_inputs, structure=False, layer=name)

@@ -5,22 +5,24 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-from torch import Tensor
 
+from ..baselines import BaselineSpec
 from ..engine import guarded
+from ..forward import OutputSpec
 from ..result import Attribution
 from ..targets import TargetSpec
-from ._setup import setup
+from ._setup import Inputs, Setup, setup
 
 
-def _gradient(model, x: Tensor, target: TargetSpec, batch_size) -> tuple[Tensor, Tensor]:
-    s = setup(model, x, None, target)
+def _gradient(model, x: Inputs, baselines, target: TargetSpec, batch_size, forward: tuple
+              ) -> tuple[Setup, torch.Tensor]:
+    s = setup(model, x, baselines, target, *forward)
     with guarded(model):
-        engine = s.engine(model, batch_size)
+        engine = s.engine(batch_size)
         rows = torch.arange(len(s.x), device=s.x.device)
-        ones = s.x.new_ones(len(s.x))
-        grad = torch.cat([ch.grads[0] for ch in engine.gradients(rows, ones)])
-    return s.x, grad
+        ones = torch.ones(len(s.x), dtype=s.x.dtype, device=s.x.device)
+        grads = [ch.grads[0] for ch in engine.gradients(rows, ones)]
+    return s, torch.cat(grads) if grads else torch.zeros_like(s.x)
 
 
 class Saliency:
@@ -29,21 +31,32 @@ class Saliency:
     def __init__(self, model):
         self.model = model
 
-    def attribute(self, x: Tensor, target: TargetSpec = None, abs: bool = True,
-                  batch_size: int | Literal["auto"] = "auto") -> Attribution:
-        """Return ``|dF/dx|`` (or the signed gradient). Cost: one forward+backward."""
-        _, g = _gradient(self.model, x, target, batch_size)
-        return Attribution(g.abs() if abs else g)
+    def attribute(self, x: Inputs, baselines: None = None, target: TargetSpec = None, *,
+                  abs: bool = True, batch_size: int | Literal["auto"] = "auto",
+                  additional_forward_args: tuple | None = None,
+                  forward_kwargs: dict | None = None, output: OutputSpec = None
+                  ) -> Attribution:
+        """Return ``|dF/dx|`` (or the signed gradient) in the structure of ``x``; ``baselines``
+        must be None (a gradient has no reference). Cost: one forward+backward."""
+        if baselines is not None:
+            raise TypeError("Saliency takes no baselines (pass target= by keyword)")
+        s, g = _gradient(self.model, x, None, target, batch_size,
+                         (additional_forward_args, forward_kwargs, output))
+        return Attribution(s.structure(g.abs() if abs else g))
 
 
 class InputXGradient:
-    """``x * dF/dx``: IG with one Riemann-right step from a zero baseline."""
+    """``(x - x') * dF/dx``: with the default zero baseline, Input x Gradient."""
 
     def __init__(self, model):
         self.model = model
 
-    def attribute(self, x: Tensor, target: TargetSpec = None,
-                  batch_size: int | Literal["auto"] = "auto") -> Attribution:
-        """Return ``x * dF/dx``. Cost: one forward+backward."""
-        xs, g = _gradient(self.model, x, target, batch_size)
-        return Attribution(xs * g)
+    def attribute(self, x: Inputs, baselines: BaselineSpec | tuple = None,
+                  target: TargetSpec = None, *, batch_size: int | Literal["auto"] = "auto",
+                  additional_forward_args: tuple | None = None,
+                  forward_kwargs: dict | None = None, output: OutputSpec = None
+                  ) -> Attribution:
+        """Return ``(x - x') * dF/dx`` in the structure of ``x``. Cost: one forward+backward."""
+        s, g = _gradient(self.model, x, baselines, target, batch_size,
+                         (additional_forward_args, forward_kwargs, output))
+        return Attribution(s.structure(s.mean((s.x - s.baseline) * g)))

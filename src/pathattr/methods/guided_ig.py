@@ -20,29 +20,44 @@ from torch import Tensor
 
 from ..baselines import BaselineSpec
 from ..engine import PathEngine, chunk_size, guarded
+from ..forward import ModelCall, OutputSpec
 from ..result import Attribution
+from ..targets import Target, TargetSpec, resolve_target
 from ..validate import check_positive_int
-from ._setup import setup
+from ._setup import Inputs, setup
 
 #: Relative and absolute tolerance of "the step has covered its L1 distance" (PAIR's value).
 EPSILON = 1e-9
 
 
-def point_gradients(model, points: Tensor, target, batch_size: int) -> tuple[Tensor, Tensor]:
-    """``F`` and ``dF/dx`` at arbitrary points (one per row of ``points``; ``target`` resolved
-    for these rows): the engine on a path that stays at each point.
+def point_engine(call: ModelCall, points: Tensor, target: Target, batch_size: int,
+                 examples: Tensor | None = None) -> PathEngine:
+    """The engine on a path that stays at each of ``points`` (``target`` resolved for these
+    rows, or for the examples when row ``r`` is example ``r % n``; ``examples``: the example of
+    each point, default ``r % call.n``)."""
+    return PathEngine(call, points, points, target, batch_size, examples=examples)
+
+
+def point_gradients(call: ModelCall, points: Tensor, target: Target, batch_size: int,
+                    examples: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """``F`` and ``dF/dx`` at arbitrary points (see ``point_engine``).
     Cost: one forward+backward per point, chunked."""
-    engine = PathEngine(model, points, points, target, batch_size)
+    engine = point_engine(call, points, target, batch_size, examples)
     rows = torch.arange(len(points), device=points.device)
     chunks = list(engine.gradients(rows, points.new_ones(len(points))))
     return torch.cat([c.output for c in chunks]), torch.cat([c.grads[0] for c in chunks])
 
 
-def point_values(model, points: Tensor, target, batch_size: int) -> Tensor:
+def point_values(call: ModelCall, points: Tensor, target: Target, batch_size: int,
+                 examples: Tensor | None = None) -> Tensor:
     """``F`` at arbitrary points, forward only. Cost: one forward per point."""
-    engine = PathEngine(model, points, points, target, batch_size)
-    return engine.values(torch.arange(len(points), device=points.device),
-                         points.new_ones(len(points)))
+    return point_engine(call, points, target, batch_size, examples).values(
+        torch.arange(len(points), device=points.device), points.new_ones(len(points)))
+
+
+def per_point(target: TargetSpec | Tensor, n: int, device) -> Target:
+    """A target given per point (``n`` of them), not per example."""
+    return resolve_target(target, n, device)
 
 
 def _guided_step(x: Tensor, grad: Tensor, base: Tensor, diff: Tensor, l1_total: Tensor,
@@ -87,13 +102,17 @@ class GuidedIntegratedGradients:
 
     def attribute(
         self,
-        x: Tensor,
-        baselines: BaselineSpec = None,
-        target=None,
+        x: Inputs,
+        baselines: BaselineSpec | tuple = None,
+        target: TargetSpec = None,
+        *,
         steps: int = 200,
         fraction: float = 0.25,
         max_dist: float = 0.02,
         batch_size: int | Literal["auto"] = "auto",
+        additional_forward_args: tuple | None = None,
+        forward_kwargs: dict | None = None,
+        output: OutputSpec = None,
     ) -> Attribution:
         """Return Guided IG attributions (shape of ``x``) with ``delta = sum - (F(x) - F(x'))``
         (a left-Riemann sum along the guided path, so ``delta`` shrinks as ``steps`` grow).
@@ -107,7 +126,8 @@ class GuidedIntegratedGradients:
         for name, v in (("fraction", fraction), ("max_dist", max_dist)):
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1:
                 raise ValueError(f"{name} must be a number in [0, 1], got {v!r}")
-        s = setup(self.model, x, baselines, target)
+        s = setup(self.model, x, baselines, target, additional_forward_args, forward_kwargs,
+                  output)
         shape = s.x.shape
         base = s.baseline.flatten(1).double()
         diff = s.x.flatten(1).double() - base
@@ -115,18 +135,19 @@ class GuidedIntegratedGradients:
         point = base.clone()
         attr = torch.zeros_like(base)
         with guarded(self.model):
-            engine = s.engine(self.model, batch_size)
+            engine = s.engine(batch_size)
             f1, f0 = engine.endpoints()
-            bs = chunk_size(self.model, s.x, batch_size, len(s.x))
+            bs = chunk_size(s.call, s.x, batch_size, len(s.x))
             for step in range(steps):
-                _, grad = point_gradients(self.model, point.to(s.x.dtype).reshape(shape),
+                _, grad = point_gradients(s.call, point.to(s.x.dtype).reshape(shape),
                                           s.target, bs)
                 attr += _guided_step(point, grad.flatten(1).double(), base, diff, l1_total,
                                      step, steps, fraction, max_dist)
         attr = attr.to(s.x.dtype).reshape(shape)
         out_delta = s.mean(f1 - f0)
         alphas = torch.arange(steps, dtype=s.x.dtype, device=s.x.device) / steps
-        return Attribution(s.mean(attr), s.mean(attr.flatten(1).sum(1)) - out_delta, alphas,
+        return Attribution(s.structure(s.mean(attr)), s.mean(attr.flatten(1).sum(1)) - out_delta,
+                           alphas,
                            torch.full_like(alphas, 1 / steps),
                            {"steps": steps, "fraction": fraction, "max_dist": max_dist,
                             "output_delta": out_delta})

@@ -28,11 +28,12 @@ from torch import Tensor
 
 from ..baselines import BaselineSpec
 from ..engine import Chunk, PathEngine, guarded
+from ..forward import OutputSpec
 from ..quadrature import nodes_weights
 from ..result import Attribution
 from ..targets import TargetSpec
 from ..validate import check_positive_int
-from ._setup import Setup, flat_points, setup
+from ._setup import Inputs, Setup, flat_points, rule_tensors, setup
 
 SAMPLINGS = ("adaptive", "uniform")
 
@@ -100,13 +101,14 @@ class DecisionSum:
         attr = s.mean(self.grad * self.diff)
         out_delta = s.mean(f1 - f0)
         delta = s.mean(self.slope) - out_delta
-        return Attribution(attr, delta, alphas, weights, {**info, "output_delta": out_delta})
+        return Attribution(s.structure(attr), delta, alphas, weights,
+                           {**info, "output_delta": out_delta})
 
 
 def decision_pass(engine: PathEngine, rows: Tensor, alphas: Tensor, weights: Tensor
                   ) -> DecisionSum:
     """One gradient pass accumulating IDG. Cost: one forward+backward per point."""
-    acc = DecisionSum(engine.diff, weights)
+    acc = DecisionSum(engine.path_diff, weights)
     for ch in engine.gradients(rows, alphas):
         acc.add(ch, ch.grads[0])
     return acc
@@ -120,14 +122,18 @@ class IntegratedDecisionGradients:
 
     def attribute(
         self,
-        x: Tensor,
-        baselines: BaselineSpec = None,
+        x: Inputs,
+        baselines: BaselineSpec | tuple = None,
         target: TargetSpec = None,
+        *,
         steps: int = 50,
         sampling: Literal["adaptive", "uniform"] = "adaptive",
         coarse_steps: int = 50,
         rule: str = "riemann_trapezoid",
         batch_size: int | Literal["auto"] = "auto",
+        additional_forward_args: tuple | None = None,
+        forward_kwargs: dict | None = None,
+        output: OutputSpec = None,
     ) -> Attribution:
         """Return IDG attributions (shape of ``x``); ``delta`` is the IG-style gap of the same
         samples (see ``DecisionSum.result``), ``info["output_delta"]`` is ``F(x) - F(x')``.
@@ -144,9 +150,10 @@ class IntegratedDecisionGradients:
         check_positive_int(coarse_steps, "coarse_steps", minimum=2)
         if sampling not in SAMPLINGS:
             raise ValueError(f"sampling must be one of {', '.join(SAMPLINGS)}, got {sampling!r}")
-        s = setup(self.model, x, baselines, target)
+        s = setup(self.model, x, baselines, target, additional_forward_args, forward_kwargs,
+                  output)
         with guarded(self.model):
-            engine = s.engine(self.model, batch_size)
+            engine = s.engine(batch_size)
             f1, f0 = engine.endpoints()
             if sampling == "uniform":
                 return uniform_idg(engine, s, f0, f1, rule, steps)
@@ -160,8 +167,7 @@ class IntegratedDecisionGradients:
 def uniform_idg(engine: PathEngine, s: Setup, f0: Tensor, f1: Tensor, rule: str,
                 steps: int) -> Attribution:
     """IDG with the fixed ``rule``. Cost: ``steps`` forward+backward passes per row."""
-    a, w = nodes_weights(rule, steps)
-    alphas, weights = (torch.as_tensor(v, dtype=s.x.dtype, device=s.x.device) for v in (a, w))
+    alphas, weights = rule_tensors(rule, steps, s.x)
     rows, flat_a = flat_points(len(s.x), alphas)
     acc = decision_pass(engine, rows, flat_a, weights.repeat(len(s.x)))
     return acc.result(s, f0, f1, alphas, weights,

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
 import torch
@@ -12,12 +13,13 @@ from torch import Tensor
 
 from ..baselines import BaselineSpec
 from ..engine import LayerPath, PathEngine, guarded
+from ..forward import OutputSpec
 from ..layers import LayerSpec, resolve_layer
-from ..quadrature import nodes_weights, refine, trapezoid_weights
+from ..quadrature import refine, trapezoid_weights
 from ..result import Attribution
-from ..targets import TargetSpec, resolve_target
-from ..validate import check_eval_mode, check_positive_int
-from ._setup import Setup, flat_points, setup
+from ..targets import TargetSpec
+from ..validate import check_positive_int
+from ._setup import Inputs, Setup, flat_points, rule_tensors, setup
 
 
 def weighted_gradient_sum(engine: PathEngine, rows: Tensor, alphas: Tensor, weights: Tensor,
@@ -25,34 +27,45 @@ def weighted_gradient_sum(engine: PathEngine, rows: Tensor, alphas: Tensor, weig
     """``sum_k w_k grad(a_k)`` per row, for the input and every tap. Cost: one forward and
     one backward per point."""
     acc: list[Tensor] | None = None
-    n = int(rows.max()) + 1
+    n = len(engine.x)
     for ch in engine.gradients(rows, alphas, **kw):
         w = weights[ch.span]
         if acc is None:
             acc = [g.new_zeros((n, *g.shape[1:])) for g in ch.grads]
         for a, g in zip(acc, ch.grads):
             a.index_add_(0, ch.rows, g * w.reshape(-1, *([1] * (g.dim() - 1))))
+    if acc is None:  # an empty batch
+        return [torch.zeros_like(engine.x, dtype=weights.dtype)]
     return acc
 
 
 class IntegratedGradients:
-    """Integrated Gradients on the straight path from each baseline to the input."""
+    """Integrated Gradients on the straight path from each baseline to the input.
 
-    def __init__(self, model):
-        self.model = model
+    ``multiply_by_inputs=False`` returns the path-averaged gradient ``sum_k w_k g(a_k)`` (Captum's
+    "global" attribution) instead of multiplying it by ``x - x'``; ``delta`` stays the
+    completeness gap of the multiplied attributions.
+    """
+
+    def __init__(self, model, multiply_by_inputs: bool = True):
+        self.model, self.multiply_by_inputs = model, multiply_by_inputs
 
     def attribute(
         self,
-        x: Tensor,
-        baselines: BaselineSpec = None,
+        x: Inputs,
+        baselines: BaselineSpec | tuple = None,
         target: TargetSpec = None,
+        *,
         steps: int | Literal["auto"] = 50,
         rule: str = "gausslegendre",
         batch_size: int | Literal["auto"] = "auto",
         tol: float = 0.01,
         max_steps: int = 512,
+        additional_forward_args: tuple | None = None,
+        forward_kwargs: dict | None = None,
+        output: OutputSpec = None,
     ) -> Attribution:
-        """Return IG attributions (shape of ``x``) with their completeness gap ``delta``.
+        """Return IG attributions (the structure of ``x``) with their completeness gap ``delta``.
 
         ``steps="auto"``: adaptive trapezoid refinement, driven by the exact check
         ``F(b) - F(a) = int_a^b dF`` on every sub-interval, until the completeness gap is at
@@ -61,129 +74,140 @@ class IntegratedGradients:
         Cost: ``steps`` (or the adaptive count) forward+backward passes per example and
         baseline, plus two forward passes for the endpoints.
         """
-        s = setup(self.model, x, baselines, target)
+        s = setup(self.model, x, baselines, target, additional_forward_args, forward_kwargs,
+                  output)
         with guarded(self.model):
-            engine = s.engine(self.model, batch_size)
+            engine = s.engine(batch_size)
             f1, f0 = engine.endpoints()
             if steps == "auto":
-                grad_sum, alphas, weights, info = _adaptive(engine, s, tol, max_steps)
+                (grad_sum,), alphas, weights, info = _adaptive(engine, s, tol, max_steps)
             else:
-                a, w = nodes_weights(rule, steps)
-                alphas, weights = (torch.as_tensor(v, dtype=s.x.dtype, device=s.x.device)
-                                   for v in (a, w))
+                alphas, weights = rule_tensors(rule, steps, s.x)
                 rows, flat_a = flat_points(s.x.shape[0], alphas)
                 (grad_sum,) = weighted_gradient_sum(engine, rows, flat_a, weights.repeat(len(s.x)))
                 info = {"rule": rule, "steps": steps,
                         "gradient_evaluations": steps * s.k}
-        attr = s.mean(grad_sum * engine.diff)
-        out_delta = s.mean(f1 - f0)
-        delta = attr.flatten(1).sum(1) - out_delta
-        return Attribution(attr, delta, alphas, weights, {**info, "output_delta": out_delta})
+        return s.result(grad_sum, engine.diff, f1 - f0, alphas, weights, info,
+                        self.multiply_by_inputs)
 
 
 def _adaptive(engine: PathEngine, s: Setup, tol: float, max_steps: int):
-    """Error-controlled refinement (``quadrature.refine``) of every row's path.
+    """Error-controlled refinement (``quadrature.refine``) of every row's path, in input space
+    or along the engine's ``layer_path``.
 
-    Keeps each node's gradient (memory: nodes x input size per row). Returns the weighted
-    gradient sums, per-row nodes and weights, and the info dict.
+    Keeps each node's gradients (memory: nodes x input or layer size per row). Returns the
+    weighted gradient sums (one per input or layer), per-row nodes and weights, and the info.
     """
     check_positive_int(max_steps, "max_steps", minimum=16)
     if not tol > 0:
         raise ValueError(f"tol must be > 0, got {tol!r}")
-    dev, dt = s.x.device, s.x.dtype
-    grads: dict[int, Tensor] = {}
-    flat_diff = engine.diff.flatten(1)
+    path = engine.layer_path
+    diffs = [engine.diff] if path is None else [e - b for b, e in zip(path.start, path.end)]
+    dev, dt = s.x.device, diffs[0].dtype
+    flat_diffs = [d.flatten(1) for d in diffs]
+    grads: dict[int, list[Tensor]] = {}
 
     def evaluate(ids, ex, t):
         rows = torch.as_tensor(ex, device=dev)
         f, d = [], []
         for ch in engine.gradients(rows, torch.as_tensor(t, dtype=dt, device=dev)):
-            g = ch.grads[0]
+            gs = ch.grads[:len(diffs)]
             f.append(ch.output)
-            d.append((g.flatten(1) * flat_diff[ch.rows]).sum(1))
-            for i, gi in zip(ids[ch.span], g):
-                grads[int(i)] = gi
+            d.append(sum((g.flatten(1) * fd[ch.rows]).sum(1) for g, fd in zip(gs, flat_diffs)))
+            for j, i in enumerate(ids[ch.span]):
+                grads[int(i)] = [g[j] for g in gs]
         return torch.cat(f).double().cpu().numpy(), torch.cat(d).double().cpu().numpy()
 
     nodes, ids, gap, evals, converged = refine(evaluate, len(s.x), tol, max_steps)
-    alphas, weights, sums = [], [], []
-    for t, i in zip(nodes, ids):
+    alphas, weights = [], []
+    sums = [torch.zeros_like(d) for d in diffs]
+    for r, (t, i) in enumerate(zip(nodes, ids)):
         w = trapezoid_weights(t)
         alphas.append(torch.as_tensor(t, dtype=dt, device=dev))
         weights.append(torch.as_tensor(w, dtype=dt, device=dev))
-        sums.append(sum(float(wj) * grads[int(j)] for wj, j in zip(w, i)))
+        for wj, j in zip(w, i):
+            for acc, g in zip(sums, grads[int(j)]):
+                acc[r] += float(wj) * g
     info = {
         "rule": "adaptive trapezoid",
         "steps": "auto",
         "tol": tol,
         "gradient_evaluations": s.mean(torch.as_tensor(evals, dtype=dt)) * s.k,
-        "converged": torch.as_tensor(converged).reshape(s.k, s.b).all(0),
+        "converged": torch.as_tensor(converged, dtype=torch.bool).reshape(s.k, s.b).all(0),
     }
-    return torch.stack(sums), alphas, weights, info
+    return sums, alphas, weights, info
 
 
 class LayerIntegratedGradients:
     """IG on the straight path in a layer's activation space, from its value at the baseline
-    to its value at the input (the way to attribute to token embeddings)."""
+    to its value at the input (the way to attribute to token embeddings).
 
-    def __init__(self, model, layer: LayerSpec):
-        self.model, self.layer = model, layer
+    ``layer`` may be a list: the layers' activations then move along their straight paths
+    together (they should not feed one another), ``attributions`` is a tuple with one tensor
+    per layer, and completeness holds for their sum. ``multiply_by_inputs=False`` returns the
+    path-averaged layer gradient instead of multiplying by ``y(x) - y(x')``.
+    """
+
+    def __init__(self, model, layer: LayerSpec | Sequence[LayerSpec],
+                 multiply_by_inputs: bool = True):
+        self.several = isinstance(layer, (list, tuple))
+        self.layers = list(layer) if self.several else [layer]
+        if not self.layers:
+            raise ValueError("layer must be a layer or a non-empty list of layers")
+        names = [resolve_layer(model, spec)[0] for spec in self.layers]
+        if len(set(names)) != len(names):
+            raise ValueError(f"layer lists a layer twice: {names}")
+        self.model, self.multiply_by_inputs = model, multiply_by_inputs
 
     def attribute(
         self,
-        x: Tensor,
-        baselines: Tensor | float | None = None,
+        x: Inputs,
+        baselines: BaselineSpec | tuple = None,
         target: TargetSpec = None,
-        steps: int = 50,
+        *,
+        steps: int | Literal["auto"] = 50,
         rule: str = "gausslegendre",
         batch_size: int | Literal["auto"] = "auto",
         attribute_to_layer_input: bool = False,
+        tol: float = 0.01,
+        max_steps: int = 512,
+        additional_forward_args: tuple | None = None,
+        forward_kwargs: dict | None = None,
+        output: OutputSpec = None,
     ) -> Attribution:
         """Return attributions of the layer's output (or input) per example, shape of that
         activation, with ``delta = sum - (F(x) - F(x'))``. ``x`` may be integer (token ids);
-        ``baselines`` then are token ids too (e.g. padding). Cost: two forward passes stopped at
-        the layer, two full forwards, and ``steps`` forward+backward passes per example.
+        ``baselines`` then are token ids too (e.g. a pad id). ``steps="auto"`` refines as
+        ``IntegratedGradients`` does, with the exact local checks in the layer's space.
+        Cost: two full forwards (which give the layers at both ends) and ``steps`` (or the
+        adaptive count) forward+backward passes per example and baseline.
         """
-        resolve_layer(self.model, self.layer)
-        check_eval_mode(self.model)
-        if not isinstance(x, Tensor):
-            raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
-        if x.is_floating_point() and not torch.isfinite(x).all():
-            raise ValueError("x contains NaN or inf values")
-        if baselines is None:
-            base = torch.zeros_like(x)
-        elif isinstance(baselines, Tensor):
-            if baselines.shape not in (x.shape, x.shape[1:]):
-                raise ValueError(f"baselines has shape {tuple(baselines.shape)}, expected "
-                                 f"{tuple(x.shape)} or {tuple(x.shape[1:])}")
-            base = baselines.to(x.device, x.dtype).expand_as(x)
-        else:
-            base = torch.full_like(x, baselines)
-        tgt = resolve_target(target, x.shape[0], x.device)
-        a, w = nodes_weights(rule, steps)
+        named = [resolve_layer(self.model, spec) for spec in self.layers]
+        s = setup(self.model, x, baselines, target, additional_forward_args, forward_kwargs,
+                  output, integers=True)
         with guarded(self.model):
-            both = torch.cat([x, base])
-            ends = PathEngine(self.model, both, both, tgt.repeat(2) if isinstance(tgt, Tensor)
-                              else tgt, batch_size, channels_last=False)
-            rows2 = torch.arange(2 * len(x), device=x.device)
-            ones = torch.ones(2 * len(x), device=x.device)
-            (acts,) = ends.activations([self.layer], rows2, ones, attribute_to_layer_input)
-            end, start = acts[: len(x)], acts[len(x):]
-            if not end.is_floating_point():
-                what = "input" if attribute_to_layer_input else "output"
-                raise TypeError(f"layer {self.layer!r} {what} is {end.dtype}; choose a layer "
-                                f"with a floating-point {what}")
-            alphas = torch.as_tensor(a, dtype=end.dtype, device=x.device)
-            weights = torch.as_tensor(w, dtype=end.dtype, device=x.device)
-            engine = PathEngine(self.model, x, x, tgt, batch_size, channels_last=False)
-            fv = ends.values(rows2, ones)
-            rows, flat_a = flat_points(len(x), alphas)
-            path = LayerPath(self.layer, x, start, end, attribute_to_layer_input)
-            (grad_sum,) = weighted_gradient_sum(engine, rows, flat_a, weights.repeat(len(x)),
-                                                layer_path=path)
-        attr = grad_sum * (end - start)
-        out_delta = fv[: len(x)] - fv[len(x):]
-        delta = attr.flatten(1).sum(1) - out_delta
-        return Attribution(attr, delta, alphas, weights,
-                           {"rule": rule, "steps": steps, "output_delta": out_delta,
-                            "layer": resolve_layer(self.model, self.layer)[0]})
+            engine = s.engine(batch_size, channels_last=False)
+            f1, f0, ends = engine.ends([m for _, m in named], attribute_to_layer_input)
+            for (name, _), (start, _) in zip(named, ends):
+                if not start.is_floating_point():
+                    what = "input" if attribute_to_layer_input else "output"
+                    raise TypeError(f"layer {name!r} {what} is {start.dtype}; choose a layer "
+                                    f"with a floating-point {what}")
+            engine.layer_path = LayerPath([n for n, _ in named], [a for a, _ in ends],
+                                          [b for _, b in ends], attribute_to_layer_input)
+            if steps == "auto":
+                sums, alphas, weights, info = _adaptive(engine, s, tol, max_steps)
+            else:
+                alphas, weights = rule_tensors(rule, steps, ends[0][0])
+                rows, flat_a = flat_points(len(s.x), alphas)
+                sums = weighted_gradient_sum(engine, rows, flat_a, weights.repeat(len(s.x)))
+                info = {"rule": rule, "steps": steps, "gradient_evaluations": steps * s.k}
+        out_delta = s.mean(f1 - f0)
+        attrs = [s.mean(g * (e - b)) for g, (b, e) in zip(sums, ends)]
+        delta = sum(a.flatten(1).sum(1) for a in attrs) - out_delta
+        if not self.multiply_by_inputs:
+            attrs = [s.mean(g) for g in sums]
+        info = {**info, "output_delta": out_delta,
+                "layer": [n for n, _ in named] if self.several else named[0][0]}
+        return Attribution(tuple(attrs) if self.several else attrs[0], delta, alphas, weights,
+                           info)

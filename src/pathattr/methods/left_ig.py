@@ -23,10 +23,11 @@ from torch import Tensor
 
 from ..baselines import BaselineSpec
 from ..engine import Chunk, PathEngine, guarded
-from ..quadrature import cell_edges, nodes_weights
+from ..forward import OutputSpec
+from ..quadrature import cell_edges
 from ..result import Attribution
 from ..targets import TargetSpec
-from ._setup import Setup, flat_points, setup
+from ._setup import Inputs, Setup, flat_points, rule_tensors, setup
 
 
 def check_fraction(fraction: object) -> float:
@@ -116,9 +117,9 @@ class SaturationSum:
         truncated path. Cost: one forward pass per row (``F`` at ``a*``)."""
         cut = torch.as_tensor(self.finish(), dtype=f0.dtype, device=f0.device)
         f_cut = engine.values(torch.arange(len(cut), device=cut.device), cut)
-        attr_rows = self.grad * engine.diff
+        attr_rows = self.grad * engine.path_diff
         delta = s.mean(attr_rows.flatten(1).sum(1) - (f_cut - f0))
-        return Attribution(s.mean(attr_rows), delta, alphas, weights,
+        return Attribution(s.structure(s.mean(attr_rows)), delta, alphas, weights,
                            {**info, "fraction": fraction, "saturation_alpha": cut,
                             "left_output_delta": s.mean(f_cut - f0),
                             "output_delta": s.mean(f1 - f0)})
@@ -132,13 +133,17 @@ class LeftIntegratedGradients:
 
     def attribute(
         self,
-        x: Tensor,
-        baselines: BaselineSpec = None,
+        x: Inputs,
+        baselines: BaselineSpec | tuple = None,
         target: TargetSpec = None,
+        *,
         steps: int = 50,
         rule: str = "gausslegendre",
         fraction: float = 0.9,
         batch_size: int | Literal["auto"] = "auto",
+        additional_forward_args: tuple | None = None,
+        forward_kwargs: dict | None = None,
+        output: OutputSpec = None,
     ) -> Attribution:
         """Return left-IG attributions (shape of ``x``). ``delta`` is the completeness gap of
         the truncated path, ``sum - (F(x(a*)) - F(x'))``; ``info["saturation_alpha"]`` is ``a*``
@@ -147,13 +152,12 @@ class LeftIntegratedGradients:
         ``pathattr.explain`` share the pass with IG), plus one forward pass per row.
         """
         fraction = check_fraction(fraction)
-        s = setup(self.model, x, baselines, target)
-        a, w = nodes_weights(rule, steps)
+        s = setup(self.model, x, baselines, target, additional_forward_args, forward_kwargs,
+                  output)
+        alphas, weights = rule_tensors(rule, steps, s.x)
         with guarded(self.model):
-            engine = s.engine(self.model, batch_size)
+            engine = s.engine(batch_size)
             f1, f0 = engine.endpoints()
-            alphas, weights = (torch.as_tensor(v, dtype=s.x.dtype, device=s.x.device)
-                               for v in (a, w))
             rows, flat_a = flat_points(len(s.x), alphas)
             acc = SaturationSum(engine.diff, f0, f1, fraction, alphas, weights)
             for ch in engine.gradients(rows, flat_a):

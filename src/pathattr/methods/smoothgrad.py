@@ -1,10 +1,17 @@
-"""SmoothGrad (Smilkov et al. 2017) around any attribution method: the mean of its attributions
+"""SmoothGrad (Smilkov et al. 2017) around any attribution method: statistics of its attributions
 over noisy copies of the input,
 
-    SG(x) = 1/n sum_s A(x + e_s),   e_s ~ N(0, (sigma (max x - min x))^2) per example.
+    smoothgrad:    1/n sum_s A(x + e_s)
+    smoothgrad_sq: 1/n sum_s A(x + e_s)^2
+    vargrad:       1/n sum_s A(x + e_s)^2 - (1/n sum_s A(x + e_s))^2   (Adebayo et al. 2018)
+
+with ``e_s ~ N(0, std^2)``: ``std = sigma (max x - min x)`` per example (PAIR's ``stdev_spread``),
+or an absolute ``stdevs`` (Captum's). Tuple inputs get noise on each input.
 """
 
 from __future__ import annotations
+
+from typing import Literal
 
 import torch
 from torch import Tensor
@@ -12,39 +19,83 @@ from torch import Tensor
 from ..result import Attribution
 from ..validate import check_positive_int, check_tensor
 
+KINDS = ("smoothgrad", "smoothgrad_sq", "vargrad")
+
+
+def _number(v: object, name: str) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0:
+        raise ValueError(f"{name} must be a number >= 0, got {v!r}")
+    return float(v)
+
+
+def _map(fn, *trees):
+    return tuple(fn(*parts) for parts in zip(*trees)) if isinstance(trees[0], tuple) \
+        else fn(*trees)
+
 
 class SmoothGrad:
-    """Wrap ``method`` (anything with ``.attribute(x, ...) -> Attribution``)."""
+    """Wrap ``method`` (anything with ``.attribute(x, ...) -> Attribution``).
 
-    def __init__(self, method, samples: int = 25, sigma: float = 0.15, seed: int = 0):
+    ``kind``: "smoothgrad" (mean), "smoothgrad_sq" (mean of squares) or "vargrad" (variance).
+    Noise: ``sigma`` times each example's value range, or ``stdevs`` in input units (give one).
+    """
+
+    def __init__(self, method, samples: int = 25, sigma: float | None = None, seed: int = 0,
+                 *, kind: Literal["smoothgrad", "smoothgrad_sq", "vargrad"] = "smoothgrad",
+                 stdevs: float | None = None):
         if not callable(getattr(method, "attribute", None)):
             raise TypeError(f"method must have an attribute(x, ...) method, got "
                             f"{type(method).__name__}")
         check_positive_int(samples, "samples")
-        if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not sigma >= 0:
-            raise ValueError(f"sigma must be a number >= 0, got {sigma!r}")
-        self.method, self.samples, self.sigma, self.seed = method, samples, float(sigma), seed
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
+        if sigma is not None and stdevs is not None:
+            raise ValueError("give sigma (relative to each example's range) or stdevs "
+                             "(absolute), not both")
+        self.sigma = None if stdevs is not None else _number(0.15 if sigma is None else sigma,
+                                                              "sigma")
+        self.stdevs = None if stdevs is None else _number(stdevs, "stdevs")
+        self.method, self.samples, self.seed, self.kind = method, samples, seed, kind
 
-    def attribute(self, x: Tensor, **kwargs) -> Attribution:
-        """Return the mean attribution over ``samples`` noisy copies of ``x``; the noise's
-        standard deviation is ``sigma`` times each example's value range (PAIR's
-        ``stdev_spread``). Keyword arguments go to the wrapped method unchanged.
-        ``delta`` is None (each copy has its own output change); ``info["deltas"]`` stacks the
-        copies' deltas ``(samples, B)`` when the method reports them.
-        Cost: ``samples`` calls of the wrapped method; the noise is seeded (``seed``).
-        """
-        check_tensor(x, "x")
+    def _std(self, x: Tensor) -> Tensor | float:
+        if self.stdevs is not None:
+            return self.stdevs
         flat = x.flatten(1)
         std = self.sigma * (flat.max(1).values - flat.min(1).values)
-        std = std.reshape(-1, *([1] * (x.dim() - 1)))
+        return std.reshape(-1, *([1] * (x.dim() - 1)))
+
+    def attribute(self, x: Tensor | tuple[Tensor, ...], *args, **kwargs) -> Attribution:
+        """Return the ``kind`` statistic of the attributions over ``samples`` noisy copies of
+        ``x``. Other arguments go to the wrapped method unchanged. ``delta`` is None (each copy
+        has its own output change); ``info["deltas"]`` stacks the copies' deltas
+        ``(samples, B)`` when the method reports them.
+        Cost: ``samples`` calls of the wrapped method; the noise is seeded (``seed``).
+        """
+        xs = x if isinstance(x, tuple) else (x,)
+        for i, t in enumerate(xs):
+            check_tensor(t, "x" if len(xs) == 1 and not isinstance(x, tuple) else f"x[{i}]")
         gen = torch.Generator(device="cpu").manual_seed(self.seed)
-        total, deltas = None, []
+        total = squares = None
+        deltas = []
         for _ in range(self.samples):
-            noise = torch.randn(x.shape, generator=gen, dtype=x.dtype).to(x.device)
-            r = self.method.attribute(x + std * noise, **kwargs)
-            total = r.attributions if total is None else total + r.attributions
+            noisy = tuple(t + self._std(t) * torch.randn(t.shape, generator=gen,
+                                                         dtype=t.dtype).to(t.device)
+                          for t in xs)
+            r = self.method.attribute(noisy if isinstance(x, tuple) else noisy[0], *args,
+                                      **kwargs)
+            a = r.attributions
+            total = a if total is None else _map(torch.add, total, a)
+            sq = _map(torch.square, a)
+            squares = sq if squares is None else _map(torch.add, squares, sq)
             deltas.append(r.delta)
-        info = {"samples": self.samples, "sigma": self.sigma}
+        mean = _map(lambda t: t / self.samples, total)
+        if self.kind == "smoothgrad":
+            out = mean
+        else:
+            msq = _map(lambda t: t / self.samples, squares)
+            out = msq if self.kind == "smoothgrad_sq" else _map(lambda q, m: q - m * m, msq, mean)
+        info = {"samples": self.samples, "sigma": self.sigma, "stdevs": self.stdevs,
+                "kind": self.kind}
         if all(d is not None for d in deltas):
             info["deltas"] = torch.stack(deltas)
-        return Attribution(total / self.samples, None, None, None, info)
+        return Attribution(out, None, None, None, info)

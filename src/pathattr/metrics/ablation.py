@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from ..forward import choose_output
 from ..guard import model_guard
 from ..layers import LayerSpec, StopForward, resolve_layer, stop_when_tapped, tap_layers
 from ..targets import TargetSpec, resolve_target, select
@@ -64,7 +65,7 @@ def neuron_ablation(model: nn.Module, x: Tensor, layer: LayerSpec, scores: Tenso
         rank = torch.empty_like(order).scatter_(
             1, order, torch.arange(n_units, device=x.device).expand(b, -1).contiguous())
         unit_shape = act.shape[1:2] + (1,) * (act.dim() - 2) if channels else act.shape[1:]
-        f_x = select(model(x), t)
+        f_x = select(choose_output(model(x)), t)
         rows = torch.arange(b, device=x.device).repeat_interleave(len(ks_t))
         counts = ks_t.repeat(b)
         state: dict[str, Tensor] = {}
@@ -76,7 +77,7 @@ def neuron_ablation(model: nn.Module, x: Tensor, layer: LayerSpec, scores: Tenso
                 state["mask"] = (rank[r] < counts[i:i + batch_size, None]).view(-1, *unit_shape)
                 state["reset"] = reset_act[r]
                 tap.reset()
-                out.append(select(model(x[r]), t, r))
+                out.append(select(choose_output(model(x[r])), t, r))
                 tap.check()
     changes = f_x[rows] - torch.cat(out)
     return Curve.from_scores(ks_t.to(x.dtype) / n_units, changes.view(b, len(ks_t)))

@@ -9,6 +9,7 @@ from torch import Tensor, nn
 
 from ..baselines import gaussian_blur
 from ..engine import chunk_size, is_conv
+from ..forward import choose_output
 from ..guard import model_guard
 from ..targets import TargetSpec, resolve_target, select
 from ..validate import check_eval_mode, check_positive_int, check_tensor
@@ -94,16 +95,15 @@ def _curve(model, x, attributions, target, pixels_per_step, substrate, baseline,
     channels_last = is_conv(model, x)
     probs = []
     with model_guard(model), torch.inference_mode():
+        if target is None:
+            target = choose_output(model(x)).argmax(-1)
         t = resolve_target(target, b, x.device)
-        if t is None:
-            t = model(x).argmax(-1)
-        elif callable(t):
-            raise TypeError("target must be class indices (the score is a softmax probability)")
+        t.classes  # noqa: B018 -- raises unless one class per example (the score is a probability)
         for i in range(0, len(rows), bs):
             r = rows[i:i + bs]
             changed = (rank[r] < steps[i:i + bs, None]).view(-1, 1, h, w)
             imgs = torch.where(changed, end[r], start[r])
             if channels_last:
                 imgs = imgs.contiguous(memory_format=torch.channels_last)
-            probs.append(select(model(imgs).softmax(-1), t, r))
+            probs.append(select(choose_output(model(imgs)).softmax(-1), t, r))
     return Curve.from_scores(counts.to(x.dtype) / n_pix, torch.cat(probs).view(b, n_steps + 1))
