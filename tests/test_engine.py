@@ -51,10 +51,10 @@ def test_layer_path_replaces_activation():
     m = mlp(1)
     x = torch.randn(2, 6, dtype=torch.float64)
     start, end = torch.randn(2, 12, dtype=torch.float64), torch.randn(2, 12, dtype=torch.float64)
-    e = make(m, x)
+    e = make(m, x, layer_path=LayerPath(["1"], [start], [end]))
     rows, alphas = torch.tensor([0, 1]), torch.tensor([0.25, 0.75], dtype=torch.float64)
     with model_guard(m):
-        (c,) = e.gradients(rows, alphas, layer_path=LayerPath("1", x, start, end))
+        (c,) = e.gradients(rows, alphas)
     for i, a in enumerate([0.25, 0.75]):
         h = (start[i] + a * (end[i] - start[i])).requires_grad_()
         f = m[4](m[3](m[2](h)))[0]

@@ -14,7 +14,7 @@ X = torch.randn(2, 6, dtype=torch.float64)
     (torch.tensor([[1, 2, 3, 4, 5, 6]]), "x must be a floating-point tensor"),
     (torch.full((1, 6), float("nan"), dtype=torch.float64), "x contains NaN or inf"),
     (torch.full((1, 6), float("inf"), dtype=torch.float64), "x contains NaN or inf"),
-    ([[0.0] * 6], "x must be a torch.Tensor"),
+    ([[0.0] * 6], "x must be a tensor or a non-empty tuple of tensors"),
 ])
 def test_bad_inputs(x, match):
     with pytest.raises((TypeError, ValueError), match=match):
@@ -34,10 +34,10 @@ def test_bad_baselines(baselines, match):
 
 
 @pytest.mark.parametrize("target, match", [
-    (3, "target 3 is out of range for a model with 3 outputs"),
+    (3, r"target 3 is out of range for a model output of shape \(3,\)"),
     (-1, "target -1 is out of range"),
     ([0, 1, 2], "target has 3 entries, expected 1 or 2"),
-    (1.5, "integer class indices"),
+    (1.5, "must hold integer indices"),
     (None, "target is required"),
     (lambda out: out, "one scalar per row"),
 ])

@@ -8,7 +8,7 @@ one backward of the summed target gives every row its own gradient.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import nullcontext, suppress
 from dataclasses import dataclass, field
 
@@ -128,9 +128,11 @@ class PathEngine:
     every pass of a method.
     """
 
-    def __init__(self, call: ModelCall, x: Tensor, baseline: Tensor, target: Target,
+    def __init__(self, call: ModelCall | Callable, x: Tensor, baseline: Tensor, target: Target,
                  batch_size: int | str = "auto", channels_last: bool | str = "auto",
                  examples: Tensor | None = None, layer_path: LayerPath | None = None):
+        if not isinstance(call, ModelCall):  # a bare model taking x as it is
+            call = ModelCall(call, Packer.of([x], single=True), len(x))
         self.call, self.x, self.baseline, self.target = call, x, baseline, target
         self.layer_path = layer_path
         self.model = call.model

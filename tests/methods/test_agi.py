@@ -18,7 +18,7 @@ def test_linear_model_paths_integrate_exactly():
     torch.manual_seed(0)
     model = nn.Linear(6, 5).double().eval()
     t = model(inputs()).argmax(1)  # explain the predicted class, as AGI intends
-    r = AdversarialGradientIntegration(model).attribute(inputs(), t, steps=20, classes=3)
+    r = AdversarialGradientIntegration(model).attribute(inputs(), target=t, steps=20, classes=3)
     # f_i is linear, so every path's left-Riemann sum is exactly f_i(x) - f_i(x_end)
     torch.testing.assert_close(r.delta, torch.zeros(3, dtype=torch.float64), atol=1e-12, rtol=0)
     assert (r.info["steps_taken"] > 0).all()
@@ -27,13 +27,13 @@ def test_linear_model_paths_integrate_exactly():
 def test_shape_determinism_and_small_gap():
     model = mlp()
     agi = AdversarialGradientIntegration(model)
-    a = agi.attribute(inputs(), [0, 1, 2], epsilon=0.01, steps=20, classes=4)
-    b = agi.attribute(inputs(), [0, 1, 2], epsilon=0.01, steps=20, classes=4)
+    a = agi.attribute(inputs(), target=[0, 1, 2], epsilon=0.01, steps=20, classes=4)
+    b = agi.attribute(inputs(), target=[0, 1, 2], epsilon=0.01, steps=20, classes=4)
     assert a.attributions.shape == (3, 6)
     assert torch.equal(a.attributions, b.attributions)
     # each step's left-Riemann error is O(eps^2): a 5x smaller eps over the same number of
     # steps leaves a ~25x smaller gap
-    small = agi.attribute(inputs(), [0, 1, 2], epsilon=0.002, steps=20, classes=4)
+    small = agi.attribute(inputs(), target=[0, 1, 2], epsilon=0.002, steps=20, classes=4)
     assert (small.delta.abs() < 0.1 * a.delta.abs()).all()
     assert a.info["classes"].shape == (3, 4)
     assert not (a.info["classes"] == torch.tensor([0, 1, 2])[:, None]).any()
@@ -42,7 +42,7 @@ def test_shape_determinism_and_small_gap():
 def test_paths_stop_at_the_adversarial_class():
     model = mlp()
     x = inputs()
-    r = AdversarialGradientIntegration(model).attribute(x, [0, 1, 2], epsilon=0.5, steps=50,
+    r = AdversarialGradientIntegration(model).attribute(x, target=[0, 1, 2], epsilon=0.5, steps=50,
                                                         classes=[3, 4])
     taken = r.info["steps_taken"]
     assert (taken < 50).any()
@@ -61,7 +61,7 @@ def test_paths_stop_at_the_adversarial_class():
 
 def test_a_class_equal_to_the_target_is_skipped():
     model = mlp()
-    r = AdversarialGradientIntegration(model).attribute(inputs(), [0, 1, 2], classes=[0, 3])
+    r = AdversarialGradientIntegration(model).attribute(inputs(), target=[0, 1, 2], classes=[0, 3])
     assert r.info["steps_taken"][0, 0] == 0 and r.info["path_output_drop"].isfinite().all()
 
 

@@ -51,7 +51,7 @@ def test_matches_pair_saliency(monkeypatch):
             return {INPUT_OUTPUT_GRADIENTS: g.permute(0, 2, 3, 1).numpy()}
         return f
 
-    ours = BlurIntegratedGradients(model).attribute(x, t, max_sigma=3.7, steps=30,
+    ours = BlurIntegratedGradients(model).attribute(x, target=t, max_sigma=3.7, steps=30,
                                                     rule="riemann_right")
     for b in range(2):
         ref = pair_blur_ig.BlurIG().GetMask(x[b].permute(1, 2, 0).numpy(), call(t[b]),
@@ -65,7 +65,7 @@ def test_matches_pair_saliency(monkeypatch):
 
 
 def test_completeness_on_a_smooth_model():
-    r = BlurIntegratedGradients(small_cnn()).attribute(images(), 1, max_sigma=5, steps=64)
+    r = BlurIntegratedGradients(small_cnn()).attribute(images(), target=1, max_sigma=5, steps=64)
     assert (r.relative_delta() < 1e-2).all()
     assert r.alphas.min() > 0 and r.alphas.max() < 1
 
@@ -73,6 +73,6 @@ def test_completeness_on_a_smooth_model():
 def test_bad_inputs():
     model = small_cnn()
     with pytest.raises(ValueError, match="images"):
-        BlurIntegratedGradients(model).attribute(torch.ones(2, 12, dtype=torch.float64), 0)
+        BlurIntegratedGradients(model).attribute(torch.ones(2, 12, dtype=torch.float64), target=0)
     with pytest.raises(ValueError, match="max_sigma"):
-        BlurIntegratedGradients(model).attribute(images(), 0, max_sigma=0)
+        BlurIntegratedGradients(model).attribute(images(), target=0, max_sigma=0)

@@ -160,9 +160,12 @@ def test_several_layers_in_one_pass_equal_separate_runs():
     model = small_cnn(7)
     x = torch.randn(2, 2, 6, 6, dtype=D)
     layers = ["act2", "conv1", "act1"]  # sequential: each one's gradient flows through the others
-    both = LayerConductance(model, layers=layers).attribute(x, target=2, steps=12)
-    assert list(both) == layers
-    for name in layers:
+    r = LayerConductance(model, layers=layers).attribute(x, target=2, steps=12)
+    both = r.info["per_layer"]
+    assert list(both) == layers and r.info["layer"] == layers
+    assert r.delta.shape == (2, len(layers))
+    for i, name in enumerate(layers):
+        torch.testing.assert_close(r.attributions[i], both[name].attributions)
         alone = LayerConductance(model, name).attribute(x, target=2, steps=12)
         torch.testing.assert_close(both[name].attributions, alone.attributions,
                                    rtol=1e-12, atol=1e-14)
@@ -362,7 +365,7 @@ def test_efficientnet_block_conductance(lite0_and_cat):
     r = LayerConductance(model, layers=["_blocks.8", "_blocks.4"]).attribute(
         x, target=285, steps=1)
     assert _state(model) == before
-    for name, res in r.items():
+    for name, res in r.info["per_layer"].items():
         block = model.get_submodule(name)
         seen: list[Tensor] = []
 
@@ -380,8 +383,8 @@ def test_efficientnet_block_conductance(lite0_and_cat):
             out = model(0.5 * x)[0, 285]
         (g,) = torch.autograd.grad(out, seen[-1])
         torch.testing.assert_close(res.attributions, g * (y1 - y0), rtol=1e-4, atol=1e-6)
-    assert r["_blocks.8"].attributions.shape == (1, 112, 14, 14)
-    assert r["_blocks.8"].neuron_totals().shape == (1, 112)
+    assert r.info["per_layer"]["_blocks.8"].attributions.shape == (1, 112, 14, 14)
+    assert r.info["per_layer"]["_blocks.8"].neuron_totals().shape == (1, 112)
     with pytest.raises(RuntimeError, match="executed 2 times"):
         LayerConductance(model, "_blocks.8._swish").attribute(x, target=285, steps=2)
     assert _state(model) == before
@@ -430,7 +433,7 @@ def test_minilm_embeddings_and_hidden_states():
     with torch.no_grad():
         emb = sim.encoder.bert.embeddings.word_embeddings(ids["input_ids"])
     layers = ["bert.embeddings", "bert.encoder.layer.1.output"]
-    r = LayerConductance(model, layers=layers).attribute(emb, steps=16)
+    r = LayerConductance(model, layers=layers).attribute(emb, steps=16).info["per_layer"]
     n_tokens = ids["input_ids"].shape[1]
     for name in layers:
         assert r[name].attributions.shape == (1, n_tokens, 384)

@@ -85,7 +85,7 @@ def attribute(name: str, model: nn.Module, x: Tensor, target: Tensor, s: dict) -
                           for i, t in enumerate(target)])
     if name == "AGI":
         return AdversarialGradientIntegration(model).attribute(
-            x, target, epsilon=s["agi_epsilon"], steps=s["agi_steps"],
+            x, target=target, epsilon=s["agi_epsilon"], steps=s["agi_steps"],
             classes=s["agi_classes"]).attributions
     if name == "Blur IG":
         return BlurIntegratedGradients(model).attribute(

@@ -88,7 +88,7 @@ def model_device_dtype(model: object) -> tuple[torch.device | None, torch.dtype 
 
 def _inputs(x: object, integers: bool) -> tuple[list[Tensor], bool]:
     single = isinstance(x, Tensor)
-    xs = [x] if single else list(x) if isinstance(x, (tuple, list)) else None
+    xs = [x] if single else list(x) if isinstance(x, tuple) else None
     if not xs:
         raise TypeError(f"x must be a tensor or a non-empty tuple of tensors, got "
                         f"{type(x).__name__}")
