@@ -40,6 +40,9 @@ def split_element(name: str) -> tuple[str, tuple[int | str, ...]]:
 
 def get_element(value: object, path: tuple[int | str, ...], name: str) -> object:
     for p in path:
+        if isinstance(value, Tensor):
+            raise ValueError(f"layer {name!r}: its value is a tensor, which has no element "
+                             f"{p!r}; name the layer without brackets")
         try:
             value = value[p]
         except (IndexError, KeyError, TypeError) as e:

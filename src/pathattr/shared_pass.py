@@ -96,7 +96,7 @@ def explain(
         engine = s.engine(batch_size)
         diff = embedding_path(engine, path_layer)
         on_layer = engine.layer_path is not None
-        f1, f0, ends = engine.ends([m for _, m in layers])
+        f1, f0, ends = engine.ends([n for n, _ in layers])
         alphas, weights = rule_tensors(rule, steps, diff)
         rows, flat_a = flat_points(n_rows, alphas)
         flat_w = weights.repeat(n_rows)
@@ -108,7 +108,7 @@ def explain(
         grads: list[list[Tensor]] = [[] for _ in layers]
         acts: list[list[Tensor]] = [[] for _ in layers]
         outputs = []
-        for ch in engine.gradients(rows, flat_a, [Tap(m) for _, m in layers],
+        for ch in engine.gradients(rows, flat_a, [Tap(n) for n, _ in layers],
                                    input_grad=need_input,
                                    want_acts=bool(layers) and plan.uses_node_acts):
             g, layer_grads = (ch.grads[0], ch.grads[1:]) if need_input else (None, ch.grads)
@@ -125,7 +125,7 @@ def explain(
             for lst, t in zip(acts, ch.acts or [None] * len(acts), strict=True):
                 if t is not None:
                     lst.append(t)
-        edge_acts = plan.edge_activations(engine, [m for _, m in layers]) if layers else []
+        edge_acts = plan.edge_activations(engine, [n for n, _ in layers]) if layers else []
         out_delta = s.mean(f1 - f0)
         info = {"rule": rule, "steps": steps, "gradient_evaluations": steps * s.k}
         results: dict[Hashable, Attribution] = {}

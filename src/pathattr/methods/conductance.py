@@ -107,10 +107,10 @@ class LayerConductance:
         with guarded(self.model):
             engine = s.engine(batch_size)
             embedding_path(engine, self.path_layer)
-            f1, f0, ends = engine.ends([m for _, m in named], attribute_to_layer_input)
+            f1, f0, ends = engine.ends([n for n, _ in named], attribute_to_layer_input)
             alphas, weights = rule_tensors(rule, steps, ends[0][0])
             rows, flat_a = flat_points(len(s.x), alphas)
-            taps = [Tap(m, attribute_to_layer_input) for _, m in named]
+            taps = [Tap(n, attribute_to_layer_input) for n, _ in named]
             grads: list[list[Tensor]] = [[] for _ in named]
             node_acts: list[list[Tensor]] = [[] for _ in named]
             for ch in engine.gradients(rows, flat_a, taps, input_grad=False,
@@ -119,7 +119,7 @@ class LayerConductance:
                     grads[i].append(ch.grads[i])
                     if ch.acts:
                         node_acts[i].append(ch.acts[i])
-            edge_acts = plan.edge_activations(engine, [m for _, m in named],
+            edge_acts = plan.edge_activations(engine, [n for n, _ in named],
                                               attribute_to_layer_input)
         out_delta = s.mean(f1 - f0)
         results = [total_conductance(s, grads[i], node_acts[i], edge_acts[i], ends[i], plan,
@@ -182,7 +182,7 @@ class NeuronConductance:
             engine = s.engine(batch_size)
             diff = embedding_path(engine, self.path_layer)
             one = torch.zeros(1, dtype=torch.long, device=s.x.device)
-            shape = engine.activations([module], one, torch.ones(1, dtype=diff.dtype,
+            shape = engine.activations([name], one, torch.ones(1, dtype=diff.dtype,
                                        device=s.x.device), attribute_to_neuron_input)[0].shape[1:]
             idx = flat_neurons(neurons, tuple(shape), name)
             alphas, weights = rule_tensors(rule, steps, diff)
@@ -313,9 +313,9 @@ class EdgePlan(NamedTuple):
         edge, stopped after the layers."""
         if not len(self.missing):
             return [None] * len(layers)
-        x = engine.x
+        x, diff = engine.x, engine.path_diff
         rows, alphas = flat_points(len(x), torch.as_tensor(self.edges[self.missing],
-                                                           dtype=x.dtype, device=x.device))
+                                                           dtype=diff.dtype, device=x.device))
         return engine.activations(layers, rows, alphas, use_input)
 
 

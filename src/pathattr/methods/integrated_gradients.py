@@ -187,7 +187,7 @@ class LayerIntegratedGradients:
                   output, integers=True)
         with guarded(self.model):
             engine = s.engine(batch_size, channels_last=False)
-            f1, f0, ends = engine.ends([m for _, m in named], attribute_to_layer_input)
+            f1, f0, ends = engine.ends([n for n, _ in named], attribute_to_layer_input)
             for (name, _), (start, _) in zip(named, ends):
                 if not start.is_floating_point():
                     what = "input" if attribute_to_layer_input else "output"
