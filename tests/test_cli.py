@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from pathattr import cli
-from pathattr.commands.methods import available
+from pathattr.registry import available
 
 DIGITS = ["--model", "digits-cnn", "--steps", "4", "--quiet"]
 

@@ -11,35 +11,24 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
+from .registry import classes as _classes
+
 _NAMES = {
-    "Attribution": "result",
-    "PathEngine": "engine",
-    "IntegratedGradients": "methods.integrated_gradients",
-    "LayerIntegratedGradients": "methods.integrated_gradients",
-    "Saliency": "methods.gradient",
-    "InputXGradient": "methods.gradient",
-    "LayerConductance": "methods.conductance",
-    "NeuronConductance": "methods.conductance",
-    "DeepLift": "methods.deeplift",
-    "LayerDeepLift": "methods.deeplift",
-    "IntegratedDecisionGradients": "methods.idg",
-    "LeftIntegratedGradients": "methods.left_ig",
-    "GuidedIntegratedGradients": "methods.guided_ig",
-    "BlurIntegratedGradients": "methods.blur_ig",
-    "AdversarialGradientIntegration": "methods.agi",
-    "SmoothGrad": "methods.smoothgrad",
-    "explain": "shared_pass",
-    "run": "runs",
-    "summarize": "runs",
+    **_classes(),  # every method class, from the one registry
+    "Attribution": "pathattr.result",
+    "PathEngine": "pathattr.engine",
+    "explain": "pathattr.shared_pass",
+    "run": "pathattr.runs",
+    "summarize": "pathattr.runs",
 }
-_MODULES = ("baselines", "quadrature", "metrics", "zoo", "viz")
+_MODULES = ("baselines", "errors", "quadrature", "metrics", "registry", "zoo", "viz")
 
 __all__ = sorted([*_NAMES, *_MODULES])
 
 
 def __getattr__(name: str) -> Any:
     if name in _NAMES:
-        value = getattr(importlib.import_module(f".{_NAMES[name]}", __name__), name)
+        value = getattr(importlib.import_module(_NAMES[name]), name)
     elif name in _MODULES:
         value = importlib.import_module(f".{name}", __name__)
     else:

@@ -11,6 +11,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from .commands import positive_int
+
 DEFAULT_METHODS = "ig,idg,deeplift"
 DEFAULT_STEPS = 32
 
@@ -43,12 +45,6 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def _positive(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return int(text)
-
-
 def build_parser() -> Parser:
     """The parser for every subcommand; each sets ``run`` to the function that executes it."""
     common = Parser(add_help=False)
@@ -59,7 +55,7 @@ def build_parser() -> Parser:
                         help="state_dict for --model module:factory (loaded tensors-only)")
     common.add_argument("--target", metavar="CLASS",
                         help="class index or name to explain (default: the predicted class)")
-    common.add_argument("--steps", type=_positive, default=DEFAULT_STEPS,
+    common.add_argument("--steps", type=positive_int, default=DEFAULT_STEPS,
                         help="path points per integral (default: %(default)s)")
     common.add_argument("--out", type=Path, default=Path("pathattr-out"),
                         help="output directory (default: %(default)s); explain writes one "
@@ -70,10 +66,10 @@ def build_parser() -> Parser:
     methods.add_argument("--method", metavar="M[,M...]",
                          help=f"comma-separated methods or 'all' (default: {DEFAULT_METHODS})")
     curves = Parser(add_help=False)
-    curves.add_argument("--curve-steps", type=_positive, default=40, metavar="N",
+    curves.add_argument("--curve-steps", type=positive_int, default=40, metavar="N",
                         help="points of each insertion/deletion curve (default: %(default)s)")
     layer = Parser(add_help=False)
-    layer.add_argument("--top", type=_positive, default=20,
+    layer.add_argument("--top", type=positive_int, default=20,
                        help="how many channels to list (default: %(default)s)")
 
     parser = Parser(prog="pathattr", description="Path-integrated attribution for PyTorch "
@@ -188,8 +184,8 @@ def _neurons(args: argparse.Namespace) -> int:
 def _images(args: argparse.Namespace, method_spec: str | None, curves: bool, layer: str | None,
             demo: bool = False) -> int:
     from .commands import image
-    from .commands.inputs import load_image, load_model
-    from .commands.methods import parse_methods
+    from .models import load_image, load_model
+    from .registry import parse_methods
 
     chosen = parse_methods(method_spec) if method_spec else []
     images = [load_image(s) for s in args.images]  # fail on a bad path before loading a model
@@ -217,8 +213,8 @@ def _reproduce(args: argparse.Namespace) -> int:
 
 
 def _models(args: argparse.Namespace) -> int:
-    from .commands.inputs import MODELS
-    from .commands.methods import available
+    from .models import MODELS
+    from .registry import available
 
     width = max(map(len, MODELS))
     print("models:")

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .commands import UsageError
 from .datasets import Dataset, ItemError, Raw, decode, first_line
+from .errors import SettingError
 from .store import Outcome, Store, StoreBusy
 
 #: ``--layer NAME`` adds the method ``conductance@NAME``: Neuron IG (total conductance) of each
@@ -63,7 +63,7 @@ class RunResult:
 
 class Worker:
     """One model, turning batches of raw items into outcomes. ``compute`` raises
-    ``UsageError`` for a bad model, layer or target (the run cannot go on); a bad item only
+    ``SettingError`` for a bad model, layer or target (the run cannot go on); a bad item only
     fails that item."""
 
     def __init__(self, settings: Settings, layers: Sequence[str] = ()):
@@ -76,15 +76,15 @@ class Worker:
             self.failure = e    # only as text, and the user should see this error itself
 
     def _load(self, layers: Sequence[str]) -> None:
-        from .commands.inputs import load_model
         from .layers import resolve_layer
+        from .models import load_model
 
         self.bundle = load_model(self.settings.model, self.settings.weights)
         for layer in layers:
             try:
                 resolve_layer(self.bundle.model, layer)
             except ValueError as e:
-                raise UsageError(f"--layer: {e}") from None
+                raise SettingError(f"--layer: {e}") from None
 
     def compute(self, work: Work) -> list[Outcome]:
         """Every (item, method) of ``work``: decode, group items by shape (a wrong-shaped item
@@ -110,7 +110,7 @@ class Worker:
     def _group(self, shape: tuple, members: list) -> list[Outcome]:
         import torch
 
-        from .commands.inputs import parse_target
+        from .models import parse_target
 
         x = torch.stack([m[2] for m in members])
         try:
@@ -148,7 +148,7 @@ class Worker:
         return outcomes
 
     def _attribute(self, method: str, x, target, n_classes: int):
-        from .commands import methods as registry
+        from . import registry
 
         if method.startswith(LAYER_METHOD + "@"):
             from .methods.conductance import LayerConductance
@@ -174,30 +174,30 @@ def run(model: str, data: str | Path, methods: str | Sequence[str] = "ig",
     ``"local"`` or ``"ray"`` (``address`` of a cluster, default: start a local one with
     ``workers`` CPUs; ``workers`` actors, default one per CPU). Running again with the same
     arguments resumes: items already done are skipped, failed ones retried. Returns counts.
-    Raises ``UsageError`` for bad arguments or a store made with other settings. Cost: each
+    Raises ``SettingError`` for bad arguments or a store made with other settings. Cost: each
     method's cost per pending item, plus one forward per item and batch of methods.
     """
-    from .commands.methods import parse_methods
+    from .registry import parse_methods
 
     start = time.perf_counter()
     names = parse_methods(methods if isinstance(methods, str) else ",".join(methods))
     layers = [layer] if isinstance(layer, str) else list(layer or ())
     names += [f"{LAYER_METHOD}@{name}" for name in layers]
     if engine not in ("local", "ray"):
-        raise UsageError(f"--engine: expected local or ray, got {engine!r}")
+        raise SettingError(f"--engine: expected local or ray, got {engine!r}")
     if batch_size < 1 or (workers is not None and workers < 1) or steps < 1:
-        raise UsageError("--batch-size, --workers, --steps: must be positive")
+        raise SettingError("--batch-size, --workers, --steps: must be positive")
     try:
         dataset = Dataset(data)
     except (OSError, ValueError) as e:
-        raise UsageError(f"--data: {e}") from None
+        raise SettingError(f"--data: {e}") from None
     # str(target): 3 from Python and "3" from the command line are the same run.
     settings = Settings(model, weights, str(Path(data).resolve()), steps,
                         None if target is None else str(target))
     try:
         store = Store(out, write=True)
     except StoreBusy as e:
-        raise UsageError(f"--out: {e}") from None
+        raise SettingError(f"--out: {e}") from None
     with store:
         saved = store.settings()
         if saved is None:
@@ -205,7 +205,7 @@ def run(model: str, data: str | Path, methods: str | Sequence[str] = "ig",
         elif saved != settings.identity():
             changed = ", ".join(f"{k} {saved.get(k)!r} -> {v!r}"
                                 for k, v in settings.identity().items() if saved.get(k) != v)
-            raise UsageError(f"--out: {str(out)!r} holds a run with other settings ({changed});"
+            raise SettingError(f"--out: {str(out)!r} holds a run with other settings ({changed});"
                              f" resume with the same settings or choose another --out")
         done = store.done()
         batches = []
@@ -253,7 +253,7 @@ def _ray(settings: Settings, layers: list[str], batches: Iterator[Work], address
     try:
         import ray
     except ImportError:
-        raise UsageError("--engine ray: Ray is not installed; pip install 'pathattr[ray]'") \
+        raise SettingError("--engine ray: Ray is not installed; pip install 'pathattr[ray]'") \
             from None
     started = not ray.is_initialized()
     if started:
@@ -418,7 +418,7 @@ def _sample_images(settings: dict, keys: list[str]) -> dict[str, np.ndarray]:
     """The sample's inputs as the model saw them, for overlays; empty, with a warning saying
     why, if the data or model is no longer loadable (the report then shows bare heatmaps)."""
     try:
-        from .commands.inputs import load_model
+        from .models import load_model
 
         bundle = load_model(settings["model"], settings.get("weights"))
         raws = Dataset(settings["data"]).read(keys)

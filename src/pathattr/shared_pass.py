@@ -23,11 +23,14 @@ from .methods.conductance import edge_plan, total_conductance
 from .methods.idg import DecisionSum, adaptive_idg, coarse_points
 from .methods.left_ig import SaturationSum, check_fraction
 from .quadrature import nodes_weights
+from .registry import shared_names
 from .result import Attribution
 from .targets import TargetSpec
 from .validate import check_positive_int
 
-NAMES = ("ig", "left_ig", "idg", "idg_uniform", "conductance")
+#: What the shared pass computes, from the registry; "conductance" comes with a layer.
+NAMES = shared_names()
+_PLAIN = tuple(n for n in NAMES if n != "conductance")
 
 
 def _parse(methods: Sequence) -> list[tuple[Hashable, str, object]]:
@@ -39,10 +42,10 @@ def _parse(methods: Sequence) -> list[tuple[Hashable, str, object]]:
         if isinstance(m, tuple) and len(m) == 2 and m[0] == "conductance" \
                 and isinstance(m[1], (str, nn.Module)):
             parsed.append((m, "conductance", m[1]))
-        elif isinstance(m, str) and m in NAMES[:-1]:
+        elif isinstance(m, str) and m in _PLAIN:
             parsed.append((m, m, None))
         else:
-            raise ValueError(f"unknown method {m!r}; expected one of {', '.join(NAMES[:-1])} "
+            raise ValueError(f"unknown method {m!r}; expected one of {', '.join(_PLAIN)} "
                              f"or ('conductance', layer)")
     return parsed
 

@@ -1,9 +1,19 @@
 """What the ``pathattr`` command does, one module per concern; ``cli.py`` only parses arguments.
 
-inputs: models, images and targets from the command line; methods: the method registry;
-image: the per-image pipeline (attributions, curves, neurons, files, report); text: sentences.
+image: the per-image pipeline (attributions, curves, neurons, files, report); text: sentences;
+run: the dataset-runner subcommands. Models, images and targets come from ``pathattr.models``,
+methods from ``pathattr.registry``; their ``SettingError`` is the command's usage error.
 """
 
+import argparse
 
-class UsageError(Exception):
-    """A bad command-line argument (exit code 2); the message starts with the argument's name."""
+from ..errors import SettingError as UsageError
+
+__all__ = ["UsageError", "positive_int"]
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: an integer >= 1."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return int(text)

@@ -14,11 +14,10 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from .. import viz
+from .. import registry, viz
 from ..layers import resolve_layer
+from ..models import ModelBundle, parse_target
 from . import UsageError
-from . import methods as registry
-from .inputs import ModelBundle, parse_target
 
 
 @dataclass

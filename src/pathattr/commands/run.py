@@ -22,7 +22,7 @@ SUMMARIZE_EXAMPLES = """example:
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     """Add ``run`` (with the ``common`` options: --model, --weights, --target, --steps, --out,
     --quiet) and ``summarize`` to ``sub``; each sets ``run`` to its command function."""
-    from ..cli import _positive
+    from . import positive_int
 
     def add(name: str, help: str, epilog: str, parents: list) -> argparse.ArgumentParser:
         return sub.add_parser(name, help=help, description=help, parents=parents, epilog=epilog,
@@ -41,9 +41,9 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
                    help="local: in this process; ray: one model per Ray actor (default: "
                         "%(default)s)")
     p.add_argument("--address", help="Ray cluster address (default: start a local cluster)")
-    p.add_argument("--workers", type=_positive, metavar="N",
+    p.add_argument("--workers", type=positive_int, metavar="N",
                    help="Ray actors (default: one per CPU of the cluster)")
-    p.add_argument("--batch-size", type=_positive, default=16, metavar="N",
+    p.add_argument("--batch-size", type=positive_int, default=16, metavar="N",
                    help="items per batch and per index transaction (default: %(default)s)")
     p.set_defaults(run=run_command)
 
@@ -51,9 +51,9 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
             "features or channels, failures; writes summary.json and report.html into it.",
             SUMMARIZE_EXAMPLES, [])
     p.add_argument("results", type=Path, metavar="RESULTS", help="a `pathattr run` --out")
-    p.add_argument("--sample", type=_positive, default=4, metavar="N",
+    p.add_argument("--sample", type=positive_int, default=4, metavar="N",
                    help="items drawn in the report (default: %(default)s)")
-    p.add_argument("--top", type=_positive, default=10, metavar="N",
+    p.add_argument("--top", type=positive_int, default=10, metavar="N",
                    help="features listed per method (default: %(default)s)")
     p.add_argument("-q", "--quiet", action="store_true", help="no tables")
     p.set_defaults(run=summarize_command)

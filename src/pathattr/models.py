@@ -1,5 +1,5 @@
 """Models, images and targets named on the command line, with one-line errors that name the
-bad argument (``UsageError``, exit code 2)."""
+bad argument (``SettingError``, exit code 2)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor, nn
 
-from . import UsageError
+from .errors import SettingError
 
 
 @dataclass
@@ -48,13 +48,13 @@ MODELS = {
 
 
 def _imagenet_display(x: Tensor) -> np.ndarray:
-    from ..zoo import unpreprocess
+    from .zoo import unpreprocess
 
     return unpreprocess(x).permute(1, 2, 0).numpy()
 
 
 def _efficientnet() -> ModelBundle:
-    from ..zoo import class_name, efficientnet_lite0, preprocess
+    from .zoo import class_name, efficientnet_lite0, preprocess
 
     return ModelBundle("efficientnet-lite0", efficientnet_lite0(), preprocess, _imagenet_display,
                        class_name, "_blocks.15")
@@ -70,7 +70,7 @@ def _digits_preprocess(img: Image.Image) -> Tensor:
 
 
 def _digits() -> ModelBundle:
-    from ..zoo import digits_cnn
+    from .zoo import digits_cnn
 
     return ModelBundle("digits-cnn", digits_cnn(), _digits_preprocess,
                        lambda x: x[0].numpy()[..., None].repeat(3, 2), str, "features.relu2")
@@ -82,41 +82,41 @@ def load_model(spec: str, weights: str | None = None) -> ModelBundle:
     TorchScript, loaded with ``torch.jit.load``. Files are never unpickled beyond tensors
     (``torch.load(weights_only=True)``), so a fully pickled module is refused. Non-built-in image
     models get EfficientNet's preprocessing (224x224, values in about [-1, 1]) and ImageNet
-    class names when they have 1000 outputs. Raises ``UsageError``. Cost: loading the model.
+    class names when they have 1000 outputs. Raises ``SettingError``. Cost: loading the model.
     """
     if weights is not None and not Path(weights).is_file():
-        raise UsageError(f"--weights: no such file: {weights!r}")
+        raise SettingError(f"--weights: no such file: {weights!r}")
     builtin = {"efficientnet-lite0": _efficientnet, "digits-cnn": _digits}
     if spec in builtin:
         if weights:
-            raise UsageError("--weights: only for --model module:factory")
+            raise SettingError("--weights: only for --model module:factory")
         return builtin[spec]()
     if spec == "minilm":
-        raise UsageError("--model: minilm explains sentences; use explain --text")
+        raise SettingError("--model: minilm explains sentences; use explain --text")
     path = Path(spec)
     if path.suffix in (".pt", ".pth", ".ts", ".pt2") or path.is_file():
         if not path.is_file():
-            raise UsageError(f"--model: no such file: {spec!r}")
+            raise SettingError(f"--model: no such file: {spec!r}")
         if weights:
-            raise UsageError("--weights: only for --model module:factory")
+            raise SettingError("--weights: only for --model module:factory")
         model = _load_file(path)
     elif ":" in spec:
         model = _from_factory(spec)
         if weights:
             state = _torch_load(Path(weights), "--weights")
             if not isinstance(state, dict):
-                raise UsageError(f"--weights: {weights!r} does not hold a state_dict")
+                raise SettingError(f"--weights: {weights!r} does not hold a state_dict")
             try:
                 model.load_state_dict(state)
             except RuntimeError as e:
-                raise UsageError(
+                raise SettingError(
                     f"--weights: does not fit {spec}: {str(e).splitlines()[0]}") from None
     else:
         close = difflib.get_close_matches(spec, MODELS, n=3, cutoff=0.4)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise UsageError(f"--model: unknown model {spec!r}{hint} (built-in: "
+        raise SettingError(f"--model: unknown model {spec!r}{hint} (built-in: "
                          f"{', '.join(MODELS)}; or module:factory, or a TorchScript file)")
-    from ..zoo import class_name, preprocess
+    from .zoo import class_name, preprocess
 
     return ModelBundle(spec, model.eval(), preprocess, _imagenet_display, class_name)
 
@@ -125,7 +125,7 @@ def _torch_load(path: Path, arg: str) -> object:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # UnpicklingError for objects, RuntimeError for non-torch files
-        raise UsageError(
+        raise SettingError(
             f"{arg}: {str(path)!r} is not a tensors-only file ({type(e).__name__}); pathattr "
             f"never unpickles arbitrary objects: save model.state_dict() and pass --model "
             f"module:factory --weights FILE, or save torch.jit.script(model)") from None
@@ -140,9 +140,9 @@ def _load_file(path: Path) -> nn.Module:
             return torch.jit.load(str(path), map_location="cpu")
     obj = _torch_load(path, "--model")
     if isinstance(obj, dict):
-        raise UsageError(f"--model: {str(path)!r} holds a state_dict; give the architecture too: "
+        raise SettingError(f"--model: {str(path)!r} holds a state_dict; give the architecture too: "
                          f"--model module:factory --weights {path}")
-    raise UsageError(f"--model: {str(path)!r} holds a {type(obj).__name__}, not a model")
+    raise SettingError(f"--model: {str(path)!r} holds a {type(obj).__name__}, not a model")
 
 
 def _from_factory(spec: str) -> nn.Module:
@@ -152,48 +152,48 @@ def _from_factory(spec: str) -> nn.Module:
     try:
         module = importlib.import_module(module_name)
     except ImportError as e:
-        raise UsageError(f"--model: cannot import {module_name!r}: {e}") from None
+        raise SettingError(f"--model: cannot import {module_name!r}: {e}") from None
     finally:
         sys.path.remove(os.getcwd())
     factory = getattr(module, attr, None)
     if not callable(factory):
-        raise UsageError(f"--model: {module_name!r} has no function {attr!r}")
+        raise SettingError(f"--model: {module_name!r} has no function {attr!r}")
     model = factory()
     if not isinstance(model, nn.Module):
-        raise UsageError(f"--model: {spec}() returned {type(model).__name__}, not an nn.Module")
+        raise SettingError(f"--model: {spec}() returned {type(model).__name__}, not an nn.Module")
     return model
 
 
 def load_image(spec: str) -> tuple[str, Image.Image]:
     """``(label, RGB image)`` for a file path or ``photo:NAME`` (a photo bundled with
-    scikit-image / matplotlib, see ``pathattr.zoo.PHOTOS``). Raises ``UsageError``."""
+    scikit-image / matplotlib, see ``pathattr.zoo.PHOTOS``). Raises ``SettingError``."""
     if spec.startswith("photo:"):
-        from ..zoo import PHOTOS, photo
+        from .zoo import PHOTOS, photo
 
         name = spec[len("photo:"):]
         if name not in PHOTOS:
-            raise UsageError(f"IMAGE: unknown bundled photo {name!r}; available: "
+            raise SettingError(f"IMAGE: unknown bundled photo {name!r}; available: "
                              f"{', '.join('photo:' + p for p in PHOTOS)}")
         return name, photo(name)
     path = Path(spec)
     if not path.is_file():
-        raise UsageError(f"IMAGE: no such file: {spec!r}")
+        raise SettingError(f"IMAGE: no such file: {spec!r}")
     try:
         with Image.open(path) as img:
             return path.stem, img.convert("RGB")
     except (UnidentifiedImageError, OSError) as e:
-        raise UsageError(f"IMAGE: cannot read {spec!r} as an image ({e})") from None
+        raise SettingError(f"IMAGE: cannot read {spec!r} as an image ({e})") from None
 
 
 def parse_target(spec: str | None, bundle: ModelBundle, n_outputs: int) -> int | None:
     """The class index for ``--target``: an index, or a class name (case-insensitive) of a
-    model with class names. None if not given. Raises ``UsageError``."""
+    model with class names. None if not given. Raises ``SettingError``."""
     if spec is None:
         return None
     if spec.lstrip("-").isdigit():
         t = int(spec)
         if not 0 <= t < n_outputs:
-            raise UsageError(f"--target: class {t} is out of range for a model with "
+            raise SettingError(f"--target: class {t} is out of range for a model with "
                              f"{n_outputs} outputs")
         return t
     names = {bundle.class_name(i).lower(): i for i in range(n_outputs)}
@@ -201,4 +201,4 @@ def parse_target(spec: str | None, bundle: ModelBundle, n_outputs: int) -> int |
         return names[spec.lower()]
     close = difflib.get_close_matches(spec.lower(), names, n=3, cutoff=0.6)
     hint = f"; close names: {', '.join(close)}" if close else ""
-    raise UsageError(f"--target: unknown class {spec!r}{hint}")
+    raise SettingError(f"--target: unknown class {spec!r}{hint}")

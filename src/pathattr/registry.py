@@ -1,0 +1,127 @@
+"""The one list of attribution methods: ``pathattr/__init__``, the command line, ``explain`` and
+``pathattr.run`` all read it.
+
+Each entry says where the class lives (imported lazily, so ``pathattr`` starts fast and a method
+family missing from an installation is just not offered), its constructor and fixed
+``attribute`` arguments, what it accepts (``space``: the input, or a layer's activations;
+``images``: images only), and the name ``explain`` computes it under in its shared pass.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+import time
+from dataclasses import dataclass, field
+from typing import Literal
+
+from .errors import SettingError
+
+
+@dataclass(frozen=True)
+class MethodInfo:
+    """One method: ``module.cls(model, **init)``, then ``.attribute(x, **attribute, ...)``.
+
+    ``wraps``: another entry whose instance is passed first (SmoothGrad); ``shared``: the key
+    ``explain`` knows it by (None: not computable from the shared pass); ``cli``: offered by
+    ``pathattr explain --method`` (input-space methods that need no layer).
+    """
+
+    module: str
+    cls: str
+    init: dict = field(default_factory=dict)
+    attribute: dict = field(default_factory=dict)
+    space: Literal["input", "layer"] = "input"
+    images: bool = False
+    wraps: str | None = None
+    shared: str | None = None
+    cli: bool = True
+
+
+_M = "pathattr.methods."
+METHODS: dict[str, MethodInfo] = {
+    "ig": MethodInfo(_M + "integrated_gradients", "IntegratedGradients", shared="ig"),
+    "ig-auto": MethodInfo(_M + "integrated_gradients", "IntegratedGradients",
+                          attribute={"steps": "auto", "tol": 0.01}),
+    "idg": MethodInfo(_M + "idg", "IntegratedDecisionGradients", shared="idg"),
+    "idg-uniform": MethodInfo(_M + "idg", "IntegratedDecisionGradients",
+                              attribute={"sampling": "uniform"}, shared="idg_uniform",
+                              cli=False),
+    "left-ig": MethodInfo(_M + "left_ig", "LeftIntegratedGradients", shared="left_ig"),
+    "guided-ig": MethodInfo(_M + "guided_ig", "GuidedIntegratedGradients"),
+    "blur-ig": MethodInfo(_M + "blur_ig", "BlurIntegratedGradients", images=True),
+    "agi": MethodInfo(_M + "agi", "AdversarialGradientIntegration"),
+    "deeplift": MethodInfo(_M + "deeplift", "DeepLift", init={"rule": "rescale"}),
+    "deeplift-rc": MethodInfo(_M + "deeplift", "DeepLift", init={"rule": "revealcancel"}),
+    "smoothgrad": MethodInfo(_M + "smoothgrad", "SmoothGrad", wraps="saliency"),
+    "saliency": MethodInfo(_M + "gradient", "Saliency"),
+    "input-x-gradient": MethodInfo(_M + "gradient", "InputXGradient"),
+    "layer-ig": MethodInfo(_M + "integrated_gradients", "LayerIntegratedGradients",
+                           space="layer", cli=False),
+    "conductance": MethodInfo(_M + "conductance", "LayerConductance", space="layer",
+                              shared="conductance", cli=False),
+    "neuron-conductance": MethodInfo(_M + "conductance", "NeuronConductance", space="layer",
+                                     cli=False),
+    "layer-deeplift": MethodInfo(_M + "deeplift", "LayerDeepLift", space="layer", cli=False),
+}
+
+
+def classes() -> dict[str, str]:
+    """Public class name -> its module, for ``pathattr/__init__``'s lazy exports."""
+    return {m.cls: m.module for m in METHODS.values()}
+
+
+def shared_names() -> tuple[str, ...]:
+    """The keys ``explain`` computes from one shared pass, in registry order."""
+    return tuple(m.shared for m in METHODS.values() if m.shared)
+
+
+def available() -> list[str]:
+    """Names the command offers (``cli``) whose module is installed, found without importing."""
+    return [name for name, m in METHODS.items()
+            if m.cli and importlib.util.find_spec(m.module) is not None]
+
+
+def parse_methods(spec: str) -> list[str]:
+    """``"ig,idg"`` or ``"all"`` -> method names, in the order given, without repeats.
+    Raises ``SettingError`` naming an unknown method."""
+    names = available()
+    if spec.strip() == "all":
+        return names
+    chosen = list(dict.fromkeys(s.strip() for s in spec.split(",") if s.strip()))
+    if not chosen:
+        raise SettingError("--method: no method given")
+    for name in chosen:
+        if name not in names:
+            raise SettingError(f"--method: unknown method {name!r}; available: "
+                               f"{', '.join(names)}, or all")
+    return chosen
+
+
+def make(name: str, model: object, *args: object) -> object:
+    """A fresh instance of method ``name`` for ``model`` (``args``: a layer, for layer methods).
+    Cost: the first import of its module."""
+    m = METHODS[name]
+    factory = getattr(importlib.import_module(m.module), m.cls)
+    if m.wraps:
+        return factory(make(m.wraps, model, *args), **m.init)
+    return factory(model, *args, **m.init)
+
+
+def run(name: str, model: object, x: object, target: int, steps: int,
+        n_classes: int) -> tuple[object, float]:
+    """``(Attribution, seconds)`` of method ``name`` on ``x`` for class ``target``. ``steps``
+    reaches methods whose ``attribute`` has a ``steps`` parameter (path methods); the others
+    (DeepLIFT, gradients) have no path to discretise. Cost: the method's."""
+    method = make(name, model)
+    params = inspect.signature(method.attribute).parameters
+    kwargs = {"target": target}
+    if "steps" in params:
+        kwargs["steps"] = steps
+    if "classes" in params:  # AGI: its default of 10 false classes needs an 11-class model
+        kwargs["classes"] = min(params["classes"].default, n_classes - 1)
+    kwargs.update(METHODS[name].attribute)
+    start = time.perf_counter()
+    result = method.attribute(x, **kwargs)
+    return result, time.perf_counter() - start

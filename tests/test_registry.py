@@ -1,0 +1,51 @@
+"""The method registry and the layering it promises: one list of methods, read everywhere;
+library modules never import the command line."""
+
+import ast
+import inspect
+import pathlib
+
+import pytest
+
+import pathattr
+from pathattr import registry
+from pathattr.shared_pass import NAMES
+
+SRC = pathlib.Path(pathattr.__file__).parent
+
+
+@pytest.mark.parametrize("name", list(registry.METHODS))
+def test_every_method_is_exported_and_follows_the_protocol(name):
+    info = registry.METHODS[name]
+    cls = getattr(pathattr, info.cls)
+    assert cls.__module__ == info.module
+    params = list(inspect.signature(cls.attribute).parameters.values())[1:]
+    names = [p.name for p in params]
+    if info.cls == "SmoothGrad":  # passes everything after x to the method it wraps
+        assert names[0] == "x" and params[1].kind is inspect.Parameter.VAR_POSITIONAL
+        return
+    first = [n for n in names if n != "neurons"][:3]
+    assert first == ["x", "baselines", "target"], (name, names)
+    rest = [p for p in params if p.name not in ("x", "neurons", "baselines", "target")]
+    assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in rest), (name, rest)
+    for option in ("additional_forward_args", "forward_kwargs", "output"):
+        assert option in names, (name, option)
+
+
+def test_explain_and_cli_read_the_registry():
+    assert set(NAMES) == {m.shared for m in registry.METHODS.values() if m.shared}
+    offered = registry.available()
+    assert offered == [n for n, m in registry.METHODS.items() if m.cli]
+    with pytest.raises(pathattr.errors.SettingError, match="--method: unknown method 'nope'"):
+        registry.parse_methods("ig,nope")
+
+
+def test_library_modules_never_import_the_command_line():
+    for f in SRC.rglob("*.py"):
+        rel = f.relative_to(SRC)
+        if rel.parts[0] == "commands" or rel.name == "cli.py":
+            continue
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                mod = node.module.split(".")
+                assert "commands" not in mod and "cli" not in mod, (str(rel), node.module)
