@@ -347,3 +347,34 @@ def test_smoothgrad_kinds(two):
         x, abs=False, **kw)
     for p, q in zip(ours.attributions, c):  # two Monte Carlo estimates of one variance
         assert (p - q).abs().mean() < 0.25 * q.abs().mean() + 1e-6
+
+
+EMPTY_CASES = {
+    "ig": lambda m, x: pathattr.IntegratedGradients(m).attribute(x, target=1, steps=4),
+    "ig-auto": lambda m, x: pathattr.IntegratedGradients(m).attribute(x, target=1, steps="auto"),
+    "layer-ig": lambda m, x: pathattr.LayerIntegratedGradients(m, "1").attribute(x, target=1),
+    "conductance": lambda m, x: pathattr.LayerConductance(m, "1").attribute(x, target=1),
+    "neuron-conductance": lambda m, x: pathattr.NeuronConductance(m, "1").attribute(
+        x, [0], target=1),
+    "deeplift": lambda m, x: pathattr.DeepLift(m).attribute(x, target=1),
+    "layer-deeplift": lambda m, x: pathattr.LayerDeepLift(m, "1").attribute(x, target=1),
+    "idg": lambda m, x: pathattr.IntegratedDecisionGradients(m).attribute(x, target=1),
+    "left-ig": lambda m, x: pathattr.LeftIntegratedGradients(m).attribute(x, target=1),
+    "guided-ig": lambda m, x: pathattr.GuidedIntegratedGradients(m).attribute(
+        x, target=1, steps=4),
+    "agi": lambda m, x: pathattr.AdversarialGradientIntegration(m).attribute(
+        x, target=1, classes=2, steps=3),
+    "saliency": lambda m, x: pathattr.Saliency(m).attribute(x, target=1),
+    "input-x-gradient": lambda m, x: pathattr.InputXGradient(m).attribute(x, target=1),
+    "smoothgrad": lambda m, x: pathattr.SmoothGrad(pathattr.Saliency(m), samples=2).attribute(
+        x, target=1),
+}
+
+
+@pytest.mark.parametrize("name", list(EMPTY_CASES))
+def test_empty_batch_gives_empty_result(name):
+    model = nn.Sequential(nn.Linear(4, 5), nn.Tanh(), nn.Linear(5, 3)).to(D).eval()
+    r = EMPTY_CASES[name](model, torch.zeros(0, 4, dtype=D))
+    shape = r.attributions.shape
+    assert 0 in shape and shape[-1] in (4, 5), shape
+    assert r.delta is None or r.delta.shape == (0,)

@@ -21,7 +21,7 @@ def alone(model, x, base, t, steps, rule, method):
     if method == "ig":
         return IntegratedGradients(model).attribute(x, rule=rule, **kw)
     if method == "left_ig":
-        return LeftIntegratedGradients(model).attribute(x, rule=rule, fraction=0.7, **kw)
+        return LeftIntegratedGradients(model).attribute(x, rule=rule, saturation=0.7, **kw)
     if method == "idg_uniform":
         return IntegratedDecisionGradients(model).attribute(x, sampling="uniform", rule=rule,
                                                             **kw)
@@ -40,7 +40,7 @@ def test_same_numbers_as_each_method_alone(rule):
     t = torch.tensor([0, 2, 1])
     methods = ["ig", "left_ig", "idg_uniform", "idg", ("conductance", "1"),
                ("conductance", "4")]
-    got = explain(model, x, methods, base, t, steps=12, rule=rule, fraction=0.7, idg_steps=17,
+    got = explain(model, x, methods, base, t, steps=12, rule=rule, saturation=0.7, idg_steps=17,
                   batch_size=7)
     assert list(got) == methods
     for m in methods:

@@ -85,7 +85,9 @@ def activation_bytes(call: ModelCall | nn.Module, example: Tensor) -> int:
     """
     if not isinstance(call, ModelCall):
         call = ModelCall(call, Packer.of([example], single=True), len(example))
-    if not isinstance(call.model, nn.Module) or len(example) == 0:
+    if len(example) == 0:  # an empty batch: nothing to measure, nothing to hold
+        return 1
+    if not isinstance(call.model, nn.Module):
         return example.numel() * example.element_size() * 50
     total = 0
 
@@ -223,7 +225,8 @@ class PathEngine:
         n_points = len(rows)
         bs = self.batch_size(n_points)
         with tap_layers(path_specs + specs) as hooks, torch.enable_grad():
-            for start in range(0, n_points, bs):
+            # no points (an empty batch): one empty chunk still gives every shape
+            for start in range(0, max(n_points, 1), bs):
                 span = slice(start, min(start + bs, n_points))
                 r, a = rows[span], alphas[span]
                 for h in hooks:
@@ -289,7 +292,7 @@ class PathEngine:
         with tap_layers(path_specs, copy=True) as path_taps, \
                 tap_layers(specs, copy=True) as taps, torch.inference_mode(), \
                 (stop_when_tapped(taps) if stop else nullcontext()):
-            for start in range(0, n, bs):
+            for start in range(0, max(n, 1), bs):  # an empty chunk when there are no points
                 r = rows[start:start + bs]
                 for t in [*path_taps, *taps]:
                     t.reset()

@@ -21,7 +21,7 @@ from .layers import LayerSpec, resolve_layer
 from .methods._setup import Inputs, embedding_path, flat_points, rule_tensors, setup
 from .methods.conductance import edge_plan, total_conductance
 from .methods.idg import DecisionSum, adaptive_idg, coarse_points
-from .methods.left_ig import SaturationSum, check_fraction
+from .methods.left_ig import SaturationSum, check_saturation
 from .quadrature import nodes_weights
 from .registry import shared_names
 from .result import Attribution
@@ -59,7 +59,7 @@ def explain(
     *,
     steps: int = 50,
     rule: str = "gausslegendre",
-    fraction: float = 0.9,
+    saturation: float = 0.9,
     idg_steps: int | None = None,
     batch_size: int | Literal["auto"] = "auto",
     path_layer: LayerSpec | None = None,
@@ -72,7 +72,7 @@ def explain(
     Each entry equals calling its method alone with the same ``steps`` and ``rule``:
 
     - ``"ig"``: ``IntegratedGradients.attribute(steps=steps, rule=rule)``
-    - ``"left_ig"``: ``LeftIntegratedGradients.attribute(steps=steps, rule=rule, fraction=...)``
+    - ``"left_ig"``: ``LeftIntegratedGradients.attribute(steps=steps, rule=rule, saturation=...)``
     - ``"idg_uniform"``: ``IntegratedDecisionGradients.attribute(sampling="uniform", ...)``
     - ``"idg"``: adaptive IDG with ``idg_steps`` samples (default ``steps``) whose coarse points
       are this pass's nodes and both ends (``coarse_steps=steps, rule=rule``)
@@ -85,7 +85,7 @@ def explain(
     forward+backward passes for adaptive IDG.
     """
     specs = _parse(methods)
-    fraction = check_fraction(fraction)
+    saturation = check_saturation(saturation)
     idg_steps = steps if idg_steps is None else check_positive_int(idg_steps, "idg_steps")
     names = {name for _, name, _ in specs}
     layers = list(dict.fromkeys(resolve_layer(model, layer) for _, n, layer in specs
@@ -104,7 +104,7 @@ def explain(
         rows, flat_a = flat_points(n_rows, alphas)
         flat_w = weights.repeat(n_rows)
         ig = torch.zeros_like(diff) if "ig" in names else None
-        left = SaturationSum(diff, f0, f1, fraction, alphas, weights) \
+        left = SaturationSum(diff, f0, f1, saturation, alphas, weights) \
             if "left_ig" in names else None
         uniform = DecisionSum(diff, flat_w) if "idg_uniform" in names else None
         plan = edge_plan(a, w)
@@ -136,7 +136,7 @@ def explain(
             results["ig"] = s.result(ig, diff, f1 - f0, alphas, weights, info,
                                      structure=not on_layer)
         if left is not None:
-            results["left_ig"] = left.result(engine, s, f0, f1, fraction, alphas, weights, info)
+            results["left_ig"] = left.result(engine, s, f0, f1, saturation, alphas, weights, info)
         if uniform is not None:
             results["idg_uniform"] = uniform.result(s, f0, f1, alphas, weights,
                                                     {"sampling": "uniform", **info})

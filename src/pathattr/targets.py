@@ -98,7 +98,8 @@ class Target:
         strides = torch.as_tensor([int(torch.tensor(shape[j + 1:]).prod()) for j in range(d)],
                                   device=t.device)
         flat = (t * strides).sum(1)
-        return output.reshape(n_rows, -1).gather(1, flat[:, None].to(output.device))[:, 0]
+        size = int(torch.tensor(shape).prod())
+        return output.reshape(n_rows, size).gather(1, flat[:, None].to(output.device))[:, 0]
 
 
 def _index_tuple(v: object) -> tuple[int, ...] | None:

@@ -25,12 +25,12 @@ def mlp():
 
 
 @pytest.mark.parametrize("rule", ["gausslegendre", "riemann_trapezoid", "riemann_left"])
-def test_fraction_one_is_ig(rule):
+def test_saturation_one_is_ig(rule):
     x = torch.randn(3, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
     base = Several(torch.randn(2, 5, dtype=torch.float64,
                                generator=torch.Generator().manual_seed(2)))
     t = torch.tensor([0, 1, 2])
-    left = LeftIntegratedGradients(mlp()).attribute(x, base, t, steps=20, rule=rule, fraction=1)
+    left = LeftIntegratedGradients(mlp()).attribute(x, base, t, steps=20, rule=rule, saturation=1)
     ig = IntegratedGradients(mlp()).attribute(x, base, t, steps=20, rule=rule)
     torch.testing.assert_close(left.attributions, ig.attributions, rtol=1e-12, atol=1e-14)
     torch.testing.assert_close(left.delta, ig.delta, rtol=1e-9, atol=1e-12)
@@ -41,7 +41,7 @@ def test_matches_the_integral_up_to_the_saturation_point():
     w = torch.tensor([1.0, -0.5, 2.0], dtype=torch.float64)
     model = Saturating(w)
     x = torch.tensor([[1.0, 0.4, 0.6], [0.2, -1.0, 0.9]], dtype=torch.float64)
-    r = LeftIntegratedGradients(model).attribute(x, steps=200, fraction=0.8)
+    r = LeftIntegratedGradients(model).attribute(x, steps=200, saturation=0.8)
     z = (x @ w).numpy()
     f1 = np.tanh(3 * z)
     cut = np.arctanh(0.8 * f1) / (3 * z)  # F(a) = tanh(3 a z) reaches 0.8 F(1)
@@ -56,15 +56,15 @@ def test_chunking_does_not_change_the_result():
     x = torch.randn(4, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
     t = torch.tensor([0, 1, 2, 0])
     left = LeftIntegratedGradients(mlp())
-    runs = [left.attribute(x, target=t, steps=13, fraction=0.6, batch_size=bs)
+    runs = [left.attribute(x, target=t, steps=13, saturation=0.6, batch_size=bs)
             for bs in (1, 5, 13, "auto")]
     for r in runs[1:]:
         torch.testing.assert_close(r.attributions, runs[0].attributions, rtol=1e-12, atol=1e-14)
         torch.testing.assert_close(r.info["saturation_alpha"], runs[0].info["saturation_alpha"])
 
 
-@pytest.mark.parametrize("fraction", [0, -0.1, 1.5, True, "0.5"])
-def test_bad_fraction(fraction):
-    with pytest.raises(ValueError, match="fraction"):
+@pytest.mark.parametrize("saturation", [0, -0.1, 1.5, True, "0.5"])
+def test_bad_saturation(saturation):
+    with pytest.raises(ValueError, match="saturation"):
         LeftIntegratedGradients(mlp()).attribute(torch.ones(1, 5, dtype=torch.float64),
-                                                 target=0, fraction=fraction)
+                                                 target=0, saturation=saturation)

@@ -71,7 +71,7 @@ def attribute(name: str, model: nn.Module, x: Tensor, target: Tensor, s: dict) -
                                                     steps=s["steps"]).attributions
     if name == "left-IG":
         return LeftIntegratedGradients(model).attribute(
-            x, target=target, steps=s["steps"], fraction=s["left_fraction"]).attributions
+            x, target=target, steps=s["steps"], saturation=s["left_fraction"]).attributions
     if name.startswith("IDG"):
         sampling = "uniform" if "uniform" in name else "adaptive"
         return IntegratedDecisionGradients(model).attribute(

@@ -99,7 +99,7 @@ class AdversarialGradientIntegration:
             with torch.inference_mode():
                 logits = torch.cat([s.call(s.x[i:i + bs], torch.arange(i, min(i + bs, b),
                                                                        device=dev))
-                                    for i in range(0, b, bs)])
+                                    for i in range(0, max(b, 1), bs)])
             if logits.dim() != 2:
                 raise ValueError(f"AGI needs model outputs of shape (batch, classes), got "
                                  f"{tuple(logits.shape)}")

@@ -181,8 +181,8 @@ class NeuronConductance:
         with guarded(self.model):
             engine = s.engine(batch_size)
             diff = embedding_path(engine, self.path_layer)
-            one = torch.zeros(1, dtype=torch.long, device=s.x.device)
-            shape = engine.activations([name], one, torch.ones(1, dtype=diff.dtype,
+            one = torch.zeros(min(1, len(s.x)), dtype=torch.long, device=s.x.device)
+            shape = engine.activations([name], one, torch.ones(len(one), dtype=diff.dtype,
                                        device=s.x.device), attribute_to_neuron_input)[0].shape[1:]
             idx = flat_neurons(neurons, tuple(shape), name)
             alphas, weights = rule_tensors(rule, steps, diff)

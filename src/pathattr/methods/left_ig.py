@@ -30,11 +30,11 @@ from ..targets import TargetSpec
 from ._setup import Inputs, Setup, flat_points, rule_tensors, setup
 
 
-def check_fraction(fraction: object) -> float:
-    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) \
-            or not 0 < fraction <= 1:
-        raise ValueError(f"fraction must be a number in (0, 1], got {fraction!r}")
-    return float(fraction)
+def check_saturation(saturation: object) -> float:
+    if isinstance(saturation, bool) or not isinstance(saturation, (int, float)) \
+            or not 0 < saturation <= 1:
+        raise ValueError(f"saturation must be a number in (0, 1], got {saturation!r}")
+    return float(saturation)
 
 
 class SaturationSum:
@@ -46,7 +46,7 @@ class SaturationSum:
     only the latest gradient per row waits.
     """
 
-    def __init__(self, diff: Tensor, f0: Tensor, f1: Tensor, fraction: float, alphas: Tensor,
+    def __init__(self, diff: Tensor, f0: Tensor, f1: Tensor, saturation: float, alphas: Tensor,
                  weights: Tensor):
         self.m = len(alphas)
         self.alphas = alphas.double().cpu().numpy()
@@ -55,10 +55,10 @@ class SaturationSum:
         self.w = weights
         lo, hi = f0.double().cpu().numpy(), f1.double().cpu().numpy()
         self.f1 = hi
-        self.level = lo + fraction * (hi - lo)
+        self.level = lo + saturation * (hi - lo)
         self.sign = np.where(hi >= lo, 1.0, -1.0)
-        # fraction 1 is the whole path: a* = +inf makes every c_k = w_k exactly
-        self.cut = np.full(len(lo), math.inf if fraction == 1 else math.nan)
+        # saturation 1 is the whole path: a* = +inf makes every c_k = w_k exactly
+        self.cut = np.full(len(lo), math.inf if saturation == 1 else math.nan)
         self.prev_a, self.prev_f = np.zeros(len(lo)), lo.copy()
         self.grad = torch.zeros_like(diff)
         self.pending = torch.zeros_like(diff)
@@ -104,14 +104,14 @@ class SaturationSum:
 
     def finish(self) -> np.ndarray:
         """Rows whose nodes never reached the level cross it after the last node (``F`` reaches
-        ``F(x)`` at ``a = 1``). Returns ``a*`` per row (``1`` for ``fraction = 1``)."""
+        ``F(x)`` at ``a = 1``). Returns ``a*`` per row (``1`` for ``saturation = 1``)."""
         for r in np.flatnonzero(np.isnan(self.cut)):
             a, f = self.prev_a[r], self.prev_f[r]
             self.cut[r] = a + (self.level[r] - f) / (self.f1[r] - f) * (1 - a)
             self._take(r, np.zeros(0, dtype=int), self.grad[:0])
         return np.minimum(self.cut, 1.0)
 
-    def result(self, engine: PathEngine, s: Setup, f0: Tensor, f1: Tensor, fraction: float,
+    def result(self, engine: PathEngine, s: Setup, f0: Tensor, f1: Tensor, saturation: float,
                alphas: Tensor, weights: Tensor, info: dict) -> Attribution:
         """Left-IG with ``delta = sum - (F(x(a*)) - F(x'))``, the completeness gap of the
         truncated path. Cost: one forward pass per row (``F`` at ``a*``)."""
@@ -120,13 +120,13 @@ class SaturationSum:
         attr_rows = self.grad * engine.path_diff
         delta = s.mean(attr_rows.flatten(1).sum(1) - (f_cut - f0))
         return Attribution(s.structure(s.mean(attr_rows)), delta, alphas, weights,
-                           {**info, "fraction": fraction, "saturation_alpha": cut,
+                           {**info, "saturation": saturation, "saturation_alpha": cut,
                             "left_output_delta": s.mean(f_cut - f0),
                             "output_delta": s.mean(f1 - f0)})
 
 
 class LeftIntegratedGradients:
-    """IG integrated only up to where the output reaches ``fraction`` of its total change."""
+    """IG integrated only up to where the output reaches ``saturation`` of its total change."""
 
     def __init__(self, model):
         self.model = model
@@ -139,7 +139,7 @@ class LeftIntegratedGradients:
         *,
         steps: int = 50,
         rule: str = "gausslegendre",
-        fraction: float = 0.9,
+        saturation: float = 0.9,
         batch_size: int | Literal["auto"] = "auto",
         additional_forward_args: tuple | None = None,
         forward_kwargs: dict | None = None,
@@ -151,7 +151,7 @@ class LeftIntegratedGradients:
         Cost: as IG with the same ``steps`` (the nodes past ``a*`` are evaluated too, which lets
         ``pathattr.explain`` share the pass with IG), plus one forward pass per row.
         """
-        fraction = check_fraction(fraction)
+        saturation = check_saturation(saturation)
         s = setup(self.model, x, baselines, target, additional_forward_args, forward_kwargs,
                   output)
         alphas, weights = rule_tensors(rule, steps, s.x)
@@ -159,9 +159,9 @@ class LeftIntegratedGradients:
             engine = s.engine(batch_size)
             f1, f0 = engine.endpoints()
             rows, flat_a = flat_points(len(s.x), alphas)
-            acc = SaturationSum(engine.diff, f0, f1, fraction, alphas, weights)
+            acc = SaturationSum(engine.diff, f0, f1, saturation, alphas, weights)
             for ch in engine.gradients(rows, flat_a):
                 acc.add(ch, ch.grads[0])
-            return acc.result(engine, s, f0, f1, fraction, alphas, weights,
+            return acc.result(engine, s, f0, f1, saturation, alphas, weights,
                               {"rule": rule, "steps": steps,
                                "gradient_evaluations": steps * s.k})
