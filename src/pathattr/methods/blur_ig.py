@@ -91,6 +91,9 @@ class BlurIntegratedGradients:
         if baselines is not None:
             raise TypeError("Blur IG takes no baselines: its path starts at the blurred image "
                             "(pass target= by keyword)")
+        if not isinstance(x, Tensor) or x.dim() != 4:
+            raise ValueError(f"Blur IG needs images of shape (B, C, H, W), got "
+                             f"{tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__}")
         check_tensor(x, "x")
         if x.dim() != 4:
             raise ValueError(f"Blur IG needs images of shape (B, C, H, W), got {tuple(x.shape)}")

@@ -60,7 +60,7 @@ class SmoothGrad:
     def _std(self, x: Tensor) -> Tensor | float:
         if self.stdevs is not None:
             return self.stdevs
-        flat = x.flatten(1)
+        flat = x.reshape(len(x), -1)
         std = self.sigma * (flat.max(1).values - flat.min(1).values)
         return std.reshape(-1, *([1] * (x.dim() - 1)))
 

@@ -1,0 +1,279 @@
+"""Every public method on every kind of model people explain, as they call it (no wrapper).
+
+Each cell either works — its ``F(x) - F(x')`` equals the model's own, computed here by hand, and
+complete methods close their gap — or raises the documented clear error (token ids into an
+input-space method, Blur IG on non-images, AGI without one class per example, DeepLIFT through
+ops that have no rule yet). Models are small random-weight configs in float64, plus the
+pretrained MiniLM encoder.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pytest
+import torch
+from torch import nn
+
+import pathattr
+from pathattr.methods.deeplift_rules import NoDeepLiftRule
+
+transformers = pytest.importorskip("transformers")
+D = torch.float64
+
+
+@dataclass
+class Case:
+    model: object
+    x: object
+    target: object
+    score: object          # x -> (B,) the explained scalar, computed without pathattr
+    layer: str | None      # a layer that separates the input from the output
+    baselines: object = None
+    kwargs: dict = field(default_factory=dict)
+    ids: bool = False      # x holds token ids
+    images: bool = False
+    classes: bool = True   # one integer class per example (AGI)
+    deeplift: bool = True  # every op from the input up has a DeepLIFT rule
+    deeplift_layer: bool = True  # every op above ``layer`` has one
+    path_layer: str | None = None  # where the path runs for token ids (None: found)
+    tol: float = 2e-2      # relative completeness gap allowed at 64 steps
+
+
+class TwoInputs(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Linear(6, 5), nn.Linear(3, 5)
+        self.act, self.head = nn.Tanh(), nn.Linear(5, 4)
+
+    def forward(self, u, v, scale):
+        return self.head(self.act(self.a(u) + self.b(v))) * scale[:, None]
+
+
+class Recurrent(nn.Module):
+    def __init__(self, cell):
+        super().__init__()
+        self.emb = nn.Embedding(20, 6)
+        self.rnn = cell(6, 5, num_layers=2, batch_first=True, bidirectional=True)
+        self.fc = nn.Linear(10, 3)
+
+    def forward(self, ids):
+        return self.fc(self.rnn(self.emb(ids))[0][:, -1])
+
+
+class Encoder(nn.Module):
+    def __init__(self):
+        super().__init__()
+        layer = nn.TransformerEncoderLayer(8, 2, 16, dropout=0.0, batch_first=True)
+        self.enc = nn.TransformerEncoder(layer, 1, enable_nested_tensor=False)
+        self.fc = nn.Linear(8, 3)
+
+    def forward(self, x, src_key_padding_mask=None):
+        return self.fc(self.enc(x, src_key_padding_mask=src_key_padding_mask)[:, 0])
+
+
+def _bert(cls, **kw):
+    cfg = transformers.BertConfig(vocab_size=40, hidden_size=16, num_hidden_layers=1,
+                                  num_attention_heads=2, intermediate_size=20,
+                                  max_position_embeddings=16, **kw)
+    return cls(cfg).to(D).eval()
+
+
+def build(name: str) -> Case:
+    torch.manual_seed(0)
+    if name == "two-input":
+        m = TwoInputs().to(D).eval()
+        x = (torch.randn(3, 6, dtype=D), torch.randn(3, 3, dtype=D))
+        s = torch.tensor([1.0, -2.0, 0.5], dtype=D)
+        return Case(m, x, [0, 3, 1], lambda x: m(*x, s)[torch.arange(3), [0, 3, 1]], "act",
+                    kwargs={"additional_forward_args": (s,)})
+    if name == "bert-mask":
+        m = _bert(transformers.BertForSequenceClassification, num_labels=3)
+        ids = torch.randint(5, 40, (2, 6))
+        mask = torch.ones_like(ids)
+        mask[1, 4:] = 0
+        return Case(m, ids, 2, lambda i: m(i, attention_mask=mask).logits[:, 2],
+                    "bert.encoder.layer.0.output", kwargs={"forward_kwargs":
+                                                          {"attention_mask": mask}},
+                    ids=True, deeplift=False)
+    if name == "gpt2-next-token":
+        cfg = transformers.GPT2Config(vocab_size=30, n_embd=16, n_layer=1, n_head=2,
+                                      n_positions=12)
+        m = transformers.GPT2LMHeadModel(cfg).to(D).eval()
+        ids = torch.randint(0, 30, (2, 5))
+        return Case(m, ids, (4, 7), lambda i: m(i).logits[:, 4, 7], "transformer.h.0",
+                    ids=True, classes=False, deeplift=False, deeplift_layer=False)
+    if name == "vit":
+        cfg = transformers.ViTConfig(image_size=8, patch_size=4, hidden_size=16,
+                                     num_hidden_layers=1, num_attention_heads=2,
+                                     intermediate_size=20, num_labels=3)
+        m = transformers.ViTForImageClassification(cfg).to(D).eval()
+        x = torch.randn(2, 3, 8, 8, dtype=D)
+        return Case(m, x, 1, lambda x: m(x).logits[:, 1], "vit.layernorm", images=True,
+                    deeplift=False)
+    if name in ("lstm", "gru"):
+        m = Recurrent(nn.LSTM if name == "lstm" else nn.GRU).to(D).eval()
+        ids = torch.randint(1, 20, (2, 5))
+        # the fused LSTM/GRU kernels have no DeepLIFT rule yet (issue 13)
+        return Case(m, ids, 2, lambda i: m(i)[:, 2], "rnn[0]", ids=True, deeplift=False,
+                    path_layer="emb")
+    if name == "transformer-encoder":
+        m = Encoder().to(D).eval()
+        x, base = torch.randn(2, 4, 8, dtype=D), torch.randn(2, 4, 8, dtype=D)
+        pad = torch.tensor([[False] * 4, [False, False, True, True]])
+        return Case(m, x, 0, lambda x: m(x, src_key_padding_mask=pad)[:, 0], "fc",
+                    baselines=base, kwargs={"forward_kwargs": {"src_key_padding_mask": pad}},
+                    deeplift=False, tol=0.1)
+    if name == "token-classification":
+        m = _bert(transformers.BertForTokenClassification, num_labels=4)
+        ids = torch.randint(5, 40, (2, 6))
+        return Case(m, ids, [(1, 3), (5, 0)],
+                    lambda i: m(i).logits[torch.arange(2), [1, 5], [3, 0]],
+                    "bert.encoder.layer.0.output", ids=True, classes=False, deeplift=False)
+    if name == "scalar-function":
+        def f(x):
+            return torch.sin(x) * x
+        return Case(f, torch.linspace(-2, 2, 5, dtype=D), None, f, None, classes=False)
+    raise KeyError(name)
+
+
+MODELS = ["two-input", "bert-mask", "gpt2-next-token", "vit", "lstm", "gru",
+          "transformer-encoder", "token-classification", "scalar-function"]
+COMPLETE = {"ig", "ig-auto", "layer-ig", "conductance", "deeplift", "layer-deeplift",
+            "explain"}
+
+
+def call(method: str, c: Case):
+    kw = {"target": c.target, **c.kwargs}
+    m, x, base = c.model, c.x, c.baselines
+    if method == "ig":
+        return pathattr.IntegratedGradients(m).attribute(x, base, steps=64, **kw)
+    if method == "ig-auto":
+        return pathattr.IntegratedGradients(m).attribute(x, base, steps="auto", tol=1e-3, **kw)
+    if method == "idg":
+        return pathattr.IntegratedDecisionGradients(m).attribute(x, base, steps=16, **kw)
+    if method == "left-ig":
+        return pathattr.LeftIntegratedGradients(m).attribute(x, base, steps=16, **kw)
+    if method == "guided-ig":
+        return pathattr.GuidedIntegratedGradients(m).attribute(x, base, steps=16, **kw)
+    if method == "blur-ig":
+        return pathattr.BlurIntegratedGradients(m).attribute(x, max_sigma=2, steps=8, **kw)
+    if method == "agi":
+        return pathattr.AdversarialGradientIntegration(m).attribute(x, classes=1, steps=3, **kw)
+    if method == "saliency":
+        return pathattr.Saliency(m).attribute(x, **kw)
+    if method == "input-x-gradient":
+        return pathattr.InputXGradient(m).attribute(x, base, **kw)
+    if method == "smoothgrad":
+        return pathattr.SmoothGrad(pathattr.Saliency(m), samples=2).attribute(x, **kw)
+    if method == "deeplift":
+        return pathattr.DeepLift(m).attribute(x, base, **kw)
+    layer = c.layer or "layer"
+    if method == "layer-ig":
+        return pathattr.LayerIntegratedGradients(m, layer).attribute(x, base, steps=64, **kw)
+    if method == "conductance":
+        return pathattr.LayerConductance(m, layer, path_layer=c.path_layer).attribute(
+            x, base, steps=64, **kw)
+    if method == "neuron-conductance":
+        return pathattr.NeuronConductance(m, layer, path_layer=c.path_layer).attribute(
+            x, [0, 1], base, steps=16, **kw)
+    if method == "layer-deeplift":
+        return pathattr.LayerDeepLift(m, layer).attribute(x, base, **kw)
+    if method == "explain":
+        r = pathattr.explain(m, x, ["ig", "idg", "left_ig", ("conductance", layer)], base,
+                             steps=64, path_layer=c.path_layer, **kw)
+        return r["ig"]
+    raise KeyError(method)
+
+
+METHODS = ["ig", "ig-auto", "idg", "left-ig", "guided-ig", "blur-ig", "agi", "saliency",
+           "input-x-gradient", "smoothgrad", "deeplift", "layer-ig", "conductance",
+           "neuron-conductance", "layer-deeplift", "explain"]
+INPUT_SPACE = {"ig", "ig-auto", "idg", "left-ig", "guided-ig", "blur-ig", "agi", "saliency",
+               "input-x-gradient", "smoothgrad", "deeplift"}
+LAYER_SPACE = {"layer-ig", "conductance", "neuron-conductance", "layer-deeplift"}
+
+
+def expected_error(method: str, c: Case):
+    """The documented error this cell raises, or None when it must work."""
+    if not isinstance(c.model, nn.Module) and (method in LAYER_SPACE or "deeplift" in method
+                                               or method == "explain"):
+        return TypeError, "nn.Module"
+    if method == "blur-ig" and not c.images:
+        return ValueError, "Blur IG needs images"
+    if c.ids and method in INPUT_SPACE:
+        return TypeError, "floating-point tensor"
+    if method == "agi" and not c.classes:
+        return TypeError, "one integer class per example"
+    if method == "deeplift" and not c.deeplift:
+        return NoDeepLiftRule, ""
+    if method == "layer-deeplift" and not c.deeplift_layer:
+        return NoDeepLiftRule, ""
+    return None
+
+
+def _baseline_inputs(c: Case):
+    if c.baselines is not None:
+        return c.baselines
+    if isinstance(c.x, tuple):
+        return tuple(torch.zeros_like(t) for t in c.x)
+    return torch.zeros_like(c.x)
+
+
+def _total(a) -> torch.Tensor:
+    parts = a if isinstance(a, tuple) else (a,)
+    return sum(p.reshape(p.shape[0], -1).sum(1) for p in parts)
+
+
+@pytest.mark.parametrize("model_name", MODELS)
+def test_every_method_on_every_model(model_name):
+    c = build(model_name)
+    with torch.no_grad():
+        out_delta = c.score(c.x) - c.score(_baseline_inputs(c))
+    for method in METHODS:
+        err = expected_error(method, c)
+        if err is not None:
+            with pytest.raises(err[0], match=err[1]):
+                call(method, c)
+            continue
+        r = call(method, c)
+        assert isinstance(r, pathattr.Attribution), method
+        parts = r.attributions if isinstance(r.attributions, tuple) else (r.attributions,)
+        assert all(torch.isfinite(p).all() and not p.requires_grad for p in parts), method
+        if "output_delta" in r.info and method not in ("agi", "blur-ig"):
+            torch.testing.assert_close(r.info["output_delta"], out_delta, rtol=1e-9,
+                                       atol=1e-12, msg=f"{model_name} {method}")
+        if method in COMPLETE:
+            torch.testing.assert_close(r.delta, _total(r.attributions) - out_delta,
+                                       rtol=1e-7, atol=1e-10, msg=f"{model_name} {method}")
+            rel = (r.delta.abs() / out_delta.abs().clamp_min(1e-9)).max().item()
+            assert rel < c.tol, (model_name, method, rel)
+
+
+@pytest.mark.slow
+def test_pretrained_minilm_with_mask():
+    from pathattr.zoo.text import minilm
+
+    tokenizer, encoder = minilm()
+    batch = tokenizer(["a cat sleeps on the sofa", "stocks fell"], padding=True,
+                      return_tensors="pt")
+    ids, mask = batch["input_ids"], batch["attention_mask"]
+    pad = tokenizer.pad_token_id
+    kw = {"target": (0, 5), "forward_kwargs": {"attention_mask": mask},
+          "output": "last_hidden_state"}
+    bert = encoder.bert
+    with torch.no_grad():
+        out_delta = (bert(ids, attention_mask=mask).last_hidden_state[:, 0, 5]
+                     - bert(torch.full_like(ids, pad),
+                            attention_mask=mask).last_hidden_state[:, 0, 5])
+    lig = pathattr.LayerIntegratedGradients(bert, "embeddings.word_embeddings").attribute(
+        ids, pad, steps=64, **kw)
+    torch.testing.assert_close(lig.info["output_delta"], out_delta, rtol=1e-5, atol=1e-6)
+    assert (lig.delta.abs() / out_delta.abs()).max() < 1e-2
+    lc = pathattr.LayerConductance(bert, "encoder.layer.3.output").attribute(ids, pad, **kw)
+    assert lc.relative_delta().max() < 1e-2
+    # the padded positions of the short sentence are masked out: they get nothing
+    short = int(mask[1].sum())
+    assert lig.attributions[1, short:].abs().max() < 1e-6
+    with pytest.raises(NoDeepLiftRule):
+        pathattr.LayerDeepLift(bert, "embeddings.word_embeddings").attribute(ids, pad, **kw)
