@@ -1,60 +1,91 @@
-"""LayerIG on a BERT-shaped classifier (4 layers, hidden 256, from a config) with an attention
-mask: pathattr vs Captum, interleaved in one process, at defaults and at equal chunks.
+"""LayerIG on a BERT-shaped classifier (4 layers, hidden 256, built from a config) with an
+attention mask: pathattr vs Captum, interleaved, at each library's defaults and at equal chunks;
+time and peak memory (each in a fresh process).
 
-Run: ``python -m benchmarks.bench_bert``. Prints one line per contestant (median of 3 reps).
+Run: ``python -m benchmarks bert [out_dir]``.
 """
 
 from __future__ import annotations
 
-import statistics
-import time
+import sys
+from pathlib import Path
 
 import torch
-from captum import attr as ca
-from transformers import BertConfig, BertForSequenceClassification
 
 import pathattr
+from benchmarks.common import interleaved, median, peak_rss_mb, rss_mb, write
 
 EMB = "bert.embeddings.word_embeddings"
+STEPS = 50
+CHUNK = 64
 
 
-def main(reps: int = 3) -> dict[str, float]:
+def workload():
+    from transformers import BertConfig, BertForSequenceClassification
+
     torch.manual_seed(0)
     cfg = BertConfig(hidden_size=256, num_hidden_layers=4, num_attention_heads=4,
                      intermediate_size=1024, num_labels=2)
     model = BertForSequenceClassification(cfg).eval()
     ids = torch.randint(1000, 30000, (4, 32))
     mask = torch.ones_like(ids)
-    mask[2:, 20:] = 0
+    mask[2:, 20:] = 0  # two sentences padded after 20 tokens
+    return model, ids, mask
+
+
+def contestants(model, ids, mask) -> dict:
+    from captum.attr import LayerIntegratedGradients as CaptumLIG
+
     ours = pathattr.LayerIntegratedGradients(model, EMB)
-    theirs = ca.LayerIntegratedGradients(lambda i, a: model(i, attention_mask=a).logits,
-                                         model.bert.embeddings.word_embeddings)
+    theirs = CaptumLIG(lambda i, a: model(i, attention_mask=a).logits,
+                       model.bert.embeddings.word_embeddings)
 
     def run_ours(bs):
-        return ours.attribute(ids, 0, target=1, steps=50, batch_size=bs,
+        return ours.attribute(ids, 0, target=1, steps=STEPS, batch_size=bs,
                               forward_kwargs={"attention_mask": mask}).attributions
 
     def run_theirs(bs):
-        return theirs.attribute(ids, torch.zeros_like(ids), target=1, n_steps=50,
+        return theirs.attribute(ids, torch.zeros_like(ids), target=1, n_steps=STEPS,
                                 additional_forward_args=(mask,), internal_batch_size=bs)
 
-    contestants = {"pathattr (defaults)": lambda: run_ours("auto"),
-                   "captum (defaults)": lambda: run_theirs(None),
-                   "pathattr (chunks of 64)": lambda: run_ours(64),
-                   "captum (chunks of 64)": lambda: run_theirs(64)}
-    times: dict[str, list[float]] = {k: [] for k in contestants}
-    for _ in range(reps):
-        for name, fn in contestants.items():
-            t = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - t)
-    diff = (run_ours(64) - run_theirs(64)).abs().max().item()
-    med = {k: statistics.median(v) for k, v in times.items()}
-    for k, v in med.items():
-        print(f"{k}: {v:.3f} s  (reps {', '.join(f'{t:.3f}' for t in times[k])})")
-    print(f"max |pathattr - captum| = {diff:.2e}")
-    return med
+    return {"pathattr default": lambda: run_ours("auto"),
+            "captum default": lambda: run_theirs(None),
+            f"pathattr chunk {CHUNK}": lambda: run_ours(CHUNK),
+            f"captum chunk {CHUNK}": lambda: run_theirs(CHUNK)}
+
+
+def memory_probe(name: str) -> float:
+    torch.set_num_threads(2)
+    fns = contestants(*workload())
+    before = rss_mb()
+    fns[name]()
+    return rss_mb() - before
+
+
+def run(out_dir: Path = Path("results/bench"), reps: int = 5) -> dict:
+    """Writes ``bert.json`` and ``bert.md`` to ``out_dir``."""
+    torch.set_num_threads(2)
+    model, ids, mask = workload()
+    fns = contestants(model, ids, mask)
+    times = interleaved(fns, reps)
+    med = {k: median(v) for k, v in times.items()}
+    mem = {k: peak_rss_mb("benchmarks.bench_bert", k) for k in med}
+    diff = (fns[f"pathattr chunk {CHUNK}"]() - fns[f"captum chunk {CHUNK}"]()).abs().max()
+    lines = [f"# LayerIG, BERT 4 x 256 with an attention mask, {len(ids)} x {ids.shape[1]} "
+             f"tokens, {STEPS} Gauss-Legendre steps (median of {reps}, interleaved)", "",
+             "| contestant | seconds | spread | vs captum (same setting) | peak extra RSS MiB |",
+             "|---|---:|---|---:|---:|"]
+    for k in fns:
+        other = k.replace("pathattr", "captum")
+        ratio = f"{med[k] / med[other]:.2f}" if k.startswith("pathattr") else ""
+        lines.append(f"| {k} | {med[k]:.3f} | {min(times[k]):.3f}-{max(times[k]):.3f} | "
+                     f"{ratio} | {mem[k]:.0f} |")
+    lines += ["", f"Largest difference from Captum's attributions: {diff:.1e}."]
+    data = {"times": times, "median": med, "peak_rss_mb": mem, "max_abs_diff": float(diff),
+            "steps": STEPS}
+    write(out_dir, "bert", data, "\n".join(lines) + "\n")
+    return data
 
 
 if __name__ == "__main__":
-    main()
+    run(Path(sys.argv[1]) if len(sys.argv) > 1 else Path("results/bench"))

@@ -2,6 +2,7 @@ import pytest
 import torch
 from torch import nn
 
+import pathattr
 from pathattr import metrics
 
 
@@ -92,9 +93,30 @@ def test_model_restored_even_on_error():
     (dict(reset="mean"), "reset must be"),
     (dict(reset="zero", baseline=torch.zeros(2)), "baseline is only used"),
     (dict(layer="rleu"), "unknown layer 'rleu'; close names: relu"),
-    (dict(baseline=torch.zeros(3)), "baseline has shape"),
+    (dict(baseline=torch.zeros(3)), "baselines? has shape"),
 ])
 def test_bad_input_names_the_argument(kwargs, match):
     args = dict(model=_mlp(), x=X, layer="relu", scores=torch.ones(1, 3)) | kwargs
     with pytest.raises(ValueError, match=match):
         metrics.neuron_ablation(**args)
+
+
+def test_token_ids_with_attention_mask():
+    transformers = pytest.importorskip("transformers")
+    cfg = transformers.BertConfig(vocab_size=40, hidden_size=16, num_hidden_layers=1,
+                                  num_attention_heads=2, intermediate_size=20, num_labels=3)
+    torch.manual_seed(0)
+    model = transformers.BertForSequenceClassification(cfg).double().eval()
+    ids = torch.randint(5, 40, (2, 6))
+    mask = torch.ones_like(ids)
+    mask[1, 4:] = 0
+    kw = {"forward_kwargs": {"attention_mask": mask}}
+    layer = "bert.encoder.layer.0.output"
+    lc = pathattr.LayerConductance(model, layer).attribute(ids, 0, target=2, steps=32, **kw)
+    c = metrics.neuron_ablation(model, ids, layer, lc.attributions, target=2, ks=[0, 8, 96],
+                                baseline=0, **kw)
+    torch.testing.assert_close(c.scores[:, 0], torch.zeros(2, dtype=c.scores.dtype), rtol=0,
+                               atol=1e-12)
+    # resetting every unit to its baseline activation is the output change F(x) - F(x')
+    torch.testing.assert_close(c.scores[:, -1], lc.info["output_delta"], rtol=1e-10,
+                               atol=1e-12)

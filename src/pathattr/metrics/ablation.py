@@ -12,12 +12,14 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from ..forward import choose_output
+from ..baselines import BaselineSpec
+from ..forward import OutputSpec
 from ..guard import model_guard
 from ..layers import LayerSpec, StopForward, resolve_layer, stop_when_tapped, tap_layers
-from ..targets import TargetSpec, resolve_target, select
-from ..validate import check_eval_mode, check_positive_int, check_tensor
-from .curve import Curve, baseline_like
+from ..methods._setup import Inputs, Setup, setup
+from ..targets import TargetSpec
+from ..validate import check_positive_int, check_tensor
+from .curve import Curve
 
 
 def random_scores(shape: Sequence[int], generator: torch.Generator | None = None) -> Tensor:
@@ -25,48 +27,51 @@ def random_scores(shape: Sequence[int], generator: torch.Generator | None = None
     return torch.rand(tuple(shape), generator=generator)
 
 
-def neuron_ablation(model: nn.Module, x: Tensor, layer: LayerSpec, scores: Tensor,
+def neuron_ablation(model: nn.Module, x: Inputs, layer: LayerSpec, scores: Tensor,
                     target: TargetSpec = None, ks: Sequence[int] | None = None,
-                    reset: str = "baseline", baseline: Tensor | None = None,
-                    batch_size: int = 64) -> Curve:
+                    reset: str = "baseline", baseline: BaselineSpec | tuple = None,
+                    batch_size: int = 64, *, additional_forward_args: tuple | None = None,
+                    forward_kwargs: dict | None = None, output: OutputSpec = None) -> Curve:
     """Reset the ``k`` highest-scoring units of ``layer`` for each ``k`` in ``ks``.
 
     scores: ``(B, *S)`` for the layer's output of shape ``(B, *S)`` ranks single neurons;
     ``(B, C)`` for an output ``(B, C, ...)`` ranks whole channels.
-    reset: ``"baseline"`` sets a unit to its activation at ``baseline`` (zeros by default; shape
-    ``x.shape`` or ``x.shape[1:]``), ``"zero"`` to zero.
+    reset: ``"baseline"`` sets a unit to its activation at ``baseline`` (any baseline spec of
+    the attribution methods, zeros by default; token ids take an id such as the pad id),
+    ``"zero"`` to zero. ``x``, the forward arguments and ``output`` follow the methods'
+    conventions (tuples, token ids, attention masks indexed per example).
     ks: increasing unit counts in ``[0, n_units]``; default about 20 even steps from 0 to all.
     Returns a ``Curve`` whose scores are ``F(x) - F(x with the top k reset)`` (the target output,
     e.g. a logit) and whose fractions are ``k / n_units``; higher AUC is better, and AUCs are
     comparable only for the same ``ks``. Cost: ``B * len(ks)`` forward passes plus two per
     example, forward-only, in chunks of ``batch_size``.
     """
-    x = check_tensor(x, "x")
     check_positive_int(batch_size, "batch_size")
-    check_eval_mode(model)
+    if reset not in ("baseline", "zero"):
+        raise ValueError(f"reset must be 'baseline' or 'zero', got {reset!r}")
+    if reset == "zero" and baseline is not None:
+        raise ValueError("baseline is only used with reset='baseline', not 'zero'")
+    s = setup(model, x, baseline, target, additional_forward_args, forward_kwargs, output,
+              integers=True)
+    if s.k != 1:
+        raise ValueError("neuron_ablation takes one baseline per example")
     name, module = resolve_layer(model, layer)
-    b = x.shape[0]
+    b = s.b
+    dev = s.x.device
+    all_rows = torch.arange(b, device=dev)
     with model_guard(model), torch.inference_mode():
-        t = resolve_target(target, b, x.device)
-        act = _activation(model, module, name, x)
+        act = _activation(s, name, module, s.x, all_rows)
         channels = _check_scores(scores, act)
         n_units = scores[0].numel()
-        ks_t = _check_ks(ks, n_units).to(x.device)
-        if reset == "zero":
-            if baseline is not None:
-                raise ValueError("baseline is only used with reset='baseline', not 'zero'")
-            reset_act = torch.zeros_like(act)
-        elif reset == "baseline":
-            reset_act = _activation(model, module, name, baseline_like(x, baseline))
-        else:
-            raise ValueError(f"reset must be 'baseline' or 'zero', got {reset!r}")
-
-        order = scores.to(x.device).flatten(1).argsort(dim=1, descending=True, stable=True)
+        ks_t = _check_ks(ks, n_units).to(dev)
+        reset_act = torch.zeros_like(act) if reset == "zero" else \
+            _activation(s, name, module, s.baseline, all_rows)
+        order = scores.to(dev).flatten(1).argsort(dim=1, descending=True, stable=True)
         rank = torch.empty_like(order).scatter_(
-            1, order, torch.arange(n_units, device=x.device).expand(b, -1).contiguous())
+            1, order, torch.arange(n_units, device=dev).expand(b, -1).contiguous())
         unit_shape = act.shape[1:2] + (1,) * (act.dim() - 2) if channels else act.shape[1:]
-        f_x = select(choose_output(model(x)), t)
-        rows = torch.arange(b, device=x.device).repeat_interleave(len(ks_t))
+        f_x = s.target.select(s.call(s.x, all_rows), all_rows)
+        rows = all_rows.repeat_interleave(len(ks_t))
         counts = ks_t.repeat(b)
         state: dict[str, Tensor] = {}
         out = []
@@ -77,17 +82,17 @@ def neuron_ablation(model: nn.Module, x: Tensor, layer: LayerSpec, scores: Tenso
                 state["mask"] = (rank[r] < counts[i:i + batch_size, None]).view(-1, *unit_shape)
                 state["reset"] = reset_act[r]
                 tap.reset()
-                out.append(select(choose_output(model(x[r])), t, r))
+                out.append(s.target.select(s.call(s.x[r], r), r))
                 tap.check()
-    changes = f_x[rows] - torch.cat(out)
-    return Curve.from_scores(ks_t.to(x.dtype) / n_units, changes.view(b, len(ks_t)))
+    changes = f_x[rows] - (torch.cat(out) if out else f_x[:0])
+    return Curve.from_scores(ks_t.to(f_x.dtype) / n_units, changes.view(b, len(ks_t)))
 
 
-def _activation(model: nn.Module, module: nn.Module, name: str, x: Tensor) -> Tensor:
-    """The layer's output on ``x``; the forward stops at the layer."""
+def _activation(s: Setup, name: str, module: nn.Module, x: Tensor, rows: Tensor) -> Tensor:
+    """The layer's output on ``x`` (rows ``rows`` of the batch); the forward stops there."""
     with tap_layers([(name, module, False, None)]) as (tap,), stop_when_tapped([tap]):
         with contextlib.suppress(StopForward):
-            model(x)
+            s.call(x, rows)
         return tap.check()
 
 
