@@ -201,6 +201,8 @@ def expected_error(method: str, c: Case):
         return TypeError, "nn.Module"
     if method == "blur-ig" and not c.images:
         return ValueError, "Blur IG needs images"
+    if c.ids and method == "smoothgrad":  # around Saliency, which has no layer to noise
+        return TypeError, "integer ids, which take no noise"
     if c.ids and method in INPUT_SPACE:
         return TypeError, "floating-point tensor"
     if method == "agi" and not c.classes:

@@ -378,3 +378,26 @@ def test_empty_batch_gives_empty_result(name):
     shape = r.attributions.shape
     assert 0 in shape and shape[-1] in (4, 5), shape
     assert r.delta is None or r.delta.shape == (0,)
+
+
+def test_smoothgrad_in_layer_space_for_token_ids(bert):
+    model, ids, mask = bert
+    kw = {"target": 1, "forward_kwargs": {"attention_mask": mask}, "steps": 16}
+    lig = pathattr.LayerIntegratedGradients(model, "bert.embeddings.word_embeddings")
+    r = pathattr.SmoothGrad(lig, samples=3, stdevs=0.05).attribute(ids, 0, **kw)
+    assert r.info["noise_space"] == "layer" and r.attributions.shape == (2, 7, 16)
+    # each copy is complete against F at its own noisy end: the deltas stay tiny
+    assert r.info["deltas"].abs().max() < 1e-8
+    # noise of zero is the method itself; some noise changes the result
+    zero = pathattr.SmoothGrad(lig, samples=2, stdevs=0.0).attribute(ids, 0, **kw)
+    torch.testing.assert_close(zero.attributions, lig.attribute(ids, 0, **kw).attributions)
+    assert (r.attributions - zero.attributions).abs().max() > 1e-6
+    lc = pathattr.LayerConductance(model, "bert.pooler")
+    c = pathattr.SmoothGrad(lc, samples=2, stdevs=0.05).attribute(ids, 0, **kw)
+    assert c.info["deltas"].abs().max() < 1e-2
+    with pytest.raises(TypeError, match="integer ids"):
+        pathattr.SmoothGrad(pathattr.LayerDeepLift(model, "bert.embeddings")).attribute(
+            ids, 0, target=1)
+    with pytest.raises(ValueError, match="layer_noise"):
+        pathattr.LayerConductance(model, "bert.pooler").attribute(
+            torch.randn(2, 3, dtype=D), layer_noise=lambda e: e)

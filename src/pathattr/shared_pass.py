@@ -18,7 +18,14 @@ from .baselines import BaselineSpec
 from .engine import Tap, guarded
 from .forward import OutputSpec
 from .layers import LayerSpec, resolve_layer
-from .methods._setup import Inputs, embedding_path, flat_points, rule_tensors, setup
+from .methods._setup import (
+    Inputs,
+    LayerNoise,
+    embedding_path,
+    flat_points,
+    rule_tensors,
+    setup,
+)
 from .methods.conductance import edge_plan, total_conductance
 from .methods.idg import DecisionSum, adaptive_idg, coarse_points
 from .methods.left_ig import SaturationSum, check_saturation
@@ -63,6 +70,7 @@ def explain(
     idg_steps: int | None = None,
     batch_size: int | Literal["auto"] = "auto",
     path_layer: LayerSpec | None = None,
+    layer_noise: LayerNoise | None = None,
     additional_forward_args: tuple | None = None,
     forward_kwargs: dict | None = None,
     output: OutputSpec = None,
@@ -97,7 +105,7 @@ def explain(
     need_input = bool(names - {"conductance"})
     with guarded(model):
         engine = s.engine(batch_size)
-        diff = embedding_path(engine, path_layer)
+        diff = embedding_path(engine, path_layer, layer_noise)
         on_layer = engine.layer_path is not None
         f1, f0, ends = engine.ends([n for n, _ in layers])
         alphas, weights = rule_tensors(rule, steps, diff)

@@ -14,7 +14,7 @@ conventions that follow live here once:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +31,8 @@ from ..targets import Target, TargetSpec, resolve_target
 from ..validate import check_eval_mode
 
 Inputs = Tensor | tuple[Tensor, ...]
+#: Moves a layer activation at the input end of the path (``(B, *S) -> (B, *S)``).
+LayerNoise = Callable[[Tensor], Tensor]
 
 
 @dataclass
@@ -160,12 +162,17 @@ def setup(model: Any, x: Inputs, baselines: BaselineSpec | tuple = None,
                  call, packer, k, b)
 
 
-def embedding_path(engine: PathEngine, path_layer: LayerSpec | None) -> Tensor:
+def embedding_path(engine: PathEngine, path_layer: LayerSpec | None,
+                   layer_noise: LayerNoise | None = None) -> Tensor:
     """Put the engine's path in ``path_layer``'s space when one is given or the inputs are
     integer (token ids; default there: the model's ``get_input_embeddings()``, as HuggingFace
-    models have). Returns ``x - x'`` in the path's space.
+    models have). ``layer_noise`` moves the path's end (SmoothGrad in the layer's space).
+    Returns ``x - x'`` in the path's space.
     Cost: two forward passes per row when the path moves to a layer."""
     if path_layer is None and engine.x.is_floating_point():
+        if layer_noise is not None:
+            raise ValueError("layer_noise moves the end of a path in a layer's space: give "
+                             "path_layer= (or token ids), or put the noise on the input")
         return engine.diff
     if path_layer is None:
         get = getattr(engine.model, "get_input_embeddings", None)
@@ -179,8 +186,19 @@ def embedding_path(engine: PathEngine, path_layer: LayerSpec | None) -> Tensor:
     if not start.is_floating_point():
         raise TypeError(f"path_layer {name!r} output is {start.dtype}; choose a layer with a "
                         f"floating-point output")
-    engine.layer_path = LayerPath([name], [start], [end])
+    engine.layer_path = LayerPath([name], [start], [noisy(end, layer_noise)])
     return engine.path_diff
+
+
+def noisy(end: Tensor, layer_noise: LayerNoise | None) -> Tensor:
+    """``end`` moved by ``layer_noise`` (checked to keep its shape and stay finite)."""
+    if layer_noise is None:
+        return end
+    out = layer_noise(end)
+    if not isinstance(out, Tensor) or out.shape != end.shape or not torch.isfinite(out).all():
+        raise ValueError(f"layer_noise must return a finite tensor of shape "
+                         f"{tuple(end.shape)}")
+    return out
 
 
 def rule_tensors(rule: str, steps: int, like: Tensor) -> tuple[Tensor, Tensor]:

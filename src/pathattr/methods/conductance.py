@@ -36,7 +36,7 @@ from ..layers import LayerSpec, resolve_layer, tap_layers
 from ..quadrature import cell_edges, nodes_weights
 from ..result import Attribution
 from ..targets import TargetSpec
-from ._setup import Inputs, embedding_path, flat_points, rule_tensors, setup
+from ._setup import Inputs, LayerNoise, embedding_path, flat_points, rule_tensors, setup
 
 #: A neuron: a flat index into one example's layer output, or its multi-index.
 NeuronSpec = int | Sequence[int]
@@ -84,6 +84,7 @@ class LayerConductance:
         rule: str = "gausslegendre",
         batch_size: int | Literal["auto"] = "auto",
         attribute_to_layer_input: bool = False,
+        layer_noise: LayerNoise | None = None,
         additional_forward_args: tuple | None = None,
         forward_kwargs: dict | None = None,
         output: OutputSpec = None,
@@ -106,7 +107,7 @@ class LayerConductance:
         plan = edge_plan(a, w)
         with guarded(self.model):
             engine = s.engine(batch_size)
-            embedding_path(engine, self.path_layer)
+            embedding_path(engine, self.path_layer, layer_noise)
             f1, f0, ends = engine.ends([n for n, _ in named], attribute_to_layer_input)
             alphas, weights = rule_tensors(rule, steps, ends[0][0])
             rows, flat_a = flat_points(len(s.x), alphas)
@@ -159,6 +160,7 @@ class NeuronConductance:
         rule: str = "gausslegendre",
         batch_size: int | Literal["auto"] = "auto",
         attribute_to_neuron_input: bool = False,
+        layer_noise: LayerNoise | None = None,
         additional_forward_args: tuple | None = None,
         forward_kwargs: dict | None = None,
         output: OutputSpec = None,
@@ -180,7 +182,7 @@ class NeuronConductance:
                   output, integers=True)
         with guarded(self.model):
             engine = s.engine(batch_size)
-            diff = embedding_path(engine, self.path_layer)
+            diff = embedding_path(engine, self.path_layer, layer_noise)
             one = torch.zeros(min(1, len(s.x)), dtype=torch.long, device=s.x.device)
             shape = engine.activations([name], one, torch.ones(len(one), dtype=diff.dtype,
                                        device=s.x.device), attribute_to_neuron_input)[0].shape[1:]

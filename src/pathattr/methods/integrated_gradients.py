@@ -19,7 +19,7 @@ from ..quadrature import refine, trapezoid_weights
 from ..result import Attribution
 from ..targets import TargetSpec
 from ..validate import check_positive_int
-from ._setup import Inputs, Setup, flat_points, rule_tensors, setup
+from ._setup import Inputs, LayerNoise, Setup, flat_points, noisy, rule_tensors, setup
 
 
 def weighted_gradient_sum(engine: PathEngine, rows: Tensor, alphas: Tensor, weights: Tensor,
@@ -171,6 +171,7 @@ class LayerIntegratedGradients:
         attribute_to_layer_input: bool = False,
         tol: float = 0.01,
         max_steps: int = 512,
+        layer_noise: LayerNoise | None = None,
         additional_forward_args: tuple | None = None,
         forward_kwargs: dict | None = None,
         output: OutputSpec = None,
@@ -179,6 +180,8 @@ class LayerIntegratedGradients:
         activation, with ``delta = sum - (F(x) - F(x'))``. ``x`` may be integer (token ids);
         ``baselines`` then are token ids too (e.g. a pad id). ``steps="auto"`` refines as
         ``IntegratedGradients`` does, with the exact local checks in the layer's space.
+        ``layer_noise`` moves each layer's activation at the input end (what ``SmoothGrad``
+        passes for token ids); ``F`` at the end is then measured there, one forward per row.
         Cost: two full forwards (which give the layers at both ends) and ``steps`` (or the
         adaptive count) forward+backward passes per example and baseline.
         """
@@ -193,8 +196,14 @@ class LayerIntegratedGradients:
                     what = "input" if attribute_to_layer_input else "output"
                     raise TypeError(f"layer {name!r} {what} is {start.dtype}; choose a layer "
                                     f"with a floating-point {what}")
+            if layer_noise is not None:
+                ends = [(a, noisy(b, layer_noise)) for a, b in ends]
             engine.layer_path = LayerPath([n for n, _ in named], [a for a, _ in ends],
                                           [b for _, b in ends], attribute_to_layer_input)
+            if layer_noise is not None:
+                rows = torch.arange(len(s.x), device=s.x.device)
+                f1 = engine.values(rows, torch.ones(len(rows), dtype=ends[0][0].dtype,
+                                                    device=s.x.device))
             if steps == "auto":
                 sums, alphas, weights, info = _adaptive(engine, s, tol, max_steps)
             else:

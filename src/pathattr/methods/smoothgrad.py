@@ -7,10 +7,16 @@ over noisy copies of the input,
 
 with ``e_s ~ N(0, std^2)``: ``std = sigma (max x - min x)`` per example (PAIR's ``stdev_spread``),
 or an absolute ``stdevs`` (Captum's). Tuple inputs get noise on each input.
+
+Token ids cannot be noised: around a layer method (LayerIntegratedGradients, LayerConductance,
+NeuronConductance) the noise goes to the layer's activation at the input end of the path
+instead — the ``layer_noise`` those methods accept — with ``std`` measured on that activation,
+per example.
 """
 
 from __future__ import annotations
 
+import inspect
 from typing import Literal
 
 import torch
@@ -57,32 +63,46 @@ class SmoothGrad:
         self.stdevs = None if stdevs is None else _number(stdevs, "stdevs")
         self.method, self.samples, self.seed, self.kind = method, samples, seed, kind
 
-    def _std(self, x: Tensor) -> Tensor | float:
+    def _noisy(self, t: Tensor, gen: torch.Generator) -> Tensor:
         if self.stdevs is not None:
-            return self.stdevs
-        flat = x.reshape(len(x), -1)
-        std = self.sigma * (flat.max(1).values - flat.min(1).values)
-        return std.reshape(-1, *([1] * (x.dim() - 1)))
+            std = self.stdevs
+        else:
+            if t.numel() == 0:  # an empty batch
+                return t
+            flat = t.reshape(len(t), -1)
+            std = self.sigma * (flat.max(1).values - flat.min(1).values)
+            std = std.reshape(-1, *([1] * (t.dim() - 1)))
+        return t + std * torch.randn(t.shape, generator=gen, dtype=t.dtype).to(t.device)
 
     def attribute(self, x: Tensor | tuple[Tensor, ...], *args, **kwargs) -> Attribution:
         """Return the ``kind`` statistic of the attributions over ``samples`` noisy copies of
-        ``x``. Other arguments go to the wrapped method unchanged. ``delta`` is None (each copy
-        has its own output change); ``info["deltas"]`` stacks the copies' deltas
-        ``(samples, B)`` when the method reports them.
-        Cost: ``samples`` calls of the wrapped method; the noise is seeded (``seed``).
+        ``x`` (for token ids: of the layer's activation, see the module docstring). Other
+        arguments go to the wrapped method unchanged. ``delta`` is None (each copy has its own
+        output change); ``info["deltas"]`` stacks the copies' deltas ``(samples, B)`` when the
+        method reports them. Cost: ``samples`` calls of the wrapped method; the noise is seeded
+        (``seed``).
         """
         xs = x if isinstance(x, tuple) else (x,)
-        for i, t in enumerate(xs):
-            check_tensor(t, "x" if len(xs) == 1 and not isinstance(x, tuple) else f"x[{i}]")
+        in_layer = any(isinstance(t, Tensor) and not t.is_floating_point() for t in xs)
+        if in_layer and "layer_noise" not in inspect.signature(self.method.attribute).parameters:
+            raise TypeError(f"x holds integer ids, which take no noise, and "
+                            f"{type(self.method).__name__} cannot put it in a layer's space; "
+                            f"wrap LayerIntegratedGradients, LayerConductance or "
+                            f"NeuronConductance")
+        if not in_layer:
+            for i, t in enumerate(xs):
+                check_tensor(t, f"x[{i}]" if isinstance(x, tuple) else "x")
         gen = torch.Generator(device="cpu").manual_seed(self.seed)
         total = squares = None
         deltas = []
         for _ in range(self.samples):
-            noisy = tuple(t + self._std(t) * torch.randn(t.shape, generator=gen,
-                                                         dtype=t.dtype).to(t.device)
-                          for t in xs)
-            r = self.method.attribute(noisy if isinstance(x, tuple) else noisy[0], *args,
-                                      **kwargs)
+            if in_layer:
+                r = self.method.attribute(x, *args, layer_noise=lambda e: self._noisy(e, gen),
+                                          **kwargs)
+            else:
+                noisy = tuple(self._noisy(t, gen) for t in xs)
+                r = self.method.attribute(noisy if isinstance(x, tuple) else noisy[0], *args,
+                                          **kwargs)
             a = r.attributions
             total = a if total is None else _map(torch.add, total, a)
             sq = _map(torch.square, a)
@@ -95,7 +115,7 @@ class SmoothGrad:
             msq = _map(lambda t: t / self.samples, squares)
             out = msq if self.kind == "smoothgrad_sq" else _map(lambda q, m: q - m * m, msq, mean)
         info = {"samples": self.samples, "sigma": self.sigma, "stdevs": self.stdevs,
-                "kind": self.kind}
+                "kind": self.kind, "noise_space": "layer" if in_layer else "input"}
         if all(d is not None for d in deltas):
             info["deltas"] = torch.stack(deltas)
         return Attribution(out, None, None, None, info)
