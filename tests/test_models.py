@@ -401,3 +401,14 @@ def test_smoothgrad_in_layer_space_for_token_ids(bert):
     with pytest.raises(ValueError, match="layer_noise"):
         pathattr.LayerConductance(model, "bert.pooler").attribute(
             torch.randn(2, 3, dtype=D), layer_noise=lambda e: e)
+
+
+def test_deeplift_several_baselines_report_each_delta(two):
+    model, x, scale = two
+    tab = pathattr.baselines.Several(torch.randn(4, 5, dtype=D) * 0.3)
+    img = pathattr.baselines.Several(torch.randn(4, 2, 4, 4, dtype=D) * 0.3)
+    r = pathattr.DeepLift(model).attribute(x, (img, tab), target=1,
+                                           additional_forward_args=(scale,))
+    each = r.info["deltas"]
+    assert each.shape == (3, 4) and each.abs().max() < 1e-10
+    torch.testing.assert_close(r.delta, each.mean(1), rtol=0, atol=1e-12)
