@@ -102,7 +102,7 @@ def test_summation_to_delta(net, dtype, tol, rule):
     r = DeepLift(model, rule).attribute(x, base, target=widest_target(model, x, base))
     assert r.attributions.shape == x.shape
     assert relative_gap(r) <= tol
-    assert r.info["rule"] == rule
+    assert r.info["nonlinearity"] == rule
 
 
 def test_every_call_of_a_reused_module_gets_a_rule():
@@ -419,7 +419,7 @@ def test_layer_called_twice_is_refused():
 
 def test_bad_arguments():
     model = mlp()
-    with pytest.raises(ValueError, match="rule"):
+    with pytest.raises(ValueError, match="nonlinearity must be one of rescale, revealcancel"):
         DeepLift(model, "guided")
     with pytest.raises(TypeError, match="floating"):
         DeepLift(model).attribute(torch.ones(2, 6, dtype=torch.long), target=0)

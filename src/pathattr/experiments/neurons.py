@@ -114,7 +114,7 @@ def ablation(model: nn.Module, x: Tensor, target: Tensor, layer: str, s: dict, s
     out_delta = r.info["output_delta"]
     for rule, label in (("rescale", "DeepLIFT Rescale"), ("revealcancel", "DeepLIFT RevealCancel")):
         with timer() as t:
-            scores[label] = channels(LayerDeepLift(model, layer, rule=rule).attribute(
+            scores[label] = channels(LayerDeepLift(model, layer, nonlinearity=rule).attribute(
                 x, target=target).attributions)
         seconds[label] = t["s"]
     with timer() as t:

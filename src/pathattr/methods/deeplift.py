@@ -38,15 +38,16 @@ from .deeplift_rules import DeepLiftMode
 if TYPE_CHECKING:
     from ..layers import _Tap
 
-Rule = Literal["rescale", "revealcancel"]
-RULES = ("rescale", "revealcancel")
+Nonlinearity = Literal["rescale", "revealcancel"]
+NONLINEARITY_RULES = ("rescale", "revealcancel")
 
 
-def _check(model: object, rule: str) -> None:
+def _check(model: object, nonlinearity: str) -> None:
     if not isinstance(model, nn.Module):
         raise TypeError(f"DeepLIFT needs the model as an nn.Module, got {type(model).__name__}")
-    if rule not in RULES:
-        raise ValueError(f"rule must be one of {', '.join(RULES)}, got {rule!r}")
+    if nonlinearity not in NONLINEARITY_RULES:
+        raise ValueError(f"nonlinearity must be one of {', '.join(NONLINEARITY_RULES)} (the rule "
+                         f"for nonlinearities), got {nonlinearity!r}")
 
 
 def _forward(model: nn.Module, s: Setup, mode: DeepLiftMode, x: Tensor, x_ref: Tensor,
@@ -67,7 +68,7 @@ def _forward(model: nn.Module, s: Setup, mode: DeepLiftMode, x: Tensor, x_ref: T
 
 
 def _result(s: Setup, diff: Tensor, multipliers: Tensor, out: Tensor, out_ref: Tensor,
-            rule: str, mode: DeepLiftMode, multiply_by_inputs: bool, structure: bool = True,
+            nonlinearity: str, mode: DeepLiftMode, multiply_by_inputs: bool, structure: bool = True,
             **info) -> Attribution:
     """Average over baselines; delta = sum of contributions - (F(x) - F(x')), and in
     ``info["deltas"]`` the same per (example, baseline), ``(B, K)``."""
@@ -78,24 +79,27 @@ def _result(s: Setup, diff: Tensor, multipliers: Tensor, out: Tensor, out_ref: T
     each = (rows.flatten(1).sum(1) - out_rows).reshape(s.k, s.b).T
     shown = attr if multiply_by_inputs else s.mean(multipliers)
     return Attribution(s.structure(shown) if structure else shown, delta,
-                       info={"rule": rule, "rules": dict(mode.counts), "deltas": each,
+                       info={"nonlinearity": nonlinearity, "rules": dict(mode.counts), "deltas": each,
                              "output_delta": s.mean(out_rows), **info})
 
 
 class DeepLift:
     """DeepLIFT contributions of the input features.
 
-    ``rule``: "rescale" or "revealcancel". ``allow_gradient_fallback``: use the plain gradient
-    (with a warning) through operations that have no DeepLIFT rule, instead of raising
+    ``nonlinearity``: the rule for nonlinearities, "rescale" or "revealcancel" (named so that
+    ``rule`` keeps one meaning across pathattr: a quadrature rule). ``allow_gradient_fallback``:
+    use the plain gradient (with a warning) through operations that have no DeepLIFT rule,
+    instead of raising
     ``NoDeepLiftRule``. Several baselines (``baselines.Several``) give DeepLIFT-SHAP: the
     contributions averaged over the baselines. ``multiply_by_inputs=False`` returns the
     multipliers ``M`` instead of ``(x - x') M``.
     """
 
-    def __init__(self, model: nn.Module, rule: Rule = "rescale",
+    def __init__(self, model: nn.Module, nonlinearity: Nonlinearity = "rescale",
                  allow_gradient_fallback: bool = False, multiply_by_inputs: bool = True):
-        _check(model, rule)
-        self.model, self.rule, self.fallback = model, rule, allow_gradient_fallback
+        _check(model, nonlinearity)
+        self.model, self.nonlinearity = model, nonlinearity
+        self.fallback = allow_gradient_fallback
         self.multiply_by_inputs = multiply_by_inputs
 
     def attribute(self, x: Inputs, baselines: BaselineSpec | tuple = None,
@@ -110,13 +114,13 @@ class DeepLift:
         """
         s = setup(self.model, x, baselines, target, additional_forward_args, forward_kwargs,
                   output)
-        mode = DeepLiftMode(len(s.x), self.rule, self.fallback)
+        mode = DeepLiftMode(len(s.x), self.nonlinearity, self.fallback)
         with guarded(self.model), torch.enable_grad():
             inputs = s.x.detach().requires_grad_(True)
             out, out_ref, _ = _forward(self.model, s, mode, inputs,
                                        s.baseline.detach().requires_grad_(True))
             (grad,) = torch.autograd.grad(out.sum(), inputs)
-        return _result(s, s.x - s.baseline, grad, out, out_ref, self.rule, mode,
+        return _result(s, s.x - s.baseline, grad, out, out_ref, self.nonlinearity, mode,
                        self.multiply_by_inputs)
 
 
@@ -128,11 +132,11 @@ class LayerDeepLift:
     tapped layer uses Rescale (its terms are not visible).
     """
 
-    def __init__(self, model: nn.Module, layer: LayerSpec, rule: Rule = "rescale",
+    def __init__(self, model: nn.Module, layer: LayerSpec, nonlinearity: Nonlinearity = "rescale",
                  allow_gradient_fallback: bool = False, multiply_by_inputs: bool = True):
-        _check(model, rule)
+        _check(model, nonlinearity)
         resolve_layer(model, layer)
-        self.model, self.layer, self.rule = model, layer, rule
+        self.model, self.layer, self.nonlinearity = model, layer, nonlinearity
         self.fallback, self.multiply_by_inputs = allow_gradient_fallback, multiply_by_inputs
 
     def attribute(self, x: Inputs, baselines: BaselineSpec | tuple = None,
@@ -149,7 +153,7 @@ class LayerDeepLift:
         s = setup(self.model, x, baselines, target, additional_forward_args, forward_kwargs,
                   output, integers=True)
         name, module = resolve_layer(self.model, self.layer)
-        mode = DeepLiftMode(len(s.x), self.rule, self.fallback)
+        mode = DeepLiftMode(len(s.x), self.nonlinearity, self.fallback)
 
         def cut(t: Tensor) -> Tensor:
             if not isinstance(t, Tensor) or not t.is_floating_point():
@@ -162,5 +166,5 @@ class LayerDeepLift:
             act = tap.check()
             (grad,) = torch.autograd.grad(out.sum(), act, allow_unused=True,
                                           materialize_grads=True)
-        return _result(s, act.detach() - act_ref, grad, out, out_ref, self.rule, mode,
+        return _result(s, act.detach() - act_ref, grad, out, out_ref, self.nonlinearity, mode,
                        self.multiply_by_inputs, structure=False, layer=name)
