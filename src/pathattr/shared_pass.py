@@ -28,6 +28,7 @@ from .methods._setup import (
 )
 from .methods.conductance import edge_plan, total_conductance
 from .methods.idg import DecisionSum, adaptive_idg, coarse_points
+from .methods.integrated_gradients import GradientSum
 from .methods.left_ig import SaturationSum, check_saturation
 from .quadrature import nodes_weights
 from .registry import shared_names
@@ -111,7 +112,7 @@ def explain(
         alphas, weights = rule_tensors(rule, steps, diff)
         rows, flat_a = flat_points(n_rows, alphas)
         flat_w = weights.repeat(n_rows)
-        ig = torch.zeros_like(diff) if "ig" in names else None
+        ig = GradientSum(n_rows, flat_w) if "ig" in names else None
         left = SaturationSum(diff, f0, f1, saturation, alphas, weights) \
             if "left_ig" in names else None
         uniform = DecisionSum(diff, flat_w) if "idg_uniform" in names else None
@@ -125,8 +126,7 @@ def explain(
             g, layer_grads = (ch.grads[0], ch.grads[1:]) if need_input else (None, ch.grads)
             outputs.append(ch.output)
             if ig is not None:
-                w_pt = flat_w[ch.span].reshape(-1, *([1] * (g.dim() - 1)))
-                ig.index_add_(0, ch.rows, g * w_pt)
+                ig.add(ch, [g])
             if left is not None:
                 left.add(ch, g)
             if uniform is not None:
@@ -141,7 +141,7 @@ def explain(
         info = {"rule": rule, "steps": steps, "gradient_evaluations": steps * s.k}
         results: dict[Hashable, Attribution] = {}
         if ig is not None:
-            results["ig"] = s.result(ig, diff, f1 - f0, alphas, weights, info,
+            results["ig"] = s.result(ig.sums[0], diff, f1 - f0, alphas, weights, info,
                                      structure=not on_layer)
         if left is not None:
             results["left_ig"] = left.result(engine, s, f0, f1, saturation, alphas, weights, info)

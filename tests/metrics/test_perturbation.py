@@ -103,7 +103,7 @@ def test_batch_equals_one_at_a_time_and_model_untouched():
     (dict(attributions=torch.rand(2, 3, 4, 4)), "attributions has shape"),
     (dict(substrate="noise"), "substrate must be"),
     (dict(substrate="blur", baseline=torch.zeros(1, 4, 4)), "baseline is only used"),
-    (dict(baseline=torch.zeros(3, 4, 4)), "baseline has shape"),
+    (dict(baseline=torch.zeros(3, 4, 4)), "baselines? has shape"),
     (dict(pixels_per_step=0), "pixels_per_step"),
     (dict(target=7), "target 7 is out of range"),
     (dict(x=torch.rand(2, 16)), "x must be images"),

@@ -79,8 +79,8 @@ def _result(s: Setup, diff: Tensor, multipliers: Tensor, out: Tensor, out_ref: T
     each = (rows.flatten(1).sum(1) - out_rows).reshape(s.k, s.b).T
     shown = attr if multiply_by_inputs else s.mean(multipliers)
     return Attribution(s.structure(shown) if structure else shown, delta,
-                       info={"nonlinearity": nonlinearity, "rules": dict(mode.counts), "deltas": each,
-                             "output_delta": s.mean(out_rows), **info})
+                       info={"nonlinearity": nonlinearity, "rules": dict(mode.counts),
+                             "deltas": each, "output_delta": s.mean(out_rows), **info})
 
 
 class DeepLift:

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from ..baselines import BaselineSpec
-from ..engine import LayerPath, PathEngine, guarded
+from ..engine import Chunk, LayerPath, PathEngine, guarded
 from ..forward import OutputSpec
 from ..layers import LayerSpec, resolve_layer
 from ..quadrature import refine, trapezoid_weights
@@ -22,21 +22,30 @@ from ..validate import check_positive_int
 from ._setup import Inputs, LayerNoise, Setup, flat_points, noisy, rule_tensors, setup
 
 
-def weighted_gradient_sum(engine: PathEngine, rows: Tensor, alphas: Tensor, weights: Tensor,
-                          **kw) -> list[Tensor]:
-    """``sum_k w_k grad(a_k)`` per row, for the input and every tap. Cost: one forward and
-    one backward per point."""
-    acc: list[Tensor] | None = None
-    n = len(engine.x)
-    for ch in engine.gradients(rows, alphas, **kw):
-        w = weights[ch.span]
-        if acc is None:
-            acc = [g.new_zeros((n, *g.shape[1:])) for g in ch.grads]
-        for a, g in zip(acc, ch.grads):
-            a.index_add_(0, ch.rows, g * w.reshape(-1, *([1] * (g.dim() - 1))))
-    if acc is None:  # an empty batch
-        return [torch.zeros_like(engine.x, dtype=weights.dtype)]
-    return acc
+class GradientSum:
+    """Running ``sum_k w_k grad(a_k)`` per row over one pass; ``weights``: one per point of the
+    pass, in point order. ``sums``: one ``(n_rows, *shape)`` tensor per gradient added."""
+
+    def __init__(self, n_rows: int, weights: Tensor):
+        self.n, self.weights = n_rows, weights
+        self.sums: list[Tensor] = []
+
+    def add(self, ch: Chunk, grads: Sequence[Tensor]) -> None:
+        w = self.weights[ch.span]
+        if not self.sums:
+            self.sums = [g.new_zeros((self.n, *g.shape[1:])) for g in grads]
+        for acc, g in zip(self.sums, grads):
+            acc.index_add_(0, ch.rows, g * w.reshape(-1, *([1] * (g.dim() - 1))))
+
+
+def weighted_gradient_sum(engine: PathEngine, rows: Tensor, alphas: Tensor, weights: Tensor
+                          ) -> list[Tensor]:
+    """``sum_k w_k grad(a_k)`` per row, for the path point (input or layers) and every tap.
+    Cost: one forward and one backward per point."""
+    acc = GradientSum(len(engine.x), weights)
+    for ch in engine.gradients(rows, alphas):
+        acc.add(ch, ch.grads)
+    return acc.sums
 
 
 class IntegratedGradients:

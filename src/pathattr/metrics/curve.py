@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..validate import check_tensor
+from ..baselines import BaselineSpec, make_baselines
 
 
 @dataclass
@@ -26,13 +26,10 @@ class Curve:
         return cls(fractions, scores, torch.trapezoid(scores, fractions, dim=-1))
 
 
-def baseline_like(x: Tensor, baseline: Tensor | None) -> Tensor:
-    """The reference input of a metric, shaped like ``x``: zeros by default, or ``baseline``
-    given per example or shared (``x.shape[1:]``)."""
-    if baseline is None:
-        return torch.zeros_like(x)
-    baseline = check_tensor(baseline, "baseline")
-    if baseline.shape not in (x.shape, x.shape[1:]):
-        raise ValueError(f"baseline has shape {tuple(baseline.shape)}, expected "
-                         f"{tuple(x.shape)} or {tuple(x.shape[1:])}")
-    return baseline.to(x).expand_as(x)
+def baseline_like(x: Tensor, baseline: BaselineSpec) -> Tensor:
+    """The reference input of a metric, shaped like ``x``: any single baseline spec of the
+    methods (``baselines.make_baselines``), zeros by default."""
+    b = make_baselines(x, baseline)
+    if b.shape[0] != 1:
+        raise ValueError(f"baseline gives {b.shape[0]} baselines per example; a metric takes one")
+    return b[0]
