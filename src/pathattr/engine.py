@@ -57,7 +57,8 @@ class Chunk:
 
     rows: example index of each point; alphas: its path position; span: its positions in the
     flat point list; output: the target scalar per point; grads / acts: per tap (input first
-    when requested), shape ``(n, *tap_shape)``.
+    when requested), shape ``(n, *tap_shape)``. A target with several outputs per row gives
+    ``output`` ``(n, T)`` and gradients ``(n, T, *tap_shape)``.
     """
 
     rows: Tensor
@@ -236,8 +237,11 @@ class PathEngine:
                 vals = [h.check() for h in hooks]
                 points, tapped = (vals[:n_path], vals[n_path:]) if on_path else ([inp], vals)
                 wrt = [*points, *tapped] if input_grad else tapped
-                grads = torch.autograd.grad(out.sum(), wrt, allow_unused=True,
-                                            materialize_grads=True) if wrt else ()
+                if out.dim() == 2:  # several outputs per row: one backward each
+                    grads = _per_output_grads(out, wrt)
+                else:
+                    grads = torch.autograd.grad(out.sum(), wrt, allow_unused=True,
+                                                materialize_grads=True) if wrt else ()
                 acts = [v.detach() for v in tapped] if want_acts else []
                 yield Chunk(r, a, span, out.detach(), list(grads), acts)
 
@@ -304,6 +308,18 @@ class PathEngine:
         dtype = self.layer_path.start[0].dtype if self.layer_path else self.x.dtype
         empty = self.x.new_zeros(0, dtype=dtype if dtype.is_floating_point else None)
         return (torch.cat(out) if out else empty), [torch.cat(a) for a in acts]
+
+
+def _per_output_grads(out: Tensor, wrt: list[Tensor]) -> list[Tensor]:
+    """The gradient of each column of ``out`` ``(n, T)`` with respect to each of ``wrt``, as
+    ``(n, T, *shape)``: one backward per column on the same forward graph."""
+    cols = []
+    for t in range(out.shape[1]):
+        cols.append(torch.autograd.grad(out[:, t].sum(), wrt, retain_graph=t < out.shape[1] - 1,
+                                        allow_unused=True, materialize_grads=True))
+    if not cols:
+        return [w.new_zeros((w.shape[0], 0, *w.shape[1:])) for w in wrt]
+    return [torch.stack([c[i] for c in cols], 1) for i in range(len(wrt))]
 
 
 def guarded(model: object):

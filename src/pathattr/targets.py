@@ -34,11 +34,14 @@ class Target:
     ``index``: ``(n, d)`` long, one ``d``-index into each example's output (``d = 1``: a class);
     or ``fn``: a callable ``fn(output)`` or ``fn(output, examples)``; or neither: the model
     returns one scalar per example. Rows of any evaluated batch belong to example ``row % n``
-    (inputs repeated once per baseline, and path points, keep that order).
+    (inputs repeated once per baseline, and path points, keep that order). ``outputs``: how
+    many scalars per row a callable returns when it explains several at once (``(n, outputs)``,
+    e.g. every target token of a sequence).
     """
 
-    def __init__(self, n: int, index: Tensor | None = None, fn: Callable | None = None):
-        self.n, self.index, self.fn = n, index, fn
+    def __init__(self, n: int, index: Tensor | None = None, fn: Callable | None = None,
+                 outputs: int | None = None):
+        self.n, self.index, self.fn, self.outputs = n, index, fn, outputs
         self._examples_arg = fn is not None and _wants_examples(fn)
 
     @property
@@ -64,9 +67,10 @@ class Target:
         if self.fn is not None:
             ex = self.examples(n_rows, rows, output.device)
             out = self.fn(output, ex) if self._examples_arg else self.fn(output)
-            if not isinstance(out, Tensor) or out.shape != (n_rows,):
+            want = (n_rows,) if self.outputs is None else (n_rows, self.outputs)
+            if not isinstance(out, Tensor) or out.shape != want:
                 raise ValueError(
-                    f"target callable must return one scalar per row, shape ({n_rows},); "
+                    f"target callable must return one scalar per row, shape {want}; "
                     f"got {getattr(out, 'shape', type(out).__name__)}"
                 )
             return out

@@ -1,0 +1,215 @@
+"""Attribute every token of a continuation to the prompt and the tokens before it — the IG
+paper's translation experiment, for causal language models — on one shared path.
+
+Teacher forcing: the sequence is ``s = prompt + targets``; target ``t`` (at position ``P + t``)
+is scored from the logits at position ``P + t - 1``, which a causal LM computes from positions
+``<= P + t - 1`` only. On one straight path in embedding space over the whole sequence,
+
+    IG_t(s)_l = (e_l - e'_l) . int_0^1 dS_t/de_l (e' + a (e - e')) da,
+
+the gradient of ``S_t`` at positions ``l >= P + t`` is exactly zero, so IG of target ``t`` on the
+shared path equals IG on its prefix alone. One forward per path point serves all ``T`` targets;
+each target adds one backward on that forward's graph (``engine._per_output_grads``). Per-token
+attribution (Captum's ``LLMGradientAttribution``) runs a forward per target and path point.
+
+Prompts of a batch may be padded (left or right): each prompt is moved to the right end (left
+padding), position ids count real tokens only (``cumsum(mask) - 1``, when the model takes
+``position_ids``), and the attention mask travels with every path point, so each prompt's
+result is independent of the others. ``SequenceResult.input_ids`` is the sequence as explained.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+from torch import Tensor, nn
+
+from ..engine import LayerPath, guarded
+from ..forward import choose_output
+from ..layers import LayerSpec, resolve_layer
+from ..targets import Target
+from ..validate import check_eval_mode, check_positive_int
+from ._setup import flat_points, rule_tensors, setup
+from .integrated_gradients import GradientSum
+
+SCORES = ("logit", "logprob", "prob")
+METHODS = ("ig", "input_x_gradient")
+
+
+@dataclass
+class SequenceResult:
+    """Attributions of each target token to the sequence before it.
+
+    input_ids, attention_mask: ``(B, L)`` the explained sequence, prompt (left-padded) then
+    targets, ``L = P + T``. target_ids: ``(B, T)`` the explained tokens. scores: ``(B, T, L)``
+    attribution of target ``t`` to each position (summed over the embedding dimension; 0 at
+    positions ``>= P + t``). delta: ``(B, T)`` completeness gap per target token, ``scores.sum(-1)
+    - (S_t(x) - S_t(x'))``. info: ``output_delta`` ``(B, T)``, the score, method, rule, steps
+    and ``prompt_length`` ``P``.
+    """
+
+    input_ids: Tensor
+    attention_mask: Tensor
+    target_ids: Tensor
+    scores: Tensor
+    delta: Tensor
+    alphas: Tensor
+    weights: Tensor
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def _ids(t: object, name: str, shape: tuple[int, ...] | None = None) -> Tensor:
+    if not isinstance(t, Tensor) or t.is_floating_point() or t.dtype == torch.bool \
+            or t.dim() != 2:
+        raise TypeError(f"{name} must be an integer tensor of shape (batch, tokens), got "
+                        f"{getattr(t, 'dtype', type(t).__name__)} "
+                        f"{tuple(t.shape) if isinstance(t, Tensor) else ''}")
+    if shape is not None and tuple(t.shape) != shape:
+        raise ValueError(f"{name} has shape {tuple(t.shape)}, expected {shape}")
+    return t.long()
+
+
+def left_align(ids: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+    """Each row's real tokens moved to the right end, in order (left padding)."""
+    order = torch.argsort(mask, dim=1, stable=True)
+    return ids.gather(1, order), mask.gather(1, order)
+
+
+class SequenceAttribution:
+    """Attribute generated or given continuation tokens of a causal LM to its input tokens.
+
+    ``method``: "ig" (Integrated Gradients along the shared path) or "input_x_gradient" (the
+    gradient at the input times ``e - e'``). ``layer``: the token embeddings (default: the
+    model's ``get_input_embeddings()``). The model takes ``(input_ids, attention_mask=...,
+    [position_ids=...])`` and returns logits ``(B, L, V)`` or a ``ModelOutput`` with them.
+    """
+
+    def __init__(self, model: nn.Module, method: str = "ig", layer: LayerSpec | None = None):
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+        if method not in METHODS:
+            raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+        if layer is None:
+            get = getattr(model, "get_input_embeddings", None)
+            layer = get() if callable(get) else None
+            if layer is None:
+                raise TypeError("give layer= (the token embeddings): the model has no "
+                                "get_input_embeddings()")
+        self.model, self.method = model, method
+        self.layer = resolve_layer(model, layer)[0]
+        params = inspect.signature(model.forward).parameters
+        self._positions = "position_ids" in params
+
+    def _kwargs(self, mask: Tensor) -> dict[str, Tensor]:
+        kw = {"attention_mask": mask}
+        if self._positions:
+            kw["position_ids"] = (mask.cumsum(1) - 1).clamp(min=0)
+        return kw
+
+    def generate(self, ids: Tensor, mask: Tensor, max_new_tokens: int) -> Tensor:
+        """Greedy continuation ``(B, max_new_tokens)`` of left-aligned prompts.
+        Cost: ``max_new_tokens`` forwards over the growing sequence (no cache)."""
+        check_positive_int(max_new_tokens, "max_new_tokens")
+        new = []
+        with guarded(self.model), torch.inference_mode():
+            for _ in range(max_new_tokens):
+                logits = choose_output(self.model(ids, **self._kwargs(mask)))
+                nxt = logits[:, -1].argmax(-1, keepdim=True)
+                new.append(nxt)
+                ids = torch.cat([ids, nxt], 1)
+                mask = torch.cat([mask, torch.ones_like(nxt)], 1)
+        return torch.cat(new, 1)
+
+    def attribute(
+        self,
+        input_ids: Tensor,
+        target_ids: Tensor | None = None,
+        max_new_tokens: int | None = None,
+        baselines: int | Tensor | None = None,
+        attention_mask: Tensor | None = None,
+        score: Literal["logit", "logprob", "prob"] = "logit",
+        foil_ids: int | Tensor | None = None,
+        steps: int = 50,
+        rule: str = "gausslegendre",
+        batch_size: int | Literal["auto"] = "auto",
+    ) -> SequenceResult:
+        """Return each target token's attribution to every position before it, with its
+        completeness gap. ``target_ids`` ``(B, T)`` forces the continuation; else
+        ``max_new_tokens`` are generated greedily. ``score``: the target's logit, log-probability
+        or probability; with ``foil_ids`` (an id, or ``(B, T)``) the score minus the foil's
+        (for "logprob" that is the logit difference). ``baselines``: token ids, an int for every
+        position or a ``(B, L)`` / ``(L,)`` tensor; default the model's ``config.pad_token_id``
+        when set, else 0.
+        Cost: two forwards for the ends, then per example ``steps`` forwards and ``steps * T``
+        backwards (one forward per path point for all targets).
+        """
+        check_eval_mode(self.model)
+        ids = _ids(input_ids, "input_ids")
+        b = ids.shape[0]
+        mask = torch.ones_like(ids) if attention_mask is None else \
+            _ids(attention_mask, "attention_mask", tuple(ids.shape))
+        if score not in SCORES:
+            raise ValueError(f"score must be one of {', '.join(SCORES)}, got {score!r}")
+        if (target_ids is None) == (max_new_tokens is None):
+            raise TypeError("give exactly one of target_ids (forced) or max_new_tokens "
+                            "(generated)")
+        dev = next(self.model.parameters()).device
+        ids, mask = left_align(ids.to(dev), mask.to(dev))
+        if target_ids is None:
+            targets = self.generate(ids, mask, max_new_tokens)
+        else:
+            targets = _ids(torch.as_tensor(target_ids), "target_ids").to(dev)
+            if targets.shape[0] != b:
+                raise ValueError(f"target_ids has {targets.shape[0]} rows, expected {b}")
+        n_prompt, n_targets = ids.shape[1], targets.shape[1]
+        if n_prompt == 0:
+            raise ValueError("input_ids needs at least one prompt token")
+        foil = None if foil_ids is None else torch.as_tensor(foil_ids, device=dev).long() \
+            .expand(b, n_targets)
+        seq = torch.cat([ids, targets], 1)
+        seq_mask = torch.cat([mask, torch.ones_like(targets)], 1)
+        if baselines is None:
+            pad = getattr(getattr(self.model, "config", None), "pad_token_id", None)
+            baselines = 0 if pad is None else int(pad)
+        positions = torch.arange(n_targets, device=dev) + n_prompt - 1
+
+        def scores_of(logits: Tensor, examples: Tensor) -> Tensor:
+            sel = logits[:, positions]
+            if score == "logprob":
+                sel = sel.log_softmax(-1)
+            elif score == "prob":
+                sel = sel.softmax(-1)
+            val = sel.gather(2, targets[examples][..., None])[..., 0]
+            if foil is not None:
+                val = val - sel.gather(2, foil[examples][..., None])[..., 0]
+            return val
+
+        target = Target(b, fn=scores_of, outputs=n_targets)
+        s = setup(self.model, seq, baselines, target, None, self._kwargs(seq_mask),
+                  integers=True)
+        if s.k != 1:
+            raise ValueError("SequenceAttribution takes one baseline sequence per example")
+        with guarded(self.model):
+            engine = s.engine(batch_size, channels_last=False)
+            f1, f0, ((start, end),) = engine.ends([self.layer])
+            engine.layer_path = LayerPath([self.layer], [start], [end])
+            if self.method == "ig":
+                alphas, weights = rule_tensors(rule, steps, start)
+            else:
+                alphas = weights = torch.ones(1, dtype=start.dtype, device=dev)
+            rows, flat_a = flat_points(b, alphas)
+            acc = GradientSum(b, weights.repeat(b))
+            for ch in engine.gradients(rows, flat_a):
+                acc.add(ch, ch.grads[:1])
+        attr = acc.sums[0] * (end - start)[:, None]
+        scores = attr.flatten(3).sum(-1)
+        out_delta = f1 - f0
+        return SequenceResult(seq, seq_mask, targets, scores, scores.sum(-1) - out_delta,
+                              alphas, weights,
+                              {"output_delta": out_delta, "score": score, "method": self.method,
+                               "rule": rule if self.method == "ig" else None,
+                               "steps": steps if self.method == "ig" else 1,
+                               "prompt_length": n_prompt, "foil_ids": foil})
