@@ -1,11 +1,12 @@
-"""``python -m benchmarks ig|deeplift|conductance|methods|run|bert|all [out_dir]``."""
+"""``python -m benchmarks ig|deeplift|conductance|methods|run|bert|sequence|all [out_dir]``."""
 
 import importlib
 import sys
 from pathlib import Path
 
 NAMES = {"ig": "bench_ig", "deeplift": "bench_deeplift", "conductance": "bench_conductance",
-         "methods": "bench_methods", "run": "bench_run", "bert": "bench_bert"}
+         "methods": "bench_methods", "run": "bench_run", "bert": "bench_bert",
+         "sequence": "bench_sequence"}
 
 if __name__ == "__main__":
     which = sys.argv[1] if len(sys.argv) > 1 else "all"
