@@ -35,3 +35,17 @@ class SmallCNN(nn.Module):
 def cnn(seed: int, act=nn.Softplus, dtype=torch.float64) -> nn.Module:
     torch.manual_seed(seed)
     return SmallCNN(act).to(dtype).eval()
+
+
+class Recurrent(nn.Module):
+    """Token ids -> embedding -> 2-layer bidirectional LSTM or GRU -> last position -> 3 logits."""
+
+    def __init__(self, cell):
+        super().__init__()
+        self.emb = nn.Embedding(20, 6)
+        self.rnn = cell(6, 5, num_layers=2, batch_first=True, bidirectional=True)
+        self.fc = nn.Linear(10, 3)
+
+    def forward(self, ids):
+        out, _ = self.rnn(self.emb(ids))
+        return self.fc(out[:, -1])

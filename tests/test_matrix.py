@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import pytest
 import torch
+from nets import Recurrent
 from torch import nn
 
 import pathattr
@@ -48,17 +49,6 @@ class TwoInputs(nn.Module):
 
     def forward(self, u, v, scale):
         return self.head(self.act(self.a(u) + self.b(v))) * scale[:, None]
-
-
-class Recurrent(nn.Module):
-    def __init__(self, cell):
-        super().__init__()
-        self.emb = nn.Embedding(20, 6)
-        self.rnn = cell(6, 5, num_layers=2, batch_first=True, bidirectional=True)
-        self.fc = nn.Linear(10, 3)
-
-    def forward(self, ids):
-        return self.fc(self.rnn(self.emb(ids))[0][:, -1])
 
 
 class Encoder(nn.Module):

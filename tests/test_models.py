@@ -8,6 +8,7 @@ run in float64, so completeness is checked against the model itself to tight tol
 import pytest
 import torch
 from captum import attr as ca
+from nets import Recurrent
 from torch import nn
 
 import pathattr
@@ -217,18 +218,6 @@ def test_vit_pixels():
     assert _rel(r) < 1e-3
     lc = pathattr.LayerConductance(model, "vit.layernorm").attribute(x, target=2, steps=64)
     assert _rel(lc) < 1e-3
-
-
-class Recurrent(nn.Module):
-    def __init__(self, cell):
-        super().__init__()
-        self.emb = nn.Embedding(20, 6)
-        self.rnn = cell(6, 5, num_layers=2, batch_first=True, bidirectional=True)
-        self.fc = nn.Linear(10, 3)
-
-    def forward(self, ids):
-        out, _ = self.rnn(self.emb(ids))
-        return self.fc(out[:, -1])
 
 
 @pytest.mark.parametrize("cell", [nn.LSTM, nn.GRU])
