@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 import pathattr
+from pathattr.layers import LayerNotExecuted
 
 D = torch.float64
 
@@ -37,3 +38,29 @@ def test_in_place_op_after_the_tapped_layer_changes_nothing(method):
     x = torch.randn(3, 4, dtype=D, generator=torch.Generator().manual_seed(1))
     plain = METHODS[method](net(False), x)
     torch.testing.assert_close(METHODS[method](net(True), x), plain, rtol=1e-12, atol=1e-14)
+
+
+def test_one_call_of_a_module_that_runs_twice():
+    class Twice(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.l1, self.l2, self.act = torch.nn.Linear(4, 4), torch.nn.Linear(4, 3), \
+                torch.nn.Tanh()
+
+        def forward(self, x):
+            return self.l2(self.act(self.l1(self.act(x))))
+    torch.manual_seed(0)
+    m = Twice().double().eval()
+    x = torch.randn(2, 4, dtype=torch.float64)
+    inner = pathattr.LayerIntegratedGradients(m, "act@1").attribute(x, target=1, steps=8)
+    # the second call's output feeds l2 only: exact for this linear head at any step count
+    assert inner.delta.abs().max() < 1e-12
+    with torch.no_grad():
+        h, h0 = (m.act(m.l1(m.act(v))) for v in (x, torch.zeros_like(x)))
+    torch.testing.assert_close(inner.attributions, m.l2.weight[1] * (h - h0))
+    first = pathattr.LayerConductance(m, "act@0").attribute(x, target=1, steps=64)
+    assert first.delta.abs().max() < 1e-5
+    with pytest.raises(RuntimeError, match="'act@0'"):
+        pathattr.LayerIntegratedGradients(m, "act").attribute(x, target=1, steps=4)
+    with pytest.raises(LayerNotExecuted, match="call 2 never happened"):
+        pathattr.LayerIntegratedGradients(m, "act@2").attribute(x, target=1, steps=4)

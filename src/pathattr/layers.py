@@ -5,6 +5,10 @@ A layer whose output (or input) is a tuple, list or mapping — ``nn.LSTM``, ``n
 module's name: ``"rnn[0]"`` (the LSTM's output sequence), ``"encoder.layer.0.attention[0]"``,
 ``"block['hidden_states']"``; indices may chain, ``"m[1][0]"``. With
 ``attribute_to_layer_input`` the element indexes the positional inputs (default ``[0]``).
+
+A module that runs several times in one forward (a shared embedding for encoder and decoder,
+one activation module called twice) is tapped at one of its calls with ``@K`` (0-based):
+``"shared@1"`` is the second call; without it such a module is refused as ambiguous.
 """
 
 from __future__ import annotations
@@ -19,14 +23,22 @@ from torch import Tensor, nn
 
 LayerSpec = str | nn.Module
 _ELEMENT = re.compile(r"\[\s*(-?\d+|'[^']*'|\"[^\"]*\")\s*\]")
+_CALL = re.compile(r"^(.*)@(\d+)$")
+
+
+def split_call(name: str) -> tuple[str, int | None]:
+    """``"shared@1"`` -> ``("shared", 1)``; without ``@K`` -> ``(name, None)``."""
+    m = _CALL.match(name)
+    return (m.group(1), int(m.group(2))) if m else (name, None)
 
 
 def split_element(name: str) -> tuple[str, tuple[int | str, ...]]:
-    """``"rnn[0]"`` -> ``("rnn", (0,))``; a name without brackets -> ``(name, ())``."""
+    """``"rnn[0]"`` -> ``("rnn", (0,))``; a name without brackets -> ``(name, ())``; a call
+    index ``@K`` before the brackets is dropped (``split_call`` reads it)."""
     i = name.find("[")
     if i < 0:
-        return name, ()
-    base, rest, path = name[:i], name[i:], []
+        return split_call(name)[0], ()
+    base, rest, path = split_call(name[:i])[0], name[i:], []
     while rest:
         m = _ELEMENT.match(rest)
         if not m:
@@ -101,20 +113,32 @@ class _Tap:
         self.name, self.module, self.use_input, self.replace = name, module, use_input, replace
         self.copy = copy
         self.path = split_element(name)[1] or ((0,) if use_input else ())
+        self.call = split_call(name.split("[", 1)[0])[1]
         self.value: Tensor | None = None
         self.calls = 0
 
     def reset(self) -> None:
         self.value, self.calls = None, 0
 
+    @property
+    def seen(self) -> bool:
+        """Whether the call this tap reads has happened in the current forward."""
+        return self.calls > (self.call or 0)
+
     def check(self) -> Tensor:
         what = "input" if self.use_input else "output"
+        if self.call is not None:
+            if not self.seen:
+                raise LayerNotExecuted(f"layer {self.name!r}: call {self.call} never happened "
+                                       f"(the module ran {self.calls} times)")
+            return self.value
         if self.calls == 0:
             raise LayerNotExecuted(f"layer {self.name!r} was never executed in the forward pass")
         if self.calls > 1:
             raise RuntimeError(
                 f"layer {self.name!r} was executed {self.calls} times in one forward pass, so its "
-                f"{what} is ambiguous; choose a module that runs once (e.g. its parent block)"
+                f"{what} is ambiguous; choose a module that runs once (e.g. its parent block), "
+                f"or one call with {self.name + '@0'!r}"
             )
         return self.value
 
@@ -122,7 +146,7 @@ class _Tap:
         """Record the layer's output (or its positional inputs) and return what the forward
         goes on with."""
         self.calls += 1
-        if self.calls > 1:
+        if self.calls - 1 != (self.call or 0):
             return value
         t = get_element(value, self.path, self.name)
         if not isinstance(t, Tensor):
@@ -193,7 +217,7 @@ def stop_when_tapped(taps: list[_Tap]) -> Iterator[None]:
     Enter it after ``tap_layers``: its hooks then run after the taps' own, which record first.
     """
     def stop(*_):
-        if all(t.calls for t in taps):
+        if all(t.seen for t in taps):
             raise StopForward
     handles = [t.module.register_forward_pre_hook(stop) if t.use_input
                else t.module.register_forward_hook(stop) for t in taps]
