@@ -1,5 +1,5 @@
 """Attribute every token of a continuation to the prompt and the tokens before it — the IG
-paper's translation experiment, for causal language models — on one shared path.
+paper's translation experiment, for today's language models — on one shared path.
 
 Teacher forcing: the sequence is ``s = prompt + targets``; target ``t`` (at position ``P + t``)
 is scored from the logits at position ``P + t - 1``, which a causal LM computes from positions
@@ -11,6 +11,9 @@ the gradient of ``S_t`` at positions ``l >= P + t`` is exactly zero, so IG of ta
 shared path equals IG on its prefix alone. One forward per path point serves all ``T`` targets;
 each target adds one backward on that forward's graph (``engine._per_output_grads``). Per-token
 attribution (Captum's ``LLMGradientAttribution``) runs a forward per target and path point.
+
+Encoder-decoders (T5, BART, Marian): the same over the encoder tokens and the decoder tokens
+``<= t`` (the start token and the targets before ``t``), both embeddings on one path.
 
 Prompts of a batch may be padded (left or right): each prompt is moved to the right end (left
 padding), position ids count real tokens only (``cumsum(mask) - 1``, when the model takes
@@ -78,13 +81,31 @@ def left_align(ids: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
     return ids.gather(1, order), mask.gather(1, order)
 
 
-class SequenceAttribution:
-    """Attribute generated or given continuation tokens of a causal LM to its input tokens.
+class _EncoderDecoder(nn.Module):
+    """An encoder-decoder called with its encoder and decoder ids positionally, so that both
+    are inputs (and both lie on the path)."""
 
-    ``method``: "ig" (Integrated Gradients along the shared path) or "input_x_gradient" (the
-    gradient at the input times ``e - e'``). ``layer``: the token embeddings (default: the
-    model's ``get_input_embeddings()``). The model takes ``(input_ids, attention_mask=...,
-    [position_ids=...])`` and returns logits ``(B, L, V)`` or a ``ModelOutput`` with them.
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+        self.training = False  # this wrapper's own flag only; the model's stays the user's
+
+    def forward(self, input_ids: Tensor, decoder_input_ids: Tensor,
+                attention_mask: Tensor | None = None) -> Tensor:
+        return choose_output(self.model(input_ids=input_ids, attention_mask=attention_mask,
+                                        decoder_input_ids=decoder_input_ids))
+
+
+class SequenceAttribution:
+    """Attribute generated or given continuation tokens of a language model to its inputs.
+
+    Causal LMs (GPT-2, Llama, any module taking ``(input_ids, attention_mask=...,
+    [position_ids=...])``) and encoder-decoders (``config.is_encoder_decoder``: T5, BART,
+    Marian), whose targets are attributed to every encoder token and to the decoder tokens
+    before them. ``method``: "ig" (Integrated Gradients along the shared path) or
+    "input_x_gradient" (the gradient at the input times ``e - e'``). ``layer``: the token
+    embeddings (default: found with ``get_input_embeddings()``; for encoder-decoders both
+    stacks' embeddings, one module called twice when shared: ``"shared@0"``, ``"shared@1"``).
     """
 
     def __init__(self, model: nn.Module, method: str = "ig", layer: LayerSpec | None = None):
@@ -92,16 +113,36 @@ class SequenceAttribution:
             raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
         if method not in METHODS:
             raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
-        if layer is None:
-            get = getattr(model, "get_input_embeddings", None)
-            layer = get() if callable(get) else None
-            if layer is None:
-                raise TypeError("give layer= (the token embeddings): the model has no "
-                                "get_input_embeddings()")
         self.model, self.method = model, method
-        self.layer = resolve_layer(model, layer)[0]
-        params = inspect.signature(model.forward).parameters
-        self._positions = "position_ids" in params
+        config = getattr(model, "config", None)
+        self.seq2seq = bool(getattr(config, "is_encoder_decoder", False))
+        if self.seq2seq:
+            self.call = _EncoderDecoder(model)
+            self.layers = self._seq2seq_layers(layer)
+        else:
+            self.call = model
+            self.layers = [resolve_layer(model, self._embeddings(model, layer))[0]]
+            self._positions = "position_ids" in inspect.signature(model.forward).parameters
+
+    @staticmethod
+    def _embeddings(model: nn.Module, layer: LayerSpec | None) -> LayerSpec:
+        if layer is not None:
+            return layer
+        get = getattr(model, "get_input_embeddings", None)
+        found = get() if callable(get) else None
+        if found is None:
+            raise TypeError("give layer= (the token embeddings): the model has no "
+                            "get_input_embeddings()")
+        return found
+
+    def _seq2seq_layers(self, layer: LayerSpec | None) -> list[str]:
+        if layer is not None:
+            raise TypeError("an encoder-decoder's embeddings are found from its encoder and "
+                            "decoder; layer= is for causal LMs")
+        enc = self._embeddings(self.model.get_encoder(), None)
+        dec = self._embeddings(self.model.get_decoder(), None)
+        names = [resolve_layer(self.call, m)[0] for m in (enc, dec)]
+        return [f"{names[0]}@0", f"{names[0]}@1"] if enc is dec else names
 
     def _kwargs(self, mask: Tensor) -> dict[str, Tensor]:
         kw = {"attention_mask": mask}
@@ -109,18 +150,31 @@ class SequenceAttribution:
             kw["position_ids"] = (mask.cumsum(1) - 1).clamp(min=0)
         return kw
 
+    def _start_id(self) -> int:
+        start = getattr(self.model.config, "decoder_start_token_id", None)
+        if start is None:
+            raise ValueError("the model's config has no decoder_start_token_id")
+        return int(start)
+
     def generate(self, ids: Tensor, mask: Tensor, max_new_tokens: int) -> Tensor:
-        """Greedy continuation ``(B, max_new_tokens)`` of left-aligned prompts.
-        Cost: ``max_new_tokens`` forwards over the growing sequence (no cache)."""
+        """Greedy continuation ``(B, max_new_tokens)`` of left-aligned prompts (or encoder
+        inputs). Cost: ``max_new_tokens`` forwards over the growing sequence (no cache)."""
         check_positive_int(max_new_tokens, "max_new_tokens")
-        new = []
+        new: list[Tensor] = []
+        dec = ids.new_full((len(ids), 1), self._start_id()) if self.seq2seq else None
         with guarded(self.model), torch.inference_mode():
             for _ in range(max_new_tokens):
-                logits = choose_output(self.model(ids, **self._kwargs(mask)))
+                if self.seq2seq:
+                    logits = self.call(ids, dec, mask)
+                else:
+                    logits = choose_output(self.model(ids, **self._kwargs(mask)))
                 nxt = logits[:, -1].argmax(-1, keepdim=True)
                 new.append(nxt)
-                ids = torch.cat([ids, nxt], 1)
-                mask = torch.cat([mask, torch.ones_like(nxt)], 1)
+                if self.seq2seq:
+                    dec = torch.cat([dec, nxt], 1)
+                else:
+                    ids = torch.cat([ids, nxt], 1)
+                    mask = torch.cat([mask, torch.ones_like(nxt)], 1)
         return torch.cat(new, 1)
 
     def attribute(
@@ -141,8 +195,9 @@ class SequenceAttribution:
         ``max_new_tokens`` are generated greedily. ``score``: the target's logit, log-probability
         or probability; with ``foil_ids`` (an id, or ``(B, T)``) the score minus the foil's
         (for "logprob" that is the logit difference). ``baselines``: token ids, an int for every
-        position or a ``(B, L)`` / ``(L,)`` tensor; default the model's ``config.pad_token_id``
-        when set, else 0.
+        position or a ``(B, L)`` / ``(L,)`` tensor (causal LMs); default the model's
+        ``config.pad_token_id`` when set, else 0. Encoder-decoders: positions are the encoder's
+        then the decoder's (its start token, then the targets before the last).
         Cost: two forwards for the ends, then per example ``steps`` forwards and ``steps * T``
         backwards (one forward per path point for all targets).
         """
@@ -156,8 +211,12 @@ class SequenceAttribution:
         if (target_ids is None) == (max_new_tokens is None):
             raise TypeError("give exactly one of target_ids (forced) or max_new_tokens "
                             "(generated)")
+        if ids.shape[1] == 0:
+            raise ValueError("input_ids needs at least one prompt token")
         dev = next(self.model.parameters()).device
-        ids, mask = left_align(ids.to(dev), mask.to(dev))
+        ids, mask = ids.to(dev), mask.to(dev)
+        if not self.seq2seq:
+            ids, mask = left_align(ids, mask)
         if target_ids is None:
             targets = self.generate(ids, mask, max_new_tokens)
         else:
@@ -165,16 +224,22 @@ class SequenceAttribution:
             if targets.shape[0] != b:
                 raise ValueError(f"target_ids has {targets.shape[0]} rows, expected {b}")
         n_prompt, n_targets = ids.shape[1], targets.shape[1]
-        if n_prompt == 0:
-            raise ValueError("input_ids needs at least one prompt token")
         foil = None if foil_ids is None else torch.as_tensor(foil_ids, device=dev).long() \
             .expand(b, n_targets)
-        seq = torch.cat([ids, targets], 1)
-        seq_mask = torch.cat([mask, torch.ones_like(targets)], 1)
         if baselines is None:
             pad = getattr(getattr(self.model, "config", None), "pad_token_id", None)
             baselines = 0 if pad is None else int(pad)
-        positions = torch.arange(n_targets, device=dev) + n_prompt - 1
+        if self.seq2seq:
+            dec_in = torch.cat([targets.new_full((b, 1), self._start_id()), targets[:, :-1]], 1)
+            x, kwargs = (ids, dec_in), {"attention_mask": mask}
+            seq = torch.cat([ids, dec_in], 1)
+            seq_mask = torch.cat([mask, torch.ones_like(dec_in)], 1)
+            positions = torch.arange(n_targets, device=dev)
+        else:
+            seq = torch.cat([ids, targets], 1)
+            seq_mask = torch.cat([mask, torch.ones_like(targets)], 1)
+            x, kwargs = seq, self._kwargs(seq_mask)
+            positions = torch.arange(n_targets, device=dev) + n_prompt - 1
 
         def scores_of(logits: Tensor, examples: Tensor) -> Tensor:
             sel = logits[:, positions]
@@ -188,28 +253,30 @@ class SequenceAttribution:
             return val
 
         target = Target(b, fn=scores_of, outputs=n_targets)
-        s = setup(self.model, seq, baselines, target, None, self._kwargs(seq_mask),
-                  integers=True)
+        s = setup(self.call, x, baselines, target, None, kwargs, integers=True)
         if s.k != 1:
             raise ValueError("SequenceAttribution takes one baseline sequence per example")
         with guarded(self.model):
             engine = s.engine(batch_size, channels_last=False)
-            f1, f0, ((start, end),) = engine.ends([self.layer])
-            engine.layer_path = LayerPath([self.layer], [start], [end])
+            f1, f0, ends = engine.ends(self.layers)
+            engine.layer_path = LayerPath(self.layers, [a for a, _ in ends],
+                                          [e for _, e in ends])
             if self.method == "ig":
-                alphas, weights = rule_tensors(rule, steps, start)
+                alphas, weights = rule_tensors(rule, steps, ends[0][0])
             else:
-                alphas = weights = torch.ones(1, dtype=start.dtype, device=dev)
+                alphas = weights = torch.ones(1, dtype=ends[0][0].dtype, device=dev)
             rows, flat_a = flat_points(b, alphas)
             acc = GradientSum(b, weights.repeat(b))
             for ch in engine.gradients(rows, flat_a):
-                acc.add(ch, ch.grads[:1])
-        attr = acc.sums[0] * (end - start)[:, None]
-        scores = attr.flatten(3).sum(-1)
+                acc.add(ch, ch.grads[:len(self.layers)])
+        # per layer (encoder, decoder) then concatenated along positions
+        scores = torch.cat([(g * (e - a)[:, None]).flatten(3).sum(-1)
+                            for g, (a, e) in zip(acc.sums, ends)], 2)
         out_delta = f1 - f0
         return SequenceResult(seq, seq_mask, targets, scores, scores.sum(-1) - out_delta,
                               alphas, weights,
                               {"output_delta": out_delta, "score": score, "method": self.method,
                                "rule": rule if self.method == "ig" else None,
                                "steps": steps if self.method == "ig" else 1,
-                               "prompt_length": n_prompt, "foil_ids": foil})
+                               "prompt_length": n_prompt, "foil_ids": foil,
+                               "encoder_decoder": self.seq2seq})
