@@ -173,7 +173,7 @@ class PathEngine:
     def _resolve(self, taps: list[Tap]) -> list[tuple[str, nn.Module, bool]]:
         return [(*resolve_layer(self.model, t.layer), t.use_input) for t in taps]
 
-    def _path_specs(self, state: dict[int, Tensor]) -> list:
+    def path_specs(self, state: dict[int, Tensor]) -> list:
         """Hooks that replace each layer of ``self.layer_path`` by its point in ``state``."""
         lp = self.layer_path
         if lp is None:
@@ -189,7 +189,7 @@ class PathEngine:
             specs.append((*resolve_layer(self.model, layer), lp.use_input, replace))
         return specs
 
-    def _inputs(self, r: Tensor, a: Tensor, state: dict[int, Tensor], grad: bool) -> Tensor:
+    def inputs_at(self, r: Tensor, a: Tensor, state: dict[int, Tensor], grad: bool) -> Tensor:
         """The model input for points ``(r, a)``; on a layer path, also each layer's point
         (into ``state``, requiring grad with ``grad``)."""
         lp = self.layer_path
@@ -214,7 +214,7 @@ class PathEngine:
         """
         specs = [(n, m, u, None) for n, m, u in self._resolve(list(taps))]
         state: dict[int, Tensor] = {}
-        path_specs = self._path_specs(state)
+        path_specs = self.path_specs(state)
         n_path = len(path_specs)
         on_path = self.layer_path is not None
         if not input_grad and not on_path:
@@ -232,7 +232,7 @@ class PathEngine:
                 r, a = rows[span], alphas[span]
                 for h in hooks:
                     h.reset()
-                inp = self._inputs(r, a, state, grad=input_grad or on_path)
+                inp = self.inputs_at(r, a, state, grad=input_grad or on_path)
                 out = self.evaluate(inp, r)
                 vals = [h.check() for h in hooks]
                 points, tapped = (vals[:n_path], vals[n_path:]) if on_path else ([inp], vals)
@@ -288,7 +288,7 @@ class PathEngine:
         """
         specs = [(*resolve_layer(self.model, layer), use_input, None) for layer in layers]
         state: dict[int, Tensor] = {}
-        path_specs = self._path_specs(state)
+        path_specs = self.path_specs(state)
         n = len(rows)
         bs = self.batch_size(n)
         out: list[Tensor] = []
@@ -300,7 +300,7 @@ class PathEngine:
                 r = rows[start:start + bs]
                 for t in [*path_taps, *taps]:
                     t.reset()
-                inp = self._inputs(r, alphas[start:start + bs], state, grad=False)
+                inp = self.inputs_at(r, alphas[start:start + bs], state, grad=False)
                 with suppress(StopForward):
                     out.append(self.evaluate(inp, r))
                 for a, t in zip(acts, taps):

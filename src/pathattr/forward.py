@@ -102,10 +102,6 @@ class Packer:
         parts = self.unpack(flat)
         return parts[0] if self.single else parts
 
-    def per_input(self, flat: Tensor) -> Tensor:
-        """Sum of ``flat`` per input and row: ``(n, n_inputs)``."""
-        return torch.stack([p.reshape(p.shape[0], -1).sum(1) for p in self.unpack(flat)], 1)
-
 
 def _index_batch(v: object, ex: Tensor, n: int) -> object:
     if isinstance(v, Tensor) and v.dim() >= 1 and v.shape[0] == n:

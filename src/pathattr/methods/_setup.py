@@ -47,10 +47,6 @@ class Setup:
     k: int
     b: int
 
-    @property
-    def model(self):
-        return self.call.model
-
     def engine(self, batch_size, channels_last="auto") -> PathEngine:
         return PathEngine(self.call, self.x, self.baseline, self.target, batch_size,
                           channels_last)

@@ -227,7 +227,7 @@ def neuron_gradient_sums(engine: PathEngine, layer: tuple[str, nn.Module], use_i
     lp = engine.layer_path
     shape = engine.x.shape if lp is None else lp.start[0].shape
     acc = torch.zeros((k, *shape), dtype=weights.dtype, device=engine.x.device)
-    with tap_layers([*engine._path_specs(state), (*layer, use_input, None)]) as hooks, \
+    with tap_layers([*engine.path_specs(state), (*layer, use_input, None)]) as hooks, \
             torch.enable_grad():
         tap = hooks[-1]
         for start in range(0, n_points, bs):
@@ -235,7 +235,7 @@ def neuron_gradient_sums(engine: PathEngine, layer: tuple[str, nn.Module], use_i
             r = rows[span]
             for h in hooks:
                 h.reset()
-            inp = engine._inputs(r, alphas[span], state, grad=True)
+            inp = engine.inputs_at(r, alphas[span], state, grad=True)
             point = inp if lp is None else state[0]
             out = engine.evaluate(inp, r)
             y = tap.check()
