@@ -174,3 +174,21 @@ def test_encoder_decoder_shared_path_equals_per_token():
         logits = model(input_ids=ids, attention_mask=mask,
                        decoder_input_ids=gen.input_ids[:, 4:6]).logits
     assert torch.equal(logits.argmax(-1), gen.target_ids)
+
+
+def test_aggregate_pieces_into_words():
+    model = gpt2()
+    ids = torch.tensor([[5, 9, 13, 2, 7]])
+    r = pathattr.SequenceAttribution(model).attribute(ids, torch.tensor([[3, 4]]), steps=8)
+    groups = torch.tensor([[-1, 0, 0, 1, 2, 2, 3]])  # position 0 left out
+    s = r.scores[0]
+    torch.testing.assert_close(r.aggregate(groups)[0],
+                               torch.stack([s[:, 1] + s[:, 2], s[:, 3], s[:, 4] + s[:, 5],
+                                            s[:, 6]], 1))
+    mean = r.aggregate(groups, "mean")[0]
+    torch.testing.assert_close(mean[:, 0], (s[:, 1] + s[:, 2]) / 2)
+    big = r.aggregate(groups, "absmax")[0]
+    pair = s[:, 1:3]
+    torch.testing.assert_close(big[:, 0], pair.gather(1, pair.abs().argmax(1, keepdim=True))[:, 0])
+    with pytest.raises(ValueError, match="one group per position"):
+        r.aggregate(groups[:, :3])

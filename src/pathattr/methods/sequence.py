@@ -63,6 +63,33 @@ class SequenceResult:
     weights: Tensor
     info: dict[str, Any] = field(default_factory=dict)
 
+    def aggregate(self, groups: Tensor, reduce: Literal["sum", "mean", "absmax"] = "sum"
+                  ) -> Tensor:
+        """Scores per group of positions, e.g. words from their sub-word pieces (a fast
+        tokenizer's ``word_ids()``, aligned with ``input_ids``). ``groups`` ``(B, L)``: each
+        position's group, ``-1`` to leave it out (padding, special tokens). Returns
+        ``(B, T, G)`` with ``G = groups.max() + 1``: the sum, the mean, or the signed score of
+        largest magnitude ("absmax") of each group. Cost: a few scatters."""
+        if reduce not in ("sum", "mean", "absmax"):
+            raise ValueError(f"reduce must be 'sum', 'mean' or 'absmax', got {reduce!r}")
+        g = torch.as_tensor(groups, device=self.scores.device).long()
+        if g.shape != self.input_ids.shape:
+            raise ValueError(f"groups has shape {tuple(g.shape)}, expected "
+                             f"{tuple(self.input_ids.shape)} (one group per position)")
+        keep = (g >= 0)[:, None, :].expand_as(self.scores)
+        idx = g.clamp(min=0)[:, None, :].expand_as(self.scores)
+        src = self.scores.where(keep, 0.0)
+        shape = (*self.scores.shape[:2], int(g.max()) + 1 if g.numel() else 0)
+        total = self.scores.new_zeros(shape).scatter_add_(2, idx, src)
+        if reduce == "sum":
+            return total
+        if reduce == "mean":
+            count = self.scores.new_zeros(shape).scatter_add_(2, idx, keep.to(src.dtype))
+            return total / count.clamp(min=1)
+        hi = self.scores.new_zeros(shape).scatter_reduce_(2, idx, src, "amax", include_self=False)
+        lo = self.scores.new_zeros(shape).scatter_reduce_(2, idx, src, "amin", include_self=False)
+        return torch.where(hi.abs() >= lo.abs(), hi, lo)
+
 
 def _ids(t: object, name: str, shape: tuple[int, ...] | None = None) -> Tensor:
     if not isinstance(t, Tensor) or t.is_floating_point() or t.dtype == torch.bool \
