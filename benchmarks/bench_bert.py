@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 import pathattr
-from benchmarks.common import interleaved, median, peak_rss_mb, rss_mb, write
+from benchmarks.common import interleaved, median, peak_rss_mb, write
 
 EMB = "bert.embeddings.word_embeddings"
 STEPS = 50
@@ -52,14 +52,6 @@ def contestants(model, ids, mask) -> dict:
             "captum default": lambda: run_theirs(None),
             f"pathattr chunk {CHUNK}": lambda: run_ours(CHUNK),
             f"captum chunk {CHUNK}": lambda: run_theirs(CHUNK)}
-
-
-def memory_probe(name: str) -> float:
-    torch.set_num_threads(2)
-    fns = contestants(*workload())
-    before = rss_mb()
-    fns[name]()
-    return rss_mb() - before
 
 
 def run(out_dir: Path = Path("results/bench"), reps: int = 5) -> dict:

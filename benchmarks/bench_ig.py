@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 import pathattr
-from benchmarks.common import interleaved, median, peak_rss_mb, rss_mb, write
+from benchmarks.common import interleaved, median, peak_rss_mb, write
 
 PHOTOS = ("chelsea", "coffee", "astronaut", "rocket")
 STEPS = 50
@@ -69,15 +69,6 @@ def contestants(model, x, target) -> dict:
         fns[f"captum chunk {c}"] = lambda c=c: cig.attribute(
             x, target=target, n_steps=STEPS, method="gausslegendre", internal_batch_size=c)
     return fns
-
-
-def memory_probe(name: str) -> float:
-    torch.set_num_threads(2)
-    model, x, target = workload()
-    fns = contestants(model, x, target)
-    before = rss_mb()
-    fns[name]()
-    return rss_mb() - before
 
 
 def evaluations_to_tolerance(model, x, target, tol=0.01) -> dict:

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 import pathattr
-from benchmarks.common import interleaved, median, peak_rss_mb, rss_mb, write
+from benchmarks.common import interleaved, median, peak_rss_mb, write
 
 STEPS = 50
 TARGETS = (8, 32)
@@ -69,14 +69,6 @@ def contestants(model, tokenizer, ids) -> dict:
         four[i:i + 1], target[i:i + 1], baselines=0, score="logprob", steps=STEPS).scores
         for i in range(4)]
     return fns
-
-
-def memory_probe(name: str) -> float:
-    torch.set_num_threads(2)
-    fns = contestants(*workload())
-    before = rss_mb()
-    fns[name]()
-    return rss_mb() - before
 
 
 def check() -> dict[int, float]:

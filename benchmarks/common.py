@@ -39,13 +39,27 @@ def median(ts: list[float]) -> float:
 def peak_rss_mb(module: str, name: str) -> float:
     """Extra peak resident memory (MiB) of one run of ``name`` in a fresh process.
 
-    The child calls ``<module>.memory_probe(name)``, which loads its workload, records
-    ``ru_maxrss``, runs the contestant once and prints the increase.
+    The child calls ``memory_probe(module, name)``: it loads ``<module>.workload()``, builds
+    ``<module>.contestants(*workload)``, records the peak, runs the contestant once and prints
+    the increase.
     """
     out = subprocess.run([sys.executable, "-c",
-                          f"import {module} as m; print(m.memory_probe({name!r}))"],
+                          f"from benchmarks.common import memory_probe; "
+                          f"print(memory_probe({module!r}, {name!r}))"],
                          capture_output=True, text=True, check=True)
     return float(out.stdout.strip().splitlines()[-1])
+
+
+def memory_probe(module: str, name: str) -> float:
+    """In this process: the peak-memory increase (MiB) of one run of contestant ``name``."""
+    import importlib
+
+    torch.set_num_threads(2)
+    m = importlib.import_module(module)
+    fns = m.contestants(*m.workload())
+    before = rss_mb()
+    fns[name]()
+    return rss_mb() - before
 
 
 def rss_mb() -> float:
