@@ -58,6 +58,10 @@ def test_one_call_of_a_module_that_runs_twice():
     with torch.no_grad():
         h, h0 = (m.act(m.l1(m.act(v))) for v in (x, torch.zeros_like(x)))
     torch.testing.assert_close(inner.attributions, m.l2.weight[1] * (h - h0))
+    # a path in the space of one call (the layer above it is linear: exact)
+    on_call = pathattr.LayerConductance(m, "l2", path_layer="act@1").attribute(
+        x, target=1, steps=8)
+    assert on_call.delta.abs().max() < 1e-12
     first = pathattr.LayerConductance(m, "act@0").attribute(x, target=1, steps=64)
     assert first.delta.abs().max() < 1e-5
     with pytest.raises(RuntimeError, match="'act@0'"):

@@ -28,7 +28,7 @@ from ..layers import LayerSpec, resolve_layer
 from ..quadrature import nodes_weights
 from ..result import Attribution
 from ..targets import Target, TargetSpec, resolve_target
-from ..validate import check_eval_mode
+from ..validate import check_eval_mode, check_tensor
 
 Inputs = Tensor | tuple[Tensor, ...]
 #: Moves a layer activation at the input end of the path (``(B, *S) -> (B, *S)``).
@@ -100,8 +100,7 @@ def _inputs(x: object, integers: bool) -> tuple[list[Tensor], bool]:
             raise ValueError(f"{name} has batch size {t.shape[0]}, but x[0] has "
                              f"{xs[0].shape[0]}: the inputs must share the batch dimension")
         if t.is_floating_point():
-            if not torch.isfinite(t).all():
-                raise ValueError(f"{name} contains NaN or inf values")
+            check_tensor(t, name)
         elif t.dtype == torch.bool or t.is_complex() or not integers:
             raise TypeError(
                 f"{name} must be a floating-point tensor (attribution needs gradients), got "
@@ -177,8 +176,8 @@ def embedding_path(engine: PathEngine, path_layer: LayerSpec | None,
             raise TypeError("x holds integer ids, which have no straight path: give "
                             "path_layer= (the layer whose output the path runs through, e.g. "
                             "the token embeddings)")
-    name, module = resolve_layer(engine.model, path_layer)
-    _, _, ((start, end),) = engine.ends([module])
+    name, _ = resolve_layer(engine.model, path_layer)
+    _, _, ((start, end),) = engine.ends([name])  # the name keeps an element or call (@K)
     if not start.is_floating_point():
         raise TypeError(f"path_layer {name!r} output is {start.dtype}; choose a layer with a "
                         f"floating-point output")
