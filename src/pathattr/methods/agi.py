@@ -25,10 +25,10 @@ from torch import Tensor
 from ..engine import chunk_size, guarded
 from ..forward import OutputSpec
 from ..result import Attribution
-from ..targets import TargetSpec
+from ..targets import TargetSpec, resolve_target
 from ..validate import check_positive_int
 from ._setup import Inputs, setup
-from .guided_ig import per_point, point_gradients, point_values
+from .guided_ig import point_gradients, point_values
 
 
 def _predicted(out: Tensor) -> Tensor:
@@ -113,20 +113,22 @@ class AdversarialGradientIntegration:
             taken = torch.zeros(len(j), dtype=torch.long, device=s.x.device)
             for _ in range(steps):
                 idx = active.nonzero()[:, 0]
-                arrived = point_values(s.call, xp[idx], per_point(_predicted, len(idx), dev), bs,
+                arrived = point_values(s.call, xp[idx],
+                                       resolve_target(_predicted, len(idx), dev), bs,
                                        example[idx]).long() == j[idx]
                 active[idx[arrived]] = False
                 idx = idx[~arrived]
                 if len(idx) == 0:
                     break
                 _, g = point_gradients(s.call, torch.cat([xp[idx], xp[idx]]),
-                                       per_point(torch.cat([j[idx], i[idx]]), 2 * len(idx), dev),
+                                       resolve_target(torch.cat([j[idx], i[idx]]),
+                                                      2 * len(idx), dev),
                                        bs, example[idx].repeat(2))
                 step = epsilon * g[: len(idx)].sign()
                 attr[idx] -= g[len(idx):] * step
                 xp[idx] += step
                 taken[idx] += 1
-            f_end = point_values(s.call, xp, per_point(i, len(i), dev), bs, example)
+            f_end = point_values(s.call, xp, resolve_target(i, len(i), dev), bs, example)
         f_x = logits.gather(1, classes_of[:, None])[:, 0]
         drop = (f_x.repeat_interleave(k) - f_end).where(j != i, 0.0).reshape(b, k).sum(1)
         attr = attr.reshape(b, k, *s.x.shape[1:]).sum(1)

@@ -22,7 +22,7 @@ from ..baselines import BaselineSpec
 from ..engine import PathEngine, chunk_size, guarded
 from ..forward import ModelCall, OutputSpec
 from ..result import Attribution
-from ..targets import Target, TargetSpec, resolve_target
+from ..targets import Target, TargetSpec
 from ..validate import check_positive_int
 from ._setup import Inputs, setup
 
@@ -53,11 +53,6 @@ def point_values(call: ModelCall, points: Tensor, target: Target, batch_size: in
     """``F`` at arbitrary points, forward only. Cost: one forward per point."""
     return point_engine(call, points, target, batch_size, examples).values(
         torch.arange(len(points), device=points.device), points.new_ones(len(points)))
-
-
-def per_point(target: TargetSpec | Tensor, n: int, device) -> Target:
-    """A target given per point (``n`` of them), not per example."""
-    return resolve_target(target, n, device)
 
 
 def _guided_step(x: Tensor, grad: Tensor, base: Tensor, diff: Tensor, l1_total: Tensor,
