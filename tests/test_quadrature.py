@@ -1,7 +1,16 @@
 import numpy as np
 import pytest
 
-from pathattr.quadrature import RULES, cell_edges, nodes_weights, refine, trapezoid_weights
+from pathattr.methods.conductance import edge_plan
+from pathattr.quadrature import (
+    MAX_STEPS,
+    RULES,
+    cell_edges,
+    gauss_legendre,
+    nodes_weights,
+    refine,
+    trapezoid_weights,
+)
 
 
 @pytest.mark.parametrize("rule", RULES)
@@ -16,6 +25,43 @@ def test_rules_integrate_polynomials(rule):
 def test_gausslegendre_exact_for_high_degree():
     a, w = nodes_weights("gausslegendre", 6)
     assert (w * a**11).sum() == pytest.approx(1 / 12, rel=1e-13)
+
+
+@pytest.mark.parametrize("n", [101, 250, 1001])
+def test_large_gausslegendre_exact_for_every_degree_below_2n(n):
+    # The Newton/recurrence branch (n > 100): the rule of n nodes integrates x^m exactly for
+    # every m < 2n, the defining property, checked against 2/(m+1) for even m, 0 for odd m.
+    x, w = gauss_legendre(n)
+    assert np.all(np.diff(x) > 0) and x[0] > -1 and x[-1] < 1
+    np.testing.assert_allclose(x, -x[::-1], atol=1e-16)
+    m = np.arange(0, 2 * n, 2)
+    moments = (w[None, :] * x[None, :] ** m[:, None]).sum(1)
+    np.testing.assert_allclose(moments, 2 / (m + 1), rtol=1e-12, atol=2e-14)
+    assert abs((w * x ** (2 * n - 1)).sum()) < 1e-14
+
+
+def test_large_gausslegendre_nodes_agree_with_numpy():
+    x, w = gauss_legendre(400)
+    xs, ws = np.polynomial.legendre.leggauss(400)
+    np.testing.assert_allclose(x, xs, atol=1e-15)
+    np.testing.assert_allclose(w, ws, rtol=1e-8)  # numpy's own weights are off by ~1e-9 here
+
+
+def test_steps_bounded_with_a_clear_error():
+    with pytest.raises(ValueError, match=f"steps must be at most {MAX_STEPS}"):
+        nodes_weights("gausslegendre", 10**7)
+    with pytest.raises(ValueError, match="steps must be at most"):
+        nodes_weights("riemann_left", MAX_STEPS + 1)
+
+
+@pytest.mark.parametrize("rule", ["gausslegendre", "riemann_left", "riemann_trapezoid"])
+def test_edge_plan_matches_the_full_distance_table(rule):
+    # The sorted-neighbour search must find what the quadratic edge-by-node table finds.
+    a, w = nodes_weights(rule, 37)
+    plan = edge_plan(a, w)
+    gap = np.abs(plan.edges[:, None] - a[None, :])
+    expected = np.where(gap.min(1) < 1e-12, gap.argmin(1), -1)
+    np.testing.assert_array_equal(plan.node_of_edge, expected)
 
 
 def test_riemann_nodes():

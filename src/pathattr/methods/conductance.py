@@ -324,8 +324,13 @@ class EdgePlan(NamedTuple):
 def edge_plan(a: np.ndarray, w: np.ndarray) -> EdgePlan:
     """The ``EdgePlan`` of the rule with nodes ``a`` and weights ``w``."""
     edges = cell_edges(w)
-    gap = np.abs(edges[:, None] - a[None, :])
-    node_of_edge = np.where(gap.min(1) < 1e-12, gap.argmin(1), -1)
+    # The nearest node of each edge among its two sorted neighbours: O(steps log steps), where
+    # a full edge-by-node distance table would grow with steps squared.
+    right = np.clip(np.searchsorted(a, edges), 1, len(a) - 1) if len(a) > 1 else \
+        np.zeros(len(edges), int)
+    left = np.maximum(right - 1, 0)
+    nearest = np.where(np.abs(a[left] - edges) <= np.abs(a[right] - edges), left, right)
+    node_of_edge = np.where(np.abs(a[nearest] - edges) < 1e-12, nearest, -1)
     inner = np.arange(len(edges))[1:-1]
     return EdgePlan(edges, node_of_edge, inner[node_of_edge[1:-1] < 0])
 
