@@ -5,9 +5,11 @@ bad items are recorded as failed while the run goes on."""
 import os
 import signal
 import sqlite3
+import struct
 import subprocess
 import sys
 import time
+import zlib
 
 import numpy as np
 import pytest
@@ -96,7 +98,7 @@ def test_killed_run_resumes_to_the_uninterrupted_result(digits, reference, tmp_p
     proc = subprocess.Popen([sys.executable, "-c", script], cwd=tmp_path)
     try:
         deadline = time.monotonic() + 60
-        while _done_count(out) < 2 * BATCH:
+        while _done_count(out) < 4 * BATCH:
             assert proc.poll() is None, "the run ended before it could be killed"
             assert time.monotonic() < deadline
             time.sleep(0.05)
@@ -105,11 +107,33 @@ def test_killed_run_resumes_to_the_uninterrupted_result(digits, reference, tmp_p
         proc.kill()
         proc.wait()
     before = _done_count(out)
-    assert 2 * BATCH <= before < 40, before
+    assert 4 * BATCH <= before < 40, before
+    # Damage four of the committed shards: truncate one, flip a byte of another, swap two.
+    with sqlite3.connect(out / "index.sqlite") as db:
+        keys_of = {}
+        for key, shard in db.execute("SELECT key, shard FROM items ORDER BY key"):
+            keys_of.setdefault(shard, set()).add(key)
+    truncated, flipped, a, b = (out / "shards" / s for s in list(keys_of)[:4])
+    truncated.write_bytes(truncated.read_bytes()[:300])
+    data = bytearray(flipped.read_bytes())
+    data[len(data) // 2] ^= 0x10
+    flipped.write_bytes(bytes(data))
+    a.rename(out / "shards" / "tmp")
+    b.rename(a)
+    (out / "shards" / "tmp").rename(b)
 
     monkeypatch.chdir(tmp_path)  # module:factory models are imported from the working directory
-    result = run("slow:model", digits, out=out, **SETTINGS)
-    assert (result.done, result.failed, result.skipped) == (40 - before, 0, before)  # none twice
+    with pytest.warns(UserWarning, match="stored result.*failed verification"):
+        result = run("slow:model", digits, out=out, **SETTINGS)
+    recomputed = {k for k, _, _ in result.recomputed}
+    # Every item of the truncated and swapped shards; of the flipped one, the member it hit.
+    assert keys_of[truncated.name] | keys_of[a.name] | keys_of[b.name] <= recomputed
+    assert 1 <= len(recomputed & keys_of[flipped.name]) <= BATCH
+    reasons = " ".join(r for _, _, r in result.recomputed)
+    assert "unreadable" in reasons and "checksum mismatch" in reasons, reasons
+    # None twice; the damaged ones again, each with its whole batch.
+    assert result.failed == 0 and result.done + result.skipped == 40
+    assert result.done == 40 - before + BATCH * len({int(k) // BATCH for k in recomputed})
 
     with sqlite3.connect(out / "index.sqlite") as db:
         rows = db.execute("SELECT key, shard, row FROM items").fetchall()
@@ -136,6 +160,18 @@ def _done_count(out) -> int:
         return 0
 
 
+def bomb_png() -> bytes:
+    """A valid PNG header claiming 20000 x 20000 grey pixels (400 megapixels, over Pillow's
+    decompression-bomb limit) with almost no data: opening it raises, nothing is allocated."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + \
+            struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", 20000, 20000, 8, 0, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) +
+            chunk(b"IDAT", zlib.compress(b"\0" * 10)) + chunk(b"IEND", b""))
+
+
 def test_bad_items_are_recorded_and_the_run_goes_on(digits, tmp_path):
     x = np.load(digits)["x"]
     images = tmp_path / "images"
@@ -143,20 +179,53 @@ def test_bad_items_are_recorded_and_the_run_goes_on(digits, tmp_path):
     for i in range(3):
         Image.fromarray((x[i, 0] * 255).astype(np.uint8)).save(images / f"{i}.png")
     (images / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    (images / "bomb.png").write_bytes(bomb_png())
     arrays = tmp_path / "arrays.npz"
     np.savez(arrays, a=x[0], wrong=x[1, :, :6, :6], c=x[2])
+    stacked = tmp_path / "stacked.npz"  # one NaN item in the middle of a batch of 4
+    with_nan = x[:6].copy()
+    with_nan[1, 0, 3, 3] = np.nan
+    np.savez(stacked, x=with_nan)
 
-    for data, bad, reason in [(images, "broken.png", "cannot read as an image"),
-                              (arrays, "wrong", "model failed on input shape (1, 6, 6)")]:
+    for data, bad in [(images, {"broken.png": "cannot read broken.png as an image: not a",
+                                "bomb.png": "cannot read bomb.png as an image: "
+                                            "DecompressionBombError"}),
+                      (arrays, {"wrong": "model failed on input shape (1, 6, 6)"}),
+                      (stacked, {"1": "array holds 1 NaN or inf values"})]:
         out = tmp_path / f"out-{data.name}"
         result = run("digits-cnn", data, out=out, **SETTINGS)
-        assert (result.done, result.failed) == (3 if data == images else 2, 1)
+        n = {"images": 5, "arrays.npz": 3, "stacked.npz": 6}[data.name]
+        assert (result.done, result.failed) == (n - len(bad), len(bad))
         with Store(out) as s:
-            failed = s.rows("status = 'failed'")
-        assert [r["key"] for r in failed] == [bad]
-        assert failed[0]["error"].startswith(reason), failed[0]["error"]
+            failed = {r["key"]: r["error"] for r in s.rows("status = 'failed'")}
+        assert failed.keys() == bad.keys()
+        for key, reason in bad.items():
+            assert failed[key].startswith(reason), failed[key]
+            assert "0x" not in failed[key]  # names the file, not a memory address
         again = run("digits-cnn", data, out=out, **SETTINGS)  # failures are retried, nothing else
-        assert (again.done, again.failed) == (0, 1)
+        assert (again.done, again.failed) == (0, len(bad))
+
+
+def test_a_method_failing_on_one_item_fails_that_item_only(digits, tmp_path, monkeypatch):
+    from pathattr import registry
+
+    real = registry.run
+
+    def fragile(method, model, x, target, steps, n_classes):
+        if (x[:, 0, 0, 0] > 0.5).any():  # as a method raising on one odd item would
+            raise RuntimeError("odd item")
+        return real(method, model, x, target, steps, n_classes)
+
+    data = tmp_path / "few.npz"
+    x = np.load(digits)["x"][:4].copy()
+    x[:, 0, 0, 0] = [0, 0.9, 0, 0]
+    np.savez(data, x=x)
+    monkeypatch.setattr(registry, "run", fragile)
+    result = run("digits-cnn", data, out=tmp_path / "out", **SETTINGS)
+    assert (result.done, result.failed) == (3, 1)
+    with Store(tmp_path / "out") as s:
+        assert [(r["key"], r["error"]) for r in s.rows("status = 'failed'")] == \
+            [("1", "ig failed: RuntimeError: odd item")]
 
 
 def test_summarize_tables_and_report(reference):
@@ -202,3 +271,60 @@ def test_cli_run_and_summarize(digits, tmp_path, capsys):
     assert cli.main(["run", *args, "--workers", "2"]) == 2
     assert cli.main(["summarize", str(tmp_path / "nothing")]) == 2
     assert "RESULTS: no results index" in capsys.readouterr().err
+
+
+EVIL_MODEL = """
+from pathlib import Path
+Path(__file__).with_name("ran").write_text("code from a results folder ran")
+def model():
+    raise SystemExit("never")
+"""
+
+
+def test_summarize_never_runs_code_named_in_the_results_folder(reference, tmp_path,
+                                                               monkeypatch):
+    import shutil
+
+    out = tmp_path / "copy"
+    shutil.copytree(reference, out)
+    (tmp_path / "evil.py").write_text(EVIL_MODEL)
+    monkeypatch.chdir(tmp_path)  # where module:factory would be imported from
+    with Store(out, write=True) as s:
+        s.save_settings({**s.settings(), "model": "evil:model"})
+    summary = summarize(out, sample=1)
+    assert not (tmp_path / "ran").exists()
+    page = summary.report.read_text()
+    assert "is not built in, and code named in a results folder is never run" in page
+    assert page.count("<img") == 2  # still the mean map and the sample, as bare heatmaps
+    summarize(out, sample=1, model="digits-cnn")  # the user's own --model draws them
+
+
+def test_summarize_reports_bad_rows_and_refuses_a_foreign_index(reference, tmp_path):
+    import shutil
+
+    out = tmp_path / "copy"
+    shutil.copytree(reference, out)
+    with sqlite3.connect(out / "index.sqlite") as db:
+        db.execute("UPDATE items SET delta = 'garbage' WHERE key = '3'")
+        db.execute("UPDATE items SET row = 'missing' WHERE key = '5'")
+    summary = summarize(out)
+    assert summary.data["methods"]["ig"]["done"] == 38
+    assert summary.data["methods"]["ig"]["corrupt"] == 2
+    reasons = {c["key"]: c["reason"] for c in summary.data["corrupt"]}
+    assert reasons["3"] == "index column delta holds 'garbage', not a number"
+    assert "has no member 'missing'" in reasons["5"]
+    with sqlite3.connect(out / "index.sqlite") as db:
+        db.execute("UPDATE meta SET value = '[1, 2' WHERE name = 'settings'")
+    assert cli.main(["summarize", str(out), "--quiet"]) == 2
+
+
+def test_batch_size_is_part_of_a_run_and_out_must_be_a_directory(digits, reference, tmp_path,
+                                                                   capsys):
+    with pytest.raises(UsageError, match="batch_size 4 -> 8"):
+        run("digits-cnn", digits, out=reference, **{**SETTINGS, "batch_size": 8})
+    a_file = tmp_path / "file"
+    a_file.write_text("")
+    for out in (a_file, a_file / "below"):
+        assert cli.main(["run", "--model", "digits-cnn", "--data", str(digits),
+                         "--out", str(out), "--quiet"]) == 2
+        assert "--out:" in capsys.readouterr().err

@@ -45,11 +45,86 @@ def test_crash_between_shard_and_commit_leaves_items_pending(tmp_path, monkeypat
         with pytest.raises(KeyboardInterrupt):
             s.commit([outcome("b")])
         monkeypatch.undo()
+        monkeypatch.setattr(s, "_remove_leftovers", lambda: None)  # a kill runs no close()
     assert len(list((tmp_path / "shards").iterdir())) == 2  # b's shard is an orphan
     (tmp_path / "shards" / "ig-half.npz.tmp").write_bytes(b"PK\x03\x04 half")  # killed mid-write
     with Store(tmp_path, write=True) as s:  # the next writer cleans up
         assert s.done() == {("a", "ig")}
         assert [p.name for p in (tmp_path / "shards").iterdir()] == [s.rows()[0]["shard"]]
+
+
+def test_close_removes_shards_whose_rows_were_all_recomputed(tmp_path):
+    with Store(tmp_path, write=True) as s:
+        s.commit([outcome("a", value=1)])
+        s.commit([outcome("a", value=2)])
+        assert len(list((tmp_path / "shards").iterdir())) == 2
+    assert [p.name for p in (tmp_path / "shards").iterdir()] == [Store(tmp_path).rows()[0]["shard"]]
+
+
+def corrupt(tmp_path, damage):
+    """Commit a, b (one shard) and c (another), apply ``damage(store_path, rows)``, and return
+    what ``check`` says."""
+    with Store(tmp_path, write=True) as s:
+        s.commit([outcome("a", value=1), outcome("b", value=2)])
+        s.commit([outcome("c", value=3)])
+    with Store(tmp_path) as s:
+        rows = {r["key"]: r for r in s.rows()}
+    damage(tmp_path, rows)
+    with Store(tmp_path) as s:
+        verified, bad = s.check()
+        readable = {r["key"] for r, _ in s.attributions(s.rows())}
+    assert readable == {k for k, _ in verified}
+    return verified, {k: reason for k, _, reason in bad}
+
+
+def _sql(path, statement, *params):
+    import sqlite3
+
+    with sqlite3.connect(path / "index.sqlite") as db:
+        db.execute(statement, params)
+
+
+def test_verification_catches_truncation_swaps_edits_and_bad_values(tmp_path):
+    def truncate(path, rows):
+        shard = path / "shards" / rows["a"]["shard"]
+        shard.write_bytes(shard.read_bytes()[:100])
+
+    verified, bad = corrupt(tmp_path / "t", truncate)
+    assert verified == {("c", "ig")} and set(bad) == {"a", "b"}
+    assert "unreadable" in bad["a"]
+
+    def swap_pointer(path, rows):  # a points at b's member: a real array, the wrong one
+        _sql(path, "UPDATE items SET row = ? WHERE key = 'a'", rows["b"]["row"])
+
+    verified, bad = corrupt(tmp_path / "p", swap_pointer)
+    assert set(bad) == {"a"} and "checksum mismatch" in bad["a"]
+
+    def swap_shards(path, rows):  # c's shard renamed as a/b's and the other way round
+        first, second = (path / "shards" / rows[k]["shard"] for k in ("a", "c"))
+        first.rename(path / "tmp")
+        second.rename(first)
+        (path / "tmp").rename(second)
+
+    verified, bad = corrupt(tmp_path / "s", swap_shards)
+    assert verified == set() and "checksum mismatch" in bad["a"]
+    assert "has no member" in bad["b"]  # c's shard holds one member only
+
+    def garbage(path, rows):
+        _sql(path, "UPDATE items SET delta = 'garbage' WHERE key = 'b'")
+        _sql(path, "UPDATE items SET row = '7' WHERE key = 'c'")
+
+    verified, bad = corrupt(tmp_path / "g", garbage)
+    assert verified == {("a", "ig")}
+    assert bad["b"] == "index column delta holds 'garbage', not a number"
+    assert bad["c"].endswith("has no member '7'")
+
+
+def test_store_without_checksums_is_unverified(tmp_path):
+    def drop(path, rows):
+        _sql(path, "UPDATE items SET checksum = NULL")
+
+    verified, bad = corrupt(tmp_path, drop)
+    assert verified == set() and bad["a"] == "index column checksum is empty"
 
 
 def test_failed_item_replaced_when_it_succeeds(tmp_path):

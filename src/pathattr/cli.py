@@ -134,6 +134,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as e:  # --help (0) or a bad argument (2)
         return e.code if isinstance(e.code, int) else 2
     from .commands import UsageError
+    from .errors import one_line
 
     try:
         return args.run(args)
@@ -144,8 +145,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("pathattr: interrupted", file=sys.stderr)
         return 130
     except Exception as e:
-        print(f"pathattr: error: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}",
-              file=sys.stderr)
+        print(f"pathattr: error: {one_line(e)}", file=sys.stderr)
         return 1
 
 

@@ -8,6 +8,7 @@ raises out of here: its ``Raw.error`` or ``decode``'s ``ItemError`` carries the 
 from __future__ import annotations
 
 import io
+import re
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,6 +18,8 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor
+
+from .errors import one_line
 
 #: File suffixes read as images from a directory (anything else there is not an item).
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm",
@@ -81,26 +84,50 @@ class Dataset:
             i = int(key)
             label = None if self._labels is None else int(self._labels[i])
             return Raw(key, self._x[i], label)
-        except (OSError, ValueError) as e:  # unreadable file, object array refused
-            return Raw(key, None, error=f"cannot read: {type(e).__name__}: {first_line(e)}")
+        except Exception as e:  # an unreadable item fails alone, whatever the reason
+            return Raw(key, None, error=f"cannot read {key}: {one_line(e)}")
 
 
 def decode(raw: Raw, preprocess: Callable[[Image.Image], Tensor]) -> Tensor:
     """The model input ``(C, H, W)``-like tensor of one item: image bytes through the model's
-    ``preprocess``, arrays as float32 unchanged. Raises ``ItemError``. Cost: one decode."""
+    ``preprocess``, arrays as float32 unchanged. Raises ``ItemError`` for anything wrong with
+    the item (unreadable, too large to decode safely, not numeric, NaN or inf, or a failing
+    ``preprocess``), so one bad item never stops a run. Cost: one decode."""
     if raw.error is not None:
         raise ItemError(raw.error)
     if isinstance(raw.payload, np.ndarray):
         if not np.issubdtype(raw.payload.dtype, np.number):
             raise ItemError(f"array of dtype {raw.payload.dtype} is not numeric")
-        return torch.from_numpy(np.array(raw.payload, dtype=np.float32))
+        x = np.array(raw.payload, dtype=np.float32)
+        if not np.isfinite(x).all():
+            raise ItemError(f"array holds {int((~np.isfinite(x)).sum())} NaN or inf values")
+        return torch.from_numpy(x)
     try:
         with Image.open(io.BytesIO(raw.payload)) as img:
-            return preprocess(img.convert("RGB"))
-    except (UnidentifiedImageError, OSError, SyntaxError) as e:  # SyntaxError: broken PNG/GIF
-        raise ItemError(f"cannot read as an image: {type(e).__name__}: {first_line(e)}") from None
+            x = preprocess(to_rgb(img))
+    except UnidentifiedImageError:
+        raise ItemError(f"cannot read {raw.key} as an image: not a format Pillow knows") from None
+    except Exception as e:  # broken files raise anything: SyntaxError, DecompressionBombError
+        reason = re.sub(r"<_io\.BytesIO object at 0x[0-9a-f]+>", raw.key, one_line(e))
+        raise ItemError(f"cannot read {raw.key} as an image: {reason}") from None
+    if not torch.isfinite(x).all():
+        raise ItemError(f"{raw.key}: preprocessing gave NaN or inf values")
+    return x
 
 
-def first_line(e: BaseException) -> str:
-    """An exception's message up to its first line break (the reason recorded for an item)."""
-    return str(e).splitlines()[0] if str(e) else ""
+def to_rgb(img: Image.Image) -> Image.Image:
+    """``img`` as 8-bit RGB. High-bit-depth greys (16-bit PNG or TIFF: modes ``I;16*``, ``I``)
+    are scaled by their bit depth to 0..255 where Pillow's ``convert`` would clip them to
+    {0, 255}; float images (mode ``F``) are taken to lie in [0, 1]. Raises ``ValueError`` for
+    a 32-bit integer image whose values exceed 16 bits (its scale is unknown)."""
+    if img.mode.startswith("I;16") or img.mode in ("I", "F"):
+        a = np.asarray(img, dtype=np.float64)
+        if img.mode == "F":
+            a = a * 255.0
+        else:
+            if img.mode == "I" and (a.min() < 0 or a.max() > 65535):
+                raise ValueError(f"32-bit integer image with values {a.min():.0f}..{a.max():.0f}"
+                                 f": no known scale; save it as 8- or 16-bit")
+            a = a / 257.0  # 65535 -> 255
+        img = Image.fromarray(np.clip(np.rint(a), 0, 255).astype(np.uint8), mode="L")
+    return img.convert("RGB")

@@ -1,4 +1,5 @@
-"""The library's own error for a bad setting (a model spec, a method name, a run's options).
+"""The library's own error for a bad setting (a model spec, a method name, a run's options), and
+``first_line`` / ``one_line``, how one-line reasons are cut from exceptions.
 
 Its message starts with the name of the setting, as the command line spells it (``--model:``),
 so the ``pathattr`` command shows it as it is and exits with code 2.
@@ -7,3 +8,15 @@ so the ``pathattr`` command shows it as it is and exits with code 2.
 
 class SettingError(ValueError):
     """A bad setting; the message starts with the setting's name."""
+
+
+def first_line(e: BaseException) -> str:
+    """An exception's message up to its first line break ('' if it has none)."""
+    text = str(e).strip()
+    return text.splitlines()[0] if text else ""
+
+
+def one_line(e: BaseException) -> str:
+    """``Type: first line of the message``, or just ``Type`` for an exception without one."""
+    text = first_line(e)
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__

@@ -17,7 +17,8 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor, nn
 
-from .errors import SettingError
+from .datasets import to_rgb
+from .errors import SettingError, one_line
 
 
 @dataclass
@@ -76,6 +77,11 @@ def _digits() -> ModelBundle:
                        lambda x: x[0].numpy()[..., None].repeat(3, 2), str, "features.relu2")
 
 
+#: The image models built into pathattr, by name: the only ones loaded from a name read in a
+#: results folder (``summarize``), since they run no code from elsewhere.
+BUILTIN = {"efficientnet-lite0": _efficientnet, "digits-cnn": _digits}
+
+
 def load_model(spec: str, weights: str | None = None) -> ModelBundle:
     """The model named by ``--model``: a built-in name, ``module:factory`` (a function returning
     an ``nn.Module``; with ``weights``, a state_dict file loaded into it), or a model file:
@@ -86,11 +92,10 @@ def load_model(spec: str, weights: str | None = None) -> ModelBundle:
     """
     if weights is not None and not Path(weights).is_file():
         raise SettingError(f"--weights: no such file: {weights!r}")
-    builtin = {"efficientnet-lite0": _efficientnet, "digits-cnn": _digits}
-    if spec in builtin:
+    if spec in BUILTIN:
         if weights:
             raise SettingError("--weights: only for --model module:factory")
-        return builtin[spec]()
+        return BUILTIN[spec]()
     if spec == "minilm":
         raise SettingError("--model: minilm explains sentences; use explain --text")
     path = Path(spec)
@@ -176,13 +181,20 @@ def load_image(spec: str) -> tuple[str, Image.Image]:
                              f"{', '.join('photo:' + p for p in PHOTOS)}")
         return name, photo(name)
     path = Path(spec)
+    if path.is_dir():
+        raise SettingError(f"IMAGE: {spec!r} is a directory; give image files, or run a whole "
+                           f"folder with: pathattr run --data {spec}")
     if not path.is_file():
         raise SettingError(f"IMAGE: no such file: {spec!r}")
     try:
         with Image.open(path) as img:
-            return path.stem, img.convert("RGB")
-    except (UnidentifiedImageError, OSError) as e:
-        raise SettingError(f"IMAGE: cannot read {spec!r} as an image ({e})") from None
+            return path.stem, to_rgb(img)
+    except UnidentifiedImageError:
+        raise SettingError(f"IMAGE: {spec!r} is not an image format Pillow knows") from None
+    except Image.DecompressionBombError as e:
+        raise SettingError(f"IMAGE: {spec!r} is too large to decode safely ({e})") from None
+    except (OSError, SyntaxError, ValueError) as e:  # truncated or broken files
+        raise SettingError(f"IMAGE: cannot read {spec!r} as an image ({one_line(e)})") from None
 
 
 def parse_target(spec: str | None, bundle: ModelBundle, n_outputs: int) -> int | None:

@@ -13,18 +13,19 @@ batch with exactly the items it had, and results do not depend on where the run 
 from __future__ import annotations
 
 import json
+import sqlite3
 import sys
 import time
 import warnings
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from .datasets import Dataset, ItemError, Raw, decode, first_line
-from .errors import SettingError
-from .store import Outcome, Store, StoreBusy
+from .datasets import Dataset, ItemError, Raw, decode
+from .errors import SettingError, one_line
+from .store import BadStore, Outcome, Store, StoreBusy
 
 #: ``--layer NAME`` adds the method ``conductance@NAME``: Neuron IG (total conductance) of each
 #: channel of that layer (Shrikumar et al. 2018), stored as one value per channel.
@@ -44,6 +45,9 @@ class Settings:
     data: str
     steps: int
     target: str | None
+    #: Part of a run's identity because batched kernels round differently per batch size
+    #: (measured: 16 of 200 digits results moved by up to 2.5e-7 between sizes 4 and 16).
+    batch_size: int
 
     def identity(self) -> dict:
         return asdict(self)
@@ -52,13 +56,15 @@ class Settings:
 @dataclass
 class RunResult:
     """``done`` / ``failed``: (item, method) pairs computed by this call; ``skipped``: pairs the
-    store already held; ``seconds``: wall time of this call."""
+    store already held; ``seconds``: wall time of this call; ``recomputed``: ``(key, method,
+    reason)`` of stored results that failed verification and were computed again."""
 
     out: Path
     done: int
     failed: int
     skipped: int
     seconds: float
+    recomputed: list[tuple[str, str, str]] = field(default_factory=list)
 
 
 class Worker:
@@ -119,7 +125,7 @@ class Worker:
             if logits.dim() != 2:
                 raise ValueError(f"output shape {tuple(logits.shape)} is not (batch, classes)")
         except Exception as e:  # e.g. a wrong-shaped item: the model raises on it
-            reason = f"model failed on input shape {shape}: {type(e).__name__}: {first_line(e)}"
+            reason = f"model failed on input shape {shape}: {one_line(e)}"
             return [Outcome(raw.key, m, label=raw.label, error=reason)
                     for raw, methods, _ in members for m in methods]
         if self.settings.target is not None and self.target is None:
@@ -129,23 +135,31 @@ class Worker:
         outcomes = []
         for method in dict.fromkeys(m for _, methods, _ in members for m in methods):
             rows = [i for i, (_, methods, _) in enumerate(members) if method in methods]
-            try:
-                result, seconds = self._attribute(method, x[rows], targets[rows], logits.shape[1])
-            except Exception as e:  # one method failing must not lose the others
-                reason = f"{method} failed: {type(e).__name__}: {first_line(e)}"
-                outcomes += [Outcome(members[i][0].key, method, label=members[i][0].label,
-                                     error=reason) for i in rows]
-                continue
-            attr = result.neuron_totals() if method.startswith(LAYER_METHOD + "@") \
-                else result.attributions
-            out_delta = result.info.get("output_delta")
-            for j, i in enumerate(rows):
-                outcomes.append(Outcome(
-                    members[i][0].key, method, attr[j].detach().float().numpy(),
-                    int(predicted[i]), int(targets[i]), members[i][0].label,
-                    None if result.delta is None else float(result.delta[j]),
-                    None if out_delta is None else float(out_delta[j]), seconds / len(rows)))
+            outcomes += self._method(method, members, rows, x, predicted, targets,
+                                     logits.shape[1])
         return outcomes
+
+    def _method(self, method: str, members: list, rows: list[int], x, predicted, targets,
+                n_classes: int) -> list[Outcome]:
+        """``method`` on the items ``rows`` of a group, at once; if that raises, item by item,
+        so that only the items it fails on fail."""
+        try:
+            result, seconds = self._attribute(method, x[rows], targets[rows], n_classes)
+        except Exception as e:  # one method failing must not lose the others
+            if len(rows) > 1:
+                return [o for i in rows for o in self._method(method, members, [i], x,
+                                                              predicted, targets, n_classes)]
+            raw = members[rows[0]][0]
+            return [Outcome(raw.key, method, label=raw.label,
+                            error=f"{method} failed: {one_line(e)}")]
+        attr = result.neuron_totals() if method.startswith(LAYER_METHOD + "@") \
+            else result.attributions
+        out_delta = result.info.get("output_delta")
+        return [Outcome(members[i][0].key, method, attr[j].detach().float().numpy(),
+                        int(predicted[i]), int(targets[i]), members[i][0].label,
+                        None if result.delta is None else float(result.delta[j]),
+                        None if out_delta is None else float(out_delta[j]), seconds / len(rows))
+                for j, i in enumerate(rows)]
 
     def _attribute(self, method: str, x, target, n_classes: int):
         from . import registry
@@ -193,13 +207,23 @@ def run(model: str, data: str | Path, methods: str | Sequence[str] = "ig",
         raise SettingError(f"--data: {e}") from None
     # str(target): 3 from Python and "3" from the command line are the same run.
     settings = Settings(model, weights, str(Path(data).resolve()), steps,
-                        None if target is None else str(target))
+                        None if target is None else str(target), batch_size)
+    out_path = Path(out)
+    if out_path.exists() and not out_path.is_dir() or any(
+            p.exists() and not p.is_dir() for p in out_path.parents):
+        raise SettingError(f"--out: {str(out)!r} is (or is under) a file, not a directory")
     try:
         store = Store(out, write=True)
     except StoreBusy as e:
         raise SettingError(f"--out: {e}") from None
+    except (OSError, sqlite3.Error) as e:
+        raise SettingError(f"--out: cannot write a results store in {str(out)!r}: "
+                           f"{one_line(e)}") from None
     with store:
-        saved = store.settings()
+        try:
+            saved = store.settings()
+        except BadStore as e:
+            raise SettingError(f"--out: {e}") from None
         if saved is None:
             store.save_settings(settings.identity())
         elif saved != settings.identity():
@@ -207,11 +231,20 @@ def run(model: str, data: str | Path, methods: str | Sequence[str] = "ig",
                                 for k, v in settings.identity().items() if saved.get(k) != v)
             raise SettingError(f"--out: {str(out)!r} holds a run with other settings ({changed});"
                              f" resume with the same settings or choose another --out")
-        done = store.done()
+        done, corrupt = store.check()
+        if corrupt:
+            warnings.warn(f"{len(corrupt)} stored result(s) in {str(out)!r} failed verification "
+                          f"and will be recomputed; first: {corrupt[0][0]} ({corrupt[0][1]}): "
+                          f"{corrupt[0][2]}", stacklevel=2)
+        damaged = {(k, m) for k, m, _ in corrupt}
         batches = []
         for i in range(0, len(dataset.keys), batch_size):
-            todo = [(k, tuple(m for m in names if (k, m) not in done))
-                    for k in dataset.keys[i:i + batch_size]]
+            keys = dataset.keys[i:i + batch_size]
+            # A damaged result is recomputed with its whole batch, as first computed: batched
+            # kernels round differently for other batch compositions.
+            redo = {m for m in names if any((k, m) in damaged for k in keys)}
+            todo = [(k, tuple(m for m in names if (k, m) not in done or m in redo))
+                    for k in keys]
             todo = [t for t in todo if t[1]]
             if todo:
                 batches.append(todo)
@@ -235,7 +268,7 @@ def run(model: str, data: str | Path, methods: str | Sequence[str] = "ig",
                 bar.update(len({o.key for o in outcomes}))
     skipped = len(dataset.keys) * len(names) - counts["done"] - counts["failed"]
     return RunResult(Path(out), counts["done"], counts["failed"], skipped,
-                     time.perf_counter() - start)
+                     time.perf_counter() - start, corrupt)
 
 
 def _local(settings: Settings, layers: list[str], batches: Iterator[Work]
@@ -299,41 +332,56 @@ class Summary:
     report: Path
 
 
-def summarize(results: str | Path, sample: int = 4, top: int = 10) -> Summary:
-    """Aggregate a store: per method the done and failed counts, mean |delta|, mean relative
-    |delta| and time per item; per class the predicted (and, with labels, true) counts; the
-    ``top`` features (pixels, or channels for layer methods) by mean |attribution| over the
-    dataset; the failures. Writes ``summary.json`` and ``report.html`` (the aggregates plus
-    heatmaps of the first ``sample`` items) into ``results``. Raises ``FileNotFoundError`` if
-    there is no store. Cost: reading every attribution once, and loading the model to draw
-    the sample over its inputs."""
+def summarize(results: str | Path, sample: int = 4, top: int = 10, model: str | None = None,
+              weights: str | None = None) -> Summary:
+    """Aggregate a store: per method the done, failed and corrupt counts, mean |delta|, mean
+    relative |delta| and time per item; per class the predicted (and, with labels, true)
+    counts; the ``top`` features (pixels, or channels for layer methods) by mean |attribution|
+    over the dataset; the failures, and the stored results that fail verification (left out of
+    every aggregate, with the reason). Writes ``summary.json`` and ``report.html`` (the
+    aggregates plus heatmaps of the first ``sample`` items) into ``results``.
+
+    The sample is drawn over its inputs when the run's model is built in, or when ``model``
+    (and ``weights``) is given here: a ``module:factory`` or TorchScript model named in the
+    results folder is never loaded, since that would run code from wherever the folder came
+    from. Raises ``FileNotFoundError`` if there is no store, ``BadStore`` for an index pathattr
+    did not write. Cost: reading and hashing every
+    attribution once, and loading the model to draw the sample.
+    """
     from . import viz
 
     results = Path(results)
     with Store(results) as store:
         settings = store.settings() or {}
         rows = store.rows()
-        methods = list(dict.fromkeys(r["method"] for r in rows))
-        per_method = {m: _method_stats([r for r in rows if r["method"] == m]) for m in methods}
-        sums = {m: _feature_sums(store, [r for r in rows if r["method"] == m]) for m in methods}
-        keys = list(dict.fromkeys(r["key"] for r in rows if r["status"] == "done"))[:sample]
-        shown = store.attributions(r for r in rows if r["key"] in keys)
-        sample_attrs = [(r["key"], r["method"], a) for r, a in shown]
-    classes = _class_counts(rows)
+        good, corrupt, sums, sample_attrs, keys = [], [], {}, [], []
+        for row, a, reason in store.results(rows):
+            if reason is not None:
+                corrupt.append((str(row["key"]), str(row["method"]), reason))
+                continue
+            good.append(row)
+            _add_to_sums(sums, row["method"], a)
+            if row["key"] in keys or len(keys) < sample:
+                keys += [] if row["key"] in keys else [row["key"]]
+                sample_attrs.append((row["key"], row["method"], a))
+    failed = [r for r in rows if r["status"] == "failed"]
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    per_method = {m: _method_stats([r for r in good if r["method"] == m],
+                                   sum(r["method"] == m for r in failed),
+                                   sum(c[1] == m for c in corrupt)) for m in methods}
+    classes = _class_counts(good)
     top_rows = []
     for m, (total_abs, total, n) in sums.items():
-        if n == 0:
-            continue
         mean_abs, mean = total_abs.ravel() / n, total.ravel() / n
         for rank, f in enumerate(np.argsort(-mean_abs, kind="stable")[:top], 1):
             where = tuple(int(i) for i in np.unravel_index(f, total_abs.shape))
             name = f"channel {f}" if m.startswith(LAYER_METHOD + "@") else f"pixel {where}"
             top_rows.append((m, rank, name, f"{mean_abs[f]:.4g}", f"{mean[f]:+.4g}"))
-    failures = [(r["key"], r["method"], r["error"]) for r in rows if r["status"] == "failed"]
+    failures = [(str(r["key"]), str(r["method"]), str(r["error"])) for r in failed]
     tables = [
-        viz.Table(("method", "done", "failed", "mean |delta|", "mean |delta| / |dF|",
+        viz.Table(("method", "done", "failed", "corrupt", "mean |delta|", "mean |delta| / |dF|",
                    "ms per item"),
-                  [(m, s["done"], s["failed"], _fmt(s["mean_abs_delta"]),
+                  [(m, s["done"], s["failed"], s["corrupt"], _fmt(s["mean_abs_delta"]),
                     _fmt(s["mean_relative_delta"], "{:.2%}"), _fmt(s["ms_per_item"], "{:.1f}"))
                    for m, s in per_method.items()]),
         viz.Table(("class", "predicted", "labelled", "correct"),
@@ -343,18 +391,21 @@ def summarize(results: str | Path, sample: int = 4, top: int = 10) -> Summary:
     ]
     if failures:
         tables.append(viz.Table(("item", "method", "failure"), failures))
+    if corrupt:
+        tables.append(viz.Table(("item", "method", "stored result fails verification"),
+                                corrupt))
     data = {"settings": settings, "methods": per_method,
             "classes": {str(c): dict(zip(("predicted", "labelled", "correct"), v))
                         for c, v in classes.items()},
             "top_features": [dict(zip(("method", "rank", "feature", "mean_abs", "mean"), t))
                              for t in top_rows],
-            "failures": [dict(zip(("key", "method", "error"), f)) for f in failures]}
+            "failures": [dict(zip(("key", "method", "error"), f)) for f in failures],
+            "corrupt": [dict(zip(("key", "method", "reason"), c)) for c in corrupt]}
     (results / "summary.json").write_text(json.dumps(data, indent=2) + "\n")
     panels = [viz.MethodPanel(f"{m}: mean |attribution|, {n} items",
                               viz.array_png(viz.heatmap(a / n, signed=False)))
-              for m, (a, _, n) in sums.items()
-              if n and not m.startswith(LAYER_METHOD + "@")]
-    images = _sample_images(settings, keys)
+              for m, (a, _, n) in sums.items() if not m.startswith(LAYER_METHOD + "@")]
+    images, why_not = _sample_images(settings, keys, model, weights)
     for key, m, a in sample_attrs:
         if m.startswith(LAYER_METHOD + "@"):
             continue
@@ -363,48 +414,48 @@ def summarize(results: str | Path, sample: int = 4, top: int = 10) -> Summary:
     report = viz.Report(
         title=f"pathattr run: {results.name}",
         facts=[*((k, str(v)) for k, v in settings.items()),
-               *((m, f"{s['done']} done, {s['failed']} failed, mean |delta| "
-                  f"{_fmt(s['mean_abs_delta'])}") for m, s in per_method.items())],
+               *((m, f"{s['done']} done, {s['failed']} failed, {s['corrupt']} corrupt, "
+                  f"mean |delta| {_fmt(s['mean_abs_delta'])}") for m, s in per_method.items())],
         prediction=tables[1], methods=panels, neurons=tables[2],
-        notes=[f"{k} ({m}) failed: {e}" for k, m, e in failures[:20]])
+        notes=[*([why_not] if why_not else []),
+               *(f"{k} ({m}) failed: {e}" for k, m, e in failures[:20]),
+               *(f"{k} ({m}) stored result fails verification: {e}" for k, m, e in corrupt[:20])])
     return Summary(tables, data, report.write(results / "report.html"))
 
 
-def _method_stats(rows: list) -> dict:
-    done = [r for r in rows if r["status"] == "done"]
+def _method_stats(done: list, failed: int, corrupt: int) -> dict:
     deltas = [abs(r["delta"]) for r in done if r["delta"] is not None]
     relative = [abs(r["delta"]) / max(abs(r["output_delta"]), 1e-12) for r in done
                 if r["delta"] is not None and r["output_delta"] is not None]
     seconds = [r["seconds"] for r in done if r["seconds"] is not None]
-    return {"done": len(done), "failed": len(rows) - len(done),
+    return {"done": len(done), "failed": failed, "corrupt": corrupt,
             "mean_abs_delta": _mean(deltas), "mean_relative_delta": _mean(relative),
             "ms_per_item": None if not seconds else 1000 * _mean(seconds)}
 
 
-def _feature_sums(store: Store, rows: list) -> tuple[np.ndarray | None, np.ndarray | None, int]:
-    """``(sum |map|, sum map, n)`` over the done items whose map has the first one's shape;
-    an input attribution's map sums its channels (a pixel's total), a layer's is per channel."""
+def _add_to_sums(sums: dict, method: str, a: np.ndarray) -> None:
+    """Add one item to ``sums[method] = [sum |map|, sum map, n]``, if its map has the first
+    one's shape; an input attribution's map sums its channels (a pixel's total), a layer's is
+    per channel."""
     from .viz import attribution_map
 
-    total_abs = total = None
-    n = 0
-    for _, a in store.attributions(rows):
-        m = attribution_map(a) if a.ndim == 3 else a
-        if total is None:
-            total_abs, total = np.zeros(m.shape), np.zeros(m.shape)
-        if m.shape == total.shape:
-            total_abs += np.abs(m)
-            total += m
-            n += 1
-    return total_abs, total, n
+    m = attribution_map(a) if a.ndim == 3 else a
+    if method not in sums:
+        sums[method] = [np.zeros(m.shape), np.zeros(m.shape), 0]
+    total_abs, total, _ = sums[method]
+    if m.shape == total.shape:
+        total_abs += np.abs(m)
+        total += m
+        sums[method][2] += 1
 
 
 def _class_counts(rows: list) -> dict[int, list[int]]:
-    """class -> [predicted, labelled, correct], one vote per item (not per method)."""
+    """class -> [predicted, labelled, correct] over done ``rows``, one vote per item (not per
+    method)."""
     counts: dict[int, list[int]] = {}
     seen = set()
     for r in rows:
-        if r["status"] != "done" or r["key"] in seen:
+        if r["key"] in seen:
             continue
         seen.add(r["key"])
         counts.setdefault(r["prediction"], [0, 0, 0])[0] += 1
@@ -414,18 +465,25 @@ def _class_counts(rows: list) -> dict[int, list[int]]:
     return counts
 
 
-def _sample_images(settings: dict, keys: list[str]) -> dict[str, np.ndarray]:
-    """The sample's inputs as the model saw them, for overlays; empty, with a warning saying
-    why, if the data or model is no longer loadable (the report then shows bare heatmaps)."""
-    try:
-        from .models import load_model
+def _sample_images(settings: dict, keys: list[str], model: str | None, weights: str | None
+                   ) -> tuple[dict[str, np.ndarray], str | None]:
+    """The sample's inputs as the model saw them, for overlays, and None; or no images and the
+    reason (the report then shows bare heatmaps): the run's model is not built in and none was
+    given, or the data or model is no longer loadable."""
+    from .models import BUILTIN, load_model
 
-        bundle = load_model(settings["model"], settings.get("weights"))
+    if model is None:
+        model, weights = settings.get("model"), None
+        if not isinstance(model, str) or model not in BUILTIN:
+            return {}, (f"input images not drawn: the run's model {model!r} is not built in, "
+                        f"and code named in a results folder is never run; pass --model to "
+                        f"summarize to draw them")
+    try:
+        bundle = load_model(model, weights)
         raws = Dataset(settings["data"]).read(keys)
-        return {r.key: bundle.display(decode(r, bundle.preprocess)) for r in raws}
+        return {r.key: bundle.display(decode(r, bundle.preprocess)) for r in raws}, None
     except Exception as e:  # the report is still useful without the pictures
-        warnings.warn(f"summarize: report without input images: {first_line(e)}", stacklevel=2)
-        return {}
+        return {}, f"input images not drawn: {one_line(e)}"
 
 
 def _mean(values: list[float]) -> float | None:

@@ -3,8 +3,8 @@
 Layout of ``RESULTS/``::
 
     index.sqlite      items(key, method, status, prediction, target, label, delta,
-                      output_delta, seconds, error, shard, row), one row per (key, method);
-                      meta(name, value): the run's settings
+                      output_delta, seconds, error, shard, row, checksum), one row per
+                      (key, method); meta(name, value): the run's settings
     shards/*.npz      one file per (batch, method): member ``str(row)`` is one item's attribution
     lock              held (flock) by the one process writing the store
 
@@ -13,29 +13,39 @@ written under a temporary name, fsynced, renamed into place (atomic on POSIX) an
 fsynced *before* the transaction that marks its items done commits (one transaction per batch,
 SQLite WAL with ``synchronous=FULL``). A kill before the commit leaves at most an orphan shard,
 which the next writer deletes, and the items still pending; a kill after it leaves them done.
-An item counts as done only if its row says so and its shard exists, so deleting shards by hand
-makes those items pending again. Failed items are retried by the next run.
+An item counts as done only if its row says so and its result verifies: the row's values have
+their column's type, the shard opens, and the member it points to hashes to the row's
+``checksum``, a SHA-256 of the item's key, method, dtype, shape and bytes. So a truncated or
+bit-flipped shard, two swapped shards or an edited row pointer make those items pending again
+(``check``), and readers skip them with the reason. Failed items are retried by the next run.
+
+Nothing read from a store is executed: shards are loaded with ``allow_pickle=False`` and the
+index holds plain values.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sqlite3
 import uuid
+import zipfile
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from .errors import first_line
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS items (
     key TEXT NOT NULL, method TEXT NOT NULL,
     status TEXT NOT NULL CHECK (status IN ('done', 'failed')),
     prediction INTEGER, target INTEGER, label INTEGER, delta REAL, output_delta REAL,
-    seconds REAL, error TEXT, shard TEXT, row TEXT,
+    seconds REAL, error TEXT, shard TEXT, row TEXT, checksum TEXT,
     PRIMARY KEY (key, method));
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
@@ -57,6 +67,10 @@ class Outcome:
     output_delta: float | None = None
     seconds: float | None = None
     error: str | None = None
+
+
+class BadStore(ValueError):
+    """The store's index is not one pathattr wrote (settings that are not a JSON object)."""
 
 
 class StoreBusy(Exception):
@@ -83,6 +97,9 @@ class Store:
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=FULL")
             self.db.executescript(SCHEMA)
+            columns = {c[1] for c in self.db.execute("PRAGMA table_info(items)")}
+            if "checksum" not in columns:  # a store from before checksums: all unverified
+                self.db.execute("ALTER TABLE items ADD COLUMN checksum TEXT")
             self._remove_leftovers()
 
     def __enter__(self) -> Store:
@@ -92,15 +109,27 @@ class Store:
         self.close()
 
     def close(self) -> None:
+        if self._lock is not None:  # shards whose every row was recomputed into another
+            self._remove_leftovers()
         self.db.close()
         if self._lock is not None:
             os.close(self._lock)  # releases the flock
             self._lock = None
 
     def settings(self) -> dict | None:
-        """The settings saved by the first run into this store, or None if there was none."""
+        """The settings saved by the first run into this store, or None if there was none.
+        Raises ``BadStore`` if they are not a JSON object."""
         row = self.db.execute("SELECT value FROM meta WHERE name = 'settings'").fetchone()
-        return None if row is None else json.loads(row[0])
+        if row is None:
+            return None
+        try:
+            settings = json.loads(row[0])
+        except (TypeError, ValueError):
+            settings = None
+        if not isinstance(settings, dict):
+            raise BadStore(f"the index of {str(self.path)!r} holds settings that are not a "
+                             f"JSON object: {str(row[0])[:80]!r}")
+        return settings
 
     def save_settings(self, settings: dict) -> None:
         with self._transaction():
@@ -108,17 +137,20 @@ class Store:
                             (json.dumps(settings, sort_keys=True),))
 
     def done(self) -> set[tuple[str, str]]:
-        """``(key, method)`` of every item done with its shard present. Cost: one query and one
-        ``stat`` per shard."""
-        rows = self.db.execute("SELECT key, method, shard FROM items WHERE status = 'done'")
-        present: dict[str, bool] = {}
-        out = set()
-        for key, method, shard in rows:
-            if shard not in present:
-                present[shard] = (self.shards / shard).is_file()
-            if present[shard]:
-                out.add((key, method))
-        return out
+        """``(key, method)`` of every done item whose result verifies (see ``check``)."""
+        return self.check()[0]
+
+    def check(self) -> tuple[set[tuple[str, str]], list[tuple[str, str, str]]]:
+        """``(verified, corrupt)``: the ``(key, method)`` of every done item whose result
+        verifies, and ``(key, method, reason)`` of those that do not. Cost: reading and hashing
+        every stored attribution."""
+        verified, corrupt = set(), []
+        for row, _, reason in self.results(self.rows("status = 'done'")):
+            if reason is None:
+                verified.add((row["key"], row["method"]))
+            else:
+                corrupt.append((str(row["key"]), str(row["method"]), reason))
+        return verified, corrupt
 
     def commit(self, outcomes: list[Outcome]) -> None:
         """Record one batch: shards first (durable under their final names), then one
@@ -134,10 +166,11 @@ class Store:
             shard = f"{method}-{uuid.uuid4().hex}.npz"
             _write_atomic(self.shards / shard,
                           {str(i): o.attribution for i, o in enumerate(done)})
-            rows.extend(_row(o, "done", shard, str(i)) for i, o in enumerate(done))
+            rows.extend(_row(o, "done", shard, str(i), checksum(o.key, o.method, o.attribution))
+                        for i, o in enumerate(done))
         with self._transaction():
-            self.db.executemany("INSERT OR REPLACE INTO items VALUES "
-                                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            self.db.executemany(f"INSERT OR REPLACE INTO items ({', '.join(COLUMNS)}) VALUES "
+                                f"({', '.join('?' * len(COLUMNS))})", rows)
 
     def rows(self, where: str = "", params: Iterable = ()) -> list[sqlite3.Row]:
         """Index rows (``sqlite3.Row``, by column name), optionally filtered by an SQL
@@ -150,21 +183,40 @@ class Store:
             self.db.row_factory = None
 
     def attributions(self, rows: Iterable[sqlite3.Row]) -> Iterator[tuple[sqlite3.Row, np.ndarray]]:
-        """``(row, attribution)`` for done ``rows`` whose shard exists, each shard opened once
-        per run of consecutive rows. Cost: reading those attributions."""
-        current, npz = None, None
-        try:
+        """``(row, attribution)`` for the done ``rows`` whose result verifies; the others are
+        skipped (``results`` says why)."""
+        for row, attribution, reason in self.results(rows):
+            if reason is None:
+                yield row, attribution
+
+    def results(self, rows: Iterable[sqlite3.Row]
+                ) -> Iterator[tuple[sqlite3.Row, np.ndarray | None, str | None]]:
+        """``(row, attribution, None)`` for each done row whose result verifies, else
+        ``(row, None, reason)``; failed rows are skipped. Each shard is opened once per run of
+        consecutive rows. Cost: reading and hashing those attributions."""
+        with ExitStack() as files:
+            shard, npz, broken = None, None, None  # the open shard, or why it would not open
             for row in rows:
-                if row["status"] != "done" or not (self.shards / row["shard"]).is_file():
+                if row["status"] != "done":
                     continue
-                if row["shard"] != current:
-                    if npz is not None:
-                        npz.close()
-                    current, npz = row["shard"], np.load(self.shards / row["shard"])
-                yield row, npz[row["row"]]
-        finally:
-            if npz is not None:
-                npz.close()
+                attribution, reason = None, _row_problem(row)
+                if reason is None and row["shard"] != shard:
+                    files.close()
+                    shard, npz, broken = row["shard"], *self._open(files, row["shard"])
+                if reason is None:
+                    attribution, reason = (None, broken) if broken else _member(npz, row)
+                yield row, attribution, reason
+
+    def _open(self, files: ExitStack, shard: str) -> tuple[object, str | None]:
+        """``(npz, None)`` for a shard that opens, ``(None, reason)`` otherwise."""
+        try:
+            # Our own file handle: np.load leaves its file open when the archive is broken.
+            f = files.enter_context(open(self.shards / shard, "rb"))  # noqa: SIM115
+            return np.load(f, allow_pickle=False), None
+        except FileNotFoundError:
+            return None, f"shard {shard} is missing"
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+            return None, f"shard {shard} is unreadable ({first_line(e)})"
 
     @contextmanager
     def _transaction(self) -> Iterator[None]:
@@ -178,16 +230,67 @@ class Store:
 
     def _remove_leftovers(self) -> None:
         """Temporary files and shards no row refers to: what a writer killed between writing a
-        shard and committing its rows leaves. Only the lock holder may do this."""
+        shard and committing its rows leaves, and shards whose rows were all recomputed. Only
+        the lock holder may do this."""
         used = {s for (s,) in self.db.execute("SELECT DISTINCT shard FROM items")}
         for p in self.shards.iterdir():
             if p.name not in used:
                 p.unlink()
 
 
-def _row(o: Outcome, status: str, shard: str | None, row: str | None) -> tuple:
+COLUMNS = ("key", "method", "status", "prediction", "target", "label", "delta", "output_delta",
+           "seconds", "error", "shard", "row", "checksum")
+_TYPES = {"prediction": int, "target": int, "label": int, "delta": (int, float),
+          "output_delta": (int, float), "seconds": (int, float), "shard": str, "row": str,
+          "checksum": str}
+_REQUIRED = ("shard", "row", "checksum")
+
+
+def checksum(key: str, method: str, attribution: np.ndarray) -> str:
+    """SHA-256 (hex) of an item's identity and result: key, method, dtype, shape and bytes."""
+    h = hashlib.sha256()
+    a = np.ascontiguousarray(attribution)
+    for part in (key, method, a.dtype.str, repr(a.shape)):
+        h.update(part.encode() + b"\0")
+    h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def _member(npz, row: sqlite3.Row) -> tuple[np.ndarray | None, str | None]:
+    """The row's attribution from its open shard and None, or None and why not."""
+    where = f"shard {row['shard']} member {row['row']!r}"
+    try:
+        attribution = npz[row["row"]]
+    except KeyError:
+        return None, f"shard {row['shard']} has no member {row['row']!r}"
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        return None, f"{where} is unreadable ({first_line(e)})"
+    if checksum(row["key"], row["method"], attribution) != row["checksum"]:
+        return None, f"checksum mismatch: {where} is not this item's result (swapped, edited " \
+                     f"or corrupted)"
+    return attribution, None
+
+
+def _row_problem(row: sqlite3.Row) -> str | None:
+    """Why a done row cannot be trusted (a value of the wrong type, a missing pointer), or
+    None. An index edited by hand or by another program is read, never believed."""
+    names = row.keys()
+    for column, kind in _TYPES.items():
+        value = row[column] if column in names else None
+        if value is None:
+            if column in _REQUIRED:
+                return f"index column {column} is empty" if column in names else \
+                    f"index has no column {column} (written by an older pathattr)"
+        elif isinstance(value, bool) or not isinstance(value, kind):
+            wanted = getattr(kind, "__name__", "number")
+            return f"index column {column} holds {value!r}, not a {wanted}"
+    return None
+
+
+def _row(o: Outcome, status: str, shard: str | None, row: str | None,
+         digest: str | None = None) -> tuple:
     return (o.key, o.method, status, o.prediction, o.target, o.label, o.delta, o.output_delta,
-            o.seconds, o.error, shard, row)
+            o.seconds, o.error, shard, row, digest)
 
 
 def _write_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:

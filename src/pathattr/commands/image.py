@@ -15,6 +15,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from .. import registry, viz
+from ..errors import one_line
 from ..layers import resolve_layer
 from ..models import ModelBundle, parse_target
 from . import UsageError
@@ -168,7 +169,7 @@ def _method(name: str, model, x: torch.Tensor, target: int, steps: int, n_classe
     try:
         result, seconds = registry.run(name, model, x, target, steps, n_classes)
     except Exception as e:  # one method's failure must not lose the others' results
-        return viz.MethodPanel(name, error=f"{type(e).__name__}: {str(e).splitlines()[0]}"), None
+        return viz.MethodPanel(name, error=one_line(e)), None
     attr = result.attributions[0].detach().float().cpu()
     delta = relative = None
     if result.delta is not None:

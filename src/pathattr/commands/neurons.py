@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from .. import viz
+from ..errors import one_line
 
 
 @dataclass
@@ -41,7 +42,7 @@ def top_neurons(model: nn.Module, x: Tensor, target: int, layer: str, top: int,
         scores["DeepLIFT"] = LayerDeepLift(model, layer).attribute(
             x, target=target).neuron_totals()[0]
     except Exception as e:  # Neuron IG alone is still worth showing
-        failures.append(f"DeepLIFT on {layer}: {type(e).__name__}: {str(e).splitlines()[0]}")
+        failures.append(f"DeepLIFT on {layer}: {one_line(e)}")
     n = scores["Neuron IG"].numel()
     k = min(top, n)
     order = scores["Neuron IG"].abs().argsort(descending=True, stable=True)[:k]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from pathlib import Path
 
 RUN_EXAMPLES = """examples:
@@ -55,6 +56,10 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
                    help="items drawn in the report (default: %(default)s)")
     p.add_argument("--top", type=positive_int, default=10, metavar="N",
                    help="features listed per method (default: %(default)s)")
+    p.add_argument("--model", help="draw the sample over its inputs as this model sees them "
+                   "(default: the run's model if it is built in; code named in a results folder "
+                   "is never run)")
+    p.add_argument("--weights", metavar="FILE", help="state_dict for --model module:factory")
     p.add_argument("-q", "--quiet", action="store_true", help="no tables")
     p.set_defaults(run=summarize_command)
 
@@ -67,14 +72,19 @@ def run_command(args: argparse.Namespace) -> int:
         from . import UsageError
 
         raise UsageError("--address, --workers: only with --engine ray")
-    result = run(args.model, args.data, args.method, args.out,
-                 layer=args.layer.split(",") if args.layer else None, steps=args.steps,
-                 target=args.target, weights=args.weights, engine=args.engine,
-                 address=args.address, workers=args.workers, batch_size=args.batch_size,
-                 quiet=args.quiet)
+    with warnings.catch_warnings():  # the recomputed results are reported below, in one line
+        warnings.simplefilter("ignore")
+        result = run(args.model, args.data, args.method, args.out,
+                     layer=args.layer.split(",") if args.layer else None, steps=args.steps,
+                     target=args.target, weights=args.weights, engine=args.engine,
+                     address=args.address, workers=args.workers, batch_size=args.batch_size,
+                     quiet=args.quiet)
     if not args.quiet:
         print(f"{result.done} done, {result.failed} failed, {result.skipped} already in "
               f"{result.out} ({result.seconds:.1f} s); see: pathattr summarize {result.out}")
+    if result.recomputed:
+        print(f"pathattr: warning: {len(result.recomputed)} stored result(s) failed "
+              f"verification and were recomputed", file=sys.stderr)
     if result.failed:
         print(f"pathattr: warning: {result.failed} item(s) failed; reasons: pathattr summarize "
               f"{result.out}", file=sys.stderr)
@@ -84,11 +94,12 @@ def run_command(args: argparse.Namespace) -> int:
 def summarize_command(args: argparse.Namespace) -> int:
     """Print the aggregate tables and write the report; returns 0."""
     from ..runs import summarize
+    from ..store import BadStore
     from . import UsageError
 
     try:
-        summary = summarize(args.results, args.sample, args.top)
-    except FileNotFoundError as e:
+        summary = summarize(args.results, args.sample, args.top, args.model, args.weights)
+    except (FileNotFoundError, BadStore) as e:
         raise UsageError(f"RESULTS: {e}") from None
     if not args.quiet:
         print("\n\n".join(t.text() for t in summary.tables if t.rows))

@@ -32,7 +32,9 @@ def efficientnet_lite0() -> nn.Module:
 def to_pil(image: Image.Image | np.ndarray) -> Image.Image:
     """An RGB PIL image from a PIL image or an (H, W) / (H, W, 3|4) uint8 or [0, 1] float array."""
     if isinstance(image, Image.Image):
-        return image.convert("RGB")
+        from ..datasets import to_rgb
+
+        return to_rgb(image)
     a = np.asarray(image)
     if a.dtype != np.uint8:
         a = (np.clip(a, 0, 1) * 255).round().astype(np.uint8)
