@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import textwrap
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -117,7 +118,14 @@ def test_text_pair(tmp_path, capsys):
 
 @pytest.fixture
 def files(tmp_path):
+    from tests.test_run import bomb_png
+
     (tmp_path / "notes.jpg").write_text("not an image")
+    (tmp_path / "adir").mkdir()
+    (tmp_path / "afile").write_text("")
+    (tmp_path / "bomb.png").write_bytes(bomb_png())
+    with zipfile.ZipFile(tmp_path / "broken.pt", "w") as z:  # looks like TorchScript, is not
+        z.writestr("broken/code/__torch__.py", "garbage")
     return tmp_path
 
 
@@ -143,11 +151,23 @@ def files(tmp_path):
     (["explain", "photo:camera", "--steps", "0"], "argument --steps: expected a positive"),
     (["neurons", "photo:camera"], "the following arguments are required: --layer"),
     (["frobnicate"], "invalid choice: 'frobnicate'"),
+    (["explain", "{tmp}/adir"], "IMAGE: '{tmp}/adir' is a directory; give image files, or run"),
+    (["explain", "{tmp}/bomb.png"], "IMAGE: '{tmp}/bomb.png' is too large to decode safely"),
+    (["explain", "photo:camera", *DIGITS, "--out", "{tmp}/afile"],
+     "--out: '{tmp}/afile' is not a directory"),
+    (["explain", "photo:camera", *DIGITS, "--out", "{tmp}/afile/below"],
+     "--out: '{tmp}/afile/below' is not a directory ('{tmp}/afile' is a file)"),
+    (["explain", "photo:camera", "--model", "{tmp}/broken.pt"],
+     "--model: cannot load TorchScript file '{tmp}/broken.pt': "),
+    (["explain", "photo:camera", *DIGITS, "--size", "32"],
+     "--size, --mean, --std: digits-cnn has its own preprocessing"),
+    (["explain", "photo:camera", "--mean", "0.5,0.5"], "--mean: expected three numbers"),
 ])
 def test_bad_arguments_exit_2_with_one_line(files, capsys, args, message):
     code, out, err = run(capsys, *(a.replace("{tmp}", str(files)) for a in args))
     assert code == 2 and out == ""
-    assert err.count("\n") == 1 and message in err, err
+    assert err.count("\n") == 1 and message.replace("{tmp}", str(files)) in err, err
+    assert not err.rstrip().endswith(":"), err  # never an error type with nothing after it
 
 
 class Tiny(torch.nn.Module):
@@ -168,6 +188,52 @@ def test_torchscript_model_file(tmp_path, capsys):
                        "--method", "saliency,ig", "--steps", "2", "--out", tmp_path, "--quiet")
     assert code == 0, err
     assert (tmp_path / "rocket" / "ig.png").exists()
+
+
+class Fixed(torch.nn.Module):
+    """A classifier for 32x32 RGB inputs only (its linear layer fixes the size)."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = torch.nn.Linear(3 * 32 * 32, 3)
+
+    def forward(self, x):
+        return self.fc(x.flatten(1))
+
+
+def test_model_failing_on_its_input_says_how_it_was_preprocessed(tmp_path, capsys):
+    torch.jit.script(Fixed().eval()).save(str(tmp_path / "fixed.pt"))
+    args = ["explain", "photo:rocket", "--model", tmp_path / "fixed.pt", "--method", "saliency",
+            "--out", tmp_path, "--quiet"]
+    code, _, err = run(capsys, *args)
+    assert code == 2 and err.count("\n") == 1
+    assert "failed on the input (1, 3, 224, 224) (224x224 RGB centre crop" in err, err
+    assert "choose another preprocessing with --size, --mean, --std" in err
+    code, _, err = run(capsys, *args, "--size", "32", "--mean", "0.485,0.456,0.406",
+                       "--std", "0.229,0.224,0.225")
+    assert code == 0, err
+
+
+def test_default_preprocessing_is_efficientnets():
+    from pathattr.models import Preprocessing
+    from pathattr.zoo import photo, preprocess
+
+    img = photo("rocket")
+    torch.testing.assert_close(Preprocessing()(img), preprocess(img), atol=1e-6, rtol=0)
+
+
+def test_sixteen_bit_images_are_scaled_not_clipped(tmp_path):
+    from pathattr.models import load_image
+
+    grey = np.linspace(0, 65535, 64 * 64).astype(np.uint16).reshape(64, 64)
+    Image.fromarray(grey).save(tmp_path / "deep.png")
+    with Image.open(tmp_path / "deep.png") as img:
+        assert img.mode.startswith("I")  # really a high-bit-depth image
+    _, rgb = load_image(str(tmp_path / "deep.png"))
+    got = np.asarray(rgb)
+    assert got.shape == (64, 64, 3) and (got[..., 0] == got[..., 2]).all()
+    np.testing.assert_array_equal(got[..., 0], np.rint(grey / 257).astype(np.uint8))
+    assert len(np.unique(got)) == 256  # before: clipped to {0, 255}
 
 
 def test_factory_weights_refused_pickles_and_failures(tmp_path, capsys, monkeypatch):

@@ -68,6 +68,16 @@ def build_parser() -> Parser:
     curves = Parser(add_help=False)
     curves.add_argument("--curve-steps", type=positive_int, default=40, metavar="N",
                         help="points of each insertion/deletion curve (default: %(default)s)")
+    prep = Parser(add_help=False)
+    prep.add_argument("--size", type=positive_int, metavar="PX",
+                      help="for a --model that is not built in: crop images to PX x PX "
+                           "(default: 224)")
+    prep.add_argument("--mean", type=_triple, metavar="R,G,B",
+                      help="for a --model that is not built in: subtract from pixels in [0, 1] "
+                           "(default: 0.498,0.498,0.498; torchvision nets: 0.485,0.456,0.406)")
+    prep.add_argument("--std", type=_triple, metavar="R,G,B",
+                      help="then divide by this (default: 0.502,0.502,0.502; torchvision: "
+                           "0.229,0.224,0.225)")
     layer = Parser(add_help=False)
     layer.add_argument("--top", type=positive_int, default=20,
                        help="how many channels to list (default: %(default)s)")
@@ -84,7 +94,7 @@ def build_parser() -> Parser:
 
     p = add("explain", "Attribute a model's prediction to the pixels of images (heatmaps, "
             "attributions.npz, summary.json, report.html per image), or a sentence's "
-            "similarity to its tokens.", [common, methods, curves, layer])
+            "similarity to its tokens.", [common, methods, curves, layer, prep])
     p.add_argument("images", nargs="*", metavar="IMAGE",
                    help="image files, or photo:NAME for a bundled photo (chelsea, coffee, ...)")
     p.add_argument("--curves", action="store_true", help="add insertion/deletion curves")
@@ -98,12 +108,12 @@ def build_parser() -> Parser:
     p.set_defaults(run=_explain)
 
     p = add("evaluate", "Score attribution methods by insertion and deletion curves "
-            "(Petsiuk et al. 2018).", [common, methods, curves])
+            "(Petsiuk et al. 2018).", [common, methods, curves, prep])
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files or photo:NAME")
     p.set_defaults(run=_evaluate)
 
     p = add("neurons", "Rank a layer's channels by Neuron IG and DeepLIFT and show what "
-            "resetting each does to the prediction.", [common, layer])
+            "resetting each does to the prediction.", [common, layer, prep])
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files or photo:NAME")
     p.add_argument("--layer", metavar="NAME", required=True, help="dotted layer name")
     p.set_defaults(run=_neurons)
@@ -162,6 +172,9 @@ def _explain(args: argparse.Namespace) -> int:
             if getattr(args, flag) not in (None, False):
                 raise UsageError(f"--{flag}: not used with --text")
         from .commands.text import explain_text
+        from .validate import check_out_dir
+
+        check_out_dir(args.out)
 
         tables, report = explain_text(args.text, args.pair, args.steps, args.out)
         _say(args, *tables, f"report: {report}")
@@ -184,12 +197,15 @@ def _neurons(args: argparse.Namespace) -> int:
 def _images(args: argparse.Namespace, method_spec: str | None, curves: bool, layer: str | None,
             demo: bool = False) -> int:
     from .commands import image
-    from .models import load_image, load_model
+    from .models import Preprocessing, load_image, load_model
     from .registry import parse_methods
+    from .validate import check_out_dir
 
     chosen = parse_methods(method_spec) if method_spec else []
     images = [load_image(s) for s in args.images]  # fail on a bad path before loading a model
-    bundle = load_model(args.model, args.weights)
+    given = {k: getattr(args, k) for k in ("size", "mean", "std") if getattr(args, k)}
+    bundle = load_model(args.model, args.weights, Preprocessing(**given) if given else None)
+    check_out_dir(args.out)
     if demo:
         layer = bundle.layer
     opts = image.Options(chosen, args.out, args.steps, args.target, curves,
@@ -222,6 +238,16 @@ def _models(args: argparse.Namespace) -> int:
         print(f"  {name:<{width}}  {what}")
     print(f"methods: {', '.join(available())}")
     return 0
+
+
+def _triple(text: str) -> tuple[float, float, float]:
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 3:
+        raise argparse.ArgumentTypeError(f"expected three numbers R,G,B, got {text!r}")
+    return values
 
 
 def _say(args: argparse.Namespace, *blocks: str) -> None:

@@ -36,6 +36,49 @@ class ModelBundle:
     display: Callable[[Tensor], np.ndarray]
     class_name: Callable[[int], str]
     layer: str | None = None
+    #: What ``preprocess`` does, in words (said when the model fails on its input).
+    preprocessing: str = ""
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """ImageNet-style preprocessing of an RGB image for a model that is not built in: shorter
+    side to ``size * 8/7`` (bicubic), centre crop ``size``, then ``(x - mean) / std`` per
+    channel for pixel values x in [0, 1]. The defaults are EfficientNet-Lite's (224 px, values
+    in about [-1, 1]); torchvision-style nets want ``mean=(0.485, 0.456, 0.406),
+    std=(0.229, 0.224, 0.225)``."""
+
+    size: int = 224
+    mean: tuple[float, float, float] = (127 / 255,) * 3
+    std: tuple[float, float, float] = (128 / 255,) * 3
+
+    def __call__(self, image: Image.Image) -> Tensor:
+        from .zoo.efficientnet import to_pil
+
+        img = to_pil(image)
+        w, h = img.size
+        scale = round(self.size * 8 / 7) / min(w, h)
+        nw, nh = max(self.size, round(w * scale)), max(self.size, round(h * scale))
+        img = img.resize((nw, nh), Image.BICUBIC)
+        left, top = (nw - self.size) // 2, (nh - self.size) // 2
+        img = img.crop((left, top, left + self.size, top + self.size))
+        x = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).permute(2, 0, 1)
+        return (x - self._column(self.mean)) / self._column(self.std)
+
+    def display(self, x: Tensor) -> np.ndarray:
+        """The model input back to ``(H, W, 3)`` pixel values in [0, 1]."""
+        return (x * self._column(self.std) + self._column(self.mean)).clamp(0, 1) \
+            .permute(1, 2, 0).numpy()
+
+    def describe(self) -> str:
+        def fmt(v):
+            return ",".join(f"{c:.4g}" for c in v)
+        return (f"{self.size}x{self.size} RGB centre crop, (x - mean) / std with x in [0, 1], "
+                f"mean {fmt(self.mean)}, std {fmt(self.std)}")
+
+    @staticmethod
+    def _column(v: tuple[float, ...]) -> Tensor:
+        return torch.tensor(v, dtype=torch.float32)[:, None, None]
 
 
 #: Built-in models and what they are (``pathattr models`` prints this).
@@ -58,7 +101,7 @@ def _efficientnet() -> ModelBundle:
     from .zoo import class_name, efficientnet_lite0, preprocess
 
     return ModelBundle("efficientnet-lite0", efficientnet_lite0(), preprocess, _imagenet_display,
-                       class_name, "_blocks.15")
+                       class_name, "_blocks.15", Preprocessing().describe())
 
 
 def _digits_preprocess(img: Image.Image) -> Tensor:
@@ -74,7 +117,8 @@ def _digits() -> ModelBundle:
     from .zoo import digits_cnn
 
     return ModelBundle("digits-cnn", digits_cnn(), _digits_preprocess,
-                       lambda x: x[0].numpy()[..., None].repeat(3, 2), str, "features.relu2")
+                       lambda x: x[0].numpy()[..., None].repeat(3, 2), str, "features.relu2",
+                       "8x8 grey in [0, 1], inverted if light")
 
 
 #: The image models built into pathattr, by name: the only ones loaded from a name read in a
@@ -82,19 +126,23 @@ def _digits() -> ModelBundle:
 BUILTIN = {"efficientnet-lite0": _efficientnet, "digits-cnn": _digits}
 
 
-def load_model(spec: str, weights: str | None = None) -> ModelBundle:
+def load_model(spec: str, weights: str | None = None,
+               preprocessing: Preprocessing | None = None) -> ModelBundle:
     """The model named by ``--model``: a built-in name, ``module:factory`` (a function returning
     an ``nn.Module``; with ``weights``, a state_dict file loaded into it), or a model file:
     TorchScript, loaded with ``torch.jit.load``. Files are never unpickled beyond tensors
     (``torch.load(weights_only=True)``), so a fully pickled module is refused. Non-built-in image
-    models get EfficientNet's preprocessing (224x224, values in about [-1, 1]) and ImageNet
-    class names when they have 1000 outputs. Raises ``SettingError``. Cost: loading the model.
+    models get ``preprocessing`` (default ``Preprocessing()``: EfficientNet's, 224x224, values
+    in about [-1, 1]) and ImageNet class names. Raises ``SettingError``. Cost: loading the
+    model.
     """
     if weights is not None and not Path(weights).is_file():
         raise SettingError(f"--weights: no such file: {weights!r}")
     if spec in BUILTIN:
         if weights:
             raise SettingError("--weights: only for --model module:factory")
+        if preprocessing is not None:
+            raise SettingError(f"--size, --mean, --std: {spec} has its own preprocessing")
         return BUILTIN[spec]()
     if spec == "minilm":
         raise SettingError("--model: minilm explains sentences; use explain --text")
@@ -121,9 +169,11 @@ def load_model(spec: str, weights: str | None = None) -> ModelBundle:
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise SettingError(f"--model: unknown model {spec!r}{hint} (built-in: "
                          f"{', '.join(MODELS)}; or module:factory, or a TorchScript file)")
-    from .zoo import class_name, preprocess
+    from .zoo import class_name
 
-    return ModelBundle(spec, model.eval(), preprocess, _imagenet_display, class_name)
+    prep = preprocessing or Preprocessing()
+    return ModelBundle(spec, model.eval(), prep, prep.display, class_name,
+                       preprocessing=prep.describe())
 
 
 def _torch_load(path: Path, arg: str) -> object:
@@ -142,7 +192,12 @@ def _load_file(path: Path) -> nn.Module:
         with zipfile.ZipFile(path) as z:
             scripted = any("/code/" in n for n in z.namelist())
         if scripted:
-            return torch.jit.load(str(path), map_location="cpu")
+            try:
+                return torch.jit.load(str(path), map_location="cpu")
+            except Exception as e:  # torch raises RuntimeErrors with empty messages here
+                raise SettingError(f"--model: cannot load TorchScript file {str(path)!r}: "
+                                   f"{one_line(e)} (saved by an incompatible torch, or "
+                                   f"damaged?)") from None
     obj = _torch_load(path, "--model")
     if isinstance(obj, dict):
         raise SettingError(f"--model: {str(path)!r} holds a state_dict; give the architecture too: "
@@ -190,7 +245,8 @@ def load_image(spec: str) -> tuple[str, Image.Image]:
         with Image.open(path) as img:
             return path.stem, to_rgb(img)
     except UnidentifiedImageError:
-        raise SettingError(f"IMAGE: {spec!r} is not an image format Pillow knows") from None
+        raise SettingError(f"IMAGE: cannot read {spec!r} as an image: not a format Pillow "
+                           f"knows") from None
     except Image.DecompressionBombError as e:
         raise SettingError(f"IMAGE: {spec!r} is too large to decode safely ({e})") from None
     except (OSError, SyntaxError, ValueError) as e:  # truncated or broken files

@@ -192,6 +192,7 @@ def run(model: str, data: str | Path, methods: str | Sequence[str] = "ig",
     method's cost per pending item, plus one forward per item and batch of methods.
     """
     from .registry import parse_methods
+    from .validate import check_out_dir
 
     start = time.perf_counter()
     names = parse_methods(methods if isinstance(methods, str) else ",".join(methods))
@@ -208,10 +209,7 @@ def run(model: str, data: str | Path, methods: str | Sequence[str] = "ig",
     # str(target): 3 from Python and "3" from the command line are the same run.
     settings = Settings(model, weights, str(Path(data).resolve()), steps,
                         None if target is None else str(target), batch_size)
-    out_path = Path(out)
-    if out_path.exists() and not out_path.is_dir() or any(
-            p.exists() and not p.is_dir() for p in out_path.parents):
-        raise SettingError(f"--out: {str(out)!r} is (or is under) a file, not a directory")
+    check_out_dir(out)
     try:
         store = Store(out, write=True)
     except StoreBusy as e:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from torch import Tensor, nn
 
@@ -54,3 +56,15 @@ def check_positive_int(v: object, name: str, minimum: int = 1) -> int:
     if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {v!r}")
     return v
+
+
+def check_out_dir(path: str | Path, name: str = "--out") -> None:
+    """Refuse an output directory that is, or lies under, an existing file (``SettingError``
+    naming ``name``); it is created later."""
+    from .errors import SettingError
+
+    path = Path(path)
+    for p in (path, *path.parents):
+        if p.exists() and not p.is_dir():
+            raise SettingError(f"{name}: {str(path)!r} is not a directory "
+                               f"({str(p)!r} is a file)")

@@ -85,8 +85,14 @@ def _one(bundle: ModelBundle, label: str, img: Image.Image, opts: Options, direc
          bar: tqdm) -> Outcome:
     model = bundle.model
     x = bundle.preprocess(img)[None]
-    with torch.inference_mode():
-        logits = model(x)
+    try:
+        with torch.inference_mode():
+            logits = model(x)
+    except Exception as e:  # the model wants another input: say what it was given
+        how = f" ({bundle.preprocessing})" if bundle.preprocessing else ""
+        raise UsageError(f"--model: {bundle.name} failed on the input {tuple(x.shape)}{how}: "
+                         f"{one_line(e)}; choose another preprocessing with --size, --mean, "
+                         f"--std") from None
     if logits.dim() != 2 or logits.shape[0] != 1:
         raise UsageError(f"--model: output has shape {tuple(logits.shape)}, expected "
                          f"(batch, classes) logits")
