@@ -96,3 +96,91 @@ def test_layer_never_executed_and_executed_twice():
 def test_layer_that_is_not_a_submodule():
     with pytest.raises(ValueError, match="not a submodule"):
         pathattr.LayerIntegratedGradients(mlp(0), nn.Linear(2, 2)).attribute(X, target=0)
+
+
+class FunctionalDropout(nn.Module):
+    """Dropout as F.dropout(h, p, self.training): no Dropout module for a check to find."""
+
+    def __init__(self, p: float):
+        super().__init__()
+        self.fc1, self.fc2, self.p = nn.Linear(6, 16), nn.Linear(16, 3), p
+
+    def forward(self, x):
+        return self.fc2(torch.nn.functional.dropout(torch.tanh(self.fc1(x)), self.p,
+                                                    self.training))
+
+
+@pytest.mark.parametrize("method", ["ig", "saliency", "deeplift", "smoothgrad"])
+def test_random_model_in_training_mode_is_refused_deterministic_one_accepted(method):
+    from pathattr import registry
+
+    x = torch.randn(2, 6)
+    random = FunctionalDropout(0.5)  # training mode, as every new nn.Module is
+    state = torch.random.get_rng_state()
+    with pytest.raises(ValueError, match=r"different outputs for the same input .* training "
+                                         r"mode \(model, fc1, fc2\).*call model.eval\(\)"):
+        registry.make(method, random).attribute(x, target=0)
+    assert torch.equal(torch.random.get_rng_state(), state)  # the check drew no numbers
+    assert random.training  # and the model is as it came
+    if method != "deeplift":  # which refuses dropout in training mode even with p = 0
+        harmless = FunctionalDropout(0.0)  # training mode, but deterministic: accepted
+        registry.make(method, harmless).attribute(x, target=0)
+    random.eval()
+    registry.make(method, random).attribute(x, target=0)
+
+
+def test_non_finite_model_output_names_the_example_and_the_point():
+    from pathattr.errors import NonFiniteOutput
+
+    class Log(nn.Module):
+        def forward(self, x):
+            return torch.log(x).sum(1, keepdim=True)  # -inf at 0, NaN below
+
+    x = torch.tensor([[1.0, 2.0], [3.0, -1.0]], dtype=torch.float64)
+    with pytest.raises(NonFiniteOutput, match=r"is nan for example 1 at path point alpha=1 "):
+        pathattr.IntegratedGradients(Log()).attribute(x, torch.ones_like(x), target=0,
+                                                      rule="riemann_right", steps=4)
+    with pytest.raises(NonFiniteOutput, match=r"is -inf for example 0 at path point alpha=0"):
+        pathattr.IntegratedGradients(Log()).attribute(x[:1], target=0, rule="riemann_left")
+
+
+@pytest.mark.parametrize("shape", [(2, 0), (2, 3, 0, 4)])
+def test_zero_size_features_are_refused_by_every_method(shape):
+    from pathattr import registry
+
+    class Any(nn.Module):
+        def forward(self, x):
+            return x.flatten(1).sum(1, keepdim=True) + torch.zeros(len(x), 2)
+
+    for method in registry.available():
+        if method == "blur-ig" and len(shape) == 2:
+            continue  # refuses non-images first
+        with pytest.raises(ValueError, match=rf"x has shape \({shape[0]}, .*no features"):
+            registry.make(method, Any()).attribute(torch.zeros(shape), target=0)
+
+
+def test_ctrl_c_interrupts_a_long_call_within_seconds(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = ("import torch, pathattr, sys\n"
+              "m = torch.nn.Sequential(torch.nn.Linear(64, 256), torch.nn.Tanh(), "
+              "torch.nn.Linear(256, 3)).eval()\n"
+              "print('go', flush=True)\n"
+              "try:\n"
+              "    pathattr.IntegratedGradients(m).attribute(torch.randn(64, 64), target=0, "
+              "steps=20000, batch_size=64)\n"
+              "except KeyboardInterrupt:\n"
+              "    sys.exit(42)\n")
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline() == "go\n"
+        time.sleep(1.5)
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 42, "the call finished instead of being interrupted"
+        assert time.monotonic() - sent < 10
+    finally:
+        proc.kill()

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
+from .errors import NonFiniteOutput
 from .forward import ModelCall, Packer
 from .guard import model_guard
 from .layers import StopForward, resolve_layer, stop_when_tapped, tap_layers
@@ -233,7 +234,7 @@ class PathEngine:
                 for h in hooks:
                     h.reset()
                 inp = self.inputs_at(r, a, state, grad=input_grad or on_path)
-                out = self.evaluate(inp, r)
+                out = self.evaluate(inp, r, a)
                 vals = [h.check() for h in hooks]
                 points, tapped = (vals[:n_path], vals[n_path:]) if on_path else ([inp], vals)
                 wrt = [*points, *tapped] if input_grad else tapped
@@ -245,9 +246,20 @@ class PathEngine:
                 acts = [v.detach() for v in tapped] if want_acts else []
                 yield Chunk(r, a, span, out.detach(), list(grads), acts)
 
-    def evaluate(self, inp: Tensor, rows: Tensor) -> Tensor:
-        """The target scalar of the model at ``inp``, whose rows are the engine's ``rows``."""
-        return self.target.select(self.call(inp, self.examples[rows]), rows)
+    def evaluate(self, inp: Tensor, rows: Tensor, alphas: Tensor | None = None) -> Tensor:
+        """The target scalar of the model at ``inp``, whose rows are the engine's ``rows`` at
+        path positions ``alphas``. Raises ``NonFiniteOutput`` (naming the example and the
+        point) where it is NaN or inf: no attribution can be finite there."""
+        out = self.target.select(self.call(inp, self.examples[rows]), rows)
+        bad = ~torch.isfinite(out.detach())
+        if bad.any():
+            i = int(bad.nonzero()[0, 0])
+            where = "" if alphas is None else f" at path point alpha={float(alphas[i]):.4g}"
+            raise NonFiniteOutput(
+                f"the model's target output is {float(out.detach().flatten()[bad.flatten()][0])}"
+                f" for example {int(self.examples[rows[i]])}{where} (row {int(rows[i])} of the "
+                f"path): check the model and the baselines")
+        return out
 
     def values(self, rows: Tensor, alphas: Tensor) -> Tensor:
         """The target output at each point, forward only. Returns ``(n_points,)``."""
@@ -300,9 +312,10 @@ class PathEngine:
                 r = rows[start:start + bs]
                 for t in [*path_taps, *taps]:
                     t.reset()
-                inp = self.inputs_at(r, alphas[start:start + bs], state, grad=False)
+                a = alphas[start:start + bs]
+                inp = self.inputs_at(r, a, state, grad=False)
                 with suppress(StopForward):
-                    out.append(self.evaluate(inp, r))
+                    out.append(self.evaluate(inp, r, a))
                 for a, t in zip(acts, taps):
                     a.append(t.check())
         dtype = self.layer_path.start[0].dtype if self.layer_path else self.x.dtype

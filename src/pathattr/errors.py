@@ -10,6 +10,11 @@ class SettingError(ValueError):
     """A bad setting; the message starts with the setting's name."""
 
 
+class NonFiniteOutput(ValueError):
+    """The model's output is NaN or inf where a method evaluates it; the message names the
+    example and the path point."""
+
+
 def first_line(e: BaseException) -> str:
     """An exception's message up to its first line break ('' if it has none)."""
     text = str(e).strip()

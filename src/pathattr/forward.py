@@ -85,7 +85,7 @@ class Packer:
     def pack(self, xs: Sequence[Tensor]) -> Tensor:
         if not self.packed:
             return xs[0]
-        return torch.cat([t.reshape(t.shape[0], -1) for t in xs], 1)
+        return torch.cat([t.reshape(t.shape[0], t[0:0].shape[1:].numel()) for t in xs], 1)
 
     def unpack(self, flat: Tensor) -> tuple[Tensor, ...]:
         """Each input's rows of ``flat`` (``(n, N)``), shaped back. Views, no copies."""
@@ -143,8 +143,8 @@ class ModelCall:
         except (RuntimeError, ValueError, TypeError, IndexError) as e:
             if type(e) not in (RuntimeError, ValueError, TypeError, IndexError):
                 raise  # ours, or a library's own type: its message stands
-            raise type(e)(f"{e}\n(pathattr called the model with "
-                          f"{describe(self.packer.unpack(points), args, kwargs)})") from e
+            raise type(e)(f"the model failed on what pathattr passed it "
+                          f"({describe(self.packer.unpack(points), args, kwargs)}): {e}") from e
         return choose_output(out, self.output)
 
 

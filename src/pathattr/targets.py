@@ -77,7 +77,7 @@ class Target:
         if self.index is None:
             if output.dim() == 1:
                 return output
-            if output.dim() >= 2 and output[0].numel() == 1:
+            if output.dim() >= 2 and output.shape[1:].numel() == 1:
                 return output.reshape(n_rows)
             raise ValueError(
                 f"target is required: the model returns shape {tuple(output.shape[1:])} per "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -52,10 +53,45 @@ def check_eval_mode(model: object) -> None:
             )
 
 
-def check_positive_int(v: object, name: str, minimum: int = 1) -> int:
+def check_repeatable(model: object, forward: Callable[[], Tensor]) -> None:
+    """Refuse a model with a module in training mode whose output changes between two
+    identical ``forward()`` calls: a random op is active (``F.dropout(h, p, self.training)``,
+    which no module check can see), and attributions would differ on every call. Models in
+    training mode that are deterministic are accepted. The global RNG state is restored.
+    Cost: two forward passes, only when some module is in training mode."""
+    if not isinstance(model, nn.Module):
+        return
+    training = [name or "model" for name, m in model.named_modules() if m.training]
+    if not training:
+        return
+    cuda = sorted({p.device.index or 0 for p in model.parameters() if p.device.type == "cuda"})
+    with torch.no_grad(), torch.random.fork_rng(devices=cuda):
+        first, second = forward(), forward()
+    same = (first == second) | (first.isnan() & second.isnan())  # NaN is the finite check's
+    if first.shape != second.shape or not bool(same.all()):
+        gap = float((first.double() - second.double()).abs().max())
+        raise ValueError(
+            f"model gives different outputs for the same input (by up to {gap:.3g}) and is in "
+            f"training mode ({', '.join(training[:3])}{', ...' if len(training) > 3 else ''}):"
+            f" dropout or another random op is active; call model.eval() first")
+
+
+def check_positive_int(v: object, name: str, minimum: int = 1, maximum: int | None = None
+                       ) -> int:
+    """Return ``v`` if it is an int in ``[minimum, maximum]``, else raise naming ``name``."""
     if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {v!r}")
+    if maximum is not None and v > maximum:
+        raise ValueError(f"{name} must be at most {maximum} (got {v}): each one costs a forward "
+                         f"and a backward pass")
     return v
+
+
+def check_steps(steps: object, name: str = "steps") -> int:
+    """``check_positive_int`` with the bound every path method shares, ``MAX_STEPS``."""
+    from .quadrature import MAX_STEPS
+
+    return check_positive_int(steps, name, maximum=MAX_STEPS)
 
 
 def check_out_dir(path: str | Path, name: str = "--out") -> None:

@@ -429,3 +429,19 @@ def test_bad_arguments():
         DeepLift(lambda x: x)
     with pytest.raises(ValueError, match="unknown layer"):
         LayerDeepLift(model, "99")
+
+
+@pytest.mark.parametrize("rule", ["rescale", "revealcancel"])
+def test_user_backward_hooks_neither_break_nor_change_it(rule):
+    torch.manual_seed(3)
+    net = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 3)).double().eval()
+    x, ref = torch.randn(4, 6, dtype=torch.float64), torch.zeros(4, 6, dtype=torch.float64)
+    plain = DeepLift(net, nonlinearity=rule).attribute(x, ref, target=1)
+    seen = []
+    net[1].register_full_backward_hook(lambda m, gi, go: seen.append("full"))
+    net[2].register_full_backward_pre_hook(lambda m, go: seen.append("pre"))
+    hooked = DeepLift(net, nonlinearity=rule).attribute(x, ref, target=1)
+    torch.testing.assert_close(hooked.attributions, plain.attributions, rtol=0, atol=1e-12)
+    assert hooked.delta.abs().max() < 1e-10
+    assert "full" in seen and "pre" in seen  # the user's hooks ran, and are still there
+    assert len(net[1]._backward_hooks) == 1 and len(net[2]._backward_pre_hooks) == 1

@@ -28,7 +28,7 @@ from ..layers import LayerSpec, resolve_layer
 from ..quadrature import nodes_weights
 from ..result import Attribution
 from ..targets import Target, TargetSpec, resolve_target
-from ..validate import check_eval_mode, check_tensor
+from ..validate import check_eval_mode, check_repeatable, check_tensor
 
 Inputs = Tensor | tuple[Tensor, ...]
 #: Moves a layer activation at the input end of the path (``(B, *S) -> (B, *S)``).
@@ -147,12 +147,18 @@ def setup(model: Any, x: Inputs, baselines: BaselineSpec | tuple = None,
     if any(bb.shape[0] != k for bb in bases):
         raise ValueError(f"the inputs have different numbers of baselines "
                          f"{[bb.shape[0] for bb in bases]}")
+    for i, t in enumerate(xs):
+        if t.dim() > 1 and t[0:0].shape[1:].numel() == 0:
+            name = "x" if single else f"x[{i}]"
+            raise ValueError(f"{name} has shape {tuple(t.shape)}: no features to attribute to")
     packer = Packer.of(xs, single)
     b = xs[0].shape[0]
     xp = packer.pack(xs)
     base = torch.stack([packer.pack([bb[j] for bb in bases]) for j in range(k)])
     xk = xp.unsqueeze(0).expand(k, *xp.shape).reshape(k * b, *xp.shape[1:])
     call = ModelCall(model, packer, b, additional_forward_args, forward_kwargs, output)
+    if b:
+        check_repeatable(model, lambda: call(xp[:2]))
     return Setup(xk, base.reshape(k * b, *xp.shape[1:]), resolve_target(target, b, xp.device),
                  call, packer, k, b)
 

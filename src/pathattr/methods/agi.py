@@ -26,7 +26,7 @@ from ..engine import chunk_size, guarded
 from ..forward import OutputSpec
 from ..result import Attribution
 from ..targets import TargetSpec, resolve_target
-from ..validate import check_positive_int
+from ..validate import check_steps
 from ._setup import Inputs, setup
 from .guided_ig import point_gradients, point_values
 
@@ -35,11 +35,13 @@ def _predicted(out: Tensor) -> Tensor:
     return out.argmax(1).to(out.dtype)
 
 
-def _false_classes(logits: Tensor, target: Tensor, classes: int | Sequence[int] | Tensor
-                   ) -> Tensor:
+def _false_classes(logits: Tensor, target: Tensor,
+                   classes: int | Sequence[int] | Tensor | None) -> Tensor:
     """``(B, k)`` class ids: the ``k`` highest-scoring classes other than the target, or the
     given ids for every example (an id equal to an example's target is skipped later)."""
     n = logits.shape[1]
+    if classes is None:
+        classes = max(1, min(10, n - 1))
     if isinstance(classes, int) and not isinstance(classes, bool):
         if not 1 <= classes < n:
             raise ValueError(f"classes must be between 1 and {n - 1} (the false classes of a "
@@ -69,7 +71,7 @@ class AdversarialGradientIntegration:
         *,
         epsilon: float = 0.05,
         steps: int = 20,
-        classes: int | Sequence[int] | Tensor = 10,
+        classes: int | Sequence[int] | Tensor | None = None,
         batch_size: int | Literal["auto"] = "auto",
         additional_forward_args: tuple | None = None,
         forward_kwargs: dict | None = None,
@@ -78,12 +80,14 @@ class AdversarialGradientIntegration:
         """Return AGI attributions (shape of ``x``) summed over the false classes, with
         ``delta = sum - sum_j (f_i(x) - f_i(x_end^j))``. ``target``: integer class indices
         (AGI needs a model returning ``(B, classes)``). ``epsilon`` is in input units.
+        ``classes``: how many false classes (the highest-scoring ones), or their ids; default
+        the paper's 10, or every false class of a model with fewer.
         ``info["steps_taken"]`` ``(B, k)`` counts the steps of each path.
         Cost: per example and false class at most ``steps`` rounds of two forward+backward
         passes (toward ``j`` and for ``f_i``) and one forward pass (the stopping check); all
         paths of all examples run as one batch.
         """
-        check_positive_int(steps, "steps")
+        check_steps(steps)
         if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)) or not epsilon > 0:
             raise ValueError(f"epsilon must be a positive number, got {epsilon!r}")
         if baselines is not None:

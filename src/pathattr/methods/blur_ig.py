@@ -108,7 +108,7 @@ class BlurIntegratedGradients:
         attr = torch.zeros_like(s.x)
         with guarded(self.model):
             bs = chunk_size(s.call, s.x, batch_size, b * steps)
-            group = max(1, bs // b)  # nodes per model batch: keep chunks full
+            group = max(1, bs // max(b, 1))  # nodes per model batch: keep chunks full
             for start in range(0, steps, group):
                 nodes = range(start, min(start + group, steps))
                 pairs = [blur_and_derivative(s.x, max_sigma * (1 - a[k])) for k in nodes]

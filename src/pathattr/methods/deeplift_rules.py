@@ -380,8 +380,19 @@ class DeepLiftMode(TorchFunctionMode):
         if not varying or func in CONSTRUCTORS:
             return func(*args, **kwargs)
         if not torch.is_grad_enabled():
+            out = func(*args, **kwargs)
+            # What a user's full backward hook does to a module's inputs and outputs: an
+            # identity autograd.Function, which reads ``requires_grad`` and re-wraps each tensor
+            # it returns as ``t.view_as(t)``. Both leave the values, so DeepLIFT's multipliers
+            # pass through the hook unchanged.
+            if not any(isinstance(t, Tensor) for t in tree_leaves(out)):
+                return out
+            if func is Tensor.view_as and len(args) == 2 and args[0] is args[1]:
+                if self.rule == "revealcancel":
+                    self._track_source(func, args, kwargs, out)
+                return out
             return self._unsupported(func, args, kwargs, "runs with autograd off (in no_grad or a "
-                                     "custom autograd.Function)")
+                                     "custom autograd.Function)", out)
         if func in TRAINING_FLAG and _bound(func, args, kwargs).get("training"):
             raise NoDeepLiftRule(f"{op_name(func)} runs in training mode: its output is random "
                                  f"or mixes examples; call model.eval()")
@@ -520,11 +531,14 @@ class DeepLiftMode(TorchFunctionMode):
         return entry[1] if entry is not None and entry[0]() is z else None
 
     def _track_source(self, func, args, kwargs, out) -> None:
-        """Remember outputs of linear layers (and batch norm on them) for RevealCancel."""
+        """Remember outputs of linear layers (and batch norm on them, and identity re-wraps of
+        them) for RevealCancel."""
         if func in LINEAR_LAYERS and len(args) >= 2 and "weight" not in kwargs:
             src = _linear_source(func, args, kwargs)
         elif func is F.batch_norm and (prev := self._source_of(args[0])) is not None:
             src = _batch_norm_source(prev, _bound(func, args, kwargs))
+        elif func is Tensor.view_as and (prev := self._source_of(args[0])) is not None:
+            src = prev  # the same values, re-wrapped (a backward hook's identity Function)
         else:
             return
         key = id(out)

@@ -23,7 +23,7 @@ from ..engine import PathEngine, chunk_size, guarded
 from ..forward import ModelCall, OutputSpec
 from ..result import Attribution
 from ..targets import Target, TargetSpec
-from ..validate import check_positive_int
+from ..validate import check_steps
 from ._setup import Inputs, setup
 
 #: Relative and absolute tolerance of "the step has covered its L1 distance" (PAIR's value).
@@ -117,7 +117,7 @@ class GuidedIntegratedGradients:
         sequential batches, plus two forward passes; the path update is a few elementwise
         passes and one k-th value per inner iteration.
         """
-        check_positive_int(steps, "steps")
+        check_steps(steps)
         for name, v in (("fraction", fraction), ("max_dist", max_dist)):
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1:
                 raise ValueError(f"{name} must be a number in [0, 1], got {v!r}")

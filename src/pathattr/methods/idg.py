@@ -32,7 +32,7 @@ from ..forward import OutputSpec
 from ..quadrature import nodes_weights
 from ..result import Attribution
 from ..targets import TargetSpec
-from ..validate import check_positive_int
+from ..validate import check_positive_int, check_steps
 from ._setup import Inputs, Setup, flat_points, rule_tensors, setup
 
 SAMPLINGS = ("adaptive", "uniform")
@@ -146,7 +146,7 @@ class IntegratedDecisionGradients:
         Cost: ``steps`` forward+backward passes per example and baseline, plus two forward
         passes for the endpoints and, if adaptive, ``coarse_steps - 2`` forward-only passes.
         """
-        check_positive_int(steps, "steps")
+        check_steps(steps)
         check_positive_int(coarse_steps, "coarse_steps", minimum=2)
         if sampling not in SAMPLINGS:
             raise ValueError(f"sampling must be one of {', '.join(SAMPLINGS)}, got {sampling!r}")

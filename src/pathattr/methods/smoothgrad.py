@@ -22,6 +22,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from ..quadrature import MAX_STEPS
 from ..result import Attribution
 from ..validate import check_positive_int, check_tensor
 
@@ -52,7 +53,7 @@ class SmoothGrad:
         if not callable(getattr(method, "attribute", None)):
             raise TypeError(f"method must have an attribute(x, ...) method, got "
                             f"{type(method).__name__}")
-        check_positive_int(samples, "samples")
+        check_positive_int(samples, "samples", maximum=MAX_STEPS)
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
         if sigma is not None and stdevs is not None:

@@ -9,6 +9,7 @@ from torch import Tensor, nn
 
 from ..baselines import gaussian_blur
 from ..engine import chunk_size, is_conv
+from ..errors import NonFiniteOutput
 from ..forward import choose_output
 from ..guard import model_guard
 from ..targets import TargetSpec, resolve_target, select
@@ -105,5 +106,13 @@ def _curve(model, x, attributions, target, pixels_per_step, substrate, baseline,
             imgs = torch.where(changed, end[r], start[r])
             if channels_last:
                 imgs = imgs.contiguous(memory_format=torch.channels_last)
-            probs.append(select(choose_output(model(imgs)).softmax(-1), t, r))
+            p = select(choose_output(model(imgs)).softmax(-1), t, r)
+            bad = ~torch.isfinite(p)
+            if bad.any():
+                j = int(bad.nonzero()[0, 0])
+                raise NonFiniteOutput(
+                    f"the model's output is NaN or inf for example {int(r[j])} with "
+                    f"{int(steps[i + j])} of {n_pix} pixels {'deleted' if delete else 'inserted'}"
+                    f": no score is defined there")
+            probs.append(p)
     return Curve.from_scores(counts.to(x.dtype) / n_pix, torch.cat(probs).view(b, n_steps + 1))
