@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from torch import nn
 
+import pathattr
 from pathattr import registry
 
 #: Words that name what a caller passed: an argument, the model, or the input it was given.
@@ -71,9 +72,33 @@ def poison(t: torch.Tensor, what: str, where: int) -> torch.Tensor:
     return t
 
 
+#: The layer methods, which the registry (image methods by name) does not list.
+LAYER_METHODS = {
+    "layer-ig": lambda m: pathattr.LayerIntegratedGradients(m, "fc1"),
+    "layer-conductance": lambda m: pathattr.LayerConductance(m, "fc1"),
+    "layer-deeplift": lambda m: pathattr.LayerDeepLift(m, "fc1"),
+    "neuron-conductance": lambda m: Neurons(pathattr.NeuronConductance(m, "fc1")),
+}
+
+
+class Neurons:
+    """NeuronConductance of neurons 0 and 3 with the common call ``(x, baselines, target)``."""
+
+    def __init__(self, method):
+        self.method = method
+
+    def attribute(self, x, baselines=None, target=None, *, steps=50):
+        return self.method.attribute(x, [0, 3], baselines, target, steps=steps)
+
+
+def make(method: str, model: nn.Module):
+    return LAYER_METHODS[method](model) if method in LAYER_METHODS else \
+        registry.make(method, model)
+
+
 @st.composite
 def calls(draw):
-    method = draw(st.sampled_from(registry.available()))
+    method = draw(st.sampled_from([*registry.available(), *LAYER_METHODS]))
     b = draw(st.integers(0, 3))
     features = draw(st.sampled_from([(6,)] * 4 + [(1, 2, 3)] * 2 + [(5,), (2, 3), (1, 6, 1, 1),
                                                                     ()]))
@@ -101,14 +126,14 @@ def calls(draw):
     return method, x, baselines, target, steps
 
 
-@settings(max_examples=250, deadline=None, derandomize=True,
+@settings(max_examples=300, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.too_slow])
 @given(calls())
 def test_hostile_calls_give_a_result_or_a_named_error(call):
     method, x, baselines, target, steps = call
     model = Net().eval()
     before = snapshot(model)
-    explainer = registry.make(method, model)
+    explainer = make(method, model)
     params = inspect.signature(explainer.attribute).parameters
     kwargs = {"target": target}
     if "steps" in params:
@@ -136,8 +161,8 @@ def test_hostile_calls_give_a_result_or_a_named_error(call):
     assert same(snapshot(model), before), "the call changed the model"
 
 
-@pytest.mark.parametrize("method", registry.available())
+@pytest.mark.parametrize("method", [*registry.available(), *LAYER_METHODS])
 def test_every_method_runs_on_the_fuzz_net(method):
     # The fuzz test must reach the success branch for every method, or it tests only errors.
-    result = registry.make(method, Net().eval()).attribute(torch.randn(2, 1, 2, 3), target=1)
-    assert result.attributions.shape == (2, 1, 2, 3)
+    result = make(method, Net().eval()).attribute(torch.randn(2, 1, 2, 3), target=1)
+    assert result.attributions.shape[0] == 2

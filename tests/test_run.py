@@ -211,10 +211,10 @@ def test_a_method_failing_on_one_item_fails_that_item_only(digits, tmp_path, mon
 
     real = registry.run
 
-    def fragile(method, model, x, target, steps, n_classes):
+    def fragile(method, model, x, target, steps):
         if (x[:, 0, 0, 0] > 0.5).any():  # as a method raising on one odd item would
             raise RuntimeError("odd item")
-        return real(method, model, x, target, steps, n_classes)
+        return real(method, model, x, target, steps)
 
     data = tmp_path / "few.npz"
     x = np.load(digits)["x"][:4].copy()

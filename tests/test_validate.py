@@ -170,7 +170,7 @@ def test_ctrl_c_interrupts_a_long_call_within_seconds(tmp_path):
               "torch.nn.Linear(256, 3)).eval()\n"
               "print('go', flush=True)\n"
               "try:\n"
-              "    pathattr.IntegratedGradients(m).attribute(torch.randn(64, 64), target=0, "
+              "    pathattr.IntegratedGradients(m).attribute(torch.randn(512, 64), target=0, "
               "steps=20000, batch_size=64)\n"
               "except KeyboardInterrupt:\n"
               "    sys.exit(42)\n")

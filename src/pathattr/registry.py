@@ -109,8 +109,7 @@ def make(name: str, model: object, *args: object) -> object:
     return factory(model, *args, **m.init)
 
 
-def run(name: str, model: object, x: object, target: int, steps: int,
-        n_classes: int) -> tuple[object, float]:
+def run(name: str, model: object, x: object, target: int, steps: int) -> tuple[object, float]:
     """``(Attribution, seconds)`` of method ``name`` on ``x`` for class ``target``. ``steps``
     reaches methods whose ``attribute`` has a ``steps`` parameter (path methods); the others
     (DeepLIFT, gradients) have no path to discretise. Cost: the method's."""
@@ -119,8 +118,6 @@ def run(name: str, model: object, x: object, target: int, steps: int,
     kwargs = {"target": target}
     if "steps" in params:
         kwargs["steps"] = steps
-    if "classes" in params:  # AGI: its default of 10 false classes needs an 11-class model
-        kwargs["classes"] = min(params["classes"].default, n_classes - 1)
     kwargs.update(METHODS[name].attribute)
     start = time.perf_counter()
     result = method.attribute(x, **kwargs)

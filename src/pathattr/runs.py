@@ -135,20 +135,19 @@ class Worker:
         outcomes = []
         for method in dict.fromkeys(m for _, methods, _ in members for m in methods):
             rows = [i for i, (_, methods, _) in enumerate(members) if method in methods]
-            outcomes += self._method(method, members, rows, x, predicted, targets,
-                                     logits.shape[1])
+            outcomes += self._method(method, members, rows, x, predicted, targets)
         return outcomes
 
-    def _method(self, method: str, members: list, rows: list[int], x, predicted, targets,
-                n_classes: int) -> list[Outcome]:
+    def _method(self, method: str, members: list, rows: list[int], x, predicted, targets
+                ) -> list[Outcome]:
         """``method`` on the items ``rows`` of a group, at once; if that raises, item by item,
         so that only the items it fails on fail."""
         try:
-            result, seconds = self._attribute(method, x[rows], targets[rows], n_classes)
+            result, seconds = self._attribute(method, x[rows], targets[rows])
         except Exception as e:  # one method failing must not lose the others
             if len(rows) > 1:
-                return [o for i in rows for o in self._method(method, members, [i], x,
-                                                              predicted, targets, n_classes)]
+                return [o for i in rows
+                        for o in self._method(method, members, [i], x, predicted, targets)]
             raw = members[rows[0]][0]
             return [Outcome(raw.key, method, label=raw.label,
                             error=f"{method} failed: {one_line(e)}")]
@@ -161,7 +160,7 @@ class Worker:
                         None if out_delta is None else float(out_delta[j]), seconds / len(rows))
                 for j, i in enumerate(rows)]
 
-    def _attribute(self, method: str, x, target, n_classes: int):
+    def _attribute(self, method: str, x, target):
         from . import registry
 
         if method.startswith(LAYER_METHOD + "@"):
@@ -171,7 +170,7 @@ class Worker:
             result = LayerConductance(self.bundle.model, method.partition("@")[2]).attribute(
                 x, target=target, steps=self.settings.steps)
             return result, time.perf_counter() - start
-        return registry.run(method, self.bundle.model, x, target, self.settings.steps, n_classes)
+        return registry.run(method, self.bundle.model, x, target, self.settings.steps)
 
 
 def run(model: str, data: str | Path, methods: str | Sequence[str] = "ig",

@@ -122,7 +122,7 @@ def _one(bundle: ModelBundle, label: str, img: Image.Image, opts: Options, direc
     attrs: dict[str, torch.Tensor] = {}
     for name in opts.methods:
         bar.set_description(f"{label}: {name}")
-        panel, attr = _method(name, model, x, target, opts.steps, probs.numel(), shown)
+        panel, attr = _method(name, model, x, target, opts.steps, shown)
         summary["methods"][name] = {"delta": panel.delta, "relative_delta": panel.relative,
                                     "seconds": panel.seconds, "error": panel.error}
         report.methods.append(panel)
@@ -169,11 +169,11 @@ def _fmt(v: float | None, pattern: str = "{:+.3g}") -> str:
     return "-" if v is None else pattern.format(v)
 
 
-def _method(name: str, model, x: torch.Tensor, target: int, steps: int, n_classes: int,
+def _method(name: str, model, x: torch.Tensor, target: int, steps: int,
             shown: np.ndarray) -> tuple[viz.MethodPanel, torch.Tensor | None]:
     """Run one method; a failure becomes the panel's ``error`` (one line) instead of raising."""
     try:
-        result, seconds = registry.run(name, model, x, target, steps, n_classes)
+        result, seconds = registry.run(name, model, x, target, steps)
     except Exception as e:  # one method's failure must not lose the others' results
         return viz.MethodPanel(name, error=one_line(e)), None
     attr = result.attributions[0].detach().float().cpu()

@@ -107,6 +107,7 @@ class AdversarialGradientIntegration:
             if logits.dim() != 2:
                 raise ValueError(f"AGI needs model outputs of shape (batch, classes), got "
                                  f"{tuple(logits.shape)}")
+            s.target.select(logits, torch.arange(b, device=dev))  # raises for a bad target
             false = _false_classes(logits, classes_of, classes)
             k = false.shape[1]
             j, i = false.flatten(), classes_of.repeat_interleave(k)

@@ -59,6 +59,8 @@ class SaturationSum:
         self.sign = np.where(hi >= lo, 1.0, -1.0)
         # saturation 1 is the whole path: a* = +inf makes every c_k = w_k exactly
         self.cut = np.full(len(lo), math.inf if saturation == 1 else math.nan)
+        # F(x) = F(x'): the level F(x') is reached at a = 0 (attributions 0, by definition)
+        self.cut[(hi == lo) & (saturation < 1)] = 0.0
         self.prev_a, self.prev_f = np.zeros(len(lo)), lo.copy()
         self.grad = torch.zeros_like(diff)
         self.pending = torch.zeros_like(diff)
