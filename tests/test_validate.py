@@ -165,7 +165,10 @@ def test_ctrl_c_interrupts_a_long_call_within_seconds(tmp_path):
     import sys
     import time
 
-    script = ("import torch, pathattr, sys\n"
+    # A shell that starts jobs in the background makes them ignore SIGINT; Python's own handler
+    # is what a user at a terminal has.
+    script = ("import signal, torch, pathattr, sys\n"
+              "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
               "m = torch.nn.Sequential(torch.nn.Linear(64, 256), torch.nn.Tanh(), "
               "torch.nn.Linear(256, 3)).eval()\n"
               "print('go', flush=True)\n"
