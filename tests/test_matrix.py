@@ -85,41 +85,38 @@ def build(name: str) -> Case:
         return Case(m, ids, 2, lambda i: m(i, attention_mask=mask).logits[:, 2],
                     "bert.encoder.layer.0.output", kwargs={"forward_kwargs":
                                                           {"attention_mask": mask}},
-                    ids=True, deeplift=False)
+                    ids=True)
     if name == "gpt2-next-token":
         cfg = transformers.GPT2Config(vocab_size=30, n_embd=16, n_layer=1, n_head=2,
                                       n_positions=12)
         m = transformers.GPT2LMHeadModel(cfg).to(D).eval()
         ids = torch.randint(0, 30, (2, 5))
         return Case(m, ids, (4, 7), lambda i: m(i).logits[:, 4, 7], "transformer.h.0",
-                    ids=True, classes=False, deeplift=False, deeplift_layer=False)
+                    ids=True, classes=False)
     if name == "vit":
         cfg = transformers.ViTConfig(image_size=8, patch_size=4, hidden_size=16,
                                      num_hidden_layers=1, num_attention_heads=2,
                                      intermediate_size=20, num_labels=3)
         m = transformers.ViTForImageClassification(cfg).to(D).eval()
         x = torch.randn(2, 3, 8, 8, dtype=D)
-        return Case(m, x, 1, lambda x: m(x).logits[:, 1], "vit.layernorm", images=True,
-                    deeplift=False)
+        return Case(m, x, 1, lambda x: m(x).logits[:, 1], "vit.layernorm", images=True)
     if name in ("lstm", "gru"):
         m = Recurrent(nn.LSTM if name == "lstm" else nn.GRU).to(D).eval()
         ids = torch.randint(1, 20, (2, 5))
-        # the fused LSTM/GRU kernels have no DeepLIFT rule yet (issue 13)
-        return Case(m, ids, 2, lambda i: m(i)[:, 2], "rnn[0]", ids=True, deeplift=False,
-                    path_layer="emb")
+        return Case(m, ids, 2, lambda i: m(i)[:, 2], "rnn[0]", ids=True, path_layer="emb")
     if name == "transformer-encoder":
         m = Encoder().to(D).eval()
         x, base = torch.randn(2, 4, 8, dtype=D), torch.randn(2, 4, 8, dtype=D)
         pad = torch.tensor([[False] * 4, [False, False, True, True]])
         return Case(m, x, 0, lambda x: m(x, src_key_padding_mask=pad)[:, 0], "fc",
                     baselines=base, kwargs={"forward_kwargs": {"src_key_padding_mask": pad}},
-                    deeplift=False, tol=0.1)
+                    tol=0.1)
     if name == "token-classification":
         m = _bert(transformers.BertForTokenClassification, num_labels=4)
         ids = torch.randint(5, 40, (2, 6))
         return Case(m, ids, [(1, 3), (5, 0)],
                     lambda i: m(i).logits[torch.arange(2), [1, 5], [3, 0]],
-                    "bert.encoder.layer.0.output", ids=True, classes=False, deeplift=False)
+                    "bert.encoder.layer.0.output", ids=True, classes=False)
     if name == "scalar-function":
         def f(x):
             return torch.sin(x) * x
@@ -267,5 +264,9 @@ def test_pretrained_minilm_with_mask():
     # the padded positions of the short sentence are masked out: they get nothing
     short = int(mask[1].sum())
     assert lig.attributions[1, short:].abs().max() < 1e-6
-    with pytest.raises(NoDeepLiftRule):
-        pathattr.LayerDeepLift(bert, "embeddings.word_embeddings").attribute(ids, pad, **kw)
+    for rule in ("rescale", "revealcancel"):  # exact summation-to-delta, through the mask
+        dl = pathattr.LayerDeepLift(bert, "embeddings.word_embeddings", rule).attribute(
+            ids, pad, **kw)
+        torch.testing.assert_close(dl.info["output_delta"], out_delta, rtol=1e-5, atol=1e-6)
+        assert (dl.delta.abs() / out_delta.abs()).max() < 1e-5, rule  # float32
+        assert dl.attributions[1, short:].abs().max() < 1e-6

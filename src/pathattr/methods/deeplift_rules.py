@@ -73,8 +73,16 @@ FIRST_ONLY = LINEAR_LAYERS | _ops(
     "conv_transpose1d", "conv_transpose2d", "conv_transpose3d")
 # Bilinear: linear while one factor is constant; two varying factors take the Shapley split
 # (out-of-place forms only).
-PRODUCT = _ops("mul", "multiply", "__rmul__", "matmul", "__matmul__", "__rmatmul__", "mm", "bmm")
-ONE_FACTOR = _ops("mul_", "__imul__", "einsum", "tensordot")
+PRODUCT = _ops("mul", "multiply", "__rmul__", "matmul", "__matmul__", "__rmatmul__", "mm", "bmm",
+               "mv", "einsum")
+ONE_FACTOR = _ops("mul_", "__imul__", "tensordot")
+# ``beta * input + alpha * (a @ b)``: run as that sum and product, so two varying factors get
+# the product's rule (HuggingFace's Conv1D is ``addmm(bias, x, W)``).
+AFFINE_PRODUCT = {torch.addmm: torch.matmul, torch.baddbmm: torch.matmul,
+                  torch.addmv: torch.mv, Tensor.addmm: torch.matmul,
+                  Tensor.baddbmm: torch.matmul, Tensor.addmv: torch.mv}
+# ``a / b`` with a varying divisor: ``a * (1 / b)``.
+DIVISION = _ops("div", "divide", "true_divide", "__truediv__", "__rtruediv__")
 # Make constants shaped like their argument.
 CONSTRUCTORS = _ops("zeros_like", "ones_like", "empty_like", "full_like", "new_zeros",
                     "new_ones", "new_empty", "new_full", "new_tensor")
@@ -84,7 +92,10 @@ TRAINING_FLAG = _ops("batch_norm", "dropout", "dropout1d", "dropout2d", "dropout
 
 _ELEMENTWISE_NAMES = (
     "relu", "relu6", "hardtanh", "clamp", "clip", "clamp_min", "clamp_max", "leaky_relu", "elu",
-    "gelu", "silu", "hardswish", "hardsigmoid", "softplus", "sigmoid", "tanh",
+    "gelu", "silu", "hardswish", "hardsigmoid", "softplus", "sigmoid", "tanh", "mish", "selu",
+    "celu", "logsigmoid", "softsign", "tanhshrink", "exp", "exp2", "expm1", "log", "log2",
+    "log10", "log1p", "sqrt", "rsqrt", "reciprocal", "abs", "erf", "erfc", "square", "pow",
+    "__pow__", "__rpow__", "sin", "cos",
 )
 
 
@@ -162,8 +173,9 @@ def rescale_multiplier(f: Callable[[Tensor], Tensor], z: Tensor, dz: Tensor,
     ``f'(z)`` where ``|dz| < EPS`` (``f`` must act elementwise). Cost: a few elementwise
     passes, plus a backward of ``f`` on the elements with a small difference."""
     m = dy / dz
-    # flat indices, then take/put_: boolean-mask indexing scans the mask once per tensor
-    idx = (dz.abs() < EPS).flatten().nonzero().squeeze(1)
+    # flat indices, then take/put_: boolean-mask indexing scans the mask once per tensor;
+    # NaN: both runs at the same infinity (a masked attention score), no change
+    idx = ((dz.abs() < EPS) | dz.isnan()).flatten().nonzero().squeeze(1)
     if len(idx):
         m.put_(idx, _derivative(f, z.take(idx)))
     return m
@@ -211,7 +223,7 @@ def _reveal_cancel_by_parts(f: Callable[[Tensor], Tensor], z: Tensor, y: Tensor,
     return m_pos, m_neg
 
 
-class _Rescale(torch.autograd.Function):
+class Rescale(torch.autograd.Function):
     """``y = f(z)``; backward ``g * m`` with Rescale's ``m = (y - y') / (z - z')``."""
 
     @staticmethod
@@ -310,7 +322,7 @@ def _batch_norm_source(src: AffineSource, bound: dict) -> AffineSource:
     return AffineSource(src.a, abs_terms)
 
 
-def _shapley_product(func: Callable, args: tuple, kwargs: dict, i: int, j: int,
+def shapley_product(func: Callable, args: tuple, kwargs: dict, i: int, j: int,
                      a_ref: Tensor, b_ref: Tensor) -> Tensor:
     """``a * b`` (any bilinear ``func``) with both factors varying, differentiated as
     ``da (b + b')/2 + (a + a')/2 db`` for the references ``a'``, ``b'``. Cost: three products."""
@@ -355,6 +367,9 @@ class DeepLiftMode(TorchFunctionMode):
         self._tape: list[_Entry] = []
         self._next = 0
         self._recording = True
+        from .deeplift_composite import COMPOSITES, DECOMPOSITIONS
+
+        self._composites, self._decompositions = COMPOSITES, DECOMPOSITIONS
 
     def reference(self) -> DeepLiftMode:
         """Enter for the run on the references: rules record what they need."""
@@ -396,6 +411,25 @@ class DeepLiftMode(TorchFunctionMode):
         if func in TRAINING_FLAG and _bound(func, args, kwargs).get("training"):
             raise NoDeepLiftRule(f"{op_name(func)} runs in training mode: its output is random "
                                  f"or mixes examples; call model.eval()")
+        if func in self._composites:
+            return self._composite(func, args, kwargs, varying)
+        if func in self._decompositions:
+            with self:  # the kernel's own ops, each under its rule
+                return self._decompositions[func](*args, **kwargs)
+        if func in AFFINE_PRODUCT and len(args) == 3:  # beta, alpha are keyword-only
+            base, a, b = args
+            with self:
+                return kwargs.get("beta", 1) * base + \
+                    kwargs.get("alpha", 1) * AFFINE_PRODUCT[func](a, b)
+        if func in DIVISION and not (len(varying) == 1 and args and varying[0] is args[0]
+                                     and func is not Tensor.__rtruediv__):
+            if kwargs.get("rounding_mode") is not None:
+                return self._unsupported(func, args, kwargs, "rounds (div with rounding_mode)")
+            num, den = (args[1], args[0]) if func is Tensor.__rtruediv__ else args[:2]
+            with self:
+                return torch.mul(num, torch.reciprocal(den))
+        if func is torch.einsum and len(args) == 2 and isinstance(args[1], (list, tuple)):
+            args = (args[0], *args[1])
         if func in ELEMENTWISE:
             return self._elementwise(func, args, kwargs, varying)
         if func in MAXPOOL:
@@ -409,7 +443,7 @@ class DeepLiftMode(TorchFunctionMode):
                 if self._recording:
                     return func(*args, **kwargs)
                 self.counts["product"] += 1
-                return _shapley_product(func, args, kwargs, *factors, a_ref, b_ref)
+                return shapley_product(func, args, kwargs, *factors, a_ref, b_ref)
         linear = (func in LINEAR
                   or (func in FIRST_ONLY and len(varying) == 1 and args and varying[0] is args[0])
                   or (func in PRODUCT | ONE_FACTOR and len(varying) == 1)
@@ -426,6 +460,19 @@ class DeepLiftMode(TorchFunctionMode):
         if self.rule == "revealcancel":
             self._track_source(func, args, kwargs, out)
         return out
+
+    def _composite(self, func, args, kwargs, varying):
+        """A rule that needs the op's input and its reference at once (``deeplift_composite``);
+        only the input may vary (weights and options are constants)."""
+        if len(varying) != 1 or varying[0] is not args[0]:
+            raise NoDeepLiftRule(f"{op_name(func)} has a varying argument other than its input; "
+                                 f"DeepLIFT has no rule for that")
+        if self._recording:
+            self._tensors(func, args[0], args[0])
+            return func(*args, **kwargs)
+        (z_ref,) = self._tensors(func, args[0])
+        self.counts[op_name(func).rsplit(".", 1)[-1]] += 1
+        return self._composites[func](args[0], z_ref, *args[1:], **kwargs)
 
     def _tensors(self, func, like: Tensor, *ref: Tensor) -> tuple[Tensor, ...]:
         """On the reference run record ``ref`` (detached) and return it; on the input run
@@ -469,12 +516,14 @@ class DeepLiftMode(TorchFunctionMode):
         return func(*args, **kwargs) if out is None else out
 
     def _check_batch(self, func, tensors: list[Tensor]) -> None:
+        # Input and reference values pair up elementwise whatever the layout (the tape checks
+        # shapes), but a nonlinearity of a tensor without the batch dimension mixes examples.
         for t in tensors:
-            if t.dim() == 0 or t.shape[0] != self.n:
+            if self.n not in t.shape:
                 raise NoDeepLiftRule(
-                    f"{op_name(func)} gets a tensor of shape {tuple(t.shape)} whose first "
-                    f"dimension is not the batch ({self.n} rows); DeepLIFT's rules need the "
-                    f"batch first on every nonlinearity")
+                    f"{op_name(func)} gets a tensor of shape {tuple(t.shape)} with no batch "
+                    f"dimension ({self.n} rows): it mixes examples, and DeepLIFT's "
+                    f"per-example summation-to-delta needs every nonlinearity per example")
 
     def _single_first(self, func, args, varying) -> None:
         if len(varying) != 1 or not args or varying[0] is not args[0]:
@@ -509,7 +558,7 @@ class DeepLiftMode(TorchFunctionMode):
         z_ref, *a_ref = self._tensors(func, z)
         if source is None or not a_ref:
             self.counts["rescale"] += 1
-            y = _Rescale.apply(z, f, z_ref)
+            y = Rescale.apply(z, f, z_ref)
         else:
             self.counts["revealcancel"] += 1
             y = _RevealCancel.apply(z, source.abs_terms((source.a - a_ref[0]).abs()), f, z_ref)
