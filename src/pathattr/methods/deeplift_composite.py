@@ -17,9 +17,9 @@ factors with the Shapley split ``d(ab) = da (b + b')/2 + (a + a')/2 db``.
   contributions); Captum applies Rescale elementwise, ``dy_i / dz_i``, which does not sum to
   the output change (our tests show both deltas).
 * layer_norm / rms_norm / group_norm: centring ``u = z - mean z`` is linear; then
-  ``v = mean(u u)`` (a product), ``r = 1/sqrt(v + eps)`` (Rescale), ``y = u r`` (a product),
-  then the affine ``w y + b``. RMS norm skips the centring; group norm normalises per group
-  of channels.
+  ``v = mean(u u)`` (a product), ``r = 1/sqrt(v + eps)`` (Rescale), ``y = u r`` (a product
+  split at the end where ``r`` is smaller, see ``scaled``), then the affine ``w y + b``. RMS
+  norm skips the centring; group norm normalises per group of channels.
 
 Inside a composite, nonlinearities use Rescale under either rule (RevealCancel needs the terms
 of a linear layer, which these intermediate values do not have).
@@ -74,6 +74,22 @@ def elementwise(f: Callable[[Tensor], Tensor], p: Pair) -> Pair:
 def product(p: Pair, q: Pair) -> Pair:
     """``p * q`` (broadcasting), with the Shapley split of the change."""
     return Pair(shapley_product(torch.mul, (p.t, q.t), {}, 0, 1, p.ref, q.ref), p.ref * q.ref)
+
+
+def scaled(p: Pair, q: Pair) -> Pair:
+    """``p * q`` for a scale factor ``q``, split as ``dp q + p' dq`` where ``q <= q'`` and
+    ``dp q' + p dq`` elsewhere: exact either way, and the factor is taken at the end where it
+    is smaller. A normaliser's ``q = 1/sqrt(v + eps)`` is huge where the variance ``v`` is tiny
+    (a zero reference), and there ``p`` is tiny too, so both terms stay bounded; the Shapley
+    split would weigh ``dp`` by the huge mean of ``q`` and cancel (measured: float32 relative
+    errors of 1e-4 on a TransformerEncoder, 2e-7 in float64 on RMSNorm at a zero reference)."""
+    at_input = q.t.detach() <= q.ref
+    q_end = torch.where(at_input, q.t.detach(), q.ref)
+    p_other = torch.where(at_input, p.ref, p.t.detach())
+    with torch.no_grad():
+        out = p.t * q.t
+    return Pair(out + (p.t - p.t.detach()) * q_end + p_other * (q.t - q.t.detach()),
+                p.ref * q.ref)
 
 
 def _dim(args: tuple, kwargs: dict) -> int:
@@ -142,7 +158,7 @@ def logsumexp(z: Tensor, z_ref: Tensor, dim, keepdim: bool = False) -> Tensor:
 def _normalise(z: Pair, dims: tuple[int, ...], eps: float, centre: bool) -> Pair:
     u = z - z.map(torch.mean, dims, keepdim=True) if centre else z
     v = product(u, u).map(torch.mean, dims, keepdim=True)
-    return product(u, elementwise(lambda t: torch.rsqrt(t + eps), v))
+    return scaled(u, elementwise(lambda t: torch.rsqrt(t + eps), v))
 
 
 def _affine(y: Pair, weight: Tensor | None, bias: Tensor | None) -> Tensor:
