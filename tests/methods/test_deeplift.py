@@ -447,3 +447,24 @@ def test_user_backward_hooks_neither_break_nor_change_it(rule):
     assert hooked.delta.abs().max() < 1e-10
     assert "full" in seen and "pre" in seen  # the user's hooks ran, and are still there
     assert len(net[1]._backward_hooks) == 1 and len(net[2]._backward_pre_hooks) == 1
+
+
+@pytest.mark.parametrize("rule", RULES)
+def test_chunks_give_the_unchunked_result(rule):
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(2, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 4 * 4, 3),
+                        nn.Tanh()).double().eval()
+    x = torch.randn(5, 2, 6, 6, dtype=torch.float64)
+    base = Several(torch.zeros(2, 2, 6, 6, dtype=torch.float64) + torch.tensor([0.0, 0.3],
+                   dtype=torch.float64).view(2, 1, 1, 1))
+    whole = DeepLift(net, rule).attribute(x, base, target=1)
+    for bs in (1, 3):
+        chunked = DeepLift(net, rule).attribute(x, base, target=1, batch_size=bs)
+        torch.testing.assert_close(chunked.attributions, whole.attributions, rtol=0,
+                                   atol=1e-13)
+        torch.testing.assert_close(chunked.info["deltas"], whole.info["deltas"], rtol=0,
+                                   atol=1e-13)
+    layer = LayerDeepLift(net, "1", rule)
+    torch.testing.assert_close(layer.attribute(x, base, target=1, batch_size=2).attributions,
+                               layer.attribute(x, base, target=1).attributions, rtol=0,
+                               atol=1e-13)

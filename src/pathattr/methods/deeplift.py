@@ -21,13 +21,15 @@ terms of the layer get separate multipliers. Every other nonlinearity uses Resca
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Literal
 
 import torch
 from torch import Tensor, nn
 
 from ..baselines import BaselineSpec
-from ..engine import guarded
+from ..engine import MEMORY_BUDGET, chunk_size, guarded
 from ..forward import OutputSpec
 from ..layers import LayerSpec, resolve_layer, tap_layers
 from ..result import Attribution
@@ -50,26 +52,36 @@ def _check(model: object, nonlinearity: str) -> None:
                          f"for nonlinearities), got {nonlinearity!r}")
 
 
-def _forward(model: nn.Module, s: Setup, mode: DeepLiftMode, x: Tensor, x_ref: Tensor,
+def _forward(s: Setup, mode: DeepLiftMode, rows: Tensor, x: Tensor, x_ref: Tensor,
              tap: _Tap | None = None) -> tuple[Tensor, Tensor, Tensor | None]:
-    """The two runs every DeepLIFT call makes: the target at the inputs (differentiable) and at
-    the references (recording, detached), each ``(n,)``, and the tapped layer's activation on
-    the reference run (detached; None without a tap)."""
+    """The two runs every DeepLIFT chunk makes on its ``rows``: the target at the inputs
+    (differentiable) and at the references (recording, detached), each ``(n,)``, and the
+    tapped layer's activation on the reference run (detached; None without a tap)."""
     with mode.reference():
-        out_ref = s.target.select(s.call(x_ref))
+        out_ref = s.target.select(s.call(x_ref, rows), rows)
     act_ref = None
     if tap is not None:
         act_ref = tap.check().detach()
         tap.reset()
     with mode.inputs():
-        out = s.target.select(s.call(x))
+        out = s.target.select(s.call(x, rows), rows)
     mode.check_consumed()
     return out, out_ref.detach(), act_ref
 
 
+def _chunks(s: Setup, batch_size: int | str) -> Iterator[Tensor]:
+    """Row indices per chunk: DeepLIFT's rules are per example, so chunks are independent.
+    ``"auto"``: a third of the path methods' memory budget per chunk, since a chunk holds two
+    forwards and the rules' saved tensors. An empty batch gives one empty chunk."""
+    n = len(s.x)
+    bs = chunk_size(s.call, s.x, batch_size, n, MEMORY_BUDGET // 3)
+    for start in range(0, max(n, 1), bs):
+        yield torch.arange(start, min(start + bs, n), device=s.x.device)
+
+
 def _result(s: Setup, diff: Tensor, multipliers: Tensor, out: Tensor, out_ref: Tensor,
-            nonlinearity: str, mode: DeepLiftMode, multiply_by_inputs: bool, structure: bool = True,
-            **info) -> Attribution:
+            nonlinearity: str, counts: Counter, multiply_by_inputs: bool,
+            structure: bool = True, **info) -> Attribution:
     """Average over baselines; delta = sum of contributions - (F(x) - F(x')), and in
     ``info["deltas"]`` the same per (example, baseline), ``(B, K)``."""
     rows = diff * multipliers
@@ -79,7 +91,7 @@ def _result(s: Setup, diff: Tensor, multipliers: Tensor, out: Tensor, out_ref: T
     each = (rows.flatten(1).sum(1) - out_rows).reshape(s.k, s.b).T
     shown = attr if multiply_by_inputs else s.mean(multipliers)
     return Attribution(s.structure(shown) if structure else shown, delta,
-                       info={"nonlinearity": nonlinearity, "rules": dict(mode.counts),
+                       info={"nonlinearity": nonlinearity, "rules": dict(counts),
                              "deltas": each, "output_delta": s.mean(out_rows), **info})
 
 
@@ -103,25 +115,32 @@ class DeepLift:
         self.multiply_by_inputs = multiply_by_inputs
 
     def attribute(self, x: Inputs, baselines: BaselineSpec | tuple = None,
-                  target: TargetSpec = None, *, additional_forward_args: tuple | None = None,
+                  target: TargetSpec = None, *, batch_size: int | Literal["auto"] = "auto",
+                  additional_forward_args: tuple | None = None,
                   forward_kwargs: dict | None = None, output: OutputSpec = None
                   ) -> Attribution:
         """Return contributions (shape of ``x``) with ``delta`` per example.
 
-        Cost: two forwards and one backward on ``K B`` rows (K baselines, B examples), plus a
-        few elementwise passes per nonlinearity (RevealCancel: one extra linear map forward
-        and backward at each site).
+        Cost: two forwards and one backward on ``K B`` rows (K baselines, B examples), in
+        chunks of ``batch_size`` rows, plus a few elementwise passes per nonlinearity
+        (RevealCancel: one extra linear map forward and backward at each site).
         """
         s = setup(self.model, x, baselines, target, additional_forward_args, forward_kwargs,
                   output)
-        mode = DeepLiftMode(len(s.x), self.nonlinearity, self.fallback)
+        grads, outs, refs, counts = [], [], [], Counter()
         with guarded(self.model), torch.enable_grad():
-            inputs = s.x.detach().requires_grad_(True)
-            out, out_ref, _ = _forward(self.model, s, mode, inputs,
-                                       s.baseline.detach().requires_grad_(True))
-            (grad,) = torch.autograd.grad(out.sum(), inputs)
-        return _result(s, s.x - s.baseline, grad, out, out_ref, self.nonlinearity, mode,
-                       self.multiply_by_inputs)
+            for rows in _chunks(s, batch_size):
+                mode = DeepLiftMode(len(rows), self.nonlinearity, self.fallback)
+                inputs = s.x[rows].detach().requires_grad_(True)
+                out, out_ref, _ = _forward(s, mode, rows, inputs,
+                                           s.baseline[rows].detach().requires_grad_(True))
+                (grad,) = torch.autograd.grad(out.sum(), inputs)
+                grads.append(grad)
+                outs.append(out.detach())
+                refs.append(out_ref)
+                counts.update(mode.counts)
+        return _result(s, s.x - s.baseline, torch.cat(grads), torch.cat(outs), torch.cat(refs),
+                       self.nonlinearity, counts, self.multiply_by_inputs)
 
 
 class LayerDeepLift:
@@ -141,6 +160,7 @@ class LayerDeepLift:
 
     def attribute(self, x: Inputs, baselines: BaselineSpec | tuple = None,
                   target: TargetSpec = None, *, attribute_to_layer_input: bool = False,
+                  batch_size: int | Literal["auto"] = "auto",
                   additional_forward_args: tuple | None = None,
                   forward_kwargs: dict | None = None, output: OutputSpec = None
                   ) -> Attribution:
@@ -148,23 +168,34 @@ class LayerDeepLift:
 
         ``x`` may be integer (token ids, with id baselines such as a pad id).
         Raises if the layer runs zero or several times in one forward. Cost: two forwards on
-        ``K B`` rows (K baselines, B examples) and one backward down to the layer.
+        ``K B`` rows (K baselines, B examples), in chunks of ``batch_size`` rows, and one
+        backward down to the layer.
         """
         s = setup(self.model, x, baselines, target, additional_forward_args, forward_kwargs,
                   output, integers=True)
         name, module = resolve_layer(self.model, self.layer)
-        mode = DeepLiftMode(len(s.x), self.nonlinearity, self.fallback)
 
         def cut(t: Tensor) -> Tensor:
             if not isinstance(t, Tensor) or not t.is_floating_point():
                 raise TypeError(f"layer {name!r} activation is not a floating-point tensor")
             return t.detach().requires_grad_(True)
 
+        diffs, grads, outs, refs, counts = [], [], [], [], Counter()
         with guarded(self.model), torch.enable_grad(), \
                 tap_layers([(name, module, attribute_to_layer_input, cut)]) as (tap,):
-            out, out_ref, act_ref = _forward(self.model, s, mode, s.x, s.baseline, tap)
-            act = tap.check()
-            (grad,) = torch.autograd.grad(out.sum(), act, allow_unused=True,
-                                          materialize_grads=True)
-        return _result(s, act.detach() - act_ref, grad, out, out_ref, self.nonlinearity, mode,
-                       self.multiply_by_inputs, structure=False, layer=name)
+            for rows in _chunks(s, batch_size):
+                mode = DeepLiftMode(len(rows), self.nonlinearity, self.fallback)
+                tap.reset()
+                out, out_ref, act_ref = _forward(s, mode, rows, s.x[rows], s.baseline[rows],
+                                                 tap)
+                act = tap.check()
+                (grad,) = torch.autograd.grad(out.sum(), act, allow_unused=True,
+                                              materialize_grads=True)
+                diffs.append(act.detach() - act_ref)
+                grads.append(grad)
+                outs.append(out.detach())
+                refs.append(out_ref)
+                counts.update(mode.counts)
+        return _result(s, torch.cat(diffs), torch.cat(grads), torch.cat(outs), torch.cat(refs),
+                       self.nonlinearity, counts, self.multiply_by_inputs, structure=False,
+                       layer=name)
