@@ -12,7 +12,6 @@ from nets import Recurrent
 from torch import nn
 
 import pathattr
-from pathattr.methods.deeplift_rules import NoDeepLiftRule
 
 transformers = pytest.importorskip("transformers")
 D = torch.float64
@@ -160,9 +159,10 @@ def test_bert_with_attention_mask(bert):
     torch.testing.assert_close(ex["ig"].attributions, pathattr.LayerIntegratedGradients(
         model, emb).attribute(ids, 0, target=1, steps=64, **kw).attributions,
         rtol=1e-7, atol=1e-9)
-    # transformer ops without DeepLIFT rules: a clear error naming the op (issue 13's work)
-    with pytest.raises(NoDeepLiftRule):
-        pathattr.LayerDeepLift(model, emb).attribute(ids, 0, target=1, **kw)
+    # DeepLIFT through the masked attention: exact, and the padded positions get nothing
+    dl = pathattr.LayerDeepLift(model, emb).attribute(ids, 0, target=1, **kw)
+    assert _rel(dl) < 1e-10
+    assert dl.attributions[mask == 0].abs().max() < 1e-12
 
 
 def test_gpt2_position_class_targets():

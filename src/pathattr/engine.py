@@ -239,7 +239,7 @@ class PathEngine:
                 points, tapped = (vals[:n_path], vals[n_path:]) if on_path else ([inp], vals)
                 wrt = [*points, *tapped] if input_grad else tapped
                 if out.dim() == 2:  # several outputs per row: one backward each
-                    grads = _per_output_grads(out, wrt)
+                    grads = per_output_grads(out, wrt)
                 else:
                     grads = torch.autograd.grad(out.sum(), wrt, allow_unused=True,
                                                 materialize_grads=True) if wrt else ()
@@ -323,7 +323,7 @@ class PathEngine:
         return (torch.cat(out) if out else empty), [torch.cat(a) for a in acts]
 
 
-def _per_output_grads(out: Tensor, wrt: list[Tensor]) -> list[Tensor]:
+def per_output_grads(out: Tensor, wrt: list[Tensor]) -> list[Tensor]:
     """The gradient of each column of ``out`` ``(n, T)`` with respect to each of ``wrt``, as
     ``(n, T, *shape)``: one backward per column on the same forward graph."""
     cols = []

@@ -21,7 +21,7 @@ RULES = ["rescale", "revealcancel"]
 
 # -- decompositions equal the fused kernels ---------------------------------------------------
 
-@pytest.mark.parametrize("mask", ["none", "causal", "bool", "additive", "gqa"])
+@pytest.mark.parametrize("mask", ["none", "causal", "bool", "additive", "gqa", "dead-row"])
 def test_sdpa_decomposition_equals_the_kernel(mask):
     torch.manual_seed(0)
     q, k, v = (torch.randn(2, 4, 5, 8, dtype=D) for _ in range(3))
@@ -33,6 +33,10 @@ def test_sdpa_decomposition_equals_the_kernel(mask):
         kw["attn_mask"][..., 0] = True  # no row fully masked
     elif mask == "additive":
         kw["attn_mask"] = torch.randn(2, 1, 5, 5, dtype=D)
+    elif mask == "dead-row":  # a query that may attend nowhere: the kernel gives 0
+        kw["attn_mask"] = torch.ones(2, 1, 5, 5, dtype=torch.bool)
+        kw["attn_mask"][:, :, 1] = False
+        kw["is_causal"] = False
     elif mask == "gqa":
         k, v, kw["enable_gqa"] = k[:, :2], v[:, :2], True
     torch.testing.assert_close(dc.scaled_dot_product_attention(q, k, v, **kw),

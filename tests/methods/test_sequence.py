@@ -192,3 +192,40 @@ def test_aggregate_pieces_into_words():
     torch.testing.assert_close(big[:, 0], pair.gather(1, pair.abs().argmax(1, keepdim=True))[:, 0])
     with pytest.raises(ValueError, match="one group per position"):
         r.aggregate(groups[:, :3])
+
+
+@pytest.mark.parametrize("build, layer", [(gpt2, "transformer.wte"),
+                                          (llama, "model.embed_tokens"), (None, None)])
+def test_deeplift_per_target_equals_layer_deeplift_per_prefix_and_sums_exactly(build, layer):
+    # One reference and one input forward, then one backward per target: equal to LayerDeepLift
+    # run on each prefix separately, and exact to rounding (Llama: RMSNorm, SwiGLU, rotary
+    # embeddings, grouped-query SDPA; T5: relative attention, two embeddings).
+    if build is None:
+        model, ids = t5(), torch.tensor([[5, 9, 13, 2], [7, 11, 0, 0]])
+        mask = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0]])
+    else:
+        model, (ids, mask) = build(), prompts()
+    targets = torch.tensor([[3, 17, 21], [6, 6, 30]])
+    r = pathattr.SequenceAttribution(model, method="deeplift").attribute(
+        ids, targets, baselines=0, attention_mask=mask, score="logprob")
+    assert r.alphas is None and r.delta.shape == (2, 3)
+    # exact to the model's own rounding: Llama's and T5's RMSNorm compute in float32 even in a
+    # float64 model (3e-7 relative measured), GPT-2 is float64 throughout
+    tol = 1e-10 if build is gpt2 else 2e-6
+    assert (r.delta.abs() / r.info["output_delta"].abs()).max() < tol
+    if build is None:
+        assert r.scores[1, :, 2:4].abs().max() < 1e-12  # masked encoder padding
+        return
+    pos = (r.attention_mask.cumsum(1) - 1).clamp(min=0)
+    for t in range(3):
+        end = 5 + t
+
+        def pick(logits, ex, t=t, end=end):
+            lp = logits[:, end - 1].log_softmax(-1)
+            return lp[torch.arange(len(lp)), targets[ex, t]]
+        ref = pathattr.LayerDeepLift(model, layer).attribute(
+            r.input_ids[:, :end], 0, target=pick, forward_kwargs={
+                "attention_mask": r.attention_mask[:, :end], "position_ids": pos[:, :end]})
+        torch.testing.assert_close(r.scores[:, t, :end], ref.attributions.sum(-1), rtol=1e-9,
+                                   atol=1e-12)
+        assert r.scores[:, t, end:].abs().max() == 0

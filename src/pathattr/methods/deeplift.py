@@ -29,7 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from ..baselines import BaselineSpec
-from ..engine import MEMORY_BUDGET, chunk_size, guarded
+from ..engine import MEMORY_BUDGET, chunk_size, guarded, per_output_grads
 from ..forward import OutputSpec
 from ..layers import LayerSpec, resolve_layer, tap_layers
 from ..result import Attribution
@@ -53,20 +53,53 @@ def _check(model: object, nonlinearity: str) -> None:
 
 
 def _forward(s: Setup, mode: DeepLiftMode, rows: Tensor, x: Tensor, x_ref: Tensor,
-             tap: _Tap | None = None) -> tuple[Tensor, Tensor, Tensor | None]:
+             taps: list[_Tap] = ()) -> tuple[Tensor, Tensor, list[Tensor]]:
     """The two runs every DeepLIFT chunk makes on its ``rows``: the target at the inputs
-    (differentiable) and at the references (recording, detached), each ``(n,)``, and the
-    tapped layer's activation on the reference run (detached; None without a tap)."""
+    (differentiable) and at the references (recording, detached), each ``(n,)`` or ``(n, T)``,
+    and the tapped layers' activations on the reference run (detached)."""
     with mode.reference():
         out_ref = s.target.select(s.call(x_ref, rows), rows)
-    act_ref = None
-    if tap is not None:
-        act_ref = tap.check().detach()
-        tap.reset()
+    acts_ref = [t.check().detach() for t in taps]
+    for t in taps:
+        t.reset()
     with mode.inputs():
         out = s.target.select(s.call(x, rows), rows)
     mode.check_consumed()
-    return out, out_ref.detach(), act_ref
+    return out, out_ref.detach(), acts_ref
+
+
+def layer_pass(s: Setup, layers: list[tuple[str, nn.Module]], nonlinearity: str,
+               fallback: bool, batch_size: int | str, use_input: bool = False
+               ) -> tuple[list[Tensor], list[Tensor], Tensor, Tensor, Counter]:
+    """DeepLIFT to the activations of ``layers`` (each must run once per forward), whose
+    values are cut from the graph below them: ``(differences, multipliers, F(x), F(x'),
+    rule counts)``, one difference ``(n, *shape)`` and one multiplier per layer, ``(n, *shape)``
+    or, for a target with ``T`` outputs per row, ``(n, T, *shape)`` (one backward per output on
+    the same two forwards). Cost: per chunk two forwards and ``T`` backwards to the layers."""
+    def cut(t: Tensor) -> Tensor:
+        if not isinstance(t, Tensor) or not t.is_floating_point():
+            raise TypeError("a tapped layer's activation is not a floating-point tensor")
+        return t.detach().requires_grad_(True)
+
+    parts: list[list] = [[], [], [], []]  # differences, multipliers, outputs, references
+    counts: Counter = Counter()
+    with guarded(s.call.model), torch.enable_grad(), \
+            tap_layers([(name, module, use_input, cut) for name, module in layers]) as taps:
+        for rows in _chunks(s, batch_size):
+            mode = DeepLiftMode(len(rows), nonlinearity, fallback)
+            for t in taps:
+                t.reset()
+            out, out_ref, acts_ref = _forward(s, mode, rows, s.x[rows], s.baseline[rows], taps)
+            acts = [t.check() for t in taps]
+            grads = per_output_grads(out, acts) if out.dim() == 2 else torch.autograd.grad(
+                out.sum(), acts, allow_unused=True, materialize_grads=True)
+            parts[0].append([a.detach() - r for a, r in zip(acts, acts_ref)])
+            parts[1].append(list(grads))
+            parts[2].append(out.detach())
+            parts[3].append(out_ref)
+            counts.update(mode.counts)
+    diffs, mults = ([torch.cat(c) for c in zip(*chunks)] for chunks in parts[:2])
+    return diffs, mults, torch.cat(parts[2]), torch.cat(parts[3]), counts
 
 
 def _chunks(s: Setup, batch_size: int | str) -> Iterator[Tensor]:
@@ -174,28 +207,8 @@ class LayerDeepLift:
         s = setup(self.model, x, baselines, target, additional_forward_args, forward_kwargs,
                   output, integers=True)
         name, module = resolve_layer(self.model, self.layer)
-
-        def cut(t: Tensor) -> Tensor:
-            if not isinstance(t, Tensor) or not t.is_floating_point():
-                raise TypeError(f"layer {name!r} activation is not a floating-point tensor")
-            return t.detach().requires_grad_(True)
-
-        diffs, grads, outs, refs, counts = [], [], [], [], Counter()
-        with guarded(self.model), torch.enable_grad(), \
-                tap_layers([(name, module, attribute_to_layer_input, cut)]) as (tap,):
-            for rows in _chunks(s, batch_size):
-                mode = DeepLiftMode(len(rows), self.nonlinearity, self.fallback)
-                tap.reset()
-                out, out_ref, act_ref = _forward(s, mode, rows, s.x[rows], s.baseline[rows],
-                                                 tap)
-                act = tap.check()
-                (grad,) = torch.autograd.grad(out.sum(), act, allow_unused=True,
-                                              materialize_grads=True)
-                diffs.append(act.detach() - act_ref)
-                grads.append(grad)
-                outs.append(out.detach())
-                refs.append(out_ref)
-                counts.update(mode.counts)
-        return _result(s, torch.cat(diffs), torch.cat(grads), torch.cat(outs), torch.cat(refs),
-                       self.nonlinearity, counts, self.multiply_by_inputs, structure=False,
-                       layer=name)
+        (diff,), (grad,), out, out_ref, counts = layer_pass(
+            s, [(name, module)], self.nonlinearity, self.fallback, batch_size,
+            attribute_to_layer_input)
+        return _result(s, diff, grad, out, out_ref, self.nonlinearity, counts,
+                       self.multiply_by_inputs, structure=False, layer=name)

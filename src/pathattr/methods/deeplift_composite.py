@@ -217,12 +217,21 @@ def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, attn_mask: Ten
     scores = torch.matmul(q, k.transpose(-2, -1)) * (
         1 / math.sqrt(q.shape[-1]) if scale is None else scale)
     n_q, n_k = q.shape[-2], k.shape[-2]
+    hidden = None  # True where a query may not attend (constants: masks only)
     if is_causal:
-        allowed = torch.ones(n_q, n_k, dtype=torch.bool, device=q.device).tril()
-        scores = scores.masked_fill(~allowed, -math.inf)
+        hidden = ~torch.ones(n_q, n_k, dtype=torch.bool, device=q.device).tril()
     if attn_mask is not None:
-        scores = scores.masked_fill(~attn_mask, -math.inf) if attn_mask.dtype == torch.bool \
-            else scores + attn_mask
+        blocked = ~attn_mask if attn_mask.dtype == torch.bool else torch.isneginf(attn_mask)
+        hidden = blocked if hidden is None else hidden | blocked
+        if attn_mask.dtype != torch.bool:
+            scores = scores + attn_mask
+    if hidden is not None:
+        scores = scores.masked_fill(hidden, -math.inf)
+        # the kernel's convention: a query that may attend nowhere gets 0, not NaN
+        dead = hidden.all(-1, keepdim=True)
+        if bool(dead.any()):
+            scores = scores.masked_fill(dead, 0.0)
+            return torch.matmul(torch.softmax(scores, -1).masked_fill(dead, 0.0), v)
     return torch.matmul(torch.softmax(scores, -1), v)
 
 

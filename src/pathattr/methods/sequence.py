@@ -9,8 +9,12 @@ is scored from the logits at position ``P + t - 1``, which a causal LM computes 
 
 the gradient of ``S_t`` at positions ``l >= P + t`` is exactly zero, so IG of target ``t`` on the
 shared path equals IG on its prefix alone. One forward per path point serves all ``T`` targets;
-each target adds one backward on that forward's graph (``engine._per_output_grads``). Per-token
+each target adds one backward on that forward's graph (``engine.per_output_grads``). Per-token
 attribution (Captum's ``LLMGradientAttribution``) runs a forward per target and path point.
+
+``method="deeplift"`` (Rescale, exact summation-to-delta through attention, softmax and
+normalisation, see ``deeplift_composite``) needs no path: one forward on the baseline sequence,
+one on the sequence, then one backward per target, all from the token embeddings.
 
 Encoder-decoders (T5, BART, Marian): the same over the encoder tokens and the decoder tokens
 ``<= t`` (the start token and the targets before ``t``), both embeddings on one path.
@@ -36,10 +40,11 @@ from ..layers import LayerSpec, resolve_layer
 from ..targets import Target
 from ..validate import check_eval_mode, check_positive_int
 from ._setup import flat_points, rule_tensors, setup
+from .deeplift import layer_pass
 from .integrated_gradients import GradientSum
 
 SCORES = ("logit", "logprob", "prob")
-METHODS = ("ig", "input_x_gradient")
+METHODS = ("ig", "input_x_gradient", "deeplift")
 
 
 @dataclass
@@ -50,8 +55,9 @@ class SequenceResult:
     targets, ``L = P + T``. target_ids: ``(B, T)`` the explained tokens. scores: ``(B, T, L)``
     attribution of target ``t`` to each position (summed over the embedding dimension; 0 at
     positions ``>= P + t``). delta: ``(B, T)`` completeness gap per target token, ``scores.sum(-1)
-    - (S_t(x) - S_t(x'))``. info: ``output_delta`` ``(B, T)``, the score, method, rule, steps
-    and ``prompt_length`` ``P``.
+    - (S_t(x) - S_t(x'))``. alphas, weights: the path's rule (None for DeepLIFT, which has no
+    path). info: ``output_delta`` ``(B, T)``, the score, method, rule, steps and
+    ``prompt_length`` ``P``.
     """
 
     input_ids: Tensor
@@ -59,8 +65,8 @@ class SequenceResult:
     target_ids: Tensor
     scores: Tensor
     delta: Tensor
-    alphas: Tensor
-    weights: Tensor
+    alphas: Tensor | None
+    weights: Tensor | None
     info: dict[str, Any] = field(default_factory=dict)
 
     def aggregate(self, groups: Tensor, reduce: Literal["sum", "mean", "absmax"] = "sum"
@@ -226,7 +232,8 @@ class SequenceAttribution:
         ``config.pad_token_id`` when set, else 0. Encoder-decoders: positions are the encoder's
         then the decoder's (its start token, then the targets before the last).
         Cost: two forwards for the ends, then per example ``steps`` forwards and ``steps * T``
-        backwards (one forward per path point for all targets).
+        backwards (one forward per path point for all targets); DeepLIFT: two forwards and
+        ``T`` backwards per example.
         """
         check_eval_mode(self.model)
         ids = _ids(input_ids, "input_ids")
@@ -283,6 +290,19 @@ class SequenceAttribution:
         s = setup(self.call, x, baselines, target, None, kwargs, integers=True)
         if s.k != 1:
             raise ValueError("SequenceAttribution takes one baseline sequence per example")
+        if self.method == "deeplift":
+            layers = [resolve_layer(self.call, name) for name in self.layers]
+            diffs, grads, out, out_ref, counts = layer_pass(s, layers, "rescale", False,
+                                                            batch_size)
+            scores = torch.cat([(g * d[:, None]).flatten(3).sum(-1)
+                                for g, d in zip(grads, diffs)], 2)
+            out_delta = out - out_ref
+            return SequenceResult(seq, seq_mask, targets, scores, scores.sum(-1) - out_delta,
+                                  None, None,
+                                  {"output_delta": out_delta, "score": score,
+                                   "method": self.method, "rules": dict(counts),
+                                   "prompt_length": n_prompt, "foil_ids": foil,
+                                   "encoder_decoder": self.seq2seq})
         with guarded(self.model):
             engine = s.engine(batch_size, channels_last=False)
             f1, f0, ends = engine.ends(self.layers)
