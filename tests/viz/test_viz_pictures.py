@@ -95,3 +95,43 @@ def test_tokens_table_bars_point_by_sign():
     assert lines[1].endswith("|" + "#" * 10)
     assert lines[2].endswith("#" * 5 + "|")
     assert lines[3].endswith("|")
+
+
+def _sequence():
+    tokens = ["<b>", "cat", "sat", "on", "mat"]  # prompt of 3, targets "on", "mat"
+    scores = np.array([[0.5, -0.2, 0.9, 0.0, 0.0],
+                       [0.1, 0.3, -0.4, 0.7, 0.0]])
+    return tokens, ["on", "mat"], scores
+
+
+def test_sequence_heatmap_greys_what_a_target_cannot_see():
+    tokens, targets, scores = _sequence()
+    fig = viz.sequence_figure(tokens, targets, scores)
+    shown = fig.axes[0].images[0].get_array()
+    assert shown.shape == (2, 5)
+    assert shown.mask.tolist() == [[False, False, False, True, True],
+                                   [False, False, False, False, True]]
+    assert float(shown[0, 2]) == 0.9 and fig.axes[0].images[0].norm.vmax == 0.9
+    png = viz.figure_png(fig)
+    assert Image.open(io.BytesIO(png)).size[0] > 100
+    with pytest.raises(ValueError, match="expected \\(2, 5\\)"):
+        viz.sequence_figure(tokens, targets, scores[:, :4])
+
+
+def test_sequence_html_and_terminal_colour_each_target_row():
+    tokens, targets, scores = _sequence()
+    page = viz.sequence_html(tokens, targets, scores)
+    assert page.count('class="target"') == 2 and "&lt;b&gt;" in page
+    assert page.count('class="tok"') == 3 + 4  # each target sees the positions before it
+    text = viz.sequence_terminal(tokens, targets, scores).splitlines()
+    assert [line.split()[1] for line in text] == ["on", "mat"]
+    assert text[0].count("\x1b[48;2;") == 3 and text[1].count("\x1b[48;2;") == 4
+    # "sat" raises "on" most: the map's top colour; "cat" lowers it: blue above red
+    from matplotlib import colormaps
+
+    from pathattr.viz.heatmap import SIGNED_CMAP
+
+    cells = [tuple(int(v) for v in c.split("m", 1)[0].split(";"))
+             for c in text[0].split("\x1b[48;2;")[1:]]
+    assert cells[2] == tuple(round(255 * c) for c in colormaps[SIGNED_CMAP](1.0)[:3])
+    assert cells[1][2] > cells[1][0] and cells[0][0] > cells[0][2]

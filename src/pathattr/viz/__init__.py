@@ -5,10 +5,11 @@ from .curves import curves_figure
 from .heatmap import attribution_map, heatmap, method_grid, normalize, overlay
 from .png import array_png, figure_png
 from .report import MethodPanel, Report, Table
+from .sequence import sequence_figure, sequence_html, sequence_terminal
 from .text import tokens_html, tokens_table
 
 __all__ = [
     "MethodPanel", "Report", "Table", "array_png", "attribution_map", "curves_figure",
     "figure_png", "heatmap", "method_grid", "neuron_bars", "normalize", "overlay",
-    "tokens_html", "tokens_table",
+    "sequence_figure", "sequence_html", "sequence_terminal", "tokens_html", "tokens_table",
 ]

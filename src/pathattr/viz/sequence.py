@@ -1,0 +1,83 @@
+"""A generated (or forced) continuation's attributions: the target-by-position matrix as a
+heatmap, and the sequence coloured once per target token, as HTML and in the terminal."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+
+import numpy as np
+from matplotlib import colormaps
+from matplotlib.figure import Figure
+
+from .heatmap import SIGNED_CMAP
+from .text import _scaled, tokens_html
+
+
+def _matrix(tokens: Sequence[str], targets: Sequence[str], scores: object) -> np.ndarray:
+    s = np.asarray(scores, dtype=np.float64)
+    if s.shape != (len(targets), len(tokens)):
+        raise ValueError(f"scores have shape {s.shape}, expected ({len(targets)}, "
+                         f"{len(tokens)}): one row per target, one column per position")
+    return s
+
+
+def _seen(tokens: Sequence[str], targets: Sequence[str], t: int, shift: int) -> int:
+    """How many positions target ``t`` can see: the prompt and the targets before it (and,
+    with ``shift=1``, an encoder-decoder's start token)."""
+    return len(tokens) - len(targets) + t + shift
+
+
+def sequence_figure(tokens: Sequence[str], targets: Sequence[str], scores: object,
+                    shift: int = 0, cell: float = 0.45) -> Figure:
+    """The ``(T, L)`` matrix (one row per target token, one column per position of the
+    sequence: ``SequenceResult.scores[i]``) on the diverging map, scaled by its largest
+    magnitude; positions a target cannot see (at or after its own) are grey. ``shift``: 1 for
+    an encoder-decoder (whose targets also see the decoder's start token). Cost: one figure."""
+    s = _matrix(tokens, targets, scores)
+    hidden = np.array([[j >= _seen(tokens, targets, t, shift) for j in range(len(tokens))]
+                       for t in range(len(targets))], dtype=bool).reshape(s.shape)
+    top = np.abs(s).max() if s.size else 1.0
+    fig = Figure(figsize=(max(4.0, cell * len(tokens) + 2), max(2.0, cell * len(targets) + 1.5)))
+    ax = fig.add_subplot()
+    cmap = colormaps[SIGNED_CMAP].copy()
+    cmap.set_bad("#dddddd")
+    shown = np.ma.masked_where(hidden, s)
+    image = ax.imshow(shown, cmap=cmap, vmin=-(top or 1.0), vmax=top or 1.0, aspect="auto")
+    ax.set_xticks(range(len(tokens)), tokens, rotation=90)
+    ax.set_yticks(range(len(targets)), targets)
+    ax.set_xlabel("position (prompt, then the targets before each row's)")
+    ax.set_ylabel("target token")
+    fig.colorbar(image, ax=ax, fraction=0.04)
+    fig.tight_layout()
+    return fig
+
+
+def sequence_html(tokens: Sequence[str], targets: Sequence[str], scores: object,
+                  shift: int = 0) -> str:
+    """An HTML fragment: per target token, the positions it can see coloured by their
+    attribution to it (each row scaled by its own largest magnitude)."""
+    s = _matrix(tokens, targets, scores)
+    rows = []
+    for t, (target, row) in enumerate(zip(targets, s)):
+        seen = _seen(tokens, targets, t, shift)
+        rows.append(f'<div class="target"><b>&rarr; {html.escape(target)}</b> '
+                    f"{tokens_html(tokens[:seen], row[:seen])}</div>")
+    return "\n".join(rows)
+
+
+def sequence_terminal(tokens: Sequence[str], targets: Sequence[str], scores: object,
+                      shift: int = 0) -> str:
+    """The same per-target colouring for a terminal: 24-bit ANSI background colours, one line
+    per target token, ``-> target`` first."""
+    s = _matrix(tokens, targets, scores)
+    cmap = colormaps[SIGNED_CMAP]
+    lines = []
+    for t, (target, row) in enumerate(zip(targets, s)):
+        seen = _seen(tokens, targets, t, shift)
+        cells = []
+        for tok, v in zip(tokens[:seen], _scaled(row[:seen])):
+            r, g, b, _ = (round(255 * c) for c in cmap(0.5 + 0.5 * v))
+            cells.append(f"\x1b[48;2;{r};{g};{b}m\x1b[38;2;0;0;0m{tok}\x1b[0m")
+        lines.append(f"-> {target:<8} " + " ".join(cells))
+    return "\n".join(lines)
