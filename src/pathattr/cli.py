@@ -22,6 +22,8 @@ EXAMPLES = {
   pathattr explain photo:chelsea --method all --steps 64 --curves --layer _blocks.15
   pathattr explain scan.png --model mypkg.nets:resnet --weights resnet.pt --target 3
   pathattr explain --text "A man is playing a guitar." --pair "Someone plays music."
+  pathattr explain --text "Beautiful is" --generate 17 --method deeplift
+  pathattr explain --text "Errors should" --target-text " never pass silently."
   pathattr explain --demo          # bundled photo, EfficientNet-Lite0, every image method""",
     "evaluate": """examples:
   pathattr evaluate photo:chelsea photo:coffee --method ig,idg,saliency
@@ -102,6 +104,11 @@ def build_parser() -> Parser:
     p.add_argument("--text", metavar="SENTENCE", help="explain a sentence with MiniLM instead")
     p.add_argument("--pair", metavar="SENTENCE",
                    help="with --text: explain what makes the two sentences similar")
+    p.add_argument("--generate", type=positive_int, metavar="N",
+                   help="with --text: continue it for N tokens with a language model (--model "
+                        "tiny-lm, the default here) and explain every generated token")
+    p.add_argument("--target-text", metavar="TEXT",
+                   help="with --text: explain this given continuation instead of generating")
     p.add_argument("--demo", action="store_true", help="photo:chelsea with every image method "
                    "(unless --method), curves and the top channels of the model's default "
                    "layer (EfficientNet-Lite0: _blocks.15)")
@@ -162,6 +169,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _explain(args: argparse.Namespace) -> int:
     from .commands import UsageError
 
+    if args.generate is not None or args.target_text is not None:
+        if args.images or args.demo:
+            raise UsageError("IMAGE: not used with --generate / --target-text")
+        return _generation(args)
     given = sum([bool(args.images), args.text is not None, args.demo])
     if given != 1:
         raise UsageError("IMAGE: give images, or --text, or --demo (exactly one)")
@@ -184,6 +195,27 @@ def _explain(args: argparse.Namespace) -> int:
         args.method = args.method or "all"
     return _images(args, args.method or DEFAULT_METHODS, curves=args.curves,
                    layer=args.layer, demo=args.demo)
+
+
+def _generation(args: argparse.Namespace) -> int:
+    from .commands import UsageError
+
+    if args.text is None:
+        raise UsageError("--generate, --target-text: only with --text (the prompt)")
+    if args.generate is not None and args.target_text is not None:
+        raise UsageError("--generate, --target-text: give one (generate, or force a text)")
+    for flag in ("pair", "layer", "target", "weights"):
+        if getattr(args, flag) is not None:
+            raise UsageError(f"--{flag}: not used with --generate / --target-text")
+    from .commands.generate import explain_generation
+    from .validate import check_out_dir
+
+    check_out_dir(args.out)
+    model = "tiny-lm" if args.model == "efficientnet-lite0" else args.model  # the default
+    text, report = explain_generation(args.text, model, args.generate, args.target_text,
+                                      args.method or "ig", args.steps, args.out, args.quiet)
+    _say(args, text, f"report: {report}")
+    return 0
 
 
 def _evaluate(args: argparse.Namespace) -> int:

@@ -88,6 +88,8 @@ MODELS = {
     "digits-cnn": "small CNN on scikit-learn's 8x8 handwritten digits, 10 classes (trained on "
                   "first use in ~1 s, then cached); images become 8x8 grey",
     "minilm": "MiniLM sentence encoder (all-MiniLM-L6-v2) for explain --text",
+    "tiny-lm": "character-level GPT-2 trained on the Zen of Python (on first use, ~25 s, then "
+               "cached) for explain --text ... --generate N",
 }
 
 
@@ -146,6 +148,8 @@ def load_model(spec: str, weights: str | None = None,
         return BUILTIN[spec]()
     if spec == "minilm":
         raise SettingError("--model: minilm explains sentences; use explain --text")
+    if spec == "tiny-lm":
+        raise SettingError("--model: tiny-lm continues text; use explain --text ... --generate N")
     path = Path(spec)
     if path.suffix in (".pt", ".pth", ".ts", ".pt2") or path.is_file():
         if not path.is_file():

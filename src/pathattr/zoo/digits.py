@@ -2,24 +2,17 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-import tempfile
 from collections import OrderedDict
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
+from .cache import cache_dir, cached_state, settings_key
+
 #: Everything the trained weights depend on; its hash names the cache file.
 SETTINGS = {"arch": "conv16-conv32-pool-fc64-fc10/v1", "seed": 0, "test_fraction": 0.2,
             "epochs": 5, "batch": 32, "lr": 3e-3, "torch": torch.__version__.split("+")[0]}
-
-
-def cache_dir() -> Path:
-    """``$PATHATTR_CACHE`` if set, else ``~/.cache/pathattr``."""
-    return Path(os.environ.get("PATHATTR_CACHE") or Path.home() / ".cache" / "pathattr")
 
 
 def digits_data() -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -83,8 +76,7 @@ def train_digits_cnn() -> dict[str, Tensor]:
 
 def weights_path(directory: str | Path | None = None) -> Path:
     """Where the trained weights are cached (the name carries a hash of ``SETTINGS``)."""
-    key = hashlib.sha256(json.dumps(SETTINGS, sort_keys=True).encode()).hexdigest()[:16]
-    return Path(directory or cache_dir()) / f"digits_cnn-{key}.pt"
+    return Path(directory or cache_dir()) / f"digits_cnn-{settings_key(SETTINGS)}.pt"
 
 
 def digits_cnn(directory: str | Path | None = None) -> nn.Module:
@@ -93,20 +85,6 @@ def digits_cnn(directory: str | Path | None = None) -> nn.Module:
     Loads cached weights (``torch.load(weights_only=True)``) or trains once (about 1 s) and
     writes the cache atomically, so concurrent callers never read a partial file.
     """
-    path = weights_path(directory)
-    if path.exists():
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    else:
-        state = train_digits_cnn()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                torch.save(state, f)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
     model = build_digits_cnn()
-    model.load_state_dict(state)
+    model.load_state_dict(cached_state(weights_path(directory), train_digits_cnn))
     return model.eval()
