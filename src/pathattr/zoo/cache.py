@@ -6,7 +6,8 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -18,9 +19,25 @@ def cache_dir() -> Path:
     return Path(os.environ.get("PATHATTR_CACHE") or Path.home() / ".cache" / "pathattr")
 
 
-def settings_key(settings: dict) -> str:
-    """A short hash of everything trained weights depend on: it names their cache file."""
-    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+def weights_path(name: str, settings: dict, directory: str | Path | None = None) -> Path:
+    """Where weights trained with ``settings`` are cached: the file name carries a short hash
+    of everything they depend on."""
+    key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+    return Path(directory or cache_dir()) / f"{name}-{key}.pt"
+
+
+@contextmanager
+def deterministic(seed: int) -> Iterator[None]:
+    """Train reproducibly inside: seeded, one thread (CPU reductions can split work by thread
+    count); the caller's global RNG state and thread count are restored on exit."""
+    threads = torch.get_num_threads()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        torch.set_num_threads(1)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(threads)
 
 
 def cached_state(path: Path, train: Callable[[], dict[str, Tensor]]) -> dict[str, Tensor]:

@@ -8,7 +8,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from .cache import cache_dir, cached_state, settings_key
+from . import cache
+from .cache import cached_state, deterministic
 
 #: Everything the trained weights depend on; its hash names the cache file.
 SETTINGS = {"arch": "conv16-conv32-pool-fc64-fc10/v1", "seed": 0, "test_fraction": 0.2,
@@ -49,34 +50,27 @@ def build_digits_cnn() -> nn.Module:
 def train_digits_cnn() -> dict[str, Tensor]:
     """Train from scratch with ``SETTINGS``; returns the state dict. Cost: about 1 s on CPU.
 
-    Deterministic: seeded init and shuffling, one thread (CPU reductions can split work by
-    thread count), and the caller's global RNG state is left untouched.
+    Deterministic: seeded init and shuffling, one thread (``cache.deterministic``).
     """
     x, y, _, _ = digits_data()
-    threads = torch.get_num_threads()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(SETTINGS["seed"])
-        torch.set_num_threads(1)
-        try:
-            model = build_digits_cnn()
-            opt = torch.optim.Adam(model.parameters(), lr=SETTINGS["lr"])
-            g = torch.Generator().manual_seed(SETTINGS["seed"])
-            for _ in range(SETTINGS["epochs"]):
-                perm = torch.randperm(len(y), generator=g)
-                for i in range(0, len(y), SETTINGS["batch"]):
-                    idx = perm[i:i + SETTINGS["batch"]]
-                    loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
-                    opt.zero_grad()
-                    loss.backward()
-                    opt.step()
-        finally:
-            torch.set_num_threads(threads)
+    with deterministic(SETTINGS["seed"]):
+        model = build_digits_cnn()
+        opt = torch.optim.Adam(model.parameters(), lr=SETTINGS["lr"])
+        g = torch.Generator().manual_seed(SETTINGS["seed"])
+        for _ in range(SETTINGS["epochs"]):
+            perm = torch.randperm(len(y), generator=g)
+            for i in range(0, len(y), SETTINGS["batch"]):
+                idx = perm[i:i + SETTINGS["batch"]]
+                loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
     return model.state_dict()
 
 
 def weights_path(directory: str | Path | None = None) -> Path:
     """Where the trained weights are cached (the name carries a hash of ``SETTINGS``)."""
-    return Path(directory or cache_dir()) / f"digits_cnn-{settings_key(SETTINGS)}.pt"
+    return cache.weights_path("digits_cnn", SETTINGS, directory)
 
 
 def digits_cnn(directory: str | Path | None = None) -> nn.Module:

@@ -18,7 +18,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from .cache import cache_dir, cached_state, settings_key
+from . import cache
+from .cache import cached_state, deterministic
 
 #: Everything the trained weights depend on; its hash names the cache file.
 SETTINGS = {"arch": "gpt2-char/d64-l2-h4/v1", "seed": 0, "steps": 600, "batch": 32,
@@ -71,34 +72,28 @@ def build_tiny_lm(vocab_size: int) -> nn.Module:
 
 def train_tiny_lm() -> dict[str, Tensor]:
     """Train from scratch with ``SETTINGS`` on random windows of the text; returns the state
-    dict. Seeded, one thread, the caller's RNG state untouched. Cost: about 25 s on CPU."""
+    dict. Seeded, one thread (``cache.deterministic``). Cost: about 25 s on CPU."""
     text = zen()
     tokenizer = CharTokenizer(text)
     data = torch.tensor(tokenizer(text))
-    threads = torch.get_num_threads()
     w = SETTINGS["window"]
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(SETTINGS["seed"])
-        torch.set_num_threads(1)
-        try:
-            model = build_tiny_lm(len(tokenizer))
-            opt = torch.optim.AdamW(model.parameters(), lr=SETTINGS["lr"])
-            g = torch.Generator().manual_seed(SETTINGS["seed"])
-            for _ in range(SETTINGS["steps"]):
-                start = torch.randint(0, len(data) - w, (SETTINGS["batch"],), generator=g)
-                batch = torch.stack([data[s:s + w] for s in start.tolist()])
-                loss = model(batch, labels=batch).loss  # the model shifts the labels
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-        finally:
-            torch.set_num_threads(threads)
+    with deterministic(SETTINGS["seed"]):
+        model = build_tiny_lm(len(tokenizer))
+        opt = torch.optim.AdamW(model.parameters(), lr=SETTINGS["lr"])
+        g = torch.Generator().manual_seed(SETTINGS["seed"])
+        for _ in range(SETTINGS["steps"]):
+            start = torch.randint(0, len(data) - w, (SETTINGS["batch"],), generator=g)
+            batch = torch.stack([data[s:s + w] for s in start.tolist()])
+            loss = model(batch, labels=batch).loss  # the model shifts the labels
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
     return model.state_dict()
 
 
 def weights_path(directory: str | Path | None = None) -> Path:
     """Where the trained weights are cached (the name carries a hash of ``SETTINGS``)."""
-    return Path(directory or cache_dir()) / f"tiny_lm-{settings_key(SETTINGS)}.pt"
+    return cache.weights_path("tiny_lm", SETTINGS, directory)
 
 
 def tiny_lm(directory: str | Path | None = None) -> tuple[CharTokenizer, nn.Module]:
