@@ -41,6 +41,8 @@ if TYPE_CHECKING:
     from ..layers import _Tap
 
 Nonlinearity = Literal["rescale", "revealcancel"]
+#: Batches of at most this many rows run as one chunk without measuring the model.
+SMALL = 16
 NONLINEARITY_RULES = ("rescale", "revealcancel")
 
 
@@ -105,9 +107,12 @@ def layer_pass(s: Setup, layers: list[tuple[str, nn.Module]], nonlinearity: str,
 def _chunks(s: Setup, batch_size: int | str) -> Iterator[Tensor]:
     """Row indices per chunk: DeepLIFT's rules are per example, so chunks are independent.
     ``"auto"``: a third of the path methods' memory budget per chunk, since a chunk holds two
-    forwards and the rules' saved tensors. An empty batch gives one empty chunk."""
+    forwards and the rules' saved tensors (batches of up to ``SMALL`` rows: one chunk). An
+    empty batch gives one empty chunk."""
     n = len(s.x)
-    bs = chunk_size(s.call, s.x, batch_size, n, MEMORY_BUDGET // 3)
+    # Sizing "auto" costs a forward of one row; up to SMALL rows run as one chunk unmeasured.
+    bs = max(n, 1) if batch_size == "auto" and n <= SMALL else \
+        chunk_size(s.call, s.x, batch_size, n, MEMORY_BUDGET // 3)
     for start in range(0, max(n, 1), bs):
         yield torch.arange(start, min(start + bs, n), device=s.x.device)
 

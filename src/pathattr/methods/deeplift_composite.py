@@ -67,8 +67,8 @@ class Pair:
 
 
 def elementwise(f: Callable[[Tensor], Tensor], p: Pair) -> Pair:
-    """``f`` elementwise, with Rescale's multiplier."""
-    return Pair(Rescale.apply(p.t, f, p.ref), f(p.ref))
+    """``f`` elementwise, with Rescale's multiplier (masked scores may be -inf in both runs)."""
+    return Pair(Rescale.apply(p.t, f, p.ref, True), f(p.ref))
 
 
 def product(p: Pair, q: Pair) -> Pair:
@@ -118,7 +118,7 @@ class LogSumExp(torch.autograd.Function):
         u, u_ref = z - c, z_ref - c
         e, e_ref = torch.exp(u), torch.exp(u_ref)
         s, s_ref = e.sum(dim, keepdim=True), e_ref.sum(dim, keepdim=True)
-        q = rescale_multiplier(torch.exp, u, u - u_ref, e - e_ref)
+        q = rescale_multiplier(torch.exp, u, u - u_ref, e - e_ref, True)
         ctx.save_for_backward(q * rescale_multiplier(torch.log, s, s - s_ref, big - ref))
         return big
 

@@ -168,14 +168,17 @@ def _derivative(f: Callable[[Tensor], Tensor], z: Tensor) -> Tensor:
 
 
 def rescale_multiplier(f: Callable[[Tensor], Tensor], z: Tensor, dz: Tensor,
-                       dy: Tensor) -> Tensor:
+                       dy: Tensor, infinite: bool = False) -> Tensor:
     """Rescale ``m = dy / dz`` elementwise, for ``dy = f(z) - f(z - dz)``; the gradient
-    ``f'(z)`` where ``|dz| < EPS`` (``f`` must act elementwise). Cost: a few elementwise
-    passes, plus a backward of ``f`` on the elements with a small difference."""
+    ``f'(z)`` where ``|dz| < EPS`` (``f`` must act elementwise), and with ``infinite`` also
+    where ``dz`` is NaN (both runs at the same infinity: a masked attention score). Cost: a
+    few elementwise passes, plus a backward of ``f`` on the elements with a small difference."""
     m = dy / dz
-    # flat indices, then take/put_: boolean-mask indexing scans the mask once per tensor;
-    # NaN: both runs at the same infinity (a masked attention score), no change
-    idx = ((dz.abs() < EPS) | dz.isnan()).flatten().nonzero().squeeze(1)
+    # flat indices, then take/put_: boolean-mask indexing scans the mask once per tensor
+    small = dz.abs() < EPS
+    if infinite:
+        small |= dz.isnan()
+    idx = small.flatten().nonzero().squeeze(1)
     if len(idx):
         m.put_(idx, _derivative(f, z.take(idx)))
     return m
@@ -224,18 +227,19 @@ def _reveal_cancel_by_parts(f: Callable[[Tensor], Tensor], z: Tensor, y: Tensor,
 
 
 class Rescale(torch.autograd.Function):
-    """``y = f(z)``; backward ``g * m`` with Rescale's ``m = (y - y') / (z - z')``."""
+    """``y = f(z)``; backward ``g * m`` with Rescale's ``m = (y - y') / (z - z')``
+    (``infinite``: see ``rescale_multiplier``)."""
 
     @staticmethod
-    def forward(ctx, z: Tensor, f: Callable, z_ref: Tensor) -> Tensor:
+    def forward(ctx, z: Tensor, f: Callable, z_ref: Tensor, infinite: bool = False) -> Tensor:
         y = f(z)
-        ctx.save_for_backward(rescale_multiplier(f, z, z - z_ref, y - f(z_ref)))
+        ctx.save_for_backward(rescale_multiplier(f, z, z - z_ref, y - f(z_ref), infinite))
         return y
 
     @staticmethod
     def backward(ctx, g: Tensor):
         (m,) = ctx.saved_tensors
-        return g * m, None, None
+        return g * m, None, None, None
 
 
 class _RevealCancel(torch.autograd.Function):
