@@ -13,8 +13,13 @@ second run is differentiated, so the backward runs on the input rows alone. Call
   ``m+``/``m-`` when ``z`` comes straight from a linear / convolution layer (optionally through
   eval batch norm).
 * max pooling: each window's ``dy`` is credited to one input (see ``_MaxPool``).
-* the product of two varying tensors ``a * b`` (also ``matmul``): the Shapley split
-  ``d(ab) = da (b + b') / 2 + (a + a') / 2 db``, exact for any bilinear map.
+* the product of two varying tensors ``a * b`` (also ``matmul``, ``bmm``, ``mv``, ``einsum``):
+  the Shapley split ``d(ab) = da (b + b') / 2 + (a + a') / 2 db``, exact for any bilinear map.
+  ``addmm``-style ops run as ``beta * input + alpha * (a @ b)``, a varying divisor as a product
+  with its reciprocal.
+* softmax, log_softmax, logsumexp and layer / RMS / group norm (rules that see the op's input
+  and reference at once), and fused attention and recurrent kernels (run as their
+  decomposition under this mode): ``deeplift_composite``.
 * anything else: ``NoDeepLiftRule`` naming the op, or with ``fallback`` its plain gradient and
   a warning.
 
