@@ -229,3 +229,24 @@ def test_deeplift_per_target_equals_layer_deeplift_per_prefix_and_sums_exactly(b
         torch.testing.assert_close(r.scores[:, t, :end], ref.attributions.sum(-1), rtol=1e-9,
                                    atol=1e-12)
         assert r.scores[:, t, end:].abs().max() == 0
+
+
+@pytest.mark.slow
+def test_word_groups_from_a_real_tokenizers_offsets():
+    from pathattr.methods.sequence import word_groups
+    from pathattr.zoo.text import minilm
+
+    tokenizer, _ = minilm()
+    enc = tokenizer(["unbelievably tokenized words"], return_offsets_mapping=True,
+                    return_tensors="pt")
+    groups = word_groups(enc["offset_mapping"])
+    # the tokenizer's own word ids (None for [CLS]/[SEP])
+    want = [-1 if w is None else w for w in enc.word_ids(0)]
+    assert groups[0].tolist() == want
+    pieces = tokenizer.convert_ids_to_tokens(enc["input_ids"][0])
+    assert len(pieces) > len(set(want)) + 1  # some word really is split into pieces
+    # punctuation without a space joins its word (the pre-tokenizer would split it off)
+    enc = tokenizer(["fine, thanks"], return_offsets_mapping=True, return_tensors="pt")
+    assert word_groups(enc["offset_mapping"])[0].tolist() == [-1, 0, 0, 1, -1]
+    with pytest.raises(ValueError, match="character spans"):
+        word_groups(torch.zeros(1, 3))

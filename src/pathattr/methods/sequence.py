@@ -97,6 +97,29 @@ class SequenceResult:
         return torch.where(hi.abs() >= lo.abs(), hi, lo)
 
 
+def word_groups(offsets: Tensor) -> Tensor:
+    """Word ids per position from a tokenizer's character offsets (``offset_mapping`` of a fast
+    HuggingFace tokenizer, ``(B, L, 2)``, aligned with the sequence to aggregate): a piece
+    that starts where the previous one ended continues its word (so "fine," is one word); a gap
+    (whitespace) starts a new one; special tokens and padding (empty spans) get ``-1``. For
+    tokenizers without ``word_ids()``. Returns ``(B, L)`` long, for
+    ``SequenceResult.aggregate``. Cost: a loop over positions."""
+    off = torch.as_tensor(offsets)
+    if off.dim() != 3 or off.shape[-1] != 2:
+        raise ValueError(f"offsets must be (B, L, 2) character spans, got {tuple(off.shape)}")
+    groups = torch.full(off.shape[:2], -1, dtype=torch.long)
+    for b, row in enumerate(off.tolist()):
+        word, end = -1, None
+        for i, (start, stop) in enumerate(row):
+            if stop <= start:
+                end = None  # a special token ends the word before it
+                continue
+            if end is None or start > end:
+                word += 1
+            groups[b, i], end = word, stop
+    return groups
+
+
 def _ids(t: object, name: str, shape: tuple[int, ...] | None = None) -> Tensor:
     if not isinstance(t, Tensor) or t.is_floating_point() or t.dtype == torch.bool \
             or t.dim() != 2:
