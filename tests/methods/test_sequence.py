@@ -250,3 +250,12 @@ def test_word_groups_from_a_real_tokenizers_offsets():
     assert word_groups(enc["offset_mapping"])[0].tolist() == [-1, 0, 0, 1, -1]
     with pytest.raises(ValueError, match="character spans"):
         word_groups(torch.zeros(1, 3))
+
+
+def test_progress_bar_counts_the_backwards(capsys):
+    model = gpt2()
+    r = pathattr.SequenceAttribution(model).attribute(
+        torch.tensor([[5, 9, 13]]), torch.tensor([[3, 4]]), steps=6, progress=True)
+    err = capsys.readouterr().err
+    assert "/12 [" in err and "backward" in err  # 6 points x 2 targets
+    assert r.scores.shape == (1, 2, 5)

@@ -45,7 +45,7 @@ def explain_generation(prompt: str, model: str, generate: int | None, target: st
     if forced is not None and forced.shape[1] == 0:
         raise UsageError("--target-text: empty")
     start = time.perf_counter()
-    kw = {} if method != "ig" else {"steps": steps}
+    kw = {} if method != "ig" else {"steps": steps, "progress": not quiet}
     r = SequenceAttribution(lm, method=method).attribute(
         ids, forced, None if forced is not None else generate, score="logprob", **kw)
     seconds = time.perf_counter() - start

@@ -28,11 +28,13 @@ result is independent of the others. ``SequenceResult.input_ids`` is the sequenc
 from __future__ import annotations
 
 import inspect
+import sys
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
+from tqdm import tqdm
 
 from ..engine import LayerPath, guarded
 from ..forward import choose_output
@@ -245,6 +247,7 @@ class SequenceAttribution:
         steps: int = 50,
         rule: str = "gausslegendre",
         batch_size: int | Literal["auto"] = "auto",
+        progress: bool = False,
     ) -> SequenceResult:
         """Return each target token's attribution to every position before it, with its
         completeness gap. ``target_ids`` ``(B, T)`` forces the continuation; else
@@ -253,7 +256,8 @@ class SequenceAttribution:
         (for "logprob" that is the logit difference). ``baselines``: token ids, an int for every
         position or a ``(B, L)`` / ``(L,)`` tensor (causal LMs); default the model's
         ``config.pad_token_id`` when set, else 0. Encoder-decoders: positions are the encoder's
-        then the decoder's (its start token, then the targets before the last).
+        then the decoder's (its start token, then the targets before the last). ``progress``:
+        a bar on stderr counting the backwards (path points times targets).
         Cost: two forwards for the ends, then per example ``steps`` forwards and ``steps * T``
         backwards (one forward per path point for all targets); DeepLIFT: two forwards and
         ``T`` backwards per example.
@@ -337,8 +341,11 @@ class SequenceAttribution:
                 alphas = weights = torch.ones(1, dtype=ends[0][0].dtype, device=dev)
             rows, flat_a = flat_points(b, alphas)
             acc = GradientSum(b, weights.repeat(b))
-            for ch in engine.gradients(rows, flat_a):
-                acc.add(ch, ch.grads[:len(self.layers)])
+            with tqdm(total=len(rows) * n_targets, unit="backward", disable=not progress,
+                      file=sys.stderr, desc=f"{n_targets} targets", leave=False) as bar:
+                for ch in engine.gradients(rows, flat_a):
+                    acc.add(ch, ch.grads[:len(self.layers)])
+                    bar.update(len(ch.rows) * n_targets)
         # per layer (encoder, decoder) then concatenated along positions
         scores = torch.cat([(g * (e - a)[:, None]).flatten(3).sum(-1)
                             for g, (a, e) in zip(acc.sums, ends)], 2)
