@@ -1,0 +1,44 @@
+"""Bootstrap intervals and paired comparisons."""
+
+import numpy as np
+import pytest
+
+from pathattr import metrics
+
+
+def test_bootstrap_interval_covers_the_mean_and_shrinks_with_n():
+    rng = np.random.default_rng(0)
+    small, big = rng.normal(1.0, 1.0, 20), rng.normal(1.0, 1.0, 2000)
+    a, b = metrics.bootstrap(small), metrics.bootstrap(big)
+    assert a.low < a.mean < a.high and b.low < b.mean < b.high
+    assert (b.high - b.low) < (a.high - a.low) / 5  # ~ 1/sqrt(n): 10x more data, ~1/10 width
+    # the normal-theory 95 % half width 1.96 sd / sqrt(n) for the large sample
+    assert (b.high - b.low) / 2 == pytest.approx(1.96 * big.std() / np.sqrt(big.size), rel=0.1)
+    assert metrics.bootstrap(small, seed=1) != a and metrics.bootstrap(small, seed=0) == a
+
+
+def test_compare_says_a_beats_b_only_when_the_interval_excludes_zero():
+    rng = np.random.default_rng(1)
+    b = rng.normal(0.0, 1.0, 60)
+    better = metrics.compare(b + 0.5 + rng.normal(0, 0.2, 60), b)
+    assert better.verdict == "a > b" and better.p_value < 1e-6
+    same = metrics.compare(b + rng.normal(0, 0.2, 60), b)
+    assert same.verdict == "no difference" and same.p_value > 0.05
+    assert metrics.compare(b, b + 1).verdict == "a < b"
+    assert metrics.compare(b, b).p_value == 1.0
+
+
+def test_wilcoxon_p_value_hand_computed():
+    # five positive differences of distinct size: of the 2^5 sign patterns only "all +" and
+    # "all -" are as extreme, so the exact two-sided p-value is 2/32.
+    r = metrics.compare([1.0, 2.0, 3.0, 4.0, 5.0], [0.0, 0.0, 0.0, 0.0, 0.0])
+    assert r.p_value == pytest.approx(2 / 32)
+
+
+def test_bad_values():
+    with pytest.raises(ValueError, match="paired"):
+        metrics.compare([1.0, 2.0], [1.0])
+    with pytest.raises(ValueError, match="NaN"):
+        metrics.bootstrap([1.0, float("nan")])
+    with pytest.raises(ValueError, match="empty"):
+        metrics.bootstrap([])
