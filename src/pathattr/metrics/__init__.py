@@ -1,13 +1,16 @@
 """Faithfulness metrics: insertion / deletion, neuron ablation, completeness gap, infidelity
-and sensitivity-max; bootstrap intervals and paired comparisons over inputs."""
+and sensitivity-max, the model-randomisation check; bootstrap intervals and paired
+comparisons over inputs."""
 
 from .ablation import neuron_ablation, random_scores
 from .completeness import completeness
 from .curve import Curve
 from .perturbation import deletion, insertion
+from .randomisation import RandomisationCurve, parameterised_layers, randomisation_check
 from .robustness import gaussian_perturbation, infidelity, sensitivity_max, uniform_perturbation
 from .statistics import Comparison, Interval, bootstrap, compare
 
-__all__ = ["Comparison", "Curve", "Interval", "bootstrap", "compare", "completeness",
-           "deletion", "gaussian_perturbation", "infidelity", "insertion", "neuron_ablation",
-           "random_scores", "sensitivity_max", "uniform_perturbation"]
+__all__ = ["Comparison", "Curve", "Interval", "RandomisationCurve", "bootstrap", "compare",
+           "completeness", "deletion", "gaussian_perturbation", "infidelity", "insertion",
+           "neuron_ablation", "parameterised_layers", "random_scores", "randomisation_check",
+           "sensitivity_max", "uniform_perturbation"]
