@@ -1,5 +1,12 @@
 """Insertion and deletion curves (Petsiuk et al. 2018, RISE): how fast the predicted class's
 probability falls as the most important pixels are removed, or rises as they are restored.
+
+Images ``(B, C, H, W)`` go by pixels (RISE's protocol, blur substrate for insertion). Any
+other input — token ids (replaced by a pad or mask id, attention masks passed with
+``forward_kwargs``), tabular rows, 1-D signals — or any input with a ``feature_mask`` goes by
+*features*: each element of ``x`` (or each group of ``feature_mask``), ranked by
+``|attribution|`` (summed over trailing dimensions the attributions have beyond ``x``, e.g. an
+embedding, and over a group's elements).
 """
 
 from __future__ import annotations
@@ -8,10 +15,11 @@ import torch
 from torch import Tensor, nn
 
 from ..baselines import gaussian_blur
-from ..engine import chunk_size, is_conv
+from ..engine import chunk_size, guarded, is_conv
 from ..errors import NonFiniteOutput
-from ..forward import choose_output
+from ..forward import OutputSpec, choose_output
 from ..guard import model_guard
+from ..methods._setup import setup
 from ..targets import TargetSpec, resolve_target, select
 from ..validate import check_eval_mode, check_positive_int, check_tensor
 from .curve import Curve, baseline_like
@@ -23,19 +31,28 @@ BLUR_KERNEL = 11
 
 def deletion(model: nn.Module, x: Tensor, attributions: Tensor, target: TargetSpec = None,
              pixels_per_step: int = 224, substrate: str = "baseline",
-             baseline: Tensor | None = None, batch_size: int | str = "auto") -> Curve:
-    """Replace the most important pixels of ``x`` step by step with the substrate.
-
-    Returns a ``Curve`` of the softmax probability of the target class against the fraction of
-    pixels replaced; lower AUC is better. See ``insertion`` for the arguments and cost.
+             baseline: Tensor | int | None = None, batch_size: int | str = "auto", *,
+             feature_mask: Tensor | None = None, features_per_step: int | None = None,
+             additional_forward_args: tuple | None = None, forward_kwargs: dict | None = None,
+             output: OutputSpec = None) -> Curve:
+    """Replace the most important pixels (or features) of ``x`` step by step with the
+    substrate. Returns a ``Curve`` of the softmax probability of the target against the
+    fraction replaced; lower AUC is better. See ``insertion`` for the arguments and cost.
     """
+    if _by_features(x, feature_mask, additional_forward_args, forward_kwargs, output):
+        return _feature_curve(model, x, attributions, target, baseline, feature_mask,
+                              features_per_step, additional_forward_args, forward_kwargs,
+                              output, batch_size, delete=True)
     return _curve(model, x, attributions, target, pixels_per_step, substrate, baseline,
                   batch_size, delete=True)
 
 
 def insertion(model: nn.Module, x: Tensor, attributions: Tensor, target: TargetSpec = None,
               pixels_per_step: int = 224, substrate: str = "blur",
-              baseline: Tensor | None = None, batch_size: int | str = "auto") -> Curve:
+              baseline: Tensor | int | None = None, batch_size: int | str = "auto", *,
+              feature_mask: Tensor | None = None, features_per_step: int | None = None,
+              additional_forward_args: tuple | None = None, forward_kwargs: dict | None = None,
+              output: OutputSpec = None) -> Curve:
     """Start from the substrate and restore the most important pixels of ``x`` step by step.
 
     model: returns logits ``(B, classes)``; it is evaluated forward-only.
@@ -46,9 +63,88 @@ def insertion(model: nn.Module, x: Tensor, attributions: Tensor, target: TargetS
     (``baseline``, zero by default; shape ``x.shape`` or ``x.shape[1:]``).
     Returns a ``Curve`` with ``ceil(H W / pixels_per_step) + 1`` points; higher AUC is better.
     Cost: that many forward passes per image, in chunks of ``batch_size`` images.
+
+    Other inputs, or a ``feature_mask`` (integer group ids broadcastable to ``x``), go by
+    features (module docstring): ``features_per_step`` (default: a twentieth of the
+    features), the substrate is ``baseline`` (zeros, or for token ids an int such as the pad
+    id), and ``additional_forward_args`` / ``forward_kwargs`` (an attention mask) / ``output``
+    are passed as to the methods. ``target`` may then be anything the methods take; the score
+    is the softmax of the output over its last dimension at the target.
     """
+    if _by_features(x, feature_mask, additional_forward_args, forward_kwargs, output):
+        return _feature_curve(model, x, attributions, target, baseline, feature_mask,
+                              features_per_step, additional_forward_args, forward_kwargs,
+                              output, batch_size, delete=False)
     return _curve(model, x, attributions, target, pixels_per_step, substrate, baseline,
                   batch_size, delete=False)
+
+
+def _by_features(x: object, feature_mask, additional_forward_args, forward_kwargs,
+                 output) -> bool:
+    image = isinstance(x, Tensor) and x.dim() == 4 and x.is_floating_point()
+    return not image or feature_mask is not None or bool(additional_forward_args) \
+        or bool(forward_kwargs) or output is not None
+
+
+def _feature_curve(model, x, attributions, target, baseline, feature_mask, features_per_step,
+                   additional_forward_args, forward_kwargs, output, batch_size,
+                   delete: bool) -> Curve:
+    s = setup(model, x, None, target, additional_forward_args, forward_kwargs, output,
+              integers=True)
+    x = s.x
+    a = check_tensor(attributions, "attributions")
+    if a.shape[:x.dim()] != x.shape:
+        raise ValueError(f"attributions has shape {tuple(a.shape)}, expected {tuple(x.shape)}"
+                         f" (the shape of x), optionally with trailing dimensions (an embedding)")
+    a = a.reshape(*x.shape, -1).sum(-1).to(torch.float64)
+    b = x.shape[0]
+    if feature_mask is None:
+        groups = torch.arange(x[0].numel(), device=x.device).expand(b, -1)
+    else:
+        m = torch.as_tensor(feature_mask, device=x.device)
+        if m.is_floating_point() or m.dtype == torch.bool:
+            raise TypeError(f"feature_mask must hold integer group ids, got {m.dtype}")
+        try:
+            m = m.expand_as(x) if m.dim() == x.dim() else m.expand(x.shape)
+        except RuntimeError:
+            raise ValueError(f"feature_mask has shape {tuple(m.shape)}, which does not "
+                             f"broadcast to x's {tuple(x.shape)}") from None
+        groups = torch.stack([torch.unique(r, return_inverse=True)[1] for r in m.flatten(1)])
+    n_feat = int(groups.max()) + 1 if groups.numel() else 0
+    scores = torch.zeros(b, n_feat, dtype=torch.float64, device=x.device).scatter_add_(
+        1, groups, a.flatten(1)).abs()
+    per_step = features_per_step or max(1, -(-n_feat // 20))
+    check_positive_int(per_step, "features_per_step")
+    n_steps = -(-n_feat // per_step)
+    counts = (torch.arange(n_steps + 1, device=x.device) * per_step).clamp_max(n_feat)
+    order = scores.argsort(dim=1, descending=True, stable=True)
+    rank = torch.empty_like(order).scatter_(
+        1, order, torch.arange(n_feat, device=x.device).expand(b, -1).contiguous())
+    element_rank = rank.gather(1, groups)  # (B, elements): the rank of each element's feature
+    sub = baseline_like(x, baseline)
+    start, end = (x, sub) if delete else (sub, x)
+    rows = torch.arange(b, device=x.device).repeat_interleave(n_steps + 1)
+    steps = counts.repeat(b)
+    bs = chunk_size(s.call, x, batch_size, len(rows))
+    probs = []
+    with guarded(model), torch.inference_mode():
+        t = s.target
+        if target is None:
+            t = resolve_target(s.call(x).argmax(-1), b, x.device)
+        for i in range(0, len(rows), bs):
+            r = rows[i:i + bs]
+            changed = (element_rank[r] < steps[i:i + bs, None]).view(-1, *x.shape[1:])
+            p = t.select(s.call(torch.where(changed, end[r], start[r]), r).softmax(-1), r)
+            bad = ~torch.isfinite(p)
+            if bad.any():
+                j = int(bad.nonzero()[0, 0])
+                raise NonFiniteOutput(
+                    f"the model's output is NaN or inf for example {int(r[j])} with "
+                    f"{int(steps[i + j])} of {n_feat} features "
+                    f"{'deleted' if delete else 'inserted'}: no score is defined there")
+            probs.append(p)
+    fractions = counts.to(torch.float64) / max(n_feat, 1)
+    return Curve.from_scores(fractions, torch.cat(probs).double().view(b, n_steps + 1))
 
 
 def _saliency(attributions: Tensor, x: Tensor) -> Tensor:
