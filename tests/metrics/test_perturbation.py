@@ -192,3 +192,27 @@ def test_feature_mask_groups_elements_and_bad_masks_are_named():
         metrics.deletion(model, x, attr, target=0, feature_mask=torch.zeros(1, 3, dtype=int))
     with pytest.raises(TypeError, match="integer group ids"):
         metrics.deletion(model, x, attr, target=0, feature_mask=torch.zeros(1, 8))
+
+
+@pytest.mark.parametrize("shape", [(20, 12), (20, 1, 4, 4)])  # by features, RISE's pixels
+def test_inverse_and_random_rankings_are_the_controls(shape):
+    torch.manual_seed(0)
+    lin = nn.Linear(16 if len(shape) == 4 else 12, 2).double()
+    model = nn.Sequential(nn.Flatten(), lin).eval()
+    x = torch.rand(shape, dtype=torch.float64)
+    with torch.no_grad():  # every feature raises class 0: |attribution| is the right order
+        lin.weight[0] = lin.weight[1] + (lin.weight[0] - lin.weight[1]).abs()
+    # exact attributions of the logit difference of a linear model, toward class 0
+    w = (lin.weight[0] - lin.weight[1]).detach().reshape(shape[1:])
+    attr = x * w
+    kw = dict(target=0) if len(shape) == 2 else dict(target=0, pixels_per_step=1)
+    if len(shape) == 2:
+        kw["features_per_step"] = 1
+    best = metrics.deletion(model, x, attr, **kw).auc
+    worst = metrics.deletion(model, x, attr, ranking="inverse", **kw).auc
+    rand = metrics.deletion(model, x, attr, ranking="random", **kw).auc
+    assert (best < rand).all() and (rand < worst).all()
+    again = metrics.deletion(model, x, attr, ranking="random", **kw).auc
+    torch.testing.assert_close(again, rand)  # seeded
+    with pytest.raises(ValueError, match="ranking must be"):
+        metrics.deletion(model, x, attr, ranking="worst", **kw)

@@ -34,7 +34,7 @@ def deletion(model: nn.Module, x: Tensor, attributions: Tensor, target: TargetSp
              baseline: Tensor | int | None = None, batch_size: int | str = "auto", *,
              feature_mask: Tensor | None = None, features_per_step: int | None = None,
              additional_forward_args: tuple | None = None, forward_kwargs: dict | None = None,
-             output: OutputSpec = None) -> Curve:
+             output: OutputSpec = None, ranking: str = "attribution", seed: int = 0) -> Curve:
     """Replace the most important pixels (or features) of ``x`` step by step with the
     substrate. Returns a ``Curve`` of the softmax probability of the target against the
     fraction replaced; lower AUC is better. See ``insertion`` for the arguments and cost.
@@ -42,9 +42,9 @@ def deletion(model: nn.Module, x: Tensor, attributions: Tensor, target: TargetSp
     if _by_features(x, feature_mask, additional_forward_args, forward_kwargs, output):
         return _feature_curve(model, x, attributions, target, baseline, feature_mask,
                               features_per_step, additional_forward_args, forward_kwargs,
-                              output, batch_size, delete=True)
+                              output, batch_size, True, ranking, seed)
     return _curve(model, x, attributions, target, pixels_per_step, substrate, baseline,
-                  batch_size, delete=True)
+                  batch_size, True, ranking, seed)
 
 
 def insertion(model: nn.Module, x: Tensor, attributions: Tensor, target: TargetSpec = None,
@@ -52,7 +52,7 @@ def insertion(model: nn.Module, x: Tensor, attributions: Tensor, target: TargetS
               baseline: Tensor | int | None = None, batch_size: int | str = "auto", *,
               feature_mask: Tensor | None = None, features_per_step: int | None = None,
               additional_forward_args: tuple | None = None, forward_kwargs: dict | None = None,
-              output: OutputSpec = None) -> Curve:
+              output: OutputSpec = None, ranking: str = "attribution", seed: int = 0) -> Curve:
     """Start from the substrate and restore the most important pixels of ``x`` step by step.
 
     model: returns logits ``(B, classes)``; it is evaluated forward-only.
@@ -70,13 +70,17 @@ def insertion(model: nn.Module, x: Tensor, attributions: Tensor, target: TargetS
     id), and ``additional_forward_args`` / ``forward_kwargs`` (an attention mask) / ``output``
     are passed as to the methods. ``target`` may then be anything the methods take; the score
     is the softmax of the output over its last dimension at the target.
+
+    ``ranking``: "attribution" (most important first), or the controls every comparison
+    should show beside it: "inverse" (least important first) and "random" (seeded by
+    ``seed``; the attributions' shape is still checked).
     """
     if _by_features(x, feature_mask, additional_forward_args, forward_kwargs, output):
         return _feature_curve(model, x, attributions, target, baseline, feature_mask,
                               features_per_step, additional_forward_args, forward_kwargs,
-                              output, batch_size, delete=False)
+                              output, batch_size, False, ranking, seed)
     return _curve(model, x, attributions, target, pixels_per_step, substrate, baseline,
-                  batch_size, delete=False)
+                  batch_size, False, ranking, seed)
 
 
 def _by_features(x: object, feature_mask, additional_forward_args, forward_kwargs,
@@ -86,9 +90,22 @@ def _by_features(x: object, feature_mask, additional_forward_args, forward_kwarg
         or bool(forward_kwargs) or output is not None
 
 
+def _ranked(importance: Tensor, ranking: str, seed: int) -> Tensor:
+    """``importance`` ``(B, n)`` as ranked: itself, reversed, or seeded noise."""
+    if ranking == "attribution":
+        return importance
+    if ranking == "inverse":
+        return -importance
+    if ranking == "random":
+        g = torch.Generator(device=importance.device).manual_seed(seed)
+        return torch.rand(importance.shape, generator=g, device=importance.device,
+                          dtype=importance.dtype)
+    raise ValueError(f"ranking must be 'attribution', 'inverse' or 'random', got {ranking!r}")
+
+
 def _feature_curve(model, x, attributions, target, baseline, feature_mask, features_per_step,
                    additional_forward_args, forward_kwargs, output, batch_size,
-                   delete: bool) -> Curve:
+                   delete: bool, ranking: str, seed: int) -> Curve:
     s = setup(model, x, None, target, additional_forward_args, forward_kwargs, output,
               integers=True)
     x = s.x
@@ -111,8 +128,8 @@ def _feature_curve(model, x, attributions, target, baseline, feature_mask, featu
                              f"broadcast to x's {tuple(x.shape)}") from None
         groups = torch.stack([torch.unique(r, return_inverse=True)[1] for r in m.flatten(1)])
     n_feat = int(groups.max()) + 1 if groups.numel() else 0
-    scores = torch.zeros(b, n_feat, dtype=torch.float64, device=x.device).scatter_add_(
-        1, groups, a.flatten(1)).abs()
+    scores = _ranked(torch.zeros(b, n_feat, dtype=torch.float64, device=x.device).scatter_add_(
+        1, groups, a.flatten(1)).abs(), ranking, seed)
     per_step = features_per_step or max(1, -(-n_feat // 20))
     check_positive_int(per_step, "features_per_step")
     n_steps = -(-n_feat // per_step)
@@ -170,13 +187,13 @@ def _substrate(x: Tensor, substrate: str, baseline: Tensor | None) -> Tensor:
 
 
 def _curve(model, x, attributions, target, pixels_per_step, substrate, baseline, batch_size,
-           delete: bool) -> Curve:
+           delete: bool, ranking: str, seed: int) -> Curve:
     x = check_tensor(x, "x")
     if x.dim() != 4:
         raise ValueError(f"x must be images of shape (B, C, H, W), got {tuple(x.shape)}")
     check_positive_int(pixels_per_step, "pixels_per_step")
     check_eval_mode(model)
-    saliency = _saliency(attributions, x).to(x.device)
+    saliency = _ranked(_saliency(attributions, x).to(x.device), ranking, seed)
     sub = _substrate(x, substrate, baseline)
     start, end = (x, sub) if delete else (sub, x)
     b, _, h, w = x.shape
