@@ -11,6 +11,8 @@ embedding, and over a group's elements).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor, nn
 
@@ -132,36 +134,53 @@ def _feature_curve(model, x, attributions, target, baseline, feature_mask, featu
         1, groups, a.flatten(1)).abs(), ranking, seed)
     per_step = features_per_step or max(1, -(-n_feat // 20))
     check_positive_int(per_step, "features_per_step")
-    n_steps = -(-n_feat // per_step)
-    counts = (torch.arange(n_steps + 1, device=x.device) * per_step).clamp_max(n_feat)
-    order = scores.argsort(dim=1, descending=True, stable=True)
-    rank = torch.empty_like(order).scatter_(
-        1, order, torch.arange(n_feat, device=x.device).expand(b, -1).contiguous())
-    element_rank = rank.gather(1, groups)  # (B, elements): the rank of each element's feature
     sub = baseline_like(x, baseline)
     start, end = (x, sub) if delete else (sub, x)
-    rows = torch.arange(b, device=x.device).repeat_interleave(n_steps + 1)
-    steps = counts.repeat(b)
-    bs = chunk_size(s.call, x, batch_size, len(rows))
-    probs = []
     with guarded(model), torch.inference_mode():
         t = s.target
         if target is None:
             t = resolve_target(s.call(x).argmax(-1), b, x.device)
-        for i in range(0, len(rows), bs):
-            r = rows[i:i + bs]
-            changed = (element_rank[r] < steps[i:i + bs, None]).view(-1, *x.shape[1:])
-            p = t.select(s.call(torch.where(changed, end[r], start[r]), r).softmax(-1), r)
-            bad = ~torch.isfinite(p)
-            if bad.any():
-                j = int(bad.nonzero()[0, 0])
-                raise NonFiniteOutput(
-                    f"the model's output is NaN or inf for example {int(r[j])} with "
-                    f"{int(steps[i + j])} of {n_feat} features "
-                    f"{'deleted' if delete else 'inserted'}: no score is defined there")
-            probs.append(p)
-    fractions = counts.to(torch.float64) / max(n_feat, 1)
-    return Curve.from_scores(fractions, torch.cat(probs).double().view(b, n_steps + 1))
+
+        def evaluate(r: Tensor, changed: Tensor) -> Tensor:
+            changed = changed.gather(1, groups[r]).view(-1, *x.shape[1:])  # features -> elements
+            return t.select(s.call(torch.where(changed, end[r], start[r]), r).softmax(-1), r)
+
+        counts, probs = _sweep(scores, per_step, lambda n: chunk_size(s.call, x, batch_size, n),
+                               evaluate, "features", delete)
+    return Curve.from_scores(counts.to(torch.float64) / max(n_feat, 1), probs.double())
+
+
+def _sweep(importance: Tensor, per_step: int, batch: Callable[[int], int],
+           evaluate: Callable[[Tensor, Tensor], Tensor], unit: str, delete: bool
+           ) -> tuple[Tensor, Tensor]:
+    """The curve of each row of ``importance`` ``(B, n)``: its features changed in order of
+    importance, ``per_step`` more at each step. ``evaluate(rows, changed)`` scores ``rows``
+    with ``changed`` ``(len(rows), n)`` marking the features changed so far, in chunks of
+    ``batch(number of points)`` rows. Returns the counts changed ``(steps + 1,)`` and the
+    scores ``(B, steps + 1)``. Raises ``NonFiniteOutput`` naming the example and the count."""
+    b, n = importance.shape
+    dev = importance.device
+    n_steps = -(-n // per_step)
+    counts = (torch.arange(n_steps + 1, device=dev) * per_step).clamp_max(n)
+    order = importance.argsort(dim=1, descending=True, stable=True)
+    rank = torch.empty_like(order).scatter_(
+        1, order, torch.arange(n, device=dev).expand(b, -1).contiguous())
+    rows = torch.arange(b, device=dev).repeat_interleave(n_steps + 1)
+    steps = counts.repeat(b)
+    bs = batch(len(rows))
+    scores = []
+    for i in range(0, len(rows), bs):
+        r = rows[i:i + bs]
+        p = evaluate(r, rank[r] < steps[i:i + bs, None])
+        bad = ~torch.isfinite(p)
+        if bad.any():
+            j = int(bad.nonzero()[0, 0])
+            raise NonFiniteOutput(
+                f"the model's output is NaN or inf for example {int(r[j])} with "
+                f"{int(steps[i + j])} of {n} {unit} {'deleted' if delete else 'inserted'}: "
+                f"no score is defined there")
+        scores.append(p)
+    return counts, torch.cat(scores).view(b, n_steps + 1)
 
 
 def _saliency(attributions: Tensor, x: Tensor) -> Tensor:
@@ -197,35 +216,20 @@ def _curve(model, x, attributions, target, pixels_per_step, substrate, baseline,
     sub = _substrate(x, substrate, baseline)
     start, end = (x, sub) if delete else (sub, x)
     b, _, h, w = x.shape
-    n_pix = h * w
-    n_steps = -(-n_pix // pixels_per_step)
-    counts = (torch.arange(n_steps + 1, device=x.device) * pixels_per_step).clamp_max(n_pix)
-    order = saliency.argsort(dim=1, descending=True, stable=True)
-    rank = torch.empty_like(order).scatter_(
-        1, order, torch.arange(n_pix, device=x.device).expand(b, -1).contiguous())
-    rows = torch.arange(b, device=x.device).repeat_interleave(n_steps + 1)
-    steps = counts.repeat(b)
-    bs = chunk_size(model, x, batch_size, len(rows))
     channels_last = is_conv(model, x)
-    probs = []
     with model_guard(model), torch.inference_mode():
         if target is None:
             target = choose_output(model(x)).argmax(-1)
         t = resolve_target(target, b, x.device)
         t.classes  # noqa: B018 -- raises unless one class per example (the score is a probability)
-        for i in range(0, len(rows), bs):
-            r = rows[i:i + bs]
-            changed = (rank[r] < steps[i:i + bs, None]).view(-1, 1, h, w)
-            imgs = torch.where(changed, end[r], start[r])
+
+        def evaluate(r: Tensor, changed: Tensor) -> Tensor:
+            imgs = torch.where(changed.view(-1, 1, h, w), end[r], start[r])
             if channels_last:
                 imgs = imgs.contiguous(memory_format=torch.channels_last)
-            p = select(choose_output(model(imgs)).softmax(-1), t, r)
-            bad = ~torch.isfinite(p)
-            if bad.any():
-                j = int(bad.nonzero()[0, 0])
-                raise NonFiniteOutput(
-                    f"the model's output is NaN or inf for example {int(r[j])} with "
-                    f"{int(steps[i + j])} of {n_pix} pixels {'deleted' if delete else 'inserted'}"
-                    f": no score is defined there")
-            probs.append(p)
-    return Curve.from_scores(counts.to(x.dtype) / n_pix, torch.cat(probs).view(b, n_steps + 1))
+            return select(choose_output(model(imgs)).softmax(-1), t, r)
+
+        counts, probs = _sweep(saliency, pixels_per_step,
+                               lambda n: chunk_size(model, x, batch_size, n), evaluate,
+                               "pixels", delete)
+    return Curve.from_scores(counts.to(x.dtype) / (h * w), probs)
