@@ -321,39 +321,32 @@ class SequenceAttribution:
             layers = [resolve_layer(self.call, name) for name in self.layers]
             diffs, grads, out, out_ref, counts = layer_pass(s, layers, "rescale", False,
                                                             batch_size)
-            scores = torch.cat([(g * d[:, None]).flatten(3).sum(-1)
-                                for g, d in zip(grads, diffs)], 2)
-            out_delta = out - out_ref
-            return SequenceResult(seq, seq_mask, targets, scores, scores.sum(-1) - out_delta,
-                                  None, None,
-                                  {"output_delta": out_delta, "score": score,
-                                   "method": self.method, "rules": dict(counts),
-                                   "prompt_length": n_prompt, "foil_ids": foil,
-                                   "encoder_decoder": self.seq2seq})
-        with guarded(self.model):
-            engine = s.engine(batch_size, channels_last=False)
-            f1, f0, ends = engine.ends(self.layers)
-            engine.layer_path = LayerPath(self.layers, [a for a, _ in ends],
-                                          [e for _, e in ends])
-            if self.method == "ig":
-                alphas, weights = rule_tensors(rule, steps, ends[0][0])
-            else:
-                alphas = weights = torch.ones(1, dtype=ends[0][0].dtype, device=dev)
-            rows, flat_a = flat_points(b, alphas)
-            acc = GradientSum(b, weights.repeat(b))
-            with tqdm(total=len(rows) * n_targets, unit="backward", disable=not progress,
-                      file=sys.stderr, desc=f"{n_targets} targets", leave=False) as bar:
-                for ch in engine.gradients(rows, flat_a):
-                    acc.add(ch, ch.grads[:len(self.layers)])
-                    bar.update(len(ch.rows) * n_targets)
+            out_delta, alphas, weights = out - out_ref, None, None
+            extra = {"rules": dict(counts)}
+        else:
+            with guarded(self.model):
+                engine = s.engine(batch_size, channels_last=False)
+                f1, f0, ends = engine.ends(self.layers)
+                engine.layer_path = LayerPath(self.layers, [a for a, _ in ends],
+                                              [e for _, e in ends])
+                if self.method == "ig":
+                    alphas, weights = rule_tensors(rule, steps, ends[0][0])
+                else:
+                    alphas = weights = torch.ones(1, dtype=ends[0][0].dtype, device=dev)
+                rows, flat_a = flat_points(b, alphas)
+                acc = GradientSum(b, weights.repeat(b))
+                with tqdm(total=len(rows) * n_targets, unit="backward", disable=not progress,
+                          file=sys.stderr, desc=f"{n_targets} targets", leave=False) as bar:
+                    for ch in engine.gradients(rows, flat_a):
+                        acc.add(ch, ch.grads[:len(self.layers)])
+                        bar.update(len(ch.rows) * n_targets)
+            diffs, grads, out_delta = [e - a for a, e in ends], acc.sums, f1 - f0
+            extra = {"rule": rule if self.method == "ig" else None,
+                     "steps": steps if self.method == "ig" else 1}
         # per layer (encoder, decoder) then concatenated along positions
-        scores = torch.cat([(g * (e - a)[:, None]).flatten(3).sum(-1)
-                            for g, (a, e) in zip(acc.sums, ends)], 2)
-        out_delta = f1 - f0
+        scores = torch.cat([(g * d[:, None]).flatten(3).sum(-1) for g, d in zip(grads, diffs)], 2)
         return SequenceResult(seq, seq_mask, targets, scores, scores.sum(-1) - out_delta,
                               alphas, weights,
                               {"output_delta": out_delta, "score": score, "method": self.method,
-                               "rule": rule if self.method == "ig" else None,
-                               "steps": steps if self.method == "ig" else 1,
-                               "prompt_length": n_prompt, "foil_ids": foil,
+                               **extra, "prompt_length": n_prompt, "foil_ids": foil,
                                "encoder_decoder": self.seq2seq})
