@@ -19,6 +19,7 @@ _NAMES = {
     "PathEngine": "pathattr.engine",
     "explain": "pathattr.shared_pass",
     "SequenceAttribution": "pathattr.methods.sequence",
+    "mlp_neurons": "pathattr.methods.sequence",
     "run": "pathattr.runs",
     "summarize": "pathattr.runs",
 }
@@ -57,7 +58,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the eager imports
         LayerIntegratedGradients,
     )
     from .methods.left_ig import LeftIntegratedGradients  # noqa: F401
-    from .methods.sequence import SequenceAttribution  # noqa: F401
+    from .methods.sequence import SequenceAttribution, mlp_neurons  # noqa: F401
     from .methods.smoothgrad import SmoothGrad  # noqa: F401
     from .result import Attribution  # noqa: F401
     from .runs import run, summarize  # noqa: F401

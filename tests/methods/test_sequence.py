@@ -259,3 +259,185 @@ def test_progress_bar_counts_the_backwards(capsys):
     err = capsys.readouterr().err
     assert "/12 [" in err and "backward" in err  # 6 points x 2 targets
     assert r.scores.shape == (1, 2, 5)
+
+
+class OnEmbeddings(torch.nn.Module):
+    """GPT-2 called on its token embeddings: the input-level methods then run in the same
+    space as the shared path, an independent reference for it."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, embeds, attention_mask, position_ids):
+        return self.model(inputs_embeds=embeds, attention_mask=attention_mask,
+                          position_ids=position_ids).logits
+
+
+def per_token_input(model, r, method, **kw):
+    """``method`` (an input-level pathattr class) on each target's prefix, in embedding space,
+    with the target's logit as the output: scores ``(B, T, L)``, deltas and infos."""
+    seq, mask, targets = r.input_ids, r.attention_mask, r.target_ids
+    n_prompt = r.info["prompt_length"]
+    pos = (mask.cumsum(1) - 1).clamp(min=0)
+    wte = model.get_input_embeddings()
+    scores = torch.zeros_like(r.scores)
+    deltas, infos = torch.zeros_like(r.delta), []
+    with torch.no_grad():
+        emb, ref = wte(seq), wte(torch.zeros_like(seq))
+    for t in range(targets.shape[1]):
+        end = n_prompt + t
+
+        def pick(logits, ex, t=t, end=end):
+            return logits[torch.arange(len(ex)), end - 1, targets[ex, t]]
+
+        out = method(OnEmbeddings(model)).attribute(
+            emb[:, :end], ref[:, :end], pick, forward_kwargs={
+                "attention_mask": mask[:, :end], "position_ids": pos[:, :end]}, **kw)
+        scores[:, t, :end] = out.attributions.sum(-1)
+        deltas[:, t] = out.delta
+        infos.append(out.info)
+    return scores, deltas, infos
+
+
+@pytest.mark.parametrize("sampling", ["uniform", "adaptive"])
+def test_idg_per_target_equals_idg_on_each_prefix(sampling):
+    model = gpt2()
+    ids, mask = prompts()
+    targets = torch.tensor([[3, 17, 21], [6, 6, 40]])
+    if sampling == "adaptive":  # the pooled placement is IDG's own for one target
+        targets = targets[:, :1]
+    sa = pathattr.SequenceAttribution(model, method="idg")
+    r = sa.attribute(ids, targets, baselines=0, attention_mask=mask, steps=20,
+                     sampling=sampling, coarse_steps=12, rule="riemann_trapezoid")
+    ref, ref_delta, _ = per_token_input(model, r, pathattr.IntegratedDecisionGradients,
+                                        steps=20, sampling=sampling, coarse_steps=12,
+                                        rule="riemann_trapezoid")
+    torch.testing.assert_close(r.scores, ref, rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(r.delta, ref_delta, rtol=1e-9, atol=1e-12)
+
+
+def test_idg_adaptive_shares_one_sample_set_for_all_targets():
+    model = gpt2()
+    ids, mask = prompts()
+    targets = torch.tensor([[3, 17, 21], [6, 6, 40]])
+    r = pathattr.SequenceAttribution(model, method="idg").attribute(
+        ids, targets, baselines=0, attention_mask=mask, steps=16, coarse_steps=10)
+    assert r.alphas.shape == r.weights.shape == (2, 16)  # one sample set per example
+    assert (r.weights.sum(1) <= 1 + 1e-12).all()  # cells where no target moves get none
+    # the pooled placement still resolves every target's path with enough samples
+    fine = pathattr.SequenceAttribution(model, method="idg").attribute(
+        ids, targets, baselines=0, attention_mask=mask, steps=400, coarse_steps=10)
+    rel = fine.delta.abs() / fine.info["output_delta"].abs()
+    assert rel.max() < 2e-2
+
+
+def test_left_ig_per_target_equals_left_ig_on_each_prefix():
+    model = gpt2()
+    ids, mask = prompts()
+    targets = torch.tensor([[3, 17, 21], [6, 6, 40]])
+    r = pathattr.SequenceAttribution(model, method="left_ig").attribute(
+        ids, targets, baselines=0, attention_mask=mask, steps=24, saturation=0.7)
+    ref, ref_delta, infos = per_token_input(model, r, pathattr.LeftIntegratedGradients,
+                                            steps=24, saturation=0.7)
+    torch.testing.assert_close(r.scores, ref, rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(r.delta, ref_delta, rtol=1e-9, atol=1e-12)
+    cuts = torch.stack([i["saturation_alpha"] for i in infos], 1)
+    torch.testing.assert_close(r.info["saturation_alpha"], cuts, rtol=1e-12, atol=1e-12)
+    # saturation 1 is IG with the same rule
+    whole = pathattr.SequenceAttribution(model, method="left_ig").attribute(
+        ids, targets, baselines=0, attention_mask=mask, steps=24, saturation=1.0)
+    ig = pathattr.SequenceAttribution(model).attribute(ids, targets, baselines=0,
+                                                       attention_mask=mask, steps=24)
+    torch.testing.assert_close(whole.scores, ig.scores, rtol=1e-12, atol=1e-14)
+
+
+def test_auto_steps_per_target_equal_adaptive_ig_on_each_prefix():
+    model = gpt2()
+    ids, mask = prompts()
+    targets = torch.tensor([[3, 17, 21], [6, 6, 40]])
+    r = pathattr.SequenceAttribution(model).attribute(
+        ids, targets, baselines=0, attention_mask=mask, steps="auto", tol=1e-3)
+    ref, _, infos = per_token_input(model, r, pathattr.IntegratedGradients, steps="auto",
+                                    tol=1e-3)
+    torch.testing.assert_close(r.scores, ref, rtol=1e-9, atol=1e-12)
+    evals = torch.stack([torch.as_tensor(i["gradient_evaluations"]) for i in infos], 1)
+    assert torch.equal(r.info["gradient_evaluations"], evals.to(r.info[
+        "gradient_evaluations"].dtype))
+    assert r.info["converged"].all()
+    assert (r.delta.abs() <= 1e-3 * r.info["output_delta"].abs() + 1e-12).all()
+    # shared points: fewer forwards than the targets' nodes together
+    assert (r.info["points"] < r.info["gradient_evaluations"].sum(1)).all()
+
+
+@pytest.mark.parametrize("build, embed", [(gpt2, "transformer.wte"),
+                                          (llama, "model.embed_tokens")])
+def test_mlp_conductance_per_target_equals_layer_conductance_on_each_prefix(build, embed):
+    model = build()
+    ids, mask = prompts()
+    targets = torch.tensor([[3, 17], [6, 40]])
+    layers = pathattr.mlp_neurons(model)
+    assert len(layers) == 2
+    r = pathattr.SequenceAttribution(model).attribute(
+        ids, targets, baselines=0, attention_mask=mask, steps=12, conductance_layers=layers)
+    seq, m = r.input_ids, r.attention_mask
+    pos = (m.cumsum(1) - 1).clamp(min=0)
+    for name in layers:
+        got = r.conductance[name]
+        assert got.shape[:3] == (2, 2, 7)
+        for t in range(2):
+            end = 5 + t
+
+            def pick(logits, ex, t=t, end=end):
+                return logits[torch.arange(len(ex)), end - 1, targets[ex, t]]
+
+            ref = pathattr.LayerConductance(model, name, path_layer=embed).attribute(
+                seq[:, :end], 0, pick, steps=12, attribute_to_layer_input=True,
+                forward_kwargs={"attention_mask": m[:, :end], "position_ids": pos[:, :end]})
+            torch.testing.assert_close(got[:, t, :end], ref.attributions, rtol=1e-9,
+                                       atol=1e-12)
+            assert got[:, t, end:].abs().max() == 0  # causal
+    # the IG scores of the same pass are unchanged by the taps
+    plain = pathattr.SequenceAttribution(model).attribute(ids, targets, baselines=0,
+                                                          attention_mask=mask, steps=12)
+    torch.testing.assert_close(r.scores, plain.scores, rtol=1e-12, atol=1e-14)
+
+
+def test_method_options_are_checked():
+    model = gpt2()
+    ids = torch.tensor([[5, 9, 13]])
+    with pytest.raises(ValueError, match="conductance_layers needs method='ig'"):
+        pathattr.SequenceAttribution(model, method="idg").attribute(
+            ids, max_new_tokens=1, conductance_layers=["transformer.h.0.mlp.c_proj"])
+    with pytest.raises(ValueError, match="steps='auto' is for method='ig'"):
+        pathattr.SequenceAttribution(model, method="left_ig").attribute(
+            ids, max_new_tokens=1, steps="auto")
+    with pytest.raises(ValueError, match="saturation must be"):
+        pathattr.SequenceAttribution(model, method="left_ig").attribute(
+            ids, max_new_tokens=1, saturation=0)
+    with pytest.raises(ValueError, match="no MLP output projection"):
+        pathattr.mlp_neurons(torch.nn.Linear(2, 2))
+
+
+def test_encoder_decoder_methods_on_both_stacks():
+    model = t5()
+    ids = torch.tensor([[5, 9, 13, 2], [7, 11, 0, 0]])
+    mask = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0]])
+    targets = torch.tensor([[3, 17, 21], [6, 6, 30]])
+    ig = pathattr.SequenceAttribution(model).attribute(ids, targets, attention_mask=mask,
+                                                       steps=16)
+    whole = pathattr.SequenceAttribution(model, method="left_ig").attribute(
+        ids, targets, attention_mask=mask, steps=16, saturation=1.0)
+    torch.testing.assert_close(whole.scores, ig.scores, rtol=1e-12, atol=1e-14)
+    auto = pathattr.SequenceAttribution(model).attribute(ids, targets, attention_mask=mask,
+                                                         steps="auto", tol=1e-3)
+    assert (auto.delta.abs() <= 1e-3 * auto.info["output_delta"].abs() + 1e-12).all()
+    layers = pathattr.mlp_neurons(model)  # the encoder's MLP, then the decoder's
+    assert [n.split(".")[0] for n in layers] == ["encoder", "decoder"]
+    r = pathattr.SequenceAttribution(model).attribute(
+        ids, targets, attention_mask=mask, steps=16, conductance_layers=layers)
+    dec = r.conductance[layers[1]]
+    assert dec.shape[:3] == (2, 3, 3)
+    for t in range(2):  # the decoder's neurons after target t's input carry nothing for it
+        assert dec[:, t, t + 1:].abs().max() == 0
+    assert r.conductance[layers[0]][1, :, 2:].abs().max() < 1e-12  # encoder padding

@@ -37,6 +37,34 @@ def check_saturation(saturation: object) -> float:
     return float(saturation)
 
 
+def saturation_alphas(alphas: np.ndarray, f: np.ndarray, f0: np.ndarray, f1: np.ndarray,
+                      saturation: float) -> np.ndarray:
+    """``a*`` per row from ``F`` at all the sorted nodes at once: ``f`` ``(R, m)`` at ``alphas``
+    ``(m,)``, ``f0``, ``f1`` ``(R,)`` at the ends; the first crossing of the level on the
+    piecewise-linear interpolant through ``(0, f0)``, the nodes and ``(1, f1)`` (which always
+    reaches it). ``inf`` for ``saturation = 1`` (every weight whole), ``0`` where ``f1 = f0``."""
+    if saturation == 1:
+        return np.full(len(f0), math.inf)
+    a = np.concatenate([[0.0], alphas, [1.0]])
+    v = np.concatenate([f0[:, None], f, f1[:, None]], 1)
+    level = f0 + saturation * (f1 - f0)
+    sign = np.where(f1 >= f0, 1.0, -1.0)
+    j = np.argmax(sign[:, None] * (v[:, 1:] - level[:, None]) >= 0, axis=1) + 1
+    rows = np.arange(len(f0))
+    lo, hi = v[rows, j - 1], v[rows, j]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cut = a[j - 1] + (level - lo) / (hi - lo) * (a[j] - a[j - 1])
+    return np.where(f1 == f0, 0.0, cut)
+
+
+def truncated_weights(cut: Tensor, weights: Tensor) -> Tensor:
+    """``c_k = clip(a* - t_{k-1}, 0, w_k)`` for every row's ``a*`` (``cut`` ``(R,)``) and the
+    rule's ``weights`` ``(m,)``: its cells cut at ``a*``. Returns ``(R, m)``."""
+    lo = torch.as_tensor(cell_edges(weights.double().cpu().numpy())[:-1], dtype=weights.dtype,
+                         device=weights.device)
+    return (cut[:, None].to(weights.dtype) - lo).clamp(min=0).minimum(weights)
+
+
 class SaturationSum:
     """Running ``sum_k c_k g_k`` per row over one pass of a fixed rule in point order, with
     ``c_k = clip(a* - t_{k-1}, 0, w_k)``.

@@ -29,24 +29,28 @@ from __future__ import annotations
 
 import inspect
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from ..engine import LayerPath, guarded
+from ..engine import Chunk, LayerPath, Tap, guarded
 from ..forward import choose_output
 from ..layers import LayerSpec, resolve_layer
+from ..quadrature import cell_edges, refine, trapezoid_weights
 from ..targets import Target
-from ..validate import check_eval_mode, check_positive_int
-from ._setup import flat_points, rule_tensors, setup
+from ..validate import check_eval_mode, check_positive_int, check_steps
+from ._setup import Setup, flat_points, rule_tensors, setup
 from .deeplift import layer_pass
-from .integrated_gradients import GradientSum
+from .idg import SAMPLINGS, adaptive_nodes, coarse_points
+from .left_ig import check_saturation, saturation_alphas, truncated_weights
 
 SCORES = ("logit", "logprob", "prob")
-METHODS = ("ig", "input_x_gradient", "deeplift")
+METHODS = ("ig", "idg", "left_ig", "input_x_gradient", "deeplift")
 
 
 @dataclass
@@ -70,6 +74,7 @@ class SequenceResult:
     alphas: Tensor | None
     weights: Tensor | None
     info: dict[str, Any] = field(default_factory=dict)
+    conductance: dict[str, Tensor] = field(default_factory=dict)
 
     def aggregate(self, groups: Tensor, reduce: Literal["sum", "mean", "absmax"] = "sum"
                   ) -> Tensor:
@@ -244,10 +249,17 @@ class SequenceAttribution:
         attention_mask: Tensor | None = None,
         score: Literal["logit", "logprob", "prob"] = "logit",
         foil_ids: int | Tensor | None = None,
-        steps: int = 50,
+        steps: int | Literal["auto"] = 50,
         rule: str = "gausslegendre",
         batch_size: int | Literal["auto"] = "auto",
         progress: bool = False,
+        *,
+        tol: float = 0.01,
+        max_steps: int = 512,
+        saturation: float = 0.9,
+        sampling: Literal["adaptive", "uniform"] = "adaptive",
+        coarse_steps: int = 50,
+        conductance_layers: Sequence[LayerSpec] | None = None,
     ) -> SequenceResult:
         """Return each target token's attribution to every position before it, with its
         completeness gap. ``target_ids`` ``(B, T)`` forces the continuation; else
@@ -258,11 +270,37 @@ class SequenceAttribution:
         ``config.pad_token_id`` when set, else 0. Encoder-decoders: positions are the encoder's
         then the decoder's (its start token, then the targets before the last). ``progress``:
         a bar on stderr counting the backwards (path points times targets).
+
+        Per method: "ig" with ``steps="auto"`` refines each target's own path (``tol``,
+        ``max_steps`` as in ``IntegratedGradients``; a point one target asks for serves all,
+        ``info["gradient_evaluations"]`` ``(B, T)`` counts each target's nodes,
+        ``info["points"]`` ``(B,)`` the forwards run); "left_ig" cuts each target's path at
+        its own ``a*`` (``saturation``); "idg" with ``sampling="adaptive"`` places the
+        ``steps`` samples by the output change of all targets pooled (each target's change
+        normalised to sum 1; with one target exactly IDG's placement), so they share one
+        path. ``conductance_layers`` (fixed-rule "ig" only): the total conductance of every
+        neuron of these layers' inputs (e.g. ``mlp_neurons(model)``, the MLPs' hidden units)
+        per target, ``(B, T, *neuron shape)`` in ``result.conductance``, from the same pass.
+
         Cost: two forwards for the ends, then per example ``steps`` forwards and ``steps * T``
-        backwards (one forward per path point for all targets); DeepLIFT: two forwards and
-        ``T`` backwards per example.
+        backwards (one forward per path point for all targets); "idg" adaptive adds
+        ``coarse_steps - 2`` forwards, "left_ig" ``T`` forwards at the cuts, conductance
+        forwards at the rule's cell edges; DeepLIFT: two forwards and ``T`` backwards.
         """
         check_eval_mode(self.model)
+        if conductance_layers is not None and (self.method != "ig" or steps == "auto"):
+            raise ValueError("conductance_layers needs method='ig' with a fixed number of steps")
+        if self.method in ("idg", "left_ig", "input_x_gradient", "deeplift") and steps == "auto":
+            raise ValueError(f"steps='auto' is for method='ig', not {self.method!r}")
+        if steps != "auto":
+            check_steps(steps)
+        if self.method == "left_ig":
+            saturation = check_saturation(saturation)
+        if self.method == "idg":
+            check_positive_int(coarse_steps, "coarse_steps", minimum=2)
+            if sampling not in SAMPLINGS:
+                raise ValueError(f"sampling must be one of {', '.join(SAMPLINGS)}, "
+                                 f"got {sampling!r}")
         ids = _ids(input_ids, "input_ids")
         b = ids.shape[0]
         mask = torch.ones_like(ids) if attention_mask is None else \
@@ -317,36 +355,238 @@ class SequenceAttribution:
         s = setup(self.call, x, baselines, target, None, kwargs, integers=True)
         if s.k != 1:
             raise ValueError("SequenceAttribution takes one baseline sequence per example")
+        info: dict[str, Any] = {"score": score, "method": self.method,
+                                "prompt_length": n_prompt, "foil_ids": foil,
+                                "encoder_decoder": self.seq2seq}
+        conductance: dict[str, Tensor] = {}
+        alphas = weights = None
         if self.method == "deeplift":
             layers = [resolve_layer(self.call, name) for name in self.layers]
             diffs, grads, out, out_ref, counts = layer_pass(s, layers, "rescale", False,
                                                             batch_size)
-            out_delta, alphas, weights = out - out_ref, None, None
-            extra = {"rules": dict(counts)}
+            scores = _positions(grads, diffs)
+            out_delta = out - out_ref
+            delta = scores.sum(-1) - out_delta
+            info["rules"] = dict(counts)
         else:
             with guarded(self.model):
-                engine = s.engine(batch_size, channels_last=False)
-                f1, f0, ends = engine.ends(self.layers)
-                engine.layer_path = LayerPath(self.layers, [a for a, _ in ends],
-                                              [e for _, e in ends])
-                if self.method == "ig":
-                    alphas, weights = rule_tensors(rule, steps, ends[0][0])
+                path = _SharedPath(s, self.layers, batch_size, progress, n_targets)
+                out_delta = path.f1 - path.f0
+                if self.method == "ig" and steps == "auto":
+                    scores, alphas, weights, extra = path.adaptive(tol, max_steps)
+                    delta = scores.sum(-1) - out_delta
+                elif self.method == "idg":
+                    scores, delta, alphas, weights, extra = path.idg(
+                        rule, steps, sampling, coarse_steps)
                 else:
-                    alphas = weights = torch.ones(1, dtype=ends[0][0].dtype, device=dev)
-                rows, flat_a = flat_points(b, alphas)
-                acc = GradientSum(b, weights.repeat(b))
-                with tqdm(total=len(rows) * n_targets, unit="backward", disable=not progress,
-                          file=sys.stderr, desc=f"{n_targets} targets", leave=False) as bar:
-                    for ch in engine.gradients(rows, flat_a):
-                        acc.add(ch, ch.grads[:len(self.layers)])
-                        bar.update(len(ch.rows) * n_targets)
-            diffs, grads, out_delta = [e - a for a, e in ends], acc.sums, f1 - f0
-            extra = {"rule": rule if self.method == "ig" else None,
-                     "steps": steps if self.method == "ig" else 1}
-        # per layer (encoder, decoder) then concatenated along positions
-        scores = torch.cat([(g * d[:, None]).flatten(3).sum(-1) for g, d in zip(grads, diffs)], 2)
-        return SequenceResult(seq, seq_mask, targets, scores, scores.sum(-1) - out_delta,
-                              alphas, weights,
-                              {"output_delta": out_delta, "score": score, "method": self.method,
-                               **extra, "prompt_length": n_prompt, "foil_ids": foil,
-                               "encoder_decoder": self.seq2seq})
+                    if self.method == "input_x_gradient":
+                        rule, steps = None, 1
+                        alphas = weights = path.f1.new_ones(1)
+                    else:
+                        alphas, weights = rule_tensors(rule, steps, path.ends[0][0])
+                    named = [resolve_layer(self.model, n) for n in conductance_layers or ()]
+                    p, f, conductance = path.fixed(alphas, weights, named)
+                    extra = {"rule": rule, "steps": steps}
+                    if self.method == "left_ig":
+                        scores, delta, extra2 = path.left(alphas, weights, p, f, saturation)
+                        extra.update(extra2)
+                    else:
+                        scores = torch.einsum("k,bktl->btl", weights, p)
+                        delta = scores.sum(-1) - out_delta
+            info.update(extra)
+        info["output_delta"] = out_delta
+        return SequenceResult(seq, seq_mask, targets, scores, delta, alphas, weights, info,
+                              conductance)
+
+
+def _positions(grads: Sequence[Tensor], diffs: Sequence[Tensor]) -> Tensor:
+    """``(n, T, L)``: each target's gradient times ``e - e'`` summed over the embedding, per
+    layer (encoder, decoder) and concatenated along positions."""
+    return torch.cat([(g * d[:, None]).flatten(3).sum(-1) for g, d in zip(grads, diffs)], 2)
+
+
+class _SharedPath:
+    """The straight path in embedding space of one call, shared by every target token.
+
+    Each point's forward serves all ``T`` targets; what any method needs from a point is
+    ``p`` ``(T, L)``, each target's gradient times ``e - e'`` per position, and ``S`` ``(T,)``:
+    IG, IDG and left-IG differ only in the weights they give the points.
+    """
+
+    def __init__(self, s: Setup, layers: list[str], batch_size: int | str, progress: bool,
+                 n_targets: int):
+        self.s, self.layers, self.t = s, layers, n_targets
+        self.engine = s.engine(batch_size, channels_last=False)
+        self.f1, self.f0, self.ends = self.engine.ends(layers)
+        self.engine.layer_path = LayerPath(layers, [a for a, _ in self.ends],
+                                           [e for _, e in self.ends])
+        self.diffs = [e - a for a, e in self.ends]
+        self.b = len(self.f1)
+        self.progress = progress
+
+    def products(self, rows: Tensor, alphas: Tensor, taps: Sequence[Tap] = (),
+                 on_chunk=None) -> tuple[Tensor, Tensor]:
+        """``p`` ``(n, T, L)`` and ``S`` ``(n, T)`` at each point; ``on_chunk(ch)`` sees each
+        chunk (its tap gradients and activations). Cost: a forward and ``T`` backwards per
+        point."""
+        n = len(self.layers)
+        ps, fs = [], []
+        with tqdm(total=len(rows) * self.t, unit="backward", disable=not self.progress,
+                  file=sys.stderr, desc=f"{self.t} targets", leave=False) as bar:
+            for ch in self.engine.gradients(rows, alphas, list(taps)):
+                ps.append(_positions(ch.grads[:n], [d[ch.rows] for d in self.diffs]))
+                fs.append(ch.output)
+                if on_chunk is not None:
+                    on_chunk(ch)
+                bar.update(len(ch.rows) * self.t)
+        return torch.cat(ps), torch.cat(fs)
+
+    def fixed(self, alphas: Tensor, weights: Tensor, named: list[tuple[str, nn.Module]]
+              ) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+        """Every example at the rule's ``alphas``: ``p`` ``(B, m, T, L)``, ``S`` ``(B, m, T)``
+        and, accumulated during the pass (memory: the neurons at the cell edges, not their
+        gradients at every point), each ``named`` layer's input neurons' total conductance
+        ``sum_k dS_t/dy(a_k) (y(t_k) - y(t_{k-1}))`` per target, ``(B, T, *shape)``.
+        Cost with layers: ``m - 1`` more forwards per example (the inner cell edges), stopped
+        after the last layer, and two for their ends."""
+        m = len(alphas)
+        rows, flat_a = flat_points(self.b, alphas)
+        modules = [module for _, module in named]  # the model's names; the call may wrap it
+        steps_y: list[Tensor] = []
+        if modules:
+            edges = cell_edges(weights.double().cpu().numpy())
+            inner = torch.as_tensor(edges[1:-1], dtype=alphas.dtype, device=alphas.device)
+            _, _, ends = self.engine.ends(modules, use_input=True)
+            mid = self.engine.activations(modules, *flat_points(self.b, inner), use_input=True)
+            for (y0, y1), ym in zip(ends, mid):
+                y = torch.cat([y0[:, None], ym.reshape(self.b, m - 1, *y0.shape[1:]),
+                               y1[:, None]], 1)
+                steps_y.append((y[:, 1:] - y[:, :-1]).flatten(0, 1))  # row b * m + k
+        total: list[Tensor] = []
+
+        def add(ch: Chunk) -> None:
+            for i, dy in enumerate(steps_y):
+                g = ch.grads[len(self.layers) + i]
+                if len(total) <= i:
+                    total.append(g.new_zeros((self.b, *g.shape[1:])))
+                step = dy[torch.arange(ch.span.start, ch.span.stop, device=dy.device)]
+                total[i].index_add_(0, ch.rows, g * step[:, None].to(g.dtype))
+
+        p, f = self.products(rows, flat_a, [Tap(module, True) for module in modules], add)
+        return (p.reshape(self.b, m, *p.shape[1:]), f.reshape(self.b, m, -1),
+                dict(zip([name for name, _ in named], total)))
+
+    def left(self, alphas: Tensor, weights: Tensor, p: Tensor, f: Tensor, saturation: float
+             ) -> tuple[Tensor, Tensor, dict]:
+        """Left-IG per target from a fixed rule's points: each target's cells cut at its own
+        ``a*``; ``delta`` against ``S_t(x(a*)) - S_t(x')``. Cost: ``T`` forwards per example
+        (each target's ``S`` at its cut)."""
+        f_rows = f.permute(0, 2, 1).reshape(self.b * self.t, -1)  # row b * T + t
+        cut = saturation_alphas(alphas.double().cpu().numpy(), f_rows.double().cpu().numpy(),
+                                self.f0.flatten().double().cpu().numpy(),
+                                self.f1.flatten().double().cpu().numpy(), saturation)
+        cut_t = torch.as_tensor(np.minimum(cut, 1.0), dtype=weights.dtype, device=f.device)
+        c = truncated_weights(cut_t, weights).reshape(self.b, self.t, -1)
+        scores = torch.einsum("btk,bktl->btl", c, p)
+        rows = torch.arange(self.b, device=f.device).repeat_interleave(self.t)
+        at_cut = self.engine.values(rows, cut_t).reshape(self.b, self.t, self.t)
+        f_cut = at_cut.diagonal(dim1=1, dim2=2)
+        return scores, scores.sum(-1) - (f_cut - self.f0), {
+            "saturation": saturation, "saturation_alpha": cut_t.reshape(self.b, self.t),
+            "left_output_delta": f_cut - self.f0}
+
+    def idg(self, rule: str, steps: int, sampling: str, coarse_steps: int
+            ) -> tuple[Tensor, Tensor, Tensor, Tensor, dict]:
+        """IDG per target, ``sum_k w_k s_k p_k`` with ``s_k = dS_t/da`` at the point; ``delta``
+        the IG-style gap of the same samples (IDG itself is not complete). Samples uniform
+        (the rule) or adaptive on the pooled output change (one set per example)."""
+        extra: dict[str, Any] = {"sampling": sampling, "steps": steps}
+        if sampling == "uniform":
+            alphas, weights = rule_tensors(rule, steps, self.ends[0][0])
+            rows, flat_a = flat_points(self.b, alphas)
+            w = weights.expand(self.b, -1)
+            extra["rule"] = rule
+        else:
+            pts = torch.as_tensor(coarse_points(rule, coarse_steps), device=self.f1.device,
+                                  dtype=self.ends[0][0].dtype)
+            rows, inner = flat_points(self.b, pts[1:-1])
+            inner_f = self.engine.values(rows, inner).reshape(self.b, len(pts) - 2, self.t)
+            values = torch.cat([self.f0[:, None], inner_f.to(self.f0.dtype), self.f1[:, None]], 1)
+            alphas, w = adaptive_nodes(pts, pooled_progress(values), steps)
+            weights = w
+            rows = torch.arange(self.b, device=w.device).repeat_interleave(steps)
+            flat_a = alphas.flatten()
+            extra.update(rule=rule, coarse_steps=coarse_steps, coarse_points=pts)
+        p, _ = self.products(rows, flat_a)
+        p = p.reshape(self.b, steps, self.t, -1)
+        slope = p.sum(-1)  # dS_t/da at each point: (B, m, T)
+        scores = torch.einsum("bk,bkt,bktl->btl", w, slope, p)
+        delta = torch.einsum("bk,bkt->bt", w, slope) - (self.f1 - self.f0)
+        return scores, delta, alphas, weights, extra
+
+    def adaptive(self, tol: float, max_steps: int) -> tuple[Tensor, list, list, dict]:
+        """IG with ``quadrature.refine`` on every target's own path, ``B * T`` paths (path
+        ``b * T + t``); the points of one example are shared, so a node any target asks for
+        is free to the others (one forward and ``T`` backwards, computed once)."""
+        check_positive_int(max_steps, "max_steps", minimum=16)
+        if not tol > 0:
+            raise ValueError(f"tol must be > 0, got {tol!r}")
+        dt, dev = self.ends[0][0].dtype, self.f1.device
+        cache: dict[tuple[int, float], tuple[Tensor, Tensor]] = {}
+        kept: dict[int, Tensor] = {}
+
+        def evaluate(ids, paths, t):
+            ex, tok = paths // self.t, paths % self.t
+            todo = sorted({(int(e), float(a)) for e, a in zip(ex, t)} - cache.keys())
+            if todo:
+                rows = torch.as_tensor([e for e, _ in todo], device=dev)
+                p, f = self.products(rows, torch.as_tensor([a for _, a in todo], dtype=dt,
+                                                           device=dev))
+                cache.update({key: (p[i], f[i]) for i, key in enumerate(todo)})
+            fs, ds = [], []
+            for i, e, a, k in zip(ids, ex, t, tok):
+                p, f = cache[(int(e), float(a))]
+                kept[int(i)] = p[k]
+                fs.append(float(f[k]))
+                ds.append(float(p[k].sum()))
+            return np.array(fs), np.array(ds)
+
+        nodes, ids, _, evals, converged = refine(evaluate, self.b * self.t, tol, max_steps)
+        length = next(iter(kept.values())).shape[-1]
+        scores = torch.zeros(self.b * self.t, length, dtype=dt, device=dev)
+        alphas, weights = [], []
+        for r, (t, i) in enumerate(zip(nodes, ids)):
+            w = trapezoid_weights(t)
+            alphas.append(torch.as_tensor(t, dtype=dt, device=dev))
+            weights.append(torch.as_tensor(w, dtype=dt, device=dev))
+            scores[r] = sum(float(wj) * kept[int(j)] for wj, j in zip(w, i))
+        points = torch.bincount(torch.as_tensor([e for e, _ in cache]), minlength=self.b)
+        return scores.reshape(self.b, self.t, -1), alphas, weights, {
+            "rule": "adaptive trapezoid", "steps": "auto", "tol": tol,
+            "gradient_evaluations": torch.as_tensor(evals).reshape(self.b, self.t),
+            "points": points,
+            "converged": torch.as_tensor(converged).reshape(self.b, self.t)}
+
+
+def pooled_progress(values: Tensor) -> Tensor:
+    """``(R, N)`` from each row's targets' outputs ``(R, N, T)`` at the coarse points: the
+    running sum of the targets' absolute changes, each target's normalised to total 1 (a
+    target whose output does not move counts 0). Its changes are what ``adaptive_nodes``
+    shares the samples by; for ``T = 1`` the same shares as the output itself."""
+    change = (values[:, 1:] - values[:, :-1]).double().abs()
+    total = change.sum(1, keepdim=True)
+    pooled = torch.where(total > 0, change / total.clamp_min(1e-300), 0.0).sum(-1)
+    return torch.cat([pooled.new_zeros(len(pooled), 1), pooled.cumsum(1)], 1)
+
+
+def mlp_neurons(model: nn.Module) -> list[str]:
+    """The MLP hidden units of every transformer block, as the names of the layers whose
+    input they are (the MLPs' output projections: GPT-2 ``mlp.c_proj``, Llama ``mlp.down_proj``,
+    T5 ``DenseReluDense.wo``, BART/Marian ``fc2``), in model order, for
+    ``conductance_layers``. Raises ``ValueError`` when none is found."""
+    found = [name for name, _ in model.named_modules()
+             if name.endswith((".mlp.c_proj", ".mlp.down_proj", ".DenseReluDense.wo", ".fc2"))]
+    if not found:
+        raise ValueError(f"no MLP output projection found in {type(model).__name__}: give "
+                         "conductance_layers= the layers whose inputs are the MLP neurons")
+    return found
