@@ -64,3 +64,11 @@ def test_cli_report_in_chromium(tmp_path):
     check_in_browser(out / "coffee" / "report.html", tmp_path,
                      ["Input and prediction", "Attributions", "Insertion and deletion",
                       "Top neurons"])
+
+
+def test_generation_report_in_chromium(tmp_path):
+    out = tmp_path / "out"
+    code = cli.main(["explain", "--text", "In the face of", "--generate", "4", "--method",
+                     "deeplift", "--out", str(out), "--quiet"])
+    assert code == 0
+    check_in_browser(out / "generation" / "report.html", tmp_path, ["Attributions", "Tokens"])

@@ -48,7 +48,7 @@ def test_cli_explains_a_generated_and_a_forced_continuation(lm, tmp_path, capsys
     (["--text", "hi", "--generate", "2", "--pair", "x"], "--pair: not used"),
     (["--text", "hi@", "--generate", "2"], "never saw: '@'"),
     (["--text", "hi", "--generate", "2", "--model", "digits-cnn"], "not a language model"),
-    (["--text", "hi", "--generate", "2", "--method", "idg"], "--method: with --generate"),
+    (["--text", "hi", "--generate", "2", "--method", "guided_ig"], "--method: with --generate"),
 ])
 def test_cli_refuses_bad_generation_arguments(lm, args, message, capsys):
     assert cli.main(["explain", *args]) == 2

@@ -7,16 +7,70 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from .. import viz
+from ..errors import first_line
 from . import UsageError
 
-#: Language models ``--model`` may name with ``--generate`` / ``--target-text``.
+#: Language models ``--model`` may name with ``--generate`` / ``--target-text`` (besides the
+#: path of a local HuggingFace model directory).
 LANGUAGE_MODELS = {"tiny-lm": "character-level GPT-2 trained on the Zen of Python (cached)"}
-METHODS = ("ig", "deeplift", "input_x_gradient")
+METHODS = ("ig", "idg", "left_ig", "deeplift", "input_x_gradient")
+
+
+@dataclass
+class LanguageModel:
+    """A model and its tokenizer behind what the command needs: ``prompt(text)`` ids (with
+    the tokenizer's special tokens), ``continuation(text)`` ids (without), ``tokens(ids)``
+    one display string per id, ``decode(ids)`` text."""
+
+    model: nn.Module
+    prompt: Callable[[str], list[int]]
+    continuation: Callable[[str], list[int]]
+    tokens: Callable[[list[int]], list[str]]
+    decode: Callable[[list[int]], str]
+    description: str
+
+
+def load_language_model(name: str) -> LanguageModel:
+    """``tiny-lm``, or a directory written by ``save_pretrained`` holding a causal LM
+    (``AutoModelForCausalLM``) or an encoder-decoder (``AutoModelForSeq2SeqLM``, when its
+    config says ``is_encoder_decoder``) and its tokenizer, loaded offline, in eval mode.
+    Raises ``UsageError``."""
+    if name in LANGUAGE_MODELS:
+        from ..zoo.tinylm import tiny_lm
+
+        tok, lm = tiny_lm()
+        return LanguageModel(lm, tok, tok, tok.tokens, tok.decode,
+                             f"{name}: {LANGUAGE_MODELS[name]}")
+    path = Path(name)
+    if not (path / "config.json").is_file():
+        raise UsageError(f"--model: {name!r} is not a language model pathattr can load offline;"
+                         f" with --generate / --target-text use {', '.join(LANGUAGE_MODELS)} or "
+                         "a local HuggingFace model directory (with config.json)")
+    import transformers
+
+    try:
+        config = transformers.AutoConfig.from_pretrained(path, local_files_only=True)
+        auto = transformers.AutoModelForSeq2SeqLM if config.is_encoder_decoder else \
+            transformers.AutoModelForCausalLM
+        lm = auto.from_pretrained(path, local_files_only=True).eval()
+        tok = transformers.AutoTokenizer.from_pretrained(path, local_files_only=True)
+    except (OSError, ValueError, KeyError) as e:
+        raise UsageError(f"--model: cannot load {name!r} as a language model with its "
+                         f"tokenizer: {first_line(e)}") from None
+    kind = "encoder-decoder" if config.is_encoder_decoder else "causal LM"
+    return LanguageModel(
+        lm, lambda text: tok(text)["input_ids"],
+        lambda text: tok(text, add_special_tokens=False)["input_ids"],
+        tok.convert_ids_to_tokens, lambda ids: tok.decode(ids, skip_special_tokens=True),
+        f"{path.name}: {type(lm).__name__} ({kind}) from {path}")
 
 
 def explain_generation(prompt: str, model: str, generate: int | None, target: str | None,
@@ -26,66 +80,71 @@ def explain_generation(prompt: str, model: str, generate: int | None, target: st
     Returns the terminal text and the report path. Raises ``UsageError``. Cost: loading the
     model (training it once, ~25 s, for tiny-lm), then ``SequenceAttribution``'s."""
     from ..methods.sequence import SequenceAttribution
-    from ..zoo.tinylm import tiny_lm
 
-    if model not in LANGUAGE_MODELS:
-        raise UsageError(f"--model: {model!r} is not a language model pathattr can load offline;"
-                         f" with --generate / --target-text use: {', '.join(LANGUAGE_MODELS)}")
     if method not in METHODS:
         raise UsageError(f"--method: with --generate / --target-text one of "
                          f"{', '.join(METHODS)}, got {method!r}")
     if not prompt:
         raise UsageError("--text: empty prompt")
-    tokenizer, lm = tiny_lm()
+    lm = load_language_model(model)
     try:
-        ids = torch.tensor([tokenizer(prompt)])
-        forced = None if target is None else torch.tensor([tokenizer(target)])
+        ids = torch.tensor([lm.prompt(prompt)])
+        forced = None if target is None else torch.tensor([lm.continuation(target)])
     except ValueError as e:
         raise UsageError(f"--text / --target-text: {e}") from None
+    if ids.shape[1] == 0:
+        raise UsageError("--text: no tokens")
     if forced is not None and forced.shape[1] == 0:
         raise UsageError("--target-text: empty")
     start = time.perf_counter()
-    kw = {} if method != "ig" else {"steps": steps, "progress": not quiet}
-    r = SequenceAttribution(lm, method=method).attribute(
-        ids, forced, None if forced is not None else generate, score="logprob", **kw)
+    kw = {} if method in ("deeplift", "input_x_gradient") else \
+        {"steps": steps, "progress": not quiet}
+    sa = SequenceAttribution(lm.model, method=method)
+    r = sa.attribute(ids, forced, None if forced is not None else generate, score="logprob",
+                     **kw)
     seconds = time.perf_counter() - start
-    tokens = [repr(t)[1:-1] for t in tokenizer.tokens(r.input_ids[0].tolist())]
-    targets = tokens[ids.shape[1]:]
+    shift = int(sa.seq2seq)  # an encoder-decoder's targets also see the decoder's start token
+    tokens = [repr(t)[1:-1] for t in lm.tokens(r.input_ids[0].tolist())]
+    targets = [repr(t)[1:-1] for t in lm.tokens(r.target_ids[0].tolist())]
     scores = r.scores[0].double().numpy()
     relative = (r.delta[0].abs() / r.info["output_delta"][0].abs().clamp_min(1e-12)).tolist()
-    continuation = tokenizer.decode(r.target_ids[0].tolist())
+    continuation = lm.decode(r.target_ids[0].tolist())
     head = (f"{prompt!r} -> {continuation!r}: {method}, log-probability of each token, "
             f"max completeness gap {max(relative):.2%}, {seconds:.1f} s")
     if sys.stdout.isatty() and not quiet:
-        body = viz.sequence_terminal(tokens, targets, scores)
+        body = viz.sequence_terminal(tokens, targets, scores, shift)
     else:
-        body = "\n".join(_top_sources(tokens, targets, scores))
+        body = "\n".join(_top_sources(tokens, targets, scores, shift))
     directory = out / "generation"
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "tokens.json").write_text(json.dumps({
         "prompt": prompt, "continuation": continuation, "method": method, "tokens": tokens,
-        "targets": targets, "scores": scores.tolist(), "delta": r.delta[0].tolist(),
+        "targets": targets, "target_ids": r.target_ids[0].tolist(),
+        "encoder_decoder": sa.seq2seq, "scores": scores.tolist(), "delta": r.delta[0].tolist(),
         "relative_delta": relative, "output_delta": r.info["output_delta"][0].tolist()},
         indent=2) + "\n")
     matrix = viz.MethodPanel(f"{method}: target x position", viz.figure_png(
-        viz.sequence_figure(tokens, targets, scores)),
+        viz.sequence_figure(tokens, targets, scores, shift)),
         delta=float(r.delta[0].abs().max()), relative=max(relative), seconds=seconds)
     report = viz.Report(
         title="pathattr: a language model's continuation",
-        facts=[("model", f"tiny-lm: {LANGUAGE_MODELS[model]}"), ("prompt", prompt),
+        facts=[("model", lm.description), ("prompt", prompt),
                ("continuation", continuation),
                ("target", "generated greedily" if forced is None else "forced"),
                ("score", "log-probability of each target token"), ("method", method)],
-        methods=[matrix], tokens_html=viz.sequence_html(tokens, targets, scores),
+        methods=[matrix], tokens_html=viz.sequence_html(tokens, targets, scores, shift),
         notes=["Each row: the positions a target token can see, red where they raise its "
-               "log-probability, blue where they lower it (relative to padding everywhere)."])
+               "log-probability, blue where they lower it (relative to padding everywhere)."
+               + (" An encoder-decoder's positions are the encoder's tokens, then the "
+                  "decoder's start token and the targets before the last." if shift else "")])
     return head + "\n" + body, report.write(directory / "report.html")
 
 
-def _top_sources(tokens: list[str], targets: list[str], scores, top: int = 3) -> list[str]:
+def _top_sources(tokens: list[str], targets: list[str], scores, shift: int, top: int = 3
+                 ) -> list[str]:
     lines = []
     for t, (target, row) in enumerate(zip(targets, scores)):
-        seen = len(tokens) - len(targets) + t
+        seen = len(tokens) - len(targets) + t + shift
         order = sorted(range(seen), key=lambda j: -abs(row[j]))[:top]
         parts = ", ".join(f"{tokens[j]!r}@{j} {row[j]:+.3f}" for j in order)
         lines.append(f"  {target!r:>6}  <- {parts}")

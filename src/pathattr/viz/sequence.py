@@ -40,8 +40,7 @@ def sequence_figure(tokens: Sequence[str], targets: Sequence[str], scores: objec
     top = np.abs(s).max() if s.size else 1.0
     fig = Figure(figsize=(max(4.0, cell * len(tokens) + 2), max(2.0, cell * len(targets) + 1.5)))
     ax = fig.add_subplot()
-    cmap = colormaps[SIGNED_CMAP].copy()
-    cmap.set_bad("#dddddd")
+    cmap = colormaps[SIGNED_CMAP].with_extremes(bad="#dddddd")
     shown = np.ma.masked_where(hidden, s)
     image = ax.imshow(shown, cmap=cmap, vmin=-(top or 1.0), vmax=top or 1.0, aspect="auto")
     ax.set_xticks(range(len(tokens)), tokens, rotation=90)
