@@ -185,7 +185,11 @@ class SequenceAttribution:
         else:
             self.call = model
             self.layers = [resolve_layer(model, self._embeddings(model, layer))[0]]
-            self._positions = "position_ids" in inspect.signature(model.forward).parameters
+            params = inspect.signature(model.forward).parameters
+            self._positions = "position_ids" in params
+            # HF causal LMs can project only the last positions to the vocabulary, which is
+            # most of a small LM's forward (the head is vocab x hidden per position)
+            self._keep = "logits_to_keep" in params
 
     @staticmethod
     def _embeddings(model: nn.Module, layer: LayerSpec | None) -> LayerSpec:
@@ -207,10 +211,13 @@ class SequenceAttribution:
         names = [resolve_layer(self.call, m)[0] for m in (enc, dec)]
         return [f"{names[0]}@0", f"{names[0]}@1"] if enc is dec else names
 
-    def _kwargs(self, mask: Tensor) -> dict[str, Tensor]:
-        kw = {"attention_mask": mask}
+    def _kwargs(self, mask: Tensor, keep: int) -> dict[str, Tensor | int]:
+        """The call's keyword arguments; ``keep``: the last positions whose logits are read."""
+        kw: dict[str, Tensor | int] = {"attention_mask": mask}
         if self._positions:
             kw["position_ids"] = (mask.cumsum(1) - 1).clamp(min=0)
+        if self._keep:
+            kw["logits_to_keep"] = keep
         return kw
 
     def _start_id(self) -> int:
@@ -230,7 +237,7 @@ class SequenceAttribution:
                 if self.seq2seq:
                     logits = self.call(ids, dec, mask)
                 else:
-                    logits = choose_output(self.model(ids, **self._kwargs(mask)))
+                    logits = choose_output(self.model(ids, **self._kwargs(mask, 1)))
                 nxt = logits[:, -1].argmax(-1, keepdim=True)
                 new.append(nxt)
                 if self.seq2seq:
@@ -266,7 +273,7 @@ class SequenceAttribution:
         ``max_new_tokens`` are generated greedily. ``score``: the target's logit, log-probability
         or probability; with ``foil_ids`` (an id, or ``(B, T)``) the score minus the foil's
         (for "logprob" that is the logit difference). ``baselines``: token ids, an int for every
-        position or a ``(B, L)`` / ``(L,)`` tensor (causal LMs); default the model's
+        position or a ``(B, L)`` / ``(L,)`` tensor; default the model's
         ``config.pad_token_id`` when set, else 0. Encoder-decoders: positions are the encoder's
         then the decoder's (its start token, then the targets before the last). ``progress``:
         a bar on stderr counting the backwards (path points times targets).
@@ -331,14 +338,22 @@ class SequenceAttribution:
         if self.seq2seq:
             dec_in = torch.cat([targets.new_full((b, 1), self._start_id()), targets[:, :-1]], 1)
             x, kwargs = (ids, dec_in), {"attention_mask": mask}
+            if isinstance(baselines, Tensor):  # one id per position: the encoder's, the decoder's
+                if baselines.shape[-1] != n_prompt + n_targets:
+                    raise ValueError(f"baselines has {baselines.shape[-1]} positions, expected "
+                                     f"{n_prompt + n_targets} (encoder {n_prompt}, decoder "
+                                     f"{n_targets})")
+                baselines = (baselines[..., :n_prompt], baselines[..., n_prompt:])
             seq = torch.cat([ids, dec_in], 1)
             seq_mask = torch.cat([mask, torch.ones_like(dec_in)], 1)
             positions = torch.arange(n_targets, device=dev)
         else:
             seq = torch.cat([ids, targets], 1)
             seq_mask = torch.cat([mask, torch.ones_like(targets)], 1)
-            x, kwargs = seq, self._kwargs(seq_mask)
-            positions = torch.arange(n_targets, device=dev) + n_prompt - 1
+            kwargs = self._kwargs(seq_mask, n_targets + 1)
+            x = seq
+            # target t is read at position P - 1 + t: of the last T + 1 kept, the t-th
+            positions = torch.arange(n_targets, device=dev) + (0 if self._keep else n_prompt - 1)
 
         def scores_of(logits: Tensor, examples: Tensor) -> Tensor:
             sel = logits[:, positions]

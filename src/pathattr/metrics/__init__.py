@@ -1,4 +1,4 @@
-"""Faithfulness metrics: insertion / deletion, neuron ablation, completeness gap, infidelity
+"""Faithfulness metrics: insertion / deletion, ROAD, neuron ablation, completeness gap, infidelity
 and sensitivity-max, the model-randomisation check; bootstrap intervals and paired
 comparisons over inputs."""
 
@@ -7,10 +7,12 @@ from .completeness import completeness
 from .curve import Curve
 from .perturbation import deletion, insertion
 from .randomisation import RandomisationCurve, parameterised_layers, randomisation_check
+from .road import impute, road
 from .robustness import gaussian_perturbation, infidelity, sensitivity_max, uniform_perturbation
 from .statistics import Comparison, Interval, bootstrap, compare
 
 __all__ = ["Comparison", "Curve", "Interval", "RandomisationCurve", "bootstrap", "compare",
-           "completeness", "deletion", "gaussian_perturbation", "infidelity", "insertion",
-           "neuron_ablation", "parameterised_layers", "random_scores", "randomisation_check",
+           "completeness", "deletion", "gaussian_perturbation", "impute", "infidelity",
+           "insertion", "neuron_ablation", "parameterised_layers", "random_scores",
+           "randomisation_check", "road",
            "sensitivity_max", "uniform_perturbation"]
