@@ -52,3 +52,34 @@ def test_bad_layers():
     with pytest.raises(ValueError, match="unknown \\['9'\\]"):
         metrics.randomisation_check(pathattr.Saliency, model, torch.randn(2, 32).double(),
                                     target=0, layers=["9"])
+
+
+class EdgeDetector:
+    """Ignores the model: |horizontal + vertical differences| of the image."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def attribute(self, x, target=None):
+        dx = torch.zeros_like(x)
+        dx[..., 1:] = x[..., 1:] - x[..., :-1]
+        dx[..., 1:, :] += x[..., 1:, :] - x[..., :-1, :]
+        return dx.abs()
+
+
+def test_ssim_of_image_maps_drops_for_gradients_and_stays_for_an_edge_detector():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1),
+                          nn.ReLU(), nn.Flatten(), nn.Linear(8 * 16 * 16, 4)).double().eval()
+    # smooth images with structure, so that the maps have some
+    x = torch.nn.functional.avg_pool2d(torch.rand(3, 3, 20, 20, dtype=torch.float64), 5, 1)
+    sal = metrics.randomisation_check(pathattr.Saliency, model, x, target=0)
+    edge = metrics.randomisation_check(EdgeDetector, model, x, target=0)
+    assert sal.ssim.shape == sal.correlations.shape == (3, 3)
+    np.testing.assert_allclose(edge.ssim, 1.0)
+    np.testing.assert_allclose(edge.correlations, 1.0)
+    assert sal.ssim.mean(1)[-1] < 0.5 and np.abs(sal.mean()[-1]) < 0.3
+    assert metrics.randomisation_check(EdgeDetector, model, x, target=0, ssim=False).ssim is None
+    with pytest.raises(ValueError, match="ssim compares image maps"):
+        metrics.randomisation_check(InputOnly, trained_like(), torch.randn(2, 32).double(),
+                                    target=0, ssim=True)

@@ -3,9 +3,10 @@
 A method that explains the model must change when the model's weights are replaced by random
 ones. Starting at the output, each parameterised layer in turn is re-initialised (keeping the
 ones above it random too), and the attributions are compared with the trained model's by the
-Spearman rank correlation of their absolute values, per example. Correlations that stay near 1
-as layers are randomised mean the method shows the input, not the model. The user's model is
-never touched: the check works on a copy.
+Spearman rank correlation of their absolute values, per example, and for images also by the
+structural similarity (SSIM, scikit-image's) of the channel-summed absolute maps, each scaled to
+[0, 1]. Correlations that stay near 1 as layers are randomised mean the method shows the input,
+not the model. The user's model is never touched: the check works on a copy.
 """
 
 from __future__ import annotations
@@ -25,10 +26,12 @@ from ..targets import TargetSpec
 class RandomisationCurve:
     """``layers``: the randomised layers, top first; ``correlations`` ``(n_layers, B)``: the
     rank correlation of ``|attributions|`` after randomising ``layers[:k+1]`` with the trained
-    model's, per example."""
+    model's, per example; ``ssim`` ``(n_layers, B)`` the SSIM of the maps (images only, else
+    None)."""
 
     layers: list[str]
     correlations: np.ndarray
+    ssim: np.ndarray | None = None
 
     def mean(self) -> np.ndarray:
         """The mean correlation over examples, per cascade step."""
@@ -45,13 +48,16 @@ def parameterised_layers(model: nn.Module) -> list[str]:
 
 def randomisation_check(method: Callable[[nn.Module], object], model: nn.Module, x: Tensor,
                         target: TargetSpec = None, layers: Sequence[str] | None = None,
-                        seed: int = 0, **attribute_kwargs) -> RandomisationCurve:
+                        seed: int = 0, ssim: bool | None = None,
+                        **attribute_kwargs) -> RandomisationCurve:
     """Cascading randomisation. ``method``: builds an explainer from a model (a class such as
     ``pathattr.IntegratedGradients``, or ``lambda m: ...``); its ``attribute(x, target=target,
     **attribute_kwargs)`` is called on the trained model and after each step. ``layers``:
     module names, top first (default ``parameterised_layers``). Each layer is re-initialised by
     its ``reset_parameters()``, or with normal noise of its parameters' standard deviation.
-    Cost: ``len(layers) + 1`` attributions, and one copy of the model."""
+    ``ssim``: also the SSIM of the maps; default for images ``(B, C, H, W)`` (needs
+    scikit-image, in pathattr's ``zoo`` extra). Cost: ``len(layers) + 1`` attributions, and one
+    copy of the model."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
     names = list(layers) if layers is not None else parameterised_layers(model)
@@ -60,17 +66,32 @@ def randomisation_check(method: Callable[[nn.Module], object], model: nn.Module,
     if unknown or not names:
         raise ValueError(f"layers: unknown {unknown}" if unknown else
                          "layers: the model has no parameterised layer to randomise")
+    image = isinstance(x, Tensor) and x.dim() == 4
+    if ssim is None:
+        ssim = image
+    if ssim:
+        if not image:
+            raise ValueError(f"ssim compares image maps; x has shape {tuple(x.shape)}, not "
+                             f"(B, C, H, W)")
+        try:
+            from skimage.metrics import structural_similarity
+        except ImportError:
+            raise ImportError("ssim needs scikit-image (pip install 'pathattr[zoo]'); or pass "
+                              "ssim=False") from None
     copied = copy.deepcopy(model)
-    reference = _scores(method(copied).attribute(x, target=target, **attribute_kwargs))
-    rows = []
+    reference = _attributions(method(copied).attribute(x, target=target, **attribute_kwargs))
+    rows, similar = [], []
     generator = torch.Generator().manual_seed(seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         for name in names:
             _randomise(copied.get_submodule(name), generator)
-            scores = _scores(method(copied).attribute(x, target=target, **attribute_kwargs))
-            rows.append([_spearman(a, b) for a, b in zip(reference, scores)])
-    return RandomisationCurve(names, np.asarray(rows))
+            after = _attributions(method(copied).attribute(x, target=target, **attribute_kwargs))
+            rows.append([_spearman(a, b) for a, b in zip(_scores(reference), _scores(after))])
+            if ssim:
+                similar.append([structural_similarity(a, b, data_range=1.0) for a, b in
+                                zip(_maps(reference, x), _maps(after, x))])
+    return RandomisationCurve(names, np.asarray(rows), np.asarray(similar) if ssim else None)
 
 
 def _randomise(module: nn.Module, generator: torch.Generator) -> None:
@@ -83,11 +104,24 @@ def _randomise(module: nn.Module, generator: torch.Generator) -> None:
             p.copy_(torch.randn(p.shape, generator=generator, dtype=p.dtype) * (std or 1.0))
 
 
-def _scores(result: object) -> np.ndarray:
+def _attributions(result: object) -> Tensor:
     a = getattr(result, "attributions", result)
     if isinstance(a, tuple):
         a = torch.cat([t.flatten(1) for t in a], 1)
-    return a.detach().flatten(1).abs().double().cpu().numpy()
+    return a.detach()
+
+
+def _scores(a: Tensor) -> np.ndarray:
+    return a.flatten(1).abs().double().cpu().numpy()
+
+
+def _maps(a: Tensor, x: Tensor) -> np.ndarray:
+    """``(B, H, W)`` channel-summed ``|a|`` (as insertion and deletion rank pixels), each map
+    scaled to [0, 1]."""
+    b, _, h, w = x.shape
+    m = a.reshape(b, -1, h, w).sum(1).abs().double().cpu().numpy()
+    top = m.reshape(b, -1).max(1)
+    return m / np.where(top > 0, top, 1.0)[:, None, None]
 
 
 def _spearman(a: np.ndarray, b: np.ndarray) -> float:
