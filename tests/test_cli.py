@@ -83,12 +83,46 @@ def test_explicit_target_by_index(tmp_path, capsys):
 
 def test_evaluate_prints_the_auc_table(tmp_path, capsys):
     code, out, _ = run(capsys, "evaluate", "photo:coffee", "--model", "digits-cnn", "--method",
-                       "ig,saliency", "--steps", "4", "--curve-steps", "4", "--out", tmp_path)
+                       "ig,saliency", "--steps", "4", "--curve-steps", "4", "--metrics",
+                       "insertion,deletion", "--out", tmp_path)
     assert code == 0
     assert "insertion AUC" in out and "deletion AUC" in out and "saliency" in out
     s = json.loads((tmp_path / "coffee" / "summary.json").read_text())
     assert set(s["curves"]["ig"]) == {"insertion_auc", "deletion_auc"}
+    assert set(s["curves"]) == {"ig", "ig (inverse)", "saliency", "saliency (inverse)",
+                                "random ranking"}
     assert (tmp_path / "coffee" / "curves.png").exists()
+
+
+def test_evaluate_over_images_a_data_set_and_a_store(tmp_path, capsys):
+    code, out, _ = run(capsys, "evaluate", "photo:coffee", "photo:rocket", "photo:camera",
+                       "--model", "digits-cnn", "--method", "ig,saliency", "--steps", "4",
+                       "--curve-steps", "4", "--metrics", "deletion,road_morf",
+                       "--out", tmp_path / "photos")
+    assert code == 0 and "== 3 images" in out and "Wilcoxon p" in out
+    doc = json.loads((tmp_path / "photos" / "evaluation.json").read_text())
+    assert doc["inputs"] == ["coffee", "rocket", "camera"]
+    assert set(doc["auc"]["ig"]) == {"deletion", "road_morf"}
+    assert (tmp_path / "photos" / "evaluation.html").exists()
+    from pathattr.zoo import digits_data
+
+    _, _, x, _ = digits_data()
+    data = tmp_path / "digits.npz"
+    np.savez(data, x=x[:6].numpy())
+    store = tmp_path / "store"
+    code, out, _ = run(capsys, "evaluate", "--data", str(data), "--model", "digits-cnn",
+                       "--method", "ig,saliency", "--steps", "4", "--curve-steps", "8",
+                       "--metrics", "insertion,deletion", "--out", store, "--quiet")
+    assert code == 0
+    doc = json.loads((store / "evaluation.json").read_text())
+    assert len(doc["inputs"]) == 6 and doc["methods"] == ["ig", "saliency"]
+    code, out, _ = run(capsys, "evaluate", "--results", str(store), "--metrics", "deletion",
+                       "--curve-steps", "8")
+    assert code == 0 and "== 6 items" in out
+    again = json.loads((store / "evaluation.json").read_text())
+    assert again["auc"]["ig"]["deletion"] == doc["auc"]["ig"]["deletion"]  # same numbers
+    code, _, err = run(capsys, "evaluate", "photo:coffee", "--results", str(store))
+    assert code == 2 and "exactly one" in err
 
 
 def test_neurons_prints_the_top_channels(tmp_path, capsys):

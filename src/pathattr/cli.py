@@ -27,7 +27,9 @@ EXAMPLES = {
   pathattr explain --demo          # bundled photo, EfficientNet-Lite0, every image method""",
     "evaluate": """examples:
   pathattr evaluate photo:chelsea photo:coffee --method ig,idg,saliency
-  pathattr evaluate cat.jpg --method all --curve-steps 20""",
+  pathattr evaluate cat.jpg --method all --curve-steps 20 --metrics insertion,deletion
+  pathattr evaluate --data photos/ --method ig,idg --out results/photos   # store, resumable
+  pathattr evaluate --results results/photos --metrics road_morf,road_lerf""",
     "neurons": """examples:
   pathattr neurons photo:chelsea --layer _blocks.15 --top 20
   pathattr neurons digit.png --model digits-cnn --layer features.relu2""",
@@ -70,6 +72,11 @@ def build_parser() -> Parser:
     curves = Parser(add_help=False)
     curves.add_argument("--curve-steps", type=positive_int, default=40, metavar="N",
                         help="points of each insertion/deletion curve (default: %(default)s)")
+    curves.add_argument("--metrics", type=_metrics, metavar="M[,M...]",
+                        help="of insertion, deletion, road_morf, road_lerf (default: insertion,"
+                             "deletion; evaluate: all four)")
+    curves.add_argument("--no-controls", dest="controls", action="store_false",
+                        help="leave out each method's inverse ranking and the random ranking")
     prep = Parser(add_help=False)
     prep.add_argument("--size", type=positive_int, metavar="PX",
                       help="for a --model that is not built in: crop images to PX x PX "
@@ -114,9 +121,17 @@ def build_parser() -> Parser:
                    "layer (EfficientNet-Lite0: _blocks.15)")
     p.set_defaults(run=_explain)
 
-    p = add("evaluate", "Score attribution methods by insertion and deletion curves "
-            "(Petsiuk et al. 2018).", [common, methods, curves, prep])
-    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files or photo:NAME")
+    p = add("evaluate", "Score attribution methods by insertion and deletion (Petsiuk et al. "
+            "2018) and ROAD (Rong et al. 2022) curves beside the inverse and random rankings, "
+            "over images, a data set or a run's store: mean AUCs with bootstrap intervals and "
+            "paired comparisons (evaluation.html, evaluation.json).", [common, methods, curves,
+                                                                       prep])
+    p.add_argument("images", nargs="*", metavar="IMAGE", help="image files or photo:NAME")
+    p.add_argument("--data", metavar="DIR|NPZ",
+                   help="attribute every item of a data set into the store --out first (as "
+                        "`pathattr run`, resumable), then evaluate it")
+    p.add_argument("--results", type=Path, metavar="RESULTS",
+                   help="evaluate the attributions of a `pathattr run` store")
     p.set_defaults(run=_evaluate)
 
     p = add("neurons", "Rank a layer's channels by Neuron IG and DeepLIFT and show what "
@@ -219,7 +234,18 @@ def _generation(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    return _images(args, args.method or DEFAULT_METHODS, curves=True, layer=None)
+    from .commands import UsageError
+
+    args.metrics = args.metrics or ("insertion", "deletion", "road_morf", "road_lerf")
+    given = sum([bool(args.images), args.data is not None, args.results is not None])
+    if given != 1:
+        raise UsageError("IMAGE: give images, or --data, or --results (exactly one)")
+    if args.images:
+        return _images(args, args.method or DEFAULT_METHODS, curves=True, layer=None)
+    from .commands.evaluate import evaluate_store
+
+    args.method = args.method or DEFAULT_METHODS
+    return evaluate_store(args)
 
 
 def _neurons(args: argparse.Namespace) -> int:
@@ -241,13 +267,22 @@ def _images(args: argparse.Namespace, method_spec: str | None, curves: bool, lay
     if demo:
         layer = bundle.layer
     opts = image.Options(chosen, args.out, args.steps, args.target, curves,
-                         vars(args).get("curve_steps"), layer, vars(args).get("top"), args.quiet)
-    outcomes = image.run(bundle, images, opts)
+                         vars(args).get("curve_steps"), layer, vars(args).get("top"), args.quiet,
+                         vars(args).get("metrics") or ("insertion", "deletion"),
+                         vars(args).get("controls", True))
+    outcomes, evaluation = image.run(bundle, images, opts)
     for o in outcomes:
         _say(args, f"== {o.label}", *(t.text() for t in (o.methods, o.curves, o.neurons) if t),
              f"report: {o.report}")
         for failure in o.failures:
             print(f"pathattr: warning: {failure}", file=sys.stderr)
+    if evaluation is not None and len(evaluation.inputs) > 1:
+        from .evaluation import write_evaluation
+
+        page = write_evaluation(evaluation, args.out, f"pathattr: {len(evaluation.inputs)} "
+                                f"images", [("model", bundle.name), ("steps", str(args.steps))])
+        _say(args, f"== {len(evaluation.inputs)} images", *(t.text()
+             for t in evaluation.tables()), f"report: {page}")
     if demo and not args.quiet:
         print(f"open {outcomes[0].report.resolve().as_uri()}")
     return 1 if any(o.failures for o in outcomes) else 0
@@ -270,6 +305,16 @@ def _models(args: argparse.Namespace) -> int:
         print(f"  {name:<{width}}  {what}")
     print(f"methods: {', '.join(available())}")
     return 0
+
+
+def _metrics(text: str) -> tuple[str, ...]:
+    from .evaluation import METRICS
+
+    names = tuple(m.strip() for m in text.split(",") if m.strip())
+    bad = [m for m in names if m not in METRICS]
+    if bad or not names:
+        raise argparse.ArgumentTypeError(f"expected some of {', '.join(METRICS)}, got {text!r}")
+    return names
 
 
 def _triple(text: str) -> tuple[float, float, float]:

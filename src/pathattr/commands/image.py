@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 from .. import registry, viz
 from ..errors import one_line
+from ..evaluation import Evaluation, Evaluator
 from ..layers import resolve_layer
 from ..models import ModelBundle, parse_target
 from . import UsageError
@@ -34,6 +35,8 @@ class Options:
     layer: str | None
     top: int | None             # used with layer
     quiet: bool
+    metrics: tuple[str, ...] = ("insertion", "deletion")  # used with curves
+    controls: bool = True       # each method's inverse ranking and a random ranking
 
 
 @dataclass
@@ -48,12 +51,15 @@ class Outcome:
     failures: list[str] = field(default_factory=list)
 
 
-def run(bundle: ModelBundle, images: list[tuple[str, Image.Image]], opts: Options) -> list[Outcome]:
-    """Explain every image; returns one ``Outcome`` each. A method that fails is reported in
-    its outcome and the others still run. Raises ``UsageError`` for a bad ``--layer`` or
-    ``--target``. Cost: per image, each method's cost, plus ``2 * (curve_steps + 1)`` forward
-    passes per method with ``curves``, plus a Neuron IG and a DeepLIFT pass and ``2 * top + 4``
-    forward passes with ``layer``."""
+def run(bundle: ModelBundle, images: list[tuple[str, Image.Image]], opts: Options
+        ) -> tuple[list[Outcome], Evaluation | None]:
+    """Explain every image; returns one ``Outcome`` each and, with ``curves``, the
+    ``Evaluation`` of the methods over all images (those where every method ran). A method
+    that fails is reported in its outcome and the others still run. Raises ``UsageError`` for
+    a bad ``--layer`` or ``--target``. Cost: per image, each method's cost, plus ``2 *
+    (curve_steps + 1)`` forward passes per method with ``curves`` (twice with the controls,
+    plus ROAD's when asked), plus a Neuron IG and a DeepLIFT pass and ``2 * top + 4`` forward
+    passes with ``layer``."""
     if opts.layer is not None:
         try:
             resolve_layer(bundle.model, opts.layer)
@@ -64,12 +70,18 @@ def run(bundle: ModelBundle, images: list[tuple[str, Image.Image]], opts: Option
                unit="task", leave=False)
     used: set[str] = set()
     outcomes = []
+    evaluator = None
+    if opts.curves and opts.methods:
+        side = bundle.preprocess(images[0][1]).shape[-1] if images else 1
+        evaluator = Evaluator(bundle.model, opts.methods, opts.metrics,
+                              pixels_per_step=-(-side * side // opts.curve_steps),
+                              controls=opts.controls)
     with bar:
         for label, img in images:
             directory = opts.out / _unique(label, used)
             directory.mkdir(parents=True, exist_ok=True)
-            outcomes.append(_one(bundle, label, img, opts, directory, bar))
-    return outcomes
+            outcomes.append(_one(bundle, label, img, opts, directory, bar, evaluator))
+    return outcomes, evaluator.result if evaluator and evaluator.result.inputs else None
 
 
 def _unique(label: str, used: set[str]) -> str:
@@ -82,7 +94,7 @@ def _unique(label: str, used: set[str]) -> str:
 
 
 def _one(bundle: ModelBundle, label: str, img: Image.Image, opts: Options, directory: Path,
-         bar: tqdm) -> Outcome:
+         bar: tqdm, evaluator: Evaluator | None) -> Outcome:
     model = bundle.model
     x = bundle.preprocess(img)[None]
     try:
@@ -142,10 +154,15 @@ def _one(bundle: ModelBundle, label: str, img: Image.Image, opts: Options, direc
         (directory / "grid.png").write_bytes(viz.figure_png(grid))
         np.savez_compressed(directory / "attributions.npz", input=x[0].numpy(),
                             **{k: v.numpy() for k, v in attrs.items()})
-    if opts.curves and attrs:
-        bar.set_description(f"{label}: insertion/deletion")
-        summary["curves"], outcome.curves, report.curves_png = _curves(
-            model, x, attrs, target, opts.curve_steps)
+    if evaluator is not None and attrs:
+        bar.set_description(f"{label}: {', '.join(opts.metrics)}")
+        if len(attrs) == len(opts.methods):
+            curves = evaluator.add(label, x, attrs, target)
+        else:  # an image where a method failed: its curves, but not in the comparison
+            one = Evaluator(model, list(attrs), opts.metrics, evaluator.pixels_per_step,
+                            opts.controls)
+            curves = one.add(label, x, attrs, target)
+        summary["curves"], outcome.curves, report.curves_png = _curves(curves, opts.metrics)
         report.curves = outcome.curves
         (directory / "curves.png").write_bytes(report.curves_png)
         bar.update()
@@ -186,24 +203,17 @@ def _method(name: str, model, x: torch.Tensor, target: int, steps: int,
     return viz.MethodPanel(name, png, delta, relative, seconds), attr
 
 
-def _curves(model, x: torch.Tensor, attrs: dict[str, torch.Tensor], target: int,
-            points: int) -> tuple[dict, viz.Table, bytes]:
-    """Insertion (from a blurred image) and deletion (to the zero baseline) curves of every
-    method, with ``points`` steps each. Returns the summary entry, the AUC table and the plot."""
-    from ..metrics import deletion, insertion
-
-    per_step = -(-x.shape[-1] * x.shape[-2] // points)
-    curves, entry = {}, {}
-    for name, attr in attrs.items():
-        ins = insertion(model, x, attr[None], target, pixels_per_step=per_step)
-        dele = deletion(model, x, attr[None], target, pixels_per_step=per_step)
-        curves[name] = {"insertion": _first(ins), "deletion": _first(dele)}
-        entry[name] = {"insertion_auc": float(ins.auc[0]), "deletion_auc": float(dele.auc[0])}
-    table = viz.Table(("method", "insertion AUC (higher is better)",
-                       "deletion AUC (lower is better)"),
-                      [(n, f"{e['insertion_auc']:.3f}", f"{e['deletion_auc']:.3f}")
-                       for n, e in entry.items()])
-    return entry, table, viz.figure_png(viz.curves_figure(curves))
+def _curves(curves: dict, metrics: tuple[str, ...]) -> tuple[dict, viz.Table, bytes]:
+    """One image's AUCs per method and control (``Evaluator.add``'s curves): the summary
+    entry, the table and the plot."""
+    entry = {row: {f"{m}_auc": float(c.auc[0]) for m, c in by.items()}
+             for row, by in curves.items()}
+    table = viz.Table(("method", *(f"{m} AUC ({viz.KINDS[m][1]} is better)" for m in metrics)),
+                      [(row, *(f"{e[m + '_auc']:.3f}" if m + "_auc" in e else "-"
+                               for m in metrics)) for row, e in entry.items()])
+    shown = {row: {m: _first(c) for m, c in by.items()} for row, by in curves.items()}
+    return entry, table, viz.figure_png(viz.curves_figure(
+        shown, width=4.2 * len(metrics), height=3.4, kinds=metrics))
 
 
 def _first(curve):

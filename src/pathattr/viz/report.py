@@ -91,6 +91,8 @@ class Report:
     neurons_png: bytes | None = None
     neurons: Table | None = None
     tokens_html: str | None = None
+    #: further sections: (title, picture or None, tables)
+    sections: Sequence[tuple[str, bytes | None, Sequence[Table]]] = ()
     notes: Sequence[str] = ()
 
     def html(self) -> str:
@@ -115,10 +117,15 @@ class Report:
                 out.append(f"<figure>{img}<figcaption><b>{html.escape(m.name)}</b><br>"
                            f"<span{cls}>{html.escape(m.caption())}</span></figcaption></figure>")
             out.append("</div>")
-        _section(out, "Insertion and deletion", self.curves_png, self.curves)
-        _section(out, "Top neurons", self.neurons_png, self.neurons)
+        if self.curves_png is not None or self.curves is not None:
+            _section(out, "Insertion and deletion", self.curves_png, self.curves)
+        if self.neurons_png is not None or self.neurons is not None:
+            _section(out, "Top neurons", self.neurons_png, self.neurons)
         if self.tokens_html:
             out.append("<h2>Tokens</h2>" + self.tokens_html)
+        for title, png, tables in self.sections:
+            _section(out, title, png, None)
+            out.extend(t.html() for t in tables)
         out.extend(f'<p class="note">{html.escape(n)}</p>' for n in self.notes)
         return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
                 f"<title>{html.escape(self.title)}</title><style>{CSS}</style></head><body>\n"
@@ -132,8 +139,6 @@ class Report:
 
 
 def _section(out: list[str], title: str, png: bytes | None, table: Table | None) -> None:
-    if png is None and table is None:
-        return
     out.append(f"<h2>{html.escape(title)}</h2>")
     if png is not None:
         out.append(f'<img class="wide" alt="{html.escape(title)}" src="{data_uri(png)}">')

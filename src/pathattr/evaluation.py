@@ -1,0 +1,209 @@
+"""Faithfulness of attribution methods over a set of images, with the evidence to rank them.
+
+Per image and method: insertion (blur substrate), deletion (zero substrate) and ROAD (MoRF and
+LeRF) curves, beside the controls every comparison needs: the method's own *inverse* ranking
+(least important first, for insertion and deletion) and one *random* ranking per image. Over
+the images: each AUC's mean with a bootstrap 95 % interval, and paired comparisons
+(``metrics.compare``: bootstrap interval of the differences, Wilcoxon p-value) of every method
+against the best one and against the random ranking, so a table says "better" only when the
+interval excludes 0.
+
+``Evaluator.add`` takes one image at a time (memory: one image's curves), so the images may
+come from a folder, a data set, or a ``pathattr run`` store.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from .experiments.common import jsonable
+from .metrics import Curve, compare, deletion, insertion, road
+from .metrics.statistics import bootstrap
+from .viz.curves import INVERSE, RANDOM
+
+#: Each metric's direction: +1 where a higher AUC is better, -1 where lower is.
+METRICS = {"insertion": 1, "deletion": -1, "road_morf": -1, "road_lerf": 1}
+
+
+@dataclass
+class Evaluation:
+    """``auc[row][metric]``: one AUC per image, rows being the methods, each method's inverse
+    ranking (``"<method> (inverse)"``) and ``RANDOM``; ``curves[row][metric]``: the mean curve
+    over the images; ``inputs``: the images' labels, in order."""
+
+    methods: list[str]
+    metrics: list[str]
+    inputs: list[str] = field(default_factory=list)
+    auc: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    curves: dict[str, dict[str, Curve]] = field(default_factory=dict)
+
+    def rows(self) -> list[str]:
+        return list(self.auc)
+
+    def intervals(self, level: float = 0.95) -> dict[str, dict[str, object]]:
+        """``{row: {metric: Interval}}``: the mean AUC with its bootstrap interval."""
+        return {r: {m: bootstrap(v, level) for m, v in by.items()} for r, by in self.auc.items()}
+
+    def best(self, metric: str) -> str:
+        """The method (not a control) with the best mean AUC on ``metric``."""
+        sign = METRICS[metric]
+        return max(self.methods, key=lambda m: sign * float(np.mean(self.auc[m][metric])))
+
+    def comparisons(self, level: float = 0.95) -> list[dict[str, object]]:
+        """Per metric, every other method against the best, and every method against the
+        random ranking: ``{"metric", "method", "against", "difference" (Interval of method
+        minus against), "p_value", "verdict"}`` with verdict "better", "worse" or "no
+        difference" for ``method`` (the metric's direction applied)."""
+        out = []
+        for metric in self.metrics:
+            best = self.best(metric)
+            pairs = [(m, best) for m in self.methods if m != best]
+            if RANDOM in self.auc and metric in self.auc[RANDOM]:
+                pairs += [(m, RANDOM) for m in self.methods]
+            for method, against in pairs:
+                c = compare(self.auc[method][metric], self.auc[against][metric], level)
+                sign = METRICS[metric]
+                verdict = {"a > b": "better" if sign > 0 else "worse",
+                           "a < b": "worse" if sign > 0 else "better"}.get(c.verdict,
+                                                                            "no difference")
+                out.append({"metric": metric, "method": method, "against": against,
+                            "difference": c.difference, "p_value": c.p_value,
+                            "verdict": verdict})
+        return out
+
+    def tables(self):
+        """The AUC table (mean [95 % interval] per row and metric) and the comparison table,
+        as ``viz.Table``s."""
+        from .viz import Table
+
+        iv = self.intervals()
+        arrows = {m: "↑" if METRICS[m] > 0 else "↓" for m in self.metrics}
+        auc = Table(("method", *(f"{m} AUC {arrows[m]}" for m in self.metrics)),
+                    [(r, *(str(iv[r][m]) if m in iv[r] else "-" for m in self.metrics))
+                     for r in self.rows()])
+        comp = Table(("metric", "method", "against", "difference [95 %]", "Wilcoxon p",
+                      "verdict"),
+                     [(c["metric"], c["method"], c["against"], str(c["difference"]),
+                       f"{c['p_value']:.3g}", c["verdict"]) for c in self.comparisons()])
+        return auc, comp
+
+    def to_dict(self) -> dict:
+        iv = self.intervals()
+        return {"inputs": self.inputs, "methods": self.methods, "metrics": self.metrics,
+                "auc": self.auc,
+                "intervals": {r: {m: vars(i) for m, i in by.items()} for r, by in iv.items()},
+                "comparisons": [{**c, "difference": vars(c["difference"])}
+                                for c in self.comparisons()]}
+
+
+class Evaluator:
+    """Collects the curves of every method on each image, then the ``Evaluation``.
+
+    ``metrics``: a subset of ``METRICS``; ``pixels_per_step`` for insertion and deletion;
+    ``controls``: add each method's inverse ranking and a random ranking (seeded per image).
+    """
+
+    def __init__(self, model: nn.Module, methods: Sequence[str],
+                 metrics: Sequence[str] = ("insertion", "deletion"), pixels_per_step: int = 224,
+                 controls: bool = True, road_fractions: Sequence[float] | None = None,
+                 batch_size: int | str = "auto", seed: int = 0):
+        unknown = [m for m in metrics if m not in METRICS]
+        if unknown or not metrics:
+            raise ValueError(f"metrics must be a non-empty list of {', '.join(METRICS)}, got "
+                             f"{list(metrics)!r}")
+        self.model, self.pixels_per_step, self.controls = model, pixels_per_step, controls
+        self.road_kw = {} if road_fractions is None else {"fractions": tuple(road_fractions)}
+        self.batch_size, self.seed = batch_size, seed
+        self.result = Evaluation(list(methods), list(metrics))
+        self._sums: dict[str, dict[str, list]] = {}
+
+    def add(self, label: str, x: Tensor, attributions: Mapping[str, Tensor], target: int
+            ) -> dict[str, dict[str, Curve]]:
+        """Score one image ``x`` ``(1, C, H, W)`` for the ``target`` class with each method's
+        attributions (``(C, H, W)`` or ``(1, C, H, W)``). Returns this image's curves
+        ``{row: {metric: Curve}}``. Cost per method: ``2 * (H W / pixels_per_step + 1)``
+        forwards for insertion and deletion (twice with the controls), ``2 * 10`` forwards
+        and sparse solves for ROAD; the random ranking once per image."""
+        if self.result.inputs and x.shape[-2:] != self._size:
+            raise ValueError(f"{label}: {tuple(x.shape[-2:])} pixels, but the images before it "
+                             f"have {tuple(self._size)}: curves over a set need one size")
+        self._size = x.shape[-2:]
+        seed = self.seed + len(self.result.inputs)
+        rows: dict[str, tuple[Tensor, str]] = {}
+        for m in self.result.methods:
+            if m not in attributions:
+                raise ValueError(f"attributions for {label}: no {m!r} (have "
+                                 f"{', '.join(attributions)})")
+            a = attributions[m]
+            rows[m] = (a if a.dim() == 4 else a[None], "attribution")
+            if self.controls:
+                rows[m + INVERSE] = (rows[m][0], "inverse")
+        if self.controls:
+            rows[RANDOM] = (torch.zeros_like(x), "random")
+        curves = {}
+        for row, (a, ranking) in rows.items():
+            curves[row] = self._curves(x, a, target, ranking, seed,
+                                       road_too=not row.endswith(INVERSE))
+        self.result.inputs.append(label)
+        for row, by in curves.items():
+            for metric, c in by.items():
+                self.result.auc.setdefault(row, {}).setdefault(metric, []).append(
+                    float(c.auc[0]))
+                acc = self._sums.setdefault(row, {}).setdefault(metric, [c.fractions, 0.0])
+                acc[1] = acc[1] + c.scores[0].double()
+        n = len(self.result.inputs)
+        self.result.curves = {r: {m: Curve.from_scores(f.double(), s / n)
+                                  for m, (f, s) in by.items()} for r, by in self._sums.items()}
+        return curves
+
+    def _curves(self, x: Tensor, a: Tensor, target: int, ranking: str, seed: int,
+                road_too: bool) -> dict[str, Curve]:
+        t = torch.tensor([target], device=x.device)
+        kw = {"target": t, "pixels_per_step": self.pixels_per_step,
+              "batch_size": self.batch_size, "ranking": ranking, "seed": seed}
+        out = {}
+        for metric in self.result.metrics:
+            if metric == "insertion":
+                out[metric] = insertion(self.model, x, a, **kw)
+            elif metric == "deletion":
+                out[metric] = deletion(self.model, x, a, **kw)
+            elif road_too:  # ROAD's own control of MoRF is LeRF, and the random ranking
+                out[metric] = road(self.model, x, a, target=t, order=metric[5:],
+                                   ranking=ranking, seed=seed, batch_size=self.batch_size,
+                                   **self.road_kw)
+        return out
+
+
+def write_evaluation(evaluation: Evaluation, directory: Path, title: str,
+                     facts: Sequence[tuple[str, str]] = ()) -> Path:
+    """Write ``evaluation.json`` (every AUC, interval and comparison) and ``evaluation.html``
+    (the mean curves with the controls, the AUC table, the comparisons) into ``directory``.
+    Returns the HTML's path."""
+    from . import viz
+
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "evaluation.json").write_text(json.dumps(jsonable(evaluation.to_dict()),
+                                                          indent=1) + "\n")
+    auc, comp = evaluation.tables()
+    k = len(evaluation.metrics)
+    png = viz.figure_png(viz.curves_figure(evaluation.curves, width=4.2 * k, height=3.6,
+                                           kinds=evaluation.metrics))
+    n = len(evaluation.inputs)
+    report = viz.Report(
+        title=title, facts=[*facts, ("images", f"{n}: {', '.join(evaluation.inputs[:20])}"
+                                     + (" ..." if n > 20 else ""))],
+        sections=[(f"Faithfulness over {n} images: mean AUC [95 % bootstrap interval]", png,
+                   [auc]),
+                  ("Paired comparisons (method minus against; 'better' only when the interval "
+                   "excludes 0)", None, [comp])],
+        notes=["Controls: '(inverse)' ranks the method's least important pixels first; "
+               "'random ranking' is a seeded random order per image. A method is evidence "
+               "of faithfulness where it beats both."])
+    return report.write(directory / "evaluation.html")

@@ -1,0 +1,109 @@
+"""Evaluation over a set of images: the AUCs are the metrics' own, the controls sit beside
+each method, and the statistics call a winner only where the evidence is clear."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from pathattr import metrics
+from pathattr.evaluation import RANDOM, Evaluator, write_evaluation
+
+
+class Spot(nn.Module):
+    """Class 1's logit is the brightness of a central 4 x 4 spot."""
+
+    def __init__(self, size=12):
+        super().__init__()
+        self.w = torch.zeros(size, size)
+        self.w[4:8, 4:8] = 1.0
+
+    def forward(self, x):
+        s = (x.mean(1) * self.w).sum((1, 2)) / self.w.sum() * 6
+        return torch.stack([torch.full_like(s, 3.0), s], 1)
+
+
+def images(n=10, size=12):
+    g = torch.Generator().manual_seed(0)
+    x = 0.3 * torch.rand(n, 3, size, size, generator=g)
+    x[:, :, 4:8, 4:8] += 0.7
+    return x
+
+
+@pytest.fixture(scope="module")
+def evaluated():
+    model, x = Spot().eval(), images()
+    g = torch.Generator().manual_seed(1)
+    ev = Evaluator(model, ["true", "noise"], list(metrics_all()), pixels_per_step=8)
+    per_image = []
+    for i in range(len(x)):
+        good = model.w.expand(3, -1, -1) + 0.05 * torch.rand(3, 12, 12, generator=g)
+        noise = torch.rand(3, 12, 12, generator=g)
+        per_image.append(ev.add(f"img{i}", x[i:i + 1], {"true": good, "noise": noise}, 1))
+    return model, x, ev.result, per_image
+
+
+def metrics_all():
+    return ("insertion", "deletion", "road_morf", "road_lerf")
+
+
+def test_aucs_are_the_metrics_own(evaluated):
+    model, x, result, per_image = evaluated
+    assert result.rows() == ["true", "true (inverse)", "noise", "noise (inverse)", RANDOM]
+    assert "road_morf" not in result.auc["true (inverse)"]  # ROAD's control is LeRF
+    g = torch.Generator().manual_seed(1)
+    good = model.w.expand(3, -1, -1) + 0.05 * torch.rand(3, 12, 12, generator=g)
+    t = torch.tensor([1])
+    direct = {"insertion": metrics.insertion(model, x[:1], good[None], t, pixels_per_step=8),
+              "deletion": metrics.deletion(model, x[:1], good[None], t, pixels_per_step=8),
+              "road_morf": metrics.road(model, x[:1], good[None], t, order="morf"),
+              "road_lerf": metrics.road(model, x[:1], good[None], t, order="lerf")}
+    for m, c in direct.items():
+        assert result.auc["true"][m][0] == pytest.approx(float(c.auc[0]), abs=1e-7)
+    inverse = metrics.deletion(model, x[:1], good[None], t, pixels_per_step=8,
+                               ranking="inverse")
+    assert result.auc["true (inverse)"]["deletion"][0] == pytest.approx(float(inverse.auc[0]))
+    # the mean curve is the mean of the images' curves
+    mean = torch.stack([p["true"]["deletion"].scores[0] for p in per_image]).mean(0)
+    torch.testing.assert_close(result.curves["true"]["deletion"].scores, mean.double())
+
+
+def test_the_true_evidence_wins_where_the_interval_says_so(evaluated):
+    _, _, result, _ = evaluated
+    iv = result.intervals()
+    for m in metrics_all():
+        assert result.best(m) == "true"
+        assert iv["true"][m].low <= iv["true"][m].mean <= iv["true"][m].high
+    verdicts = {(c["metric"], c["method"], c["against"]): c["verdict"]
+                for c in result.comparisons()}
+    for m in metrics_all():
+        assert verdicts[(m, "noise", "true")] == "worse"
+        assert verdicts[(m, "true", RANDOM)] == "better"
+    # the true map's inverse is a bad ranking: worse than the map itself on every image
+    assert all(a < b for a, b in zip(result.auc["true (inverse)"]["insertion"],
+                                     result.auc["true"]["insertion"]))
+
+
+def test_written_json_and_html(evaluated, tmp_path):
+    _, _, result, _ = evaluated
+    page = write_evaluation(result, tmp_path, "spot", [("model", "Spot")])
+    doc = json.loads((tmp_path / "evaluation.json").read_text())
+    assert doc["inputs"] == result.inputs and len(doc["auc"]["true"]["insertion"]) == 10
+    html = page.read_text()
+    assert "Paired comparisons" in html and "random ranking" in html and "<img" in html
+    auc, comp = result.tables()
+    assert len(auc.rows) == 5 and all(len(r) == 6 for r in comp.rows)
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="metrics must be a non-empty list"):
+        Evaluator(Spot(), ["a"], ["insertion", "ablation"])
+    ev = Evaluator(Spot(), ["a"], ["deletion"], pixels_per_step=16)
+    with pytest.raises(ValueError, match="no 'a'"):
+        ev.add("x", images(1), {"b": torch.rand(3, 12, 12)}, 1)
+    ev.add("x", images(1), {"a": torch.rand(3, 12, 12)}, 1)
+    with pytest.raises(ValueError, match="curves over a set need one size"):
+        ev.add("y", torch.rand(1, 3, 8, 8), {"a": torch.rand(3, 8, 8)}, 1)
+    assert np.isfinite(ev.result.auc["a"]["deletion"]).all()
