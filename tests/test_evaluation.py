@@ -107,3 +107,13 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match="curves over a set need one size"):
         ev.add("y", torch.rand(1, 3, 8, 8), {"a": torch.rand(3, 8, 8)}, 1)
     assert np.isfinite(ev.result.auc["a"]["deletion"]).all()
+
+
+def test_comparisons_against_a_reference(evaluated):
+    _, _, result, _ = evaluated
+    rows = result.comparisons(reference="noise")
+    assert {(c["method"], c["against"]) for c in rows} == {("noise", "true"),
+                                                            ("noise", RANDOM)}
+    assert all(c["verdict"] == "worse" for c in rows if c["against"] == "true")
+    with pytest.raises(ValueError, match="reference 'ig' is not one of"):
+        result.comparisons(reference="ig")

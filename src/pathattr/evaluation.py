@@ -6,7 +6,7 @@ LeRF) curves, beside the controls every comparison needs: the method's own *inve
 the images: each AUC's mean with a bootstrap 95 % interval, and paired comparisons
 (``metrics.compare``: bootstrap interval of the differences, Wilcoxon p-value) of every method
 against the best one and against the random ranking, so a table says "better" only when the
-interval excludes 0.
+interval excludes 0 and the rank test agrees.
 
 ``Evaluator.add`` takes one image at a time (memory: one image's curves), so the images may
 come from a folder, a data set, or a ``pathattr run`` store.
@@ -56,17 +56,27 @@ class Evaluation:
         sign = METRICS[metric]
         return max(self.methods, key=lambda m: sign * float(np.mean(self.auc[m][metric])))
 
-    def comparisons(self, level: float = 0.95) -> list[dict[str, object]]:
-        """Per metric, every other method against the best, and every method against the
-        random ranking: ``{"metric", "method", "against", "difference" (Interval of method
-        minus against), "p_value", "verdict"}`` with verdict "better", "worse" or "no
-        difference" for ``method`` (the metric's direction applied)."""
+    def comparisons(self, reference: str | None = None, level: float = 0.95
+                    ) -> list[dict[str, object]]:
+        """Paired comparisons per metric: ``reference`` against every other method and the
+        random ranking, or (no reference) every other method against the metric's best and
+        every method against the random ranking. Each is ``{"metric", "method", "against",
+        "difference" (Interval of method minus against), "p_value", "verdict"}``, the verdict
+        "better", "worse" or "no difference" for ``method`` (the metric's direction applied;
+        not "no difference" only when the interval excludes 0 and the Wilcoxon p-value is
+        below ``1 - level``: ``metrics.Comparison.verdict``)."""
+        if reference is not None and reference not in self.methods:
+            raise ValueError(f"reference {reference!r} is not one of {self.methods}")
         out = []
         for metric in self.metrics:
-            best = self.best(metric)
-            pairs = [(m, best) for m in self.methods if m != best]
-            if RANDOM in self.auc and metric in self.auc[RANDOM]:
-                pairs += [(m, RANDOM) for m in self.methods]
+            has_random = RANDOM in self.auc and metric in self.auc[RANDOM]
+            if reference is None:
+                best = self.best(metric)
+                pairs = [(m, best) for m in self.methods if m != best]
+                pairs += [(m, RANDOM) for m in self.methods] if has_random else []
+            else:
+                pairs = [(reference, m) for m in self.methods if m != reference]
+                pairs += [(reference, RANDOM)] if has_random else []
             for method, against in pairs:
                 c = compare(self.auc[method][metric], self.auc[against][metric], level)
                 sign = METRICS[metric]
@@ -78,9 +88,9 @@ class Evaluation:
                             "verdict": verdict})
         return out
 
-    def tables(self):
-        """The AUC table (mean [95 % interval] per row and metric) and the comparison table,
-        as ``viz.Table``s."""
+    def tables(self, reference: str | None = None):
+        """The AUC table (mean [95 % interval] per row and metric) and the comparison table
+        (``comparisons(reference)``), as ``viz.Table``s."""
         from .viz import Table
 
         iv = self.intervals()
@@ -91,16 +101,17 @@ class Evaluation:
         comp = Table(("metric", "method", "against", "difference [95 %]", "Wilcoxon p",
                       "verdict"),
                      [(c["metric"], c["method"], c["against"], str(c["difference"]),
-                       f"{c['p_value']:.3g}", c["verdict"]) for c in self.comparisons()])
+                       f"{c['p_value']:.3g}", c["verdict"])
+                      for c in self.comparisons(reference)])
         return auc, comp
 
-    def to_dict(self) -> dict:
+    def to_dict(self, reference: str | None = None) -> dict:
         iv = self.intervals()
         return {"inputs": self.inputs, "methods": self.methods, "metrics": self.metrics,
                 "auc": self.auc,
                 "intervals": {r: {m: vars(i) for m, i in by.items()} for r, by in iv.items()},
                 "comparisons": [{**c, "difference": vars(c["difference"])}
-                                for c in self.comparisons()]}
+                                for c in self.comparisons(reference)]}
 
 
 class Evaluator:
@@ -202,7 +213,7 @@ def write_evaluation(evaluation: Evaluation, directory: Path, title: str,
         sections=[(f"Faithfulness over {n} images: mean AUC [95 % bootstrap interval]", png,
                    [auc]),
                   ("Paired comparisons (method minus against; 'better' only when the interval "
-                   "excludes 0)", None, [comp])],
+                   "excludes 0 and Wilcoxon p < 0.05)", None, [comp])],
         notes=["Controls: '(inverse)' ranks the method's least important pixels first; "
                "'random ranking' is a seeded random order per image. A method is evidence "
                "of faithfulness where it beats both."])

@@ -51,12 +51,22 @@ def test_neurons_quick(tmp_path):
 def test_idg_quick(tmp_path):
     out = tmp_path / "idg"
     n = _load(idg.run(out, quick=True), out)
-    assert set(n["methods"]) == set(idg.QUICK["methods"])
-    for m in n["methods"].values():
-        for kind in ("insertion", "deletion"):
-            assert all(0 <= a <= 1 for a in m[kind]["auc"]), kind
-        assert m["seconds_per_image"] >= 0
-    assert n["verdict"]["insertion"]["images"] == len(n["inputs"])
+    res = n["models"]["digits-cnn"]
+    assert res["methods"] == list(idg.QUICK["methods"])
+    rows = {*idg.QUICK["methods"], *(m + " (inverse)" for m in idg.QUICK["methods"]),
+            "random ranking"}
+    assert set(res["auc"]) == rows
+    for m in idg.QUICK["methods"]:
+        for kind in idg.QUICK["metrics"]:
+            assert len(res["auc"][m][kind]) == 6 and all(0 <= a <= 1 for a in res["auc"][m][kind])
+            iv = res["intervals"][m][kind]
+            assert iv["low"] <= iv["mean"] <= iv["high"]
+        assert res["seconds_per_image"][m] >= 0
+    against = {c["against"] for c in res["comparisons"]}
+    assert against == {"IG", "left-IG", "random ranking"}
+    assert set(res["verdict"]) == set(idg.QUICK["metrics"])
+    text = (out / "README.md").read_text()
+    assert "IDG (adaptive) against each method" in text and "Wilcoxon" in text
 
 
 def test_module_entry_runs_the_named_experiment(tmp_path, monkeypatch, capsys):

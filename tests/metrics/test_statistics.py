@@ -42,3 +42,13 @@ def test_bad_values():
         metrics.bootstrap([1.0, float("nan")])
     with pytest.raises(ValueError, match="empty"):
         metrics.bootstrap([])
+
+
+def test_a_narrow_bootstrap_on_few_inputs_needs_the_rank_test_too():
+    b = np.zeros(6)
+    a = np.array([0.001, 0.002, 0.003, -0.0001, 0.004, 0.002])
+    c = metrics.compare(a, b)
+    assert c.difference.low > 0  # the percentile interval alone would say "a > b"
+    assert c.p_value == pytest.approx(0.0625)  # exact: 4 of 64 sign patterns as extreme
+    assert c.verdict == "no difference"
+    assert metrics.compare(np.abs(a) + 0.001, b).verdict == "a > b"  # p = 2 / 64

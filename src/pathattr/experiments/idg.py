@@ -1,10 +1,14 @@
 """Walker, Jha, Chen, Ewetz 2023, *Integrated Decision Gradients*: insertion and deletion AUCs
-(RISE protocol) of IDG and the methods it is compared against, on EfficientNet-Lite0 with the
-bundled photos it classifies sensibly, with the time of each method.
+(RISE protocol) of IDG and the methods it is compared against, plus ROAD (MoRF, LeRF) and the
+controls (each method's inverse ranking, a random ranking), on EfficientNet-Lite0 and -Lite1
+with every bundled photo both classify sensibly, with the time of each method; mean AUCs with
+bootstrap intervals and paired comparisons of IDG against each method
+(``pathattr.evaluation``).
 
 Protocol as in the paper: baseline zero in the model's normalised input space; IDG, left-IG
-(and IG, Blur IG, SmoothGrad-IG) explain the logit; Guided IG the softmax probability. Deviations
-are listed in ``DEVIATIONS`` and in the report's header.
+(and IG, Blur IG, SmoothGrad-IG) explain the logit; Guided IG the softmax probability; absolute
+channel-summed saliency; insertion from a blur, deletion to zeros, 224 pixels (one row) per
+step. Deviations are listed in ``DEVIATIONS`` and in the report's header.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from ..evaluation import Evaluation, Evaluator
 from ..methods.agi import AdversarialGradientIntegration
 from ..methods.blur_ig import BlurIntegratedGradients
 from ..methods.guided_ig import GuidedIntegratedGradients
@@ -22,29 +27,38 @@ from ..methods.idg import IntegratedDecisionGradients
 from ..methods.integrated_gradients import IntegratedGradients
 from ..methods.left_ig import LeftIntegratedGradients
 from ..methods.smoothgrad import SmoothGrad
-from ..metrics import Curve, deletion, insertion
 from ..viz import curves_figure, method_grid
-from .common import digits_examples, fmt, mean_se, predict, progress, table, timer, write_results
+from ..viz.curves import RANDOM
+from .common import digits_examples, predict, progress, table, timer, write_results
 
 METHODS = ("IG", "left-IG", "Guided IG", "AGI", "IDG (uniform)", "IDG (adaptive)", "Blur IG",
            "SmoothGrad-IG")
 
-#: Bundled photos left out, and why (the model's top class, measured by the zoo).
+#: Every real photo that ships in an installed package (``pathattr.zoo.PHOTOS``) and both
+#: models classify sensibly. ImageNet has no rocket, motorcycle or plain camera class: their
+#: nearest classes (missile / space shuttle, moped, tripod) count as sensible.
+USED = ("chelsea", "coffee", "rocket", "camera", "motorcycle", "china")
+
+#: Bundled photos left out, and why (top class and probability, Lite0 / Lite1).
 EXCLUDED = {
-    "astronaut": "predicted 'football helmet' (p 0.16): wrong -- ImageNet has no spacesuit class",
-    "grace_hopper": "predicted 'academic gown' (p 0.24): wrong -- she wears a US Navy uniform "
-                    "('military uniform' is an ImageNet class)",
+    "astronaut": "'football helmet' (0.16) / 'football helmet' (0.15): wrong -- ImageNet has no "
+                 "spacesuit class",
+    "grace_hopper": "'academic gown' (0.24) / 'comic book' (0.09): wrong -- she wears a US "
+                    "Navy uniform ('military uniform' is an ImageNet class)",
+    "flower": "'daisy' (0.36) / 'honeycomb' (0.04): Lite1 is wrong",
 }
 
-FULL = {"model": "efficientnet-lite0", "photos": ("chelsea", "coffee", "camera", "rocket"),
+FULL = {"models": ("efficientnet-lite0", "efficientnet-lite1"), "photos": USED,
         "methods": METHODS, "steps": 50, "coarse_steps": 50, "left_fraction": 0.9,
         "guided_steps": 100, "guided_fraction": 0.25, "guided_max_dist": 0.02,
         "agi_epsilon": 0.05, "agi_steps": 20, "agi_classes": 4, "blur_max_sigma": 50.0,
         "blur_steps": 50, "smoothgrad_samples": 8, "smoothgrad_sigma": 0.15,
-        "smoothgrad_ig_steps": 20, "pixels_per_step": 224 * 8, "heatmaps": 4}
-QUICK = {**FULL, "model": "digits-cnn", "photos": (), "digits": 4,
+        "smoothgrad_ig_steps": 20, "pixels_per_step": 224,
+        "metrics": ("insertion", "deletion", "road_morf", "road_lerf"), "heatmaps": 2}
+QUICK = {**FULL, "models": ("digits-cnn",), "photos": (), "digits": 6,
          "methods": ("IG", "left-IG", "IDG (adaptive)"), "steps": 8, "coarse_steps": 10,
          "pixels_per_step": 4, "heatmaps": 1}
+REFERENCE = "IDG (adaptive)"
 
 DEVIATIONS = [
     "AGI explains the logit (the library's AGI moves toward integer classes and integrates "
@@ -52,9 +66,9 @@ DEVIATIONS = [
     "classes instead of a random sample",
     "Guided IG with {guided_steps} steps (PAIR default 200), Blur IG with {blur_steps} steps, "
     "SmoothGrad-IG with {smoothgrad_samples} samples x {smoothgrad_ig_steps} IG steps: to fit "
-    "the 15-minute budget on two CPU cores",
-    "insertion/deletion in steps of {pixels_per_step} pixels (RISE: 224, one image row): the "
-    "same ranking on a coarser curve, for fewer forward passes",
+    "the time budget on two CPU cores",
+    "photos instead of the ImageNet validation set (which does not install offline): "
+    "{n_photos} inputs, so the Wilcoxon test's smallest two-sided p-value is {min_p:.3g}",
 ]
 
 
@@ -97,121 +111,140 @@ def attribute(name: str, model: nn.Module, x: Tensor, target: Tensor, s: dict) -
     raise ValueError(f"unknown method {name!r}; expected one of {', '.join(METHODS)}")
 
 
-def evaluate(model: nn.Module, x: Tensor, s: dict) -> tuple[dict, dict[str, Tensor]]:
-    """Every method's attributions (timed), insertion and deletion curves.
-    Returns ``({method: {"insertion", "deletion", "seconds_per_image"}}, {method: attributions})``.
+def evaluate(model: nn.Module, x: Tensor, labels: list[str], s: dict
+             ) -> tuple[Evaluation, dict[str, Tensor], dict[str, float]]:
+    """Every method's attributions (timed), then every metric with its controls per image.
+    Returns the ``Evaluation``, ``{method: attributions}`` and ``{method: seconds per image}``.
     """
     target, _ = predict(model, x)
-    out, attrs = {}, {}
+    attrs, seconds = {}, {}
     for name in s["methods"]:
-        progress(f"idg: {name} on {len(x)} images, then its insertion/deletion curves")
+        progress(f"idg: {name} on {len(x)} images")
         with timer() as t:
-            a = attribute(name, model, x, target, s)
-        attrs[name] = a
-        ins = insertion(model, x, a, target=target, pixels_per_step=s["pixels_per_step"])
-        dele = deletion(model, x, a, target=target, pixels_per_step=s["pixels_per_step"])
-        out[name] = {"insertion": ins, "deletion": dele, "seconds_per_image": t["s"] / len(x)}
-    return out, attrs
+            attrs[name] = attribute(name, model, x, target, s)
+        seconds[name] = t["s"] / len(x)
+    ev = Evaluator(model, s["methods"], s["metrics"], s["pixels_per_step"])
+    for i, label in enumerate(labels):
+        progress(f"idg: {', '.join(s['metrics'])} with controls on {label}")
+        ev.add(label, x[i:i + 1], {m: a[i] for m, a in attrs.items()}, int(target[i]))
+    return ev.result, attrs, seconds
 
 
-def verdict(res: dict) -> dict[str, object]:
-    """Whether adaptive IDG has the best mean insertion AUC (highest) and deletion AUC (lowest),
-    by how much over the best other method, and on how many images it wins each."""
-    idg = "IDG (adaptive)"
-    others = [m for m in res if m != idg]
+def verdict(ev: Evaluation) -> dict[str, object]:
+    """Per metric: IDG (adaptive) against each other method and the random ranking (paired
+    differences, bootstrap interval, Wilcoxon p), and whether the paper's claim -- IDG better
+    than every other method -- holds, i.e. every interval excludes 0 in IDG's favour."""
+    rows = ev.comparisons(reference=REFERENCE)
     out = {}
-    for kind, sign in (("insertion", 1.0), ("deletion", -1.0)):
-        mean = {m: float(res[m][kind].auc.mean()) for m in res}
-        best = max(others, key=lambda m: sign * mean[m])
-        per_image = torch.stack([res[m][kind].auc for m in others])
-        idg_auc = res[idg][kind].auc
-        wins = (sign * idg_auc[None] > sign * per_image).all(0)
-        out[kind] = {"idg": mean[idg], "best_other": best, "best_other_auc": mean[best],
-                     "margin": sign * (mean[idg] - mean[best]),
-                     "idg_best": sign * mean[idg] > sign * mean[best],
-                     "images_where_idg_beats_all": int(wins.sum()), "images": len(idg_auc)}
+    for metric in ev.metrics:
+        mine = [r for r in rows if r["metric"] == metric and r["against"] in ev.methods]
+        out[metric] = {
+            "best": ev.best(metric),
+            "idg_better_than": [r["against"] for r in mine if r["verdict"] == "better"],
+            "idg_worse_than": [r["against"] for r in mine if r["verdict"] == "worse"],
+            "no_difference": [r["against"] for r in mine if r["verdict"] == "no difference"],
+            "claim_holds": all(r["verdict"] == "better" for r in mine),
+            "beats_random": any(r["against"] == RANDOM and r["verdict"] == "better"
+                                for r in rows if r["metric"] == metric)}
     return out
 
 
-def mean_curve(c: Curve) -> Curve:
-    return Curve(c.fractions, c.scores.mean(0), c.auc.mean())
+def inputs_of(name: str, s: dict) -> tuple[nn.Module, Tensor, list[str], Tensor]:
+    """The model, its inputs, their labels and their images in [0, 1] ``(n, H, W, 3)``."""
+    if name == "digits-cnn":
+        model, x, _ = digits_examples(s["digits"])
+        return model, x, [f"digit #{i}" for i in range(len(x))], \
+            x.repeat(1, 3, 1, 1).permute(0, 2, 3, 1)
+    from ..zoo import LITE1_CROP, efficientnet_lite0, efficientnet_lite1, photo_batch, unpreprocess
+
+    lite1 = name == "efficientnet-lite1"
+    model = efficientnet_lite1() if lite1 else efficientnet_lite0()
+    x = photo_batch(s["photos"], LITE1_CROP if lite1 else 224)
+    return model, x, list(s["photos"]), unpreprocess(x).permute(0, 2, 3, 1)
 
 
 def run(out_dir: Path, quick: bool = False) -> dict:
     """Run the IDG reproduction and write ``out_dir``; returns the ``results.json`` document.
 
-    Cost (full, 4 photos): per photo about 690 EfficientNet-Lite0 gradient evaluations
-    (IG/left-IG/IDG 50 each, IDG's 48 forward-only coarse points, Guided IG 100, AGI <= 4 x 20
-    x 2, Blur IG 50, SmoothGrad-IG 8 x 20) and 8 methods x 2 curves x 29 forward passes --
-    about 12 min unloaded on two cores. ``quick``: 3 methods on 4 digits, seconds.
+    Cost (full): per photo and model about 690 gradient evaluations (IG/left-IG/IDG 50 each,
+    IDG's 48 forward-only coarse points, Guided IG 100, AGI <= 4 x 20 x 2, Blur IG 50,
+    SmoothGrad-IG 8 x 20), and per method 4 curves of 225 (Lite1: 258) forward passes
+    (insertion, deletion, their inverse controls) plus 20 for ROAD, and the random control
+    once -- about 8,000 forwards per photo and model, the bulk of the time. ``quick``: 3
+    methods on 6 digits with the digits CNN, seconds.
     """
     s = QUICK if quick else FULL
+    s = {**s, "n_photos": s["digits"] if quick else len(s["photos"])}
+    s["min_p"] = 2 * 0.5 ** s["n_photos"]
+    models, figures = {}, {}
     with timer() as total:
-        if quick:
-            model, x, _ = digits_examples(s["digits"])
-            labels = [f"digit #{i}" for i in range(len(x))]
-            images = x.repeat(1, 3, 1, 1).permute(0, 2, 3, 1)
+        for name in s["models"]:
+            model, x, labels, images = inputs_of(name, s)
             cls, conf = predict(model, x)
-            names = [str(int(c)) for c in cls]
-        else:
-            from ..zoo import class_name, efficientnet_lite0, photo_batch, unpreprocess
+            if quick:
+                names = [str(int(c)) for c in cls]
+            else:
+                from ..zoo import class_name
 
-            model, x = efficientnet_lite0(), photo_batch(s["photos"])
-            labels = list(s["photos"])
-            images = unpreprocess(x).permute(0, 2, 3, 1)
-            cls, conf = predict(model, x)
-            names = [class_name(int(c)) for c in cls]
-        res, attrs = evaluate(model, x, s)
-    v = verdict(res)
-    figures = {"curves": curves_figure({m: {k: mean_curve(r[k]) for k in ("insertion", "deletion")}
-                                        for m, r in res.items()}, width=11, height=4.2)}
-    for i in range(min(s["heatmaps"], len(x))):
-        figures[f"heatmaps_{labels[i].replace(' ', '_')}"] = method_grid(
-            images[i].numpy(), {m: a[i] for m, a in attrs.items()},
-            {m: f"ins {float(res[m]['insertion'].auc[i]):.3f} "
-                f"del {float(res[m]['deletion'].auc[i]):.3f}" for m in res})
-    inputs = [{"input": lab, "class": int(c), "name": n, "probability": float(p)}
-              for lab, c, n, p in zip(labels, cls, names, conf)]
-    numbers = {"inputs": inputs, "excluded": {} if quick else EXCLUDED,
-               "methods": {m: {k: {"fractions": r[k].fractions, "scores": r[k].scores,
-                                   "auc": r[k].auc} for k in ("insertion", "deletion")}
-                           | {"seconds_per_image": r["seconds_per_image"]}
-                           for m, r in res.items()},
-               "verdict": v}
-    return write_results(out_dir, "idg", s, numbers, _report(s, quick, res, v, inputs,
-                                                             total["s"]), figures, total["s"])
+                names = [class_name(int(c)) for c in cls]
+            ev, attrs, seconds = evaluate(model, x, labels, s)
+            models[name] = {"evaluation": ev, "seconds_per_image": seconds,
+                            "inputs": [{"input": lab, "class": int(c), "name": n,
+                                        "probability": float(p)}
+                                       for lab, c, n, p in zip(labels, cls, names, conf)],
+                            "verdict": verdict(ev)}
+            figures[f"curves_{name}"] = curves_figure(ev.curves, width=16, height=4.2,
+                                                     kinds=s["metrics"])
+            for i in range(min(s["heatmaps"], len(x))):
+                figures[f"heatmaps_{name}_{labels[i].replace(' ', '_')}"] = method_grid(
+                    images[i].numpy(), {m: a[i] for m, a in attrs.items()},
+                    {m: f"ins {ev.auc[m]['insertion'][i]:.3f} "
+                        f"del {ev.auc[m]['deletion'][i]:.3f}" for m in attrs})
+    numbers = {"excluded": {} if quick else EXCLUDED,
+               "models": {n: {"inputs": r["inputs"], "verdict": r["verdict"],
+                              "seconds_per_image": r["seconds_per_image"],
+                              **r["evaluation"].to_dict(REFERENCE)}
+                          for n, r in models.items()}}
+    return write_results(out_dir, "idg", s, numbers, _report(s, quick, models, total["s"]),
+                         figures, total["s"])
 
 
-def _report(s: dict, quick: bool, res: dict, v: dict, inputs: list[dict], seconds: float) -> str:
-    rows = []
-    for m, r in res.items():
-        (im, ise), (dm, dse) = mean_se(r["insertion"].auc), mean_se(r["deletion"].auc)
-        rows.append([m, f"{fmt(im)} ± {fmt(ise, 2)}", f"{fmt(dm)} ± {fmt(dse, 2)}",
-                     f"{r['seconds_per_image']:.1f}"])
-    used = ", ".join(f"{d['input']} -> {d['name']} ({d['probability']:.2f})" for d in inputs)
+def _report(s: dict, quick: bool, models: dict, seconds: float) -> str:
     parts = [
         "# IDG reproduction (Walker et al. 2023)",
-        f"Model: {'digits CNN (quick smoke run)' if quick else 'EfficientNet-Lite0'}; inputs "
-        f"({len(inputs)}): {used}.",
-        "Excluded: " + ("; ".join(f"{k}: {why}" for k, why in EXCLUDED.items()) if not quick
-                        else "none (digits correctly classified)") + ".",
+        "Excluded photos: " + ("; ".join(f"{k}: {why}" for k, why in EXCLUDED.items())
+                               if not quick else "none (digits correctly classified)") + ".",
         f"Protocol: zero baseline in the normalised input space; IG/left-IG/IDG/Blur IG/"
         f"SmoothGrad-IG explain the logit, Guided IG the softmax probability; {s['steps']} "
         f"steps for IG, left-IG (fraction {s['left_fraction']}) and IDG (adaptive: "
-        f"{s['coarse_steps']} coarse points); RISE insertion (blur substrate, 11x11, sigma 5) "
-        f"and deletion (zero substrate), softmax probability of the predicted class, trapezoid "
-        f"AUC, {s['pixels_per_step']} pixels per step. Total time {seconds:.0f} s (load in "
-        f"results.json).",
+        f"{s['coarse_steps']} coarse points); saliency |sum over channels|; RISE insertion "
+        f"(blur substrate, 11x11, sigma 5) and deletion (zero substrate), {s['pixels_per_step']}"
+        f" pixels per step; ROAD (noisy linear imputation, noise 0.01, 10 % steps) most and "
+        f"least relevant first; softmax probability of the predicted class, trapezoid AUC. "
+        f"Controls: each method's inverse ranking (least important first) and a seeded random "
+        f"ranking per image. Intervals: 95 % percentile bootstrap over the images; comparisons:"
+        f" paired differences (IDG minus the other), bootstrap interval and two-sided Wilcoxon "
+        f"signed-rank p. Total time {seconds:.0f} s (load in results.json).",
         "Deviations: " + "; ".join(d.format(**s) for d in DEVIATIONS) + ".",
-        table(["method", "insertion AUC ↑ (mean ± SE)", "deletion AUC ↓ (mean ± SE)",
-               "time s / image"], rows),
-        "## Does IDG beat the others?",
     ]
-    for kind in ("insertion", "deletion"):
-        k = v[kind]
-        parts.append(
-            f"- {kind}: IDG (adaptive) {fmt(k['idg'])} vs best other {k['best_other']} "
-            f"{fmt(k['best_other_auc'])}: {'IDG best' if k['idg_best'] else 'IDG not best'} by "
-            f"{fmt(k['margin'])} (positive = IDG better); IDG beats every other method on "
-            f"{k['images_where_idg_beats_all']}/{k['images']} images.")
+    for name, r in models.items():
+        ev = r["evaluation"]
+        used = ", ".join(f"{d['input']} -> {d['name']} ({d['probability']:.2f})"
+                         for d in r["inputs"])
+        auc, comp = ev.tables(REFERENCE)
+        secs = table(["method", "time s / image"],
+                     [[m, f"{v:.1f}"] for m, v in r["seconds_per_image"].items()])
+        parts += [f"## {name}", f"Inputs ({len(r['inputs'])}): {used}.",
+                  "Mean AUC [95 % bootstrap interval]:", table(auc.headers, auc.rows),
+                  f"{REFERENCE} against each method (difference = IDG minus it):",
+                  table(comp.headers, comp.rows), secs, "Claims:"]
+        for metric, v in r["verdict"].items():
+            parts.append(
+                f"- {metric}: best mean {v['best']}; IDG better than "
+                f"{', '.join(v['idg_better_than']) or 'none'}; worse than "
+                f"{', '.join(v['idg_worse_than']) or 'none'}; no clear difference from "
+                f"{', '.join(v['no_difference']) or 'none'}. The paper's claim (IDG better than"
+                f" every method) {'holds' if v['claim_holds'] else 'does not hold'} here; IDG "
+                f"{'beats' if v['beats_random'] else 'does not clearly beat'} the random "
+                f"ranking.")
     return "\n\n".join(parts)

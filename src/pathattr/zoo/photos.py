@@ -11,7 +11,9 @@ from torch import Tensor
 from .efficientnet import preprocess, to_pil
 
 SKIMAGE_PHOTOS = ("chelsea", "coffee", "astronaut", "rocket", "camera")
-PHOTOS = (*SKIMAGE_PHOTOS, "grace_hopper")
+#: scikit-learn's two sample photos (``load_sample_image``)
+SKLEARN_PHOTOS = ("china", "flower")
+PHOTOS = (*SKIMAGE_PHOTOS, "motorcycle", "grace_hopper", *SKLEARN_PHOTOS)
 
 
 def photo(name: str) -> Image.Image:
@@ -22,6 +24,14 @@ def photo(name: str) -> Image.Image:
         import skimage.data
 
         return to_pil(getattr(skimage.data, name)())
+    if name == "motorcycle":  # the left view of scikit-image's stereo pair
+        import skimage.data
+
+        return to_pil(skimage.data.stereo_motorcycle()[0])
+    if name in SKLEARN_PHOTOS:
+        from sklearn.datasets import load_sample_image
+
+        return to_pil(load_sample_image(f"{name}.jpg"))
     if name == "grace_hopper":
         from matplotlib import cbook
 
@@ -30,8 +40,9 @@ def photo(name: str) -> Image.Image:
     raise ValueError(f"unknown photo {name!r}; available: {', '.join(PHOTOS)}")
 
 
-def photo_batch(names: Sequence[str] = PHOTOS) -> Tensor:
-    """The named photos preprocessed for EfficientNet-Lite0, shape ``(n, 3, 224, 224)``."""
+def photo_batch(names: Sequence[str] = PHOTOS, crop: int = 224) -> Tensor:
+    """The named photos preprocessed for EfficientNet-Lite0 (``crop`` 224) or -Lite1 (240),
+    shape ``(n, 3, crop, crop)``."""
     if isinstance(names, str):
         names = [names]
-    return torch.stack([preprocess(photo(n)) for n in names])
+    return torch.stack([preprocess(photo(n), crop) for n in names])
