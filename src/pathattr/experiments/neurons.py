@@ -27,9 +27,9 @@ from ..forward import choose_output
 from ..layers import resolve_layer, tap_layers
 from ..methods.conductance import LayerConductance, NeuronConductance
 from ..methods.deeplift import LayerDeepLift
-from ..metrics import neuron_ablation, random_scores
+from ..metrics import bootstrap, compare, neuron_ablation, random_scores
 from ..targets import select
-from .common import digits_examples, fmt, mean_se, predict, progress, table, timer, write_results
+from .common import digits_examples, fmt, predict, progress, table, timer, write_results
 
 FULL = {
     "digits": {"layer": "features.relu2", "images": 32, "agreement_inputs": 32,
@@ -144,13 +144,22 @@ def verdict(curves: dict) -> dict[str, object]:
     auc = {k: float(v["auc"].mean()) for k, v in curves.items()}
     nig = max((k for k in auc if k.startswith("Neuron IG")), key=auc.get)
     span = auc[nig] - auc["random"]
-    out = {"best_neuron_ig": nig}
+    out = {"best_neuron_ig": nig,
+           "against_random": {m: _paired(c["auc"], curves["random"]["auc"])
+                              for m, c in curves.items() if m != "random"}}
     for dl in ("DeepLIFT Rescale", "DeepLIFT RevealCancel"):
         close = auc[dl] >= auc[nig] - 0.05 * abs(span)
         speed = curves[nig]["seconds"] / max(curves[dl]["seconds"], 1e-9)
         out[dl] = {"auc_minus_best_neuron_ig": auc[dl] - auc[nig], "speedup": speed,
+                   "paired": _paired(curves[dl]["auc"], curves[nig]["auc"]),
                    "close": close, "much_faster": speed >= 5, "holds": close and speed >= 5}
     return out
+
+
+def _paired(a: Tensor, b: Tensor) -> dict[str, object]:
+    """``metrics.compare`` of per-input AUCs: the difference's interval, p-value, verdict."""
+    c = compare(a.double().numpy(), b.double().numpy())
+    return {"difference": vars(c.difference), "p_value": c.p_value, "verdict": c.verdict}
 
 
 def study(model: nn.Module, x: Tensor, s: dict, seeds: int) -> dict:
@@ -257,16 +266,26 @@ def _report(results: dict, verdicts: dict, seconds: float) -> str:
               "activation at the zero input; AUC of `(F(x) - F(ablated)) / (F(x) - F(x'))` over "
               "the fraction of channels (higher is better). Random: mean of seeded rankings."]
     for name, res in results.items():
-        rows = [[m, f"{fmt(a)} ± {fmt(se, 2)}", f"{c['seconds']:.3f}"]
-                for m, c in res["ablation"].items() for a, se in [mean_se(c["auc"])]]
-        parts += [f"### {name} (layer {res['layer']}, {res['inputs']} inputs)",
-                  table(["method", "ablation AUC (mean ± SE)", "time s"], rows)]
         v = verdicts[name]
+        vs_random = v["against_random"]
+        rows = [[m, str(bootstrap(c["auc"].double().numpy())), f"{c['seconds']:.3f}",
+                 *(_cells(vs_random[m]) if m in vs_random else ["-", "-"])]
+                for m, c in res["ablation"].items()]
+        parts += [f"### {name} (layer {res['layer']}, {res['inputs']} inputs)",
+                  table(["method", "ablation AUC [95 % bootstrap interval]", "time s",
+                         "minus random [95 %], Wilcoxon p", "verdict vs random"], rows)]
         for dl in ("DeepLIFT Rescale", "DeepLIFT RevealCancel"):
             d = v[dl]
-            parts.append(f"- {dl} vs {v['best_neuron_ig']}: AUC difference "
-                         f"{fmt(d['auc_minus_best_neuron_ig'])}, {fmt(d['speedup'])}x faster -> "
-                         f"claim {'holds' if d['holds'] else 'does not hold'} "
+            diff, said = _cells(d["paired"])
+            parts.append(f"- {dl} vs {v['best_neuron_ig']}: AUC difference {diff} ({said}), "
+                         f"{fmt(d['speedup'])}x faster -> claim "
+                         f"{'holds' if d['holds'] else 'does not hold'} "
                          f"(close: {'yes' if d['close'] else 'no'}, >= 5x faster: "
                          f"{'yes' if d['much_faster'] else 'no'}).")
     return "\n\n".join(parts)
+
+
+def _cells(paired: dict) -> list[str]:
+    d = paired["difference"]
+    return [f"{d['mean']:.4g} [{d['low']:.4g}, {d['high']:.4g}], p {paired['p_value']:.3g}",
+            {"a > b": "better", "a < b": "worse"}.get(paired["verdict"], "no difference")]
