@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test lint demo bench clean
+.PHONY: venv test lint demo bench bench-deps clean
 
 venv: $(STAMP)
 
@@ -25,7 +25,12 @@ lint: venv
 demo: venv
 	$(BIN)/pathattr explain --demo --out results/demo
 
-bench: venv
+# Inseq for the sequence benchmark: --no-deps, since its declared dependencies pull CUDA wheels
+bench-deps: venv
+	$(BIN)/python -m pip install --quiet --no-deps inseq==0.7.1 jaxtyping 'typeguard<=2.13.3' \
+		treescope wadler-lindig
+
+bench: bench-deps
 	$(BIN)/python -m benchmarks all
 
 clean:
