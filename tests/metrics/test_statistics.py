@@ -52,3 +52,15 @@ def test_a_narrow_bootstrap_on_few_inputs_needs_the_rank_test_too():
     assert c.p_value == pytest.approx(0.0625)  # exact: 4 of 64 sign patterns as extreme
     assert c.verdict == "no difference"
     assert metrics.compare(np.abs(a) + 0.001, b).verdict == "a > b"  # p = 2 / 64
+
+
+@pytest.mark.parametrize("draw", ["normal", "exponential"])
+def test_bootstrap_intervals_cover_the_true_mean_at_the_nominal_rate(draw):
+    rng = np.random.default_rng(3)
+    hits = 0
+    trials = 400
+    for i in range(trials):
+        v = rng.normal(1.0, 2.0, 30) if draw == "normal" else rng.exponential(1.0, 30)
+        iv = metrics.bootstrap(v, n_resamples=2000, seed=i)
+        hits += iv.low <= 1.0 <= iv.high
+    assert abs(hits / trials - 0.95) <= 0.05
