@@ -116,6 +116,8 @@ def test_evaluate_over_images_a_data_set_and_a_store(tmp_path, capsys):
     assert code == 0
     doc = json.loads((store / "evaluation.json").read_text())
     assert len(doc["inputs"]) == 6 and doc["methods"] == ["ig", "saliency"]
+    assert all(0 <= v < 1 for v in doc["completeness"]["ig"])  # from the store's deltas
+    assert doc["completeness"]["saliency"] == [None] * 6
     code, out, _ = run(capsys, "evaluate", "--results", str(store), "--metrics", "deletion",
                        "--curve-steps", "8")
     assert code == 0 and "== 6 items" in out

@@ -88,11 +88,16 @@ def test_the_true_evidence_wins_where_the_interval_says_so(evaluated):
 
 def test_written_json_and_html(evaluated, tmp_path):
     _, _, result, _ = evaluated
+    result.completeness["true"] = [0.01 * (i + 1) for i in range(10)]  # as if measured
     page = write_evaluation(result, tmp_path, "spot", [("model", "Spot")])
+    table = result.completeness_table()
+    assert table.headers == ("image", "true |δ| / |ΔF|")  # "noise" has no gaps
+    assert table.rows[-2] == ("mean", "5.50%") and table.rows[-1] == ("max", "10.00%")
     doc = json.loads((tmp_path / "evaluation.json").read_text())
     assert doc["inputs"] == result.inputs and len(doc["auc"]["true"]["insertion"]) == 10
     html = page.read_text()
     assert "Paired comparisons" in html and "random ranking" in html and "<img" in html
+    assert "Completeness per image" in html
     auc, comp = result.tables()
     assert len(auc.rows) == 5 and all(len(r) == 6 for r in comp.rows)
 

@@ -43,6 +43,9 @@ class Evaluation:
     inputs: list[str] = field(default_factory=list)
     auc: dict[str, dict[str, list[float]]] = field(default_factory=dict)
     curves: dict[str, dict[str, Curve]] = field(default_factory=dict)
+    #: per method, each image's relative completeness gap |delta| / |F(x) - F(x')| (None where
+    #: the method has none, or it was not given)
+    completeness: dict[str, list[float | None]] = field(default_factory=dict)
 
     def rows(self) -> list[str]:
         return list(self.auc)
@@ -105,10 +108,26 @@ class Evaluation:
                       for c in self.comparisons(reference)])
         return auc, comp
 
+    def completeness_table(self):
+        """Per image, each method's relative completeness gap, then the mean and the largest
+        (methods without a gap show "-"), as a ``viz.Table``."""
+        from .viz import Table
+
+        def cell(v):
+            return "-" if v is None else f"{v:.2%}"
+
+        cols = [m for m in self.methods if any(v is not None for v in self.completeness.get(m, []))]
+        rows = [(label, *(cell(self.completeness[m][i]) for m in cols))
+                for i, label in enumerate(self.inputs)]
+        for name, f in (("mean", np.mean), ("max", np.max)):
+            rows.append((name, *(cell(float(f([v for v in self.completeness[m] if v is not None])))
+                                 for m in cols)))
+        return Table(("image", *(f"{m} |δ| / |ΔF|" for m in cols)), rows)
+
     def to_dict(self, reference: str | None = None) -> dict:
         iv = self.intervals()
         return {"inputs": self.inputs, "methods": self.methods, "metrics": self.metrics,
-                "auc": self.auc,
+                "auc": self.auc, "completeness": self.completeness,
                 "intervals": {r: {m: vars(i) for m, i in by.items()} for r, by in iv.items()},
                 "comparisons": [{**c, "difference": vars(c["difference"])}
                                 for c in self.comparisons(reference)]}
@@ -135,10 +154,11 @@ class Evaluator:
         self.result = Evaluation(list(methods), list(metrics))
         self._sums: dict[str, dict[str, list]] = {}
 
-    def add(self, label: str, x: Tensor, attributions: Mapping[str, Tensor], target: int
-            ) -> dict[str, dict[str, Curve]]:
+    def add(self, label: str, x: Tensor, attributions: Mapping[str, Tensor], target: int,
+            gaps: Mapping[str, float | None] | None = None) -> dict[str, dict[str, Curve]]:
         """Score one image ``x`` ``(1, C, H, W)`` for the ``target`` class with each method's
-        attributions (``(C, H, W)`` or ``(1, C, H, W)``). Returns this image's curves
+        attributions (``(C, H, W)`` or ``(1, C, H, W)``); ``gaps``: each method's relative
+        completeness gap on it, for the summary table. Returns this image's curves
         ``{row: {metric: Curve}}``. Cost per method: ``2 * (H W / pixels_per_step + 1)``
         forwards for insertion and deletion (twice with the controls), ``2 * 10`` forwards
         and sparse solves for ROAD; the random ranking once per image."""
@@ -163,6 +183,9 @@ class Evaluator:
             curves[row] = self._curves(x, a, target, ranking, seed,
                                        road_too=not row.endswith(INVERSE))
         self.result.inputs.append(label)
+        for m in self.result.methods:
+            v = (gaps or {}).get(m)
+            self.result.completeness.setdefault(m, []).append(None if v is None else float(v))
         for row, by in curves.items():
             for metric, c in by.items():
                 self.result.auc.setdefault(row, {}).setdefault(metric, []).append(
@@ -203,6 +226,7 @@ def write_evaluation(evaluation: Evaluation, directory: Path, title: str,
     (directory / "evaluation.json").write_text(json.dumps(jsonable(evaluation.to_dict()),
                                                           indent=1) + "\n")
     auc, comp = evaluation.tables()
+    complete = evaluation.completeness_table()
     k = len(evaluation.metrics)
     png = viz.figure_png(viz.curves_figure(evaluation.curves, width=4.2 * k, height=3.6,
                                            kinds=evaluation.metrics))
@@ -213,7 +237,9 @@ def write_evaluation(evaluation: Evaluation, directory: Path, title: str,
         sections=[(f"Faithfulness over {n} images: mean AUC [95 % bootstrap interval]", png,
                    [auc]),
                   ("Paired comparisons (method minus against; 'better' only when the interval "
-                   "excludes 0 and Wilcoxon p < 0.05)", None, [comp])],
+                   "excludes 0 and Wilcoxon p < 0.05)", None, [comp]),
+                  *([("Completeness per image", None, [complete])]
+                    if len(complete.headers) > 1 else [])],
         notes=["Controls: '(inverse)' ranks the method's least important pixels first; "
                "'random ranking' is a seeded random order per image. A method is evidence "
                "of faithfulness where it beats both."])

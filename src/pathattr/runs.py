@@ -548,9 +548,13 @@ def evaluate_results(results: str | Path, metrics: Sequence[str] = ("insertion",
                         side = x.shape[-1] * x.shape[-2]
                         evaluator = Evaluator(bundle.model, methods, metrics,
                                               -(-side // curve_steps), controls)
+                    rows_of = {r["method"]: r for r in by_key[raw.key]}
+                    gaps = {m: abs(r["delta"]) / max(abs(r["output_delta"]), 1e-12)
+                            for m, r in rows_of.items()
+                            if r["delta"] is not None and r["output_delta"] is not None}
                     evaluator.add(raw.key, x, {m: torch.as_tensor(a) for m, a in
                                                attrs[raw.key].items()},
-                                  int(by_key[raw.key][0]["target"]))
+                                  int(by_key[raw.key][0]["target"]), gaps)
                     bar.update()
     page = write_evaluation(evaluator.result, results, f"pathattr evaluate: {results.name}",
                             [("model", str(model)), ("data", str(settings.get("data"))),

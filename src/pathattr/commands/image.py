@@ -156,8 +156,9 @@ def _one(bundle: ModelBundle, label: str, img: Image.Image, opts: Options, direc
                             **{k: v.numpy() for k, v in attrs.items()})
     if evaluator is not None and attrs:
         bar.set_description(f"{label}: {', '.join(opts.metrics)}")
+        gaps = {p.name: p.relative for p in report.methods if not p.error}
         if len(attrs) == len(opts.methods):
-            curves = evaluator.add(label, x, attrs, target)
+            curves = evaluator.add(label, x, attrs, target, gaps)
         else:  # an image where a method failed: its curves, but not in the comparison
             one = Evaluator(model, list(attrs), opts.metrics, evaluator.pixels_per_step,
                             opts.controls)

@@ -30,6 +30,7 @@ from __future__ import annotations
 import inspect
 import sys
 from collections.abc import Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -355,15 +356,21 @@ class SequenceAttribution:
             # target t is read at position P - 1 + t: of the last T + 1 kept, the t-th
             positions = torch.arange(n_targets, device=dev) + (0 if self._keep else n_prompt - 1)
 
+        head = _Head(self.model)
+
         def scores_of(logits: Tensor, examples: Tensor) -> Tensor:
-            sel = logits[:, positions]
+            raw = logits[:, positions]
+            sel = raw
             if score == "logprob":
-                sel = sel.log_softmax(-1)
+                sel = raw.log_softmax(-1)
             elif score == "prob":
-                sel = sel.softmax(-1)
+                sel = raw.softmax(-1)
             val = sel.gather(2, targets[examples][..., None])[..., 0]
             if foil is not None:
                 val = val - sel.gather(2, foil[examples][..., None])[..., 0]
+            if head.read(logits):
+                return head.rowwise(val, raw, positions, score, targets[examples],
+                                    None if foil is None else foil[examples])
             return val
 
         target = Target(b, fn=scores_of, outputs=n_targets)
@@ -384,7 +391,7 @@ class SequenceAttribution:
             delta = scores.sum(-1) - out_delta
             info["rules"] = dict(counts)
         else:
-            with guarded(self.model):
+            with guarded(self.model), head.active():
                 path = _SharedPath(s, self.layers, batch_size, progress, n_targets)
                 out_delta = path.f1 - path.f0
                 if self.method == "ig" and steps == "auto":
@@ -412,6 +419,76 @@ class SequenceAttribution:
         info["output_delta"] = out_delta
         return SequenceResult(seq, seq_mask, targets, scores, delta, alphas, weights, info,
                               conductance)
+
+
+class _Head:
+    """Each target's backward without the LM head's: ``logits = h W^T + b`` (the model's
+    ``get_output_embeddings()``, an ``nn.Linear``), so ``dS_t/dh`` at target ``t``'s row is
+    known in closed form (logit: ``W[y]``; log-probability: ``W[y] - p W``; probability:
+    ``p_y (W[y] - p W)``; a foil subtracts its own), and the score returned is
+    ``S + (h . g - (h . g).detach())`` with ``g`` fixed: the value ``S`` exactly, the gradient
+    ``g . dh``. Autograd would otherwise run every target's backward through the whole head
+    (vocabulary x hidden for every kept position), most of a small LM's backward.
+
+    Used only where the model returns the head's output unchanged (the same tensor): a model
+    that adds a bias or caps the logits after the head (BART's ``final_logits_bias``, Gemma's
+    soft-capping) gets the plain backward. Hooks live only inside ``active()``.
+    """
+
+    def __init__(self, model: nn.Module):
+        get = getattr(model, "get_output_embeddings", None)
+        found = get() if callable(get) else None
+        self.linear = found if isinstance(found, nn.Linear) else None
+        self.h: Tensor | None = None
+        self.out: Tensor | None = None
+
+    @contextmanager
+    def active(self):
+        if self.linear is None:
+            yield
+            return
+
+        def keep_input(_m, args):
+            self.h = args[0]
+
+        def keep_output(_m, _args, out):
+            self.out = out
+
+        handles = [self.linear.register_forward_pre_hook(keep_input),
+                   self.linear.register_forward_hook(keep_output)]
+        try:
+            yield
+        finally:
+            for h in handles:
+                h.remove()
+            self.h = self.out = None
+
+    def read(self, logits: Tensor) -> bool:
+        """Whether ``logits`` are this forward's head output, unchanged."""
+        return self.out is not None and logits is self.out and self.h is not None
+
+    def rowwise(self, val: Tensor, raw: Tensor, positions: Tensor, score: str, y: Tensor,
+                foil: Tensor | None) -> Tensor:
+        """``val`` (``(n, T)``, computed from ``raw`` logits at ``positions``) with its
+        gradient routed through the head's input rows alone."""
+        w = self.linear.weight
+
+        def grad_of(ids: Tensor, p: Tensor | None) -> Tensor:
+            g = w[ids]
+            if score == "logit":
+                return g
+            g = g - p @ w
+            if score == "prob":
+                g = p.gather(2, ids[..., None]) * g
+            return g
+
+        with torch.no_grad():
+            p = None if score == "logit" else raw.softmax(-1)
+            g = grad_of(y, p)
+            if foil is not None:
+                g = g - grad_of(foil, p)
+        lin = (self.h[:, positions] * g.to(self.h.dtype)).sum(-1)
+        return val.detach() + (lin - lin.detach()).to(val.dtype)
 
 
 def _positions(grads: Sequence[Tensor], diffs: Sequence[Tensor]) -> Tensor:
