@@ -298,7 +298,7 @@ class SequenceAttribution:
         check_eval_mode(self.model)
         if conductance_layers is not None and (self.method != "ig" or steps == "auto"):
             raise ValueError("conductance_layers needs method='ig' with a fixed number of steps")
-        if self.method in ("idg", "left_ig", "input_x_gradient", "deeplift") and steps == "auto":
+        if self.method != "ig" and steps == "auto":
             raise ValueError(f"steps='auto' is for method='ig', not {self.method!r}")
         if steps != "auto":
             check_steps(steps)
