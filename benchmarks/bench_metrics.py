@@ -17,7 +17,7 @@ from benchmarks.common import interleaved, median, write
 
 METHODS = 12
 POINTS = 40
-CHUNKS = ("auto", 1, 2, 4, 8)
+CHUNKS = ("auto", 1, 2, 4, 8, 16)
 
 
 def workload():
