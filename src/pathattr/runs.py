@@ -422,12 +422,18 @@ def summarize(results: str | Path, sample: int = 4, top: int = 10, model: str | 
 
 def _method_stats(done: list, failed: int, corrupt: int) -> dict:
     deltas = [abs(r["delta"]) for r in done if r["delta"] is not None]
-    relative = [abs(r["delta"]) / max(abs(r["output_delta"]), 1e-12) for r in done
-                if r["delta"] is not None and r["output_delta"] is not None]
+    relative = [v for v in map(_relative_gap, done) if v is not None]
     seconds = [r["seconds"] for r in done if r["seconds"] is not None]
     return {"done": len(done), "failed": failed, "corrupt": corrupt,
             "mean_abs_delta": _mean(deltas), "mean_relative_delta": _mean(relative),
             "ms_per_item": None if not seconds else 1000 * _mean(seconds)}
+
+
+def _relative_gap(row) -> float | None:
+    """A stored row's ``|delta| / |F(x) - F(x')|``, or None for a method without a gap."""
+    if row["delta"] is None or row["output_delta"] is None:
+        return None
+    return abs(row["delta"]) / max(abs(row["output_delta"]), 1e-12)
 
 
 def _add_to_sums(sums: dict, method: str, a: np.ndarray) -> None:
@@ -531,7 +537,6 @@ def evaluate_results(results: str | Path, metrics: Sequence[str] = ("insertion",
                                    f"code named in a results folder is never run: give --model")
         bundle = load_model(model, weights)
         dataset = Dataset(settings["data"])
-        side = None
         evaluator = None
         with tqdm(total=len(keys), unit="item", disable=quiet, file=sys.stderr) as bar:
             for i in range(0, len(keys), 16):
@@ -545,13 +550,10 @@ def evaluate_results(results: str | Path, metrics: Sequence[str] = ("insertion",
                 for raw in dataset.read(batch):
                     x = decode(raw, bundle.preprocess)[None]
                     if evaluator is None:
-                        side = x.shape[-1] * x.shape[-2]
                         evaluator = Evaluator(bundle.model, methods, metrics,
-                                              -(-side // curve_steps), controls)
-                    rows_of = {r["method"]: r for r in by_key[raw.key]}
-                    gaps = {m: abs(r["delta"]) / max(abs(r["output_delta"]), 1e-12)
-                            for m, r in rows_of.items()
-                            if r["delta"] is not None and r["output_delta"] is not None}
+                                              -(-x.shape[-1] * x.shape[-2] // curve_steps),
+                                              controls)
+                    gaps = {r["method"]: _relative_gap(r) for r in by_key[raw.key]}
                     evaluator.add(raw.key, x, {m: torch.as_tensor(a) for m, a in
                                                attrs[raw.key].items()},
                                   int(by_key[raw.key][0]["target"]), gaps)
