@@ -128,15 +128,8 @@ def _adaptive(engine: PathEngine, s: Setup, tol: float, max_steps: int):
         return torch.cat(f).double().cpu().numpy(), torch.cat(d).double().cpu().numpy()
 
     nodes, ids, gap, evals, converged = refine(evaluate, len(s.x), tol, max_steps)
-    alphas, weights = [], []
-    sums = [torch.zeros_like(d) for d in diffs]
-    for r, (t, i) in enumerate(zip(nodes, ids)):
-        w = trapezoid_weights(t)
-        alphas.append(torch.as_tensor(t, dtype=dt, device=dev))
-        weights.append(torch.as_tensor(w, dtype=dt, device=dev))
-        for wj, j in zip(w, i):
-            for acc, g in zip(sums, grads[int(j)]):
-                acc[r] += float(wj) * g
+    per_row, alphas, weights = trapezoid_sums(nodes, ids, grads, dt, dev)
+    sums = [torch.stack([row[k] for row in per_row]) for k in range(len(diffs))]
     info = {
         "rule": "adaptive trapezoid",
         "steps": "auto",
@@ -145,6 +138,20 @@ def _adaptive(engine: PathEngine, s: Setup, tol: float, max_steps: int):
         "converged": torch.as_tensor(converged, dtype=torch.bool).reshape(s.k, s.b).all(0),
     }
     return sums, alphas, weights, info
+
+
+def trapezoid_sums(nodes: list, ids: list, kept: dict[int, Sequence[Tensor]], dtype, device
+                   ) -> tuple[list[list[Tensor]], list[Tensor], list[Tensor]]:
+    """After ``quadrature.refine``: per path, the trapezoid-weighted sum over its nodes of each
+    tensor ``kept[node id]`` holds, and the path's nodes and weights as tensors."""
+    sums, alphas, weights = [], [], []
+    for t, i in zip(nodes, ids):
+        w = trapezoid_weights(t)
+        alphas.append(torch.as_tensor(t, dtype=dtype, device=device))
+        weights.append(torch.as_tensor(w, dtype=dtype, device=device))
+        sums.append([sum(float(wj) * kept[int(j)][k] for wj, j in zip(w, i))
+                     for k in range(len(kept[int(i[0])]))])
+    return sums, alphas, weights
 
 
 class LayerIntegratedGradients:

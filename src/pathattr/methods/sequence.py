@@ -42,12 +42,13 @@ from tqdm import tqdm
 from ..engine import Chunk, LayerPath, Tap, guarded
 from ..forward import choose_output
 from ..layers import LayerSpec, resolve_layer
-from ..quadrature import cell_edges, refine, trapezoid_weights
+from ..quadrature import cell_edges, refine
 from ..targets import Target
 from ..validate import check_eval_mode, check_positive_int, check_steps
 from ._setup import Setup, flat_points, rule_tensors, setup
 from .deeplift import layer_pass
 from .idg import SAMPLINGS, adaptive_nodes, coarse_points
+from .integrated_gradients import trapezoid_sums
 from .left_ig import check_saturation, saturation_alphas, truncated_weights
 
 SCORES = ("logit", "logprob", "prob")
@@ -625,7 +626,7 @@ class _SharedPath:
             raise ValueError(f"tol must be > 0, got {tol!r}")
         dt, dev = self.ends[0][0].dtype, self.f1.device
         cache: dict[tuple[int, float], tuple[Tensor, Tensor]] = {}
-        kept: dict[int, Tensor] = {}
+        kept: dict[int, tuple[Tensor]] = {}
 
         def evaluate(ids, paths, t):
             ex, tok = paths // self.t, paths % self.t
@@ -638,20 +639,14 @@ class _SharedPath:
             fs, ds = [], []
             for i, e, a, k in zip(ids, ex, t, tok):
                 p, f = cache[(int(e), float(a))]
-                kept[int(i)] = p[k]
+                kept[int(i)] = (p[k],)
                 fs.append(float(f[k]))
                 ds.append(float(p[k].sum()))
             return np.array(fs), np.array(ds)
 
         nodes, ids, _, evals, converged = refine(evaluate, self.b * self.t, tol, max_steps)
-        length = next(iter(kept.values())).shape[-1]
-        scores = torch.zeros(self.b * self.t, length, dtype=dt, device=dev)
-        alphas, weights = [], []
-        for r, (t, i) in enumerate(zip(nodes, ids)):
-            w = trapezoid_weights(t)
-            alphas.append(torch.as_tensor(t, dtype=dt, device=dev))
-            weights.append(torch.as_tensor(w, dtype=dt, device=dev))
-            scores[r] = sum(float(wj) * kept[int(j)] for wj, j in zip(w, i))
+        per_path, alphas, weights = trapezoid_sums(nodes, ids, kept, dt, dev)
+        scores = torch.stack([row[0] for row in per_path])
         points = torch.bincount(torch.as_tensor([e for e, _ in cache]), minlength=self.b)
         return scores.reshape(self.b, self.t, -1), alphas, weights, {
             "rule": "adaptive trapezoid", "steps": "auto", "tol": tol,
