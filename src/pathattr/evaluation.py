@@ -136,19 +136,22 @@ class Evaluation:
 class Evaluator:
     """Collects the curves of every method on each image, then the ``Evaluation``.
 
-    ``metrics``: a subset of ``METRICS``; ``pixels_per_step`` for insertion and deletion;
-    ``controls``: add each method's inverse ranking and a random ranking (seeded per image).
+    ``metrics``: a subset of ``METRICS``; ``pixels_per_step`` for insertion and deletion, or
+    ``points``: that many steps per curve (``pixels_per_step`` then follows from the first
+    image's size); ``controls``: add each method's inverse ranking and a random ranking
+    (seeded per image).
     """
 
     def __init__(self, model: nn.Module, methods: Sequence[str],
                  metrics: Sequence[str] = ("insertion", "deletion"), pixels_per_step: int = 224,
                  controls: bool = True, road_fractions: Sequence[float] | None = None,
-                 batch_size: int | str = "auto", seed: int = 0):
+                 batch_size: int | str = "auto", seed: int = 0, *, points: int | None = None):
         unknown = [m for m in metrics if m not in METRICS]
         if unknown or not metrics:
             raise ValueError(f"metrics must be a non-empty list of {', '.join(METRICS)}, got "
                              f"{list(metrics)!r}")
         self.model, self.pixels_per_step, self.controls = model, pixels_per_step, controls
+        self.points = points
         self.road_kw = {} if road_fractions is None else {"fractions": tuple(road_fractions)}
         self.batch_size, self.seed = batch_size, seed
         self.result = Evaluation(list(methods), list(metrics))
@@ -166,6 +169,8 @@ class Evaluator:
             raise ValueError(f"{label}: {tuple(x.shape[-2:])} pixels, but the images before it "
                              f"have {tuple(self._size)}: curves over a set need one size")
         self._size = x.shape[-2:]
+        if self.points is not None:
+            self.pixels_per_step = -(-x.shape[-1] * x.shape[-2] // self.points)
         seed = self.seed + len(self.result.inputs)
         rows: dict[str, tuple[Tensor, str]] = {}
         for m in self.result.methods:

@@ -537,7 +537,8 @@ def evaluate_results(results: str | Path, metrics: Sequence[str] = ("insertion",
                                    f"code named in a results folder is never run: give --model")
         bundle = load_model(model, weights)
         dataset = Dataset(settings["data"])
-        evaluator = None
+        evaluator = Evaluator(bundle.model, methods, metrics, controls=controls,
+                              points=curve_steps)
         with tqdm(total=len(keys), unit="item", disable=quiet, file=sys.stderr) as bar:
             for i in range(0, len(keys), 16):
                 batch = keys[i:i + 16]
@@ -549,10 +550,6 @@ def evaluate_results(results: str | Path, metrics: Sequence[str] = ("insertion",
                     attrs.setdefault(row["key"], {})[row["method"]] = a
                 for raw in dataset.read(batch):
                     x = decode(raw, bundle.preprocess)[None]
-                    if evaluator is None:
-                        evaluator = Evaluator(bundle.model, methods, metrics,
-                                              -(-x.shape[-1] * x.shape[-2] // curve_steps),
-                                              controls)
                     gaps = {r["method"]: _relative_gap(r) for r in by_key[raw.key]}
                     evaluator.add(raw.key, x, {m: torch.as_tensor(a) for m, a in
                                                attrs[raw.key].items()},

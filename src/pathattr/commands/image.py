@@ -72,10 +72,8 @@ def run(bundle: ModelBundle, images: list[tuple[str, Image.Image]], opts: Option
     outcomes = []
     evaluator = None
     if opts.curves and opts.methods:
-        side = bundle.preprocess(images[0][1]).shape[-1] if images else 1
         evaluator = Evaluator(bundle.model, opts.methods, opts.metrics,
-                              pixels_per_step=-(-side * side // opts.curve_steps),
-                              controls=opts.controls)
+                              controls=opts.controls, points=opts.curve_steps)
     with bar:
         for label, img in images:
             directory = opts.out / _unique(label, used)
@@ -160,8 +158,8 @@ def _one(bundle: ModelBundle, label: str, img: Image.Image, opts: Options, direc
         if len(attrs) == len(opts.methods):
             curves = evaluator.add(label, x, attrs, target, gaps)
         else:  # an image where a method failed: its curves, but not in the comparison
-            one = Evaluator(model, list(attrs), opts.metrics, evaluator.pixels_per_step,
-                            opts.controls)
+            one = Evaluator(model, list(attrs), opts.metrics, controls=opts.controls,
+                            points=opts.curve_steps)
             curves = one.add(label, x, attrs, target)
         summary["curves"], outcome.curves, report.curves_png = _curves(curves, opts.metrics)
         report.curves = outcome.curves
