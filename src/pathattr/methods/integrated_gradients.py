@@ -129,7 +129,8 @@ def _adaptive(engine: PathEngine, s: Setup, tol: float, max_steps: int):
 
     nodes, ids, gap, evals, converged = refine(evaluate, len(s.x), tol, max_steps)
     per_row, alphas, weights = trapezoid_sums(nodes, ids, grads, dt, dev)
-    sums = [torch.stack([row[k] for row in per_row]) for k in range(len(diffs))]
+    sums = [torch.stack([row[k] for row in per_row]) if per_row else torch.zeros_like(d)
+            for k, d in enumerate(diffs)]  # no rows: an empty batch
     info = {
         "rule": "adaptive trapezoid",
         "steps": "auto",
