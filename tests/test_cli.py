@@ -318,7 +318,7 @@ def test_factory_weights_refused_pickles_and_failures(tmp_path, capsys, monkeypa
                        "saliency,ig", "--steps", "2", "--out", tmp_path / "fussy", "--quiet")
     assert code == 1
     assert err == ("pathattr: warning: ig failed on rocket: RuntimeError: the model failed on "
-                   "what pathattr passed it (input 0: tensor (2, 3, 224, 224) float32 cpu): one "
+                   "what pathattr passed it (input 0: tensor (3, 3, 224, 224) float32 cpu): one "
                    "image at a time\n")
     s = json.loads((tmp_path / "fussy" / "rocket" / "summary.json").read_text())
     assert s["methods"]["saliency"]["error"] is None and "one image" in s["methods"]["ig"]["error"]

@@ -71,10 +71,17 @@ def test_tuple_inputs_equal_captum(two):
 def test_tuple_inputs_layer_methods_equal_captum(two):
     model, x, scale = two
     kw = {"additional_forward_args": (scale,)}
-    lig = pathattr.LayerIntegratedGradients(model, "tab").attribute(x, target=1, steps=20, **kw)
+    # "tab" sees only the tabular input: the image stays at x along the layer's path, so the
+    # path starts at F(x') only where the image's baseline is the image itself
+    with pytest.raises(pathattr.errors.PathError, match="does not start at the baseline"):
+        pathattr.LayerIntegratedGradients(model, "tab").attribute(x, target=1, **kw)
+    base = (x[0], torch.zeros_like(x[1]))
+    lig = pathattr.LayerIntegratedGradients(model, "tab").attribute(x, base, target=1, steps=20,
+                                                                    **kw)
     lig_c = ca.LayerIntegratedGradients(model, model.tab).attribute(
-        x, target=1, n_steps=20, additional_forward_args=(scale,))
+        x, base, target=1, n_steps=20, additional_forward_args=(scale,))
     torch.testing.assert_close(lig.attributions, lig_c, rtol=1e-7, atol=1e-9)
+    assert _rel(lig) < 1e-2
     nc = pathattr.NeuronConductance(model, "head").attribute(x, [2], target=1, steps=20, **kw)
     nc_c = ca.NeuronConductance(model, model.head).attribute(
         x, 2, target=1, n_steps=20, additional_forward_args=(scale,))

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from .errors import NonFiniteOutput
+from .errors import NonFiniteOutput, PathError
 from .forward import ModelCall, Packer
 from .guard import model_guard
 from .layers import StopForward, resolve_layer, stop_when_tapped, tap_layers
@@ -34,6 +34,14 @@ BIG_POINT_BYTES = 4 * 1024**2
 #: 16, a forward and backward in 24.0 / 22.3 / 23.2 / 58.4 ms in chunks of 2 / 4 / 8 / 16, and
 #: IG with 50 steps on 4 photos in 4.7 / 3.6 / 4.5 / 8.4 s in chunks of 2 / 4 / 8 / 16.
 CONV_CPU_CAP = 4
+#: The path point just after the baseline where ``ends`` looks for a jump of the output: a
+#: normalisation layer that sees exactly zero at the baseline (a zero pad row into RMSNorm, a
+#: zero image into a LayerNorm'd patch embedding) is scale-invariant on the whole open path,
+#: so the output jumps at ``alpha = 0`` and no quadrature can integrate it.
+SINGULAR_ALPHA = 1e-5
+#: The part of ``F(x) - F(x')`` that may change between ``0`` and ``SINGULAR_ALPHA``: a smooth
+#: path changes by about ``SINGULAR_ALPHA`` of it there, a singular one by nearly all of it.
+SINGULAR_SHARE = 0.5
 
 
 @dataclass
@@ -75,6 +83,12 @@ class Chunk:
     output: Tensor
     grads: list[Tensor] = field(default_factory=list)
     acts: list[Tensor] = field(default_factory=list)
+
+
+def accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
+    """Where sums over path points are kept: float32 for a half-precision model (bf16 sums of
+    50 gradients lose 2-3 digits, and a bf16 gap can say converged when it is not)."""
+    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
 
 
 def _expand(a: Tensor, like: Tensor) -> Tensor:
@@ -284,13 +298,84 @@ class PathEngine:
              ) -> tuple[Tensor, Tensor, list[tuple[Tensor, Tensor]]]:
         """``F(x)``, ``F(baseline)`` per example and, from the same forward passes, each layer's
         activation (or input) at both ends as ``(at baseline, at x)``, each ``(B, *shape)``.
-        Cost: two forward passes per example."""
+
+        Raises ``PathError`` where the output jumps right after the baseline (``check_smooth_
+        start``). Cost: three forward passes per example (the third at ``SINGULAR_ALPHA``)."""
         b = self.x.shape[0]
         rows = torch.arange(b, device=self.x.device)
-        v, acts = self._forward_only(torch.cat([rows, rows]),
-                                     torch.cat([self.x.new_ones(b), self.x.new_zeros(b)]),
-                                     layers, use_input)
-        return v[:b], v[b:], [(a[b:], a[:b]) for a in acts]
+        straight = self.layer_path is not None or self.baseline.is_floating_point()
+        alphas = [self.x.new_ones(b), self.x.new_zeros(b)]
+        if straight:
+            alphas.append(self.x.new_full((b,), SINGULAR_ALPHA))
+        dtype = self.layer_path.start[0].dtype if self.layer_path else self.x.dtype
+        v, acts = self._forward_only(torch.cat([rows] * len(alphas)),
+                                     torch.cat(alphas).to(dtype), layers, use_input)
+        f1, f0 = v[:b], v[b:2 * b]
+        if straight:
+            self.check_smooth_start(f1, f0, v[2 * b:])
+        return f1, f0, [(a[b:2 * b], a[:b]) for a in acts]
+
+    def check_smooth_start(self, f1: Tensor, f0: Tensor, f_eps: Tensor) -> None:
+        """Raise ``PathError`` for an example whose output moves by more than
+        ``SINGULAR_SHARE`` of ``F(x) - F(x')`` between ``alpha = 0`` and ``SINGULAR_ALPHA``."""
+        if f1.dim() > 1:  # several outputs per row: the largest share decides
+            f1, f0, f_eps = (t.flatten(1) for t in (f1, f0, f_eps))
+        total, start = (f1 - f0).abs(), (f_eps - f0).abs()
+        tiny = 1e3 * torch.finfo(total.dtype).eps * (1 + f0.abs())
+        bad = (start > SINGULAR_SHARE * total) & (total > tiny)
+        if bad.any():
+            i = int(bad.nonzero()[0, 0])
+            where = "the layer path" if self.layer_path is not None else "the straight path"
+            raise PathError(
+                f"example {int(self.examples[i])}: on {where} the output changes by "
+                f"{float(start.flatten()[bad.flatten()][0]):.4g} of its total "
+                f"{float(total.flatten()[bad.flatten()][0]):.4g} between alpha=0 and "
+                f"alpha={SINGULAR_ALPHA:g}: it jumps at the baseline, so no quadrature can "
+                f"integrate it. This happens when a normalisation layer (LayerNorm, RMSNorm, "
+                f"GroupNorm) sees exactly zero at the baseline and is scale-invariant "
+                f"everywhere else on the path. Use a baseline whose normalised activations are "
+                f"not zero: for images a blurred or constant non-zero image "
+                f"(pathattr.baselines), for token ids a pad or mask id whose embedding row is "
+                f"not zero, or a small random baseline")
+
+    def use_layer_path(self, path: LayerPath, f1: Tensor, f0: Tensor) -> None:
+        """Run the path in ``path``'s space, after checking that its start reproduces
+        ``f0 = F(x')`` from the plain forward on the baselines (``f1 = F(x)``).
+
+        On a layer path the model gets the inputs ``x`` and only the layers' activations
+        move; a model that reads its inputs beyond those layers (position ids derived from the
+        padding, pooling at an end-of-sequence position, a mask computed from the ids) would
+        start the path elsewhere and its completeness check would be meaningless, so that
+        raises ``PathError``, as does a jump right after the start (``check_smooth_start``).
+        Cost: two forward passes per example.
+        """
+        self.layer_path = path
+        b = len(self.x)
+        rows = torch.arange(b, device=self.x.device)
+        alphas = torch.zeros(2 * b, dtype=path.start[0].dtype, device=self.x.device)
+        alphas[b:] = SINGULAR_ALPHA
+        v = self.values(torch.cat([rows, rows]), alphas)
+        g0 = v[:b]
+        if g0.dim() > 1:
+            f1, f0, g0 = (t.flatten(1) for t in (f1, f0, g0))
+        eps = torch.finfo(g0.dtype).eps
+        bad = (g0 - f0).abs() > 1e-3 * (f1 - f0).abs() + 1e3 * eps * (1 + f0.abs())
+        if bad.any():
+            i = int(bad.nonzero()[0, 0])
+            layers = ", ".join(repr(n if isinstance(n, str) else type(n).__name__)
+                               for n in path.layers)
+            raise PathError(
+                f"example {int(self.examples[i])}: the path in the space of {layers} does not "
+                f"start at the baseline: with the layer at its baseline value the model gives "
+                f"{float(g0.flatten()[bad.flatten()][0]):.6g}, but on the baseline itself "
+                f"{float(f0.flatten()[bad.flatten()][0]):.6g}. The model reads its inputs "
+                f"other than through this layer (position ids computed from the padding, "
+                f"as RoBERTa does; pooling at an end-of-sequence token, as CLIP does; a mask "
+                f"derived from the ids). Pass what it derives explicitly (e.g. "
+                f"forward_kwargs={{'position_ids': ...}} computed from the input), use a "
+                f"baseline with the input's special tokens and padding, or attribute to a "
+                f"layer that everything the output depends on passes through")
+        self.check_smooth_start(f1, g0, v[b:].reshape(g0.shape))
 
     def activations(self, layers: list[str | nn.Module], rows: Tensor, alphas: Tensor,
                     use_input: bool = False) -> list[Tensor]:

@@ -15,6 +15,12 @@ class NonFiniteOutput(ValueError):
     example and the path point."""
 
 
+class PathError(ValueError):
+    """A path whose ends do not reproduce ``F(x')`` and ``F(x)``, or whose output jumps at the
+    baseline: its completeness check would be meaningless. The message names the example, the
+    cause and the remedy."""
+
+
 def first_line(e: BaseException) -> str:
     """An exception's message up to its first line break ('' if it has none)."""
     text = str(e).strip()

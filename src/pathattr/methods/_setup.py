@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from ..baselines import BaselineSpec, make_baselines
-from ..engine import LayerPath, PathEngine
+from ..engine import LayerPath, PathEngine, accumulation_dtype
 from ..forward import ModelCall, OutputSpec, Packer
 from ..layers import LayerSpec, resolve_layer
 from ..quadrature import nodes_weights
@@ -66,7 +66,7 @@ class Setup:
         baselines (or ``grad_sum`` alone without ``multiply_by_inputs``), in the structure of
         ``x`` (``structure``), with ``delta = sum - mean(out_delta)`` per example."""
         attr = self.mean(grad_sum * diff)
-        out = self.mean(out_delta)
+        out = self.mean(out_delta.to(accumulation_dtype(out_delta.dtype)))
         shown = attr if multiply_by_inputs else self.mean(grad_sum)
         return Attribution(self.structure(shown) if structure else shown,
                            attr.flatten(1).sum(1) - out, alphas, weights,
@@ -183,11 +183,11 @@ def embedding_path(engine: PathEngine, path_layer: LayerSpec | None,
                             "path_layer= (the layer whose output the path runs through, e.g. "
                             "the token embeddings)")
     name, _ = resolve_layer(engine.model, path_layer)
-    _, _, ((start, end),) = engine.ends([name])  # the name keeps an element or call (@K)
+    f1, f0, ((start, end),) = engine.ends([name])  # the name keeps an element or call (@K)
     if not start.is_floating_point():
         raise TypeError(f"path_layer {name!r} output is {start.dtype}; choose a layer with a "
                         f"floating-point output")
-    engine.layer_path = LayerPath([name], [start], [noisy(end, layer_noise)])
+    engine.use_layer_path(LayerPath([name], [start], [noisy(end, layer_noise)]), f1, f0)
     return engine.path_diff
 
 

@@ -30,6 +30,7 @@ from torch import Tensor, nn
 
 from ..baselines import BaselineSpec
 from ..engine import MEMORY_BUDGET, chunk_size, guarded, per_output_grads
+from ..errors import NonFiniteOutput
 from ..forward import OutputSpec
 from ..layers import LayerSpec, resolve_layer, tap_layers
 from ..result import Attribution
@@ -67,7 +68,23 @@ def _forward(s: Setup, mode: DeepLiftMode, rows: Tensor, x: Tensor, x_ref: Tenso
     with mode.inputs():
         out = s.target.select(s.call(x, rows), rows)
     mode.check_consumed()
+    _check_finite(s, rows, out.detach(), "the model's target output at the input")
+    _check_finite(s, rows, out_ref.detach(), "the model's target output at the baseline")
     return out, out_ref.detach(), acts_ref
+
+
+def _check_finite(s: Setup, rows: Tensor, values: Tensor, what: str) -> None:
+    """Raise ``NonFiniteOutput`` naming the first example whose ``values`` (one row per entry
+    of ``rows``) hold a NaN or inf: IG's contract, so no method returns NaN silently."""
+    if values.numel() == 0:
+        return
+    bad = ~torch.isfinite(values.reshape(len(values), -1)).all(1)
+    if bad.any():
+        i = int(bad.nonzero()[0, 0])
+        row = int(rows[i])
+        raise NonFiniteOutput(f"DeepLIFT: {what} is not finite for example {row % s.b} "
+                              f"(baseline {row // s.b}): check the model, its dtype and the "
+                              f"baselines")
 
 
 def layer_pass(s: Setup, layers: list[tuple[str, nn.Module]], nonlinearity: str,
@@ -95,6 +112,8 @@ def layer_pass(s: Setup, layers: list[tuple[str, nn.Module]], nonlinearity: str,
             acts = [t.check() for t in taps]
             grads = per_output_grads(out, acts) if out.dim() == 2 else torch.autograd.grad(
                 out.sum(), acts, allow_unused=True, materialize_grads=True)
+            for g in grads:
+                _check_finite(s, rows, g, "a multiplier")
             parts[0].append([a.detach() - r for a, r in zip(acts, acts_ref)])
             parts[1].append(list(grads))
             parts[2].append(out.detach())
@@ -173,6 +192,7 @@ class DeepLift:
                 out, out_ref, _ = _forward(s, mode, rows, inputs,
                                            s.baseline[rows].detach().requires_grad_(True))
                 (grad,) = torch.autograd.grad(out.sum(), inputs)
+                _check_finite(s, rows, grad, "a multiplier")
                 grads.append(grad)
                 outs.append(out.detach())
                 refs.append(out_ref)

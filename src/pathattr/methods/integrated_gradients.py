@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from ..baselines import BaselineSpec
-from ..engine import Chunk, LayerPath, PathEngine, guarded
+from ..engine import Chunk, LayerPath, PathEngine, accumulation_dtype, guarded
 from ..forward import OutputSpec
 from ..layers import LayerSpec, resolve_layer
 from ..quadrature import refine, trapezoid_weights
@@ -33,7 +33,8 @@ class GradientSum:
     def add(self, ch: Chunk, grads: Sequence[Tensor]) -> None:
         w = self.weights[ch.span]
         if not self.sums:
-            self.sums = [g.new_zeros((self.n, *g.shape[1:])) for g in grads]
+            self.sums = [g.new_zeros((self.n, *g.shape[1:]), dtype=accumulation_dtype(g.dtype))
+                         for g in grads]
         for acc, g in zip(self.sums, grads):
             acc.index_add_(0, ch.rows, g * w.reshape(-1, *([1] * (g.dim() - 1))))
 
@@ -96,8 +97,18 @@ class IntegratedGradients:
                 (grad_sum,) = weighted_gradient_sum(engine, rows, flat_a, weights.repeat(len(s.x)))
                 info = {"rule": rule, "steps": steps,
                         "gradient_evaluations": steps * s.k}
-        return s.result(grad_sum, engine.diff, f1 - f0, alphas, weights, info,
-                        self.multiply_by_inputs)
+        return confirm_convergence(s.result(grad_sum, engine.diff, f1 - f0, alphas, weights,
+                                            info, self.multiply_by_inputs))
+
+
+def confirm_convergence(r: Attribution) -> Attribution:
+    """``info["converged"]`` only where the result's own gap, ``|delta|``, is at most ``tol``
+    of ``|F(x) - F(x')|``: the refinement's bookkeeping is per baseline and in the model's
+    dtype, the result's gap is what a user reads."""
+    if "converged" in r.info:
+        gap, total = r.delta.detach().double().abs(), r.info["output_delta"].double().abs()
+        r.info["converged"] = r.info["converged"] & (gap <= r.info["tol"] * total).cpu()
+    return r
 
 
 def _adaptive(engine: PathEngine, s: Setup, tol: float, max_steps: int):
@@ -124,7 +135,7 @@ def _adaptive(engine: PathEngine, s: Setup, tol: float, max_steps: int):
             f.append(ch.output)
             d.append(sum((g.flatten(1) * fd[ch.rows]).sum(1) for g, fd in zip(gs, flat_diffs)))
             for j, i in enumerate(ids[ch.span]):
-                grads[int(i)] = [g[j] for g in gs]
+                grads[int(i)] = [g[j].to(accumulation_dtype(g.dtype)) for g in gs]
         return torch.cat(f).double().cpu().numpy(), torch.cat(d).double().cpu().numpy()
 
     nodes, ids, gap, evals, converged = refine(evaluate, len(s.x), tol, max_steps)
@@ -215,8 +226,9 @@ class LayerIntegratedGradients:
                                     f"with a floating-point {what}")
             if layer_noise is not None:
                 ends = [(a, noisy(b, layer_noise)) for a, b in ends]
-            engine.layer_path = LayerPath([n for n, _ in named], [a for a, _ in ends],
-                                          [b for _, b in ends], attribute_to_layer_input)
+            engine.use_layer_path(LayerPath([n for n, _ in named], [a for a, _ in ends],
+                                             [b for _, b in ends], attribute_to_layer_input),
+                                  f1, f0)
             if layer_noise is not None:
                 rows = torch.arange(len(s.x), device=s.x.device)
                 f1 = engine.values(rows, torch.ones(len(rows), dtype=ends[0][0].dtype,
@@ -228,12 +240,13 @@ class LayerIntegratedGradients:
                 rows, flat_a = flat_points(len(s.x), alphas)
                 sums = weighted_gradient_sum(engine, rows, flat_a, weights.repeat(len(s.x)))
                 info = {"rule": rule, "steps": steps, "gradient_evaluations": steps * s.k}
-        out_delta = s.mean(f1 - f0)
+        acc = accumulation_dtype(f1.dtype)
+        out_delta = s.mean(f1.to(acc) - f0.to(acc))
         attrs = [s.mean(g * (e - b)) for g, (b, e) in zip(sums, ends)]
         delta = sum(a.flatten(1).sum(1) for a in attrs) - out_delta
         if not self.multiply_by_inputs:
             attrs = [s.mean(g) for g in sums]
         info = {**info, "output_delta": out_delta,
                 "layer": [n for n, _ in named] if self.several else named[0][0]}
-        return Attribution(tuple(attrs) if self.several else attrs[0], delta, alphas, weights,
-                           info)
+        return confirm_convergence(Attribution(tuple(attrs) if self.several else attrs[0], delta,
+                                               alphas, weights, info))

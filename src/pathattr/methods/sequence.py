@@ -39,7 +39,7 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from ..engine import Chunk, LayerPath, Tap, guarded
+from ..engine import Chunk, LayerPath, Tap, accumulation_dtype, guarded
 from ..forward import choose_output
 from ..layers import LayerSpec, resolve_layer
 from ..quadrature import cell_edges, refine
@@ -397,7 +397,11 @@ class SequenceAttribution:
                 out_delta = path.f1 - path.f0
                 if self.method == "ig" and steps == "auto":
                     scores, alphas, weights, extra = path.adaptive(tol, max_steps)
-                    delta = scores.sum(-1) - out_delta
+                    acc = accumulation_dtype(out_delta.dtype)
+                    delta = scores.to(acc).sum(-1) - out_delta.to(acc)
+                    # the result's own gap decides, not the refinement's bookkeeping
+                    extra["converged"] = extra["converged"] & (
+                        delta.double().abs() <= tol * out_delta.double().abs()).cpu()
                 elif self.method == "idg":
                     scores, delta, alphas, weights, extra = path.idg(
                         rule, steps, sampling, coarse_steps)
@@ -511,8 +515,8 @@ class _SharedPath:
         self.s, self.layers, self.t = s, layers, n_targets
         self.engine = s.engine(batch_size, channels_last=False)
         self.f1, self.f0, self.ends = self.engine.ends(layers)
-        self.engine.layer_path = LayerPath(layers, [a for a, _ in self.ends],
-                                           [e for _, e in self.ends])
+        self.engine.use_layer_path(LayerPath(layers, [a for a, _ in self.ends],
+                                             [e for _, e in self.ends]), self.f1, self.f0)
         self.diffs = [e - a for a, e in self.ends]
         self.b = len(self.f1)
         self.progress = progress
@@ -605,7 +609,8 @@ class _SharedPath:
             rows, inner = flat_points(self.b, pts[1:-1])
             inner_f = self.engine.values(rows, inner).reshape(self.b, len(pts) - 2, self.t)
             values = torch.cat([self.f0[:, None], inner_f.to(self.f0.dtype), self.f1[:, None]], 1)
-            alphas, w = adaptive_nodes(pts, pooled_progress(values), steps)
+            alphas, w = (t.to(pts.dtype) for t in adaptive_nodes(pts, pooled_progress(values),
+                                                                steps))
             weights = w
             rows = torch.arange(self.b, device=w.device).repeat_interleave(steps)
             flat_a = alphas.flatten()
@@ -639,7 +644,7 @@ class _SharedPath:
             fs, ds = [], []
             for i, e, a, k in zip(ids, ex, t, tok):
                 p, f = cache[(int(e), float(a))]
-                kept[int(i)] = (p[k],)
+                kept[int(i)] = (p[k].to(accumulation_dtype(p.dtype)),)
                 fs.append(float(f[k]))
                 ds.append(float(p[k].sum()))
             return np.array(fs), np.array(ds)
