@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 #: What ``output=`` accepts: a key of a mapping output, an index of a tuple output, a callable.
 OutputSpec = str | int | Callable[[Any], Tensor] | None
@@ -125,7 +125,7 @@ class ModelCall:
         if forward_kwargs is not None and not isinstance(forward_kwargs, Mapping):
             raise TypeError(f"forward_kwargs must be a dict of keyword arguments, got "
                             f"{type(forward_kwargs).__name__}")
-        self.model, self.packer, self.n, self.output = model, packer, n, output
+        self.model, self.packer, self.n, self.output = eager(model), packer, n, output
         self.args = additional_forward_args or ()
         self.kwargs = dict(forward_kwargs or {})
 
@@ -146,6 +146,16 @@ class ModelCall:
             raise type(e)(f"the model failed on what pathattr passed it "
                           f"({describe(self.packer.unpack(points), args, kwargs)}): {e}") from e
         return choose_output(out, self.output)
+
+
+def eager(model: Any) -> Any:
+    """The module a ``torch.compile``d model wraps (``_orig_mod``), else ``model``.
+
+    Attribution needs what compiled graphs hide: forward hooks on inner layers and a
+    ``TorchFunctionMode`` seeing every op (DeepLIFT). The original module computes the same
+    function, so pathattr runs it eagerly; the compiled wrapper is left as it came."""
+    inner = getattr(model, "_orig_mod", None)
+    return inner if isinstance(model, nn.Module) and isinstance(inner, nn.Module) else model
 
 
 def describe(inputs: Sequence[Tensor], args: Sequence, kwargs: Mapping) -> str:

@@ -85,6 +85,13 @@ def resolve_layer(model: nn.Module, layer: LayerSpec) -> tuple[str, nn.Module]:
     A name may end in an element (``"rnn[0]"``): the name is returned with it."""
     if not isinstance(model, nn.Module):
         raise TypeError("layer attribution needs the model to be an nn.Module")
+    inner = getattr(model, "_orig_mod", None)
+    if isinstance(inner, nn.Module):
+        # a torch.compile'd model runs as the module it wraps (forward.eager): names are that
+        # module's, with or without the wrapper's prefix
+        if isinstance(layer, str) and layer.startswith("_orig_mod."):
+            layer = layer[len("_orig_mod."):]
+        return resolve_layer(inner, layer)
     if isinstance(layer, nn.Module):
         for name, m in model.named_modules():
             if m is layer:
