@@ -237,9 +237,8 @@ def _case(name: str, dtype: torch.dtype, padded: bool, baseline: str):
 
 
 def _bound(name: str, dtype: torch.dtype) -> float:
-    if FAMILIES[name].bound is not None:
-        return FAMILIES[name].bound
-    return 1e-10 if dtype == torch.float64 and not FAMILIES[name].upcasts else 1e-5
+    default = 1e-10 if dtype == torch.float64 and not FAMILIES[name].upcasts else 1e-5
+    return max(default, FAMILIES[name].bound or 0.0)
 
 
 CELLS = [(name, dtype, padded, baseline)
