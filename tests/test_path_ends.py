@@ -1,0 +1,90 @@
+"""A path's ends must reproduce ``F(x')`` and ``F(x)``, and its output must not jump at the
+baseline; otherwise the completeness check means nothing and pathattr refuses (``PathError``).
+Recomputed from plain forwards of the model."""
+
+import pytest
+import torch
+from torch import nn
+
+import pathattr
+from pathattr.errors import PathError
+
+T = pytest.importorskip("transformers")
+
+
+@pytest.fixture(scope="module")
+def roberta():
+    torch.manual_seed(0)
+    cfg = T.RobertaConfig(vocab_size=40, hidden_size=16, intermediate_size=24,
+                          num_hidden_layers=1, num_attention_heads=4, pad_token_id=1,
+                          max_position_embeddings=20)
+    return T.RobertaForSequenceClassification(cfg).double().eval()
+
+
+def test_a_model_reading_ids_beyond_the_layer_is_refused_with_the_remedy(roberta):
+    # RoBERTa derives position ids from the padding: the pad baseline moves the positions too
+    ids = torch.randint(3, 40, (2, 6))
+    for method in (pathattr.LayerIntegratedGradients(roberta, "roberta.embeddings.word_embeddings"),
+                   pathattr.LayerConductance(roberta, "roberta.encoder.layer.0.output")):
+        with pytest.raises(PathError, match="position_ids"):
+            method.attribute(ids, 1, target=1, output="logits", steps=8)
+    # the remedy: positions given explicitly, shared by both ends
+    pos = torch.arange(2, 8).expand(2, -1)
+    r = pathattr.LayerIntegratedGradients(roberta, "roberta.embeddings.word_embeddings").attribute(
+        ids, 1, target=1, output="logits", steps="auto", forward_kwargs={"position_ids": pos})
+    with torch.no_grad():
+        d_f = roberta(ids, position_ids=pos).logits[:, 1] - \
+            roberta(torch.ones_like(ids), position_ids=pos).logits[:, 1]
+    torch.testing.assert_close(r.info["output_delta"], d_f)
+    torch.testing.assert_close(r.delta, r.attributions.flatten(1).sum(1) - d_f)
+    assert bool(r.info["converged"].all()) and (r.delta.abs() <= 0.01 * d_f.abs()).all()
+
+
+class Normed(nn.Module):
+    """LayerNorm straight on the input: scale-invariant on the open path from a zero baseline."""
+
+    def __init__(self):
+        super().__init__()
+        self.norm, self.head = nn.LayerNorm(6, eps=1e-12), nn.Linear(6, 2)
+
+    def forward(self, x):
+        return self.head(torch.tanh(self.norm(x)))
+
+
+@pytest.mark.parametrize("steps", [64, "auto"])
+def test_a_jump_at_the_baseline_is_refused_not_integrated(steps):
+    torch.manual_seed(0)
+    m = Normed().double().eval()
+    x = torch.randn(3, 6, dtype=torch.double)
+    with pytest.raises(PathError, match="normalisation layer"):
+        pathattr.IntegratedGradients(m).attribute(x, target=0, steps=steps)
+    # a baseline the normaliser does not map to a single point: integrable, and complete
+    base = 0.3 * torch.randn(3, 6, dtype=torch.double)
+    r = pathattr.IntegratedGradients(m).attribute(x, base, target=0, steps="auto", tol=1e-3)
+    with torch.no_grad():
+        d_f = m(x)[:, 0] - m(base)[:, 0]
+    assert (r.delta.abs() <= 1e-3 * d_f.abs()).all() and bool(r.info["converged"].all())
+
+
+def test_converged_never_stands_next_to_a_gap_above_tol_in_bfloat16():
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Linear(8, 16), nn.GELU(), nn.Linear(16, 2)).to(torch.bfloat16).eval()
+    x = torch.randn(6, 8, dtype=torch.bfloat16)
+    for tol in (1e-1, 1e-2, 1e-3):
+        r = pathattr.IntegratedGradients(m).attribute(x, target=0, steps="auto", tol=tol)
+        assert r.attributions.dtype == torch.float32  # sums kept in float32
+        ok = r.delta.abs().double() <= tol * r.info["output_delta"].abs().double()
+        assert not (r.info["converged"] & ~ok).any()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("method", ["idg", "left_ig", "ig", "deeplift"])
+def test_every_per_token_method_runs_in_float32_and_bfloat16(method, dtype):
+    torch.manual_seed(0)
+    cfg = T.GPT2Config(vocab_size=40, n_embd=16, n_layer=1, n_head=2, n_positions=20)
+    lm = T.GPT2LMHeadModel(cfg).to(dtype).eval()
+    ids = torch.randint(3, 40, (1, 5))
+    kw = {} if method == "deeplift" else {"steps": 16}
+    r = pathattr.SequenceAttribution(lm, method=method).attribute(ids, max_new_tokens=2, **kw)
+    assert r.scores.shape[:2] == (1, 2) and torch.isfinite(r.scores).all()
+    assert torch.isfinite(r.delta).all()
