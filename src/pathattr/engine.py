@@ -299,11 +299,13 @@ class PathEngine:
         """``F(x)``, ``F(baseline)`` per example and, from the same forward passes, each layer's
         activation (or input) at both ends as ``(at baseline, at x)``, each ``(B, *shape)``.
 
-        Raises ``PathError`` where the output jumps right after the baseline (``check_smooth_
-        start``). Cost: three forward passes per example (the third at ``SINGULAR_ALPHA``)."""
+        On a straight path in input space, raises ``PathError`` where the output jumps right
+        after the baseline (``check_smooth_start``; a layer path was checked when it was set,
+        ``use_layer_path``). Cost: two forward passes per example, three with that check (the
+        third at ``SINGULAR_ALPHA``)."""
         b = self.x.shape[0]
         rows = torch.arange(b, device=self.x.device)
-        straight = self.layer_path is not None or self.baseline.is_floating_point()
+        straight = self.layer_path is None and self.baseline.is_floating_point()
         alphas = [self.x.new_ones(b), self.x.new_zeros(b)]
         if straight:
             alphas.append(self.x.new_full((b,), SINGULAR_ALPHA))

@@ -105,7 +105,7 @@ def layer_pass(s: Setup, layers: list[tuple[str, nn.Module]], nonlinearity: str,
     with guarded(s.call.model), torch.enable_grad(), \
             tap_layers([(name, module, use_input, cut) for name, module in layers]) as taps:
         for rows in _chunks(s, batch_size):
-            mode = DeepLiftMode(len(rows), nonlinearity, fallback)
+            mode = DeepLiftMode(nonlinearity, fallback)
             for t in taps:
                 t.reset()
             out, out_ref, acts_ref = _forward(s, mode, rows, s.x[rows], s.baseline[rows], taps)
@@ -187,7 +187,7 @@ class DeepLift:
         grads, outs, refs, counts = [], [], [], Counter()
         with guarded(self.model), torch.enable_grad():
             for rows in _chunks(s, batch_size):
-                mode = DeepLiftMode(len(rows), self.nonlinearity, self.fallback)
+                mode = DeepLiftMode(self.nonlinearity, self.fallback)
                 inputs = s.x[rows].detach().requires_grad_(True)
                 out, out_ref, _ = _forward(s, mode, rows, inputs,
                                            s.baseline[rows].detach().requires_grad_(True))

@@ -428,21 +428,18 @@ class _ForwardOfCustomFunctions:
     multipliers anyway) is not used. ``torch``'s own Functions (backward hooks) and pathattr's
     rules run as they are. ``Function.apply`` is swapped only while a mode is entered."""
 
-    depth = 0
-    modes: list = []
+    modes: list = []  # the entered modes, innermost last (decompositions re-enter)
 
     @classmethod
     def enter(cls, mode) -> None:
-        if cls.depth == 0:
+        if not cls.modes:
             torch.autograd.Function.apply = classmethod(_apply_as_forward)
-        cls.depth += 1
         cls.modes.append(mode)
 
     @classmethod
     def exit(cls) -> None:
-        cls.depth -= 1
         cls.modes.pop()
-        if cls.depth == 0:
+        if not cls.modes:
             torch.autograd.Function.apply = _ORIGINAL_APPLY
 
 
@@ -470,17 +467,17 @@ class _Entry:
 
 class DeepLiftMode(TorchFunctionMode):
     """Apply DeepLIFT rules to every torch call: enter ``reference()`` and run the model on the
-    references, then enter ``inputs()`` and run it on the inputs (``n`` rows each, row ``i`` of
-    one paired with row ``i`` of the other).
+    references, then enter ``inputs()`` and run it on the inputs (as many rows each, row ``i``
+    of one paired with row ``i`` of the other).
 
     ``rule``: "rescale" or "revealcancel". ``fallback``: use the plain gradient (with a
     warning) for ops without a rule instead of raising. ``counts`` tells how often each rule
     was applied on the input run (``fallback:<op>`` for ops that fell back).
     """
 
-    def __init__(self, n: int, rule: str = "rescale", fallback: bool = False):
+    def __init__(self, rule: str = "rescale", fallback: bool = False):
         super().__init__()
-        self.n, self.rule, self.fallback = n, rule, fallback
+        self.rule, self.fallback = rule, fallback
         self.counts: Counter[str] = Counter()
         self._sources: dict[int, tuple[weakref.ref, AffineSource]] = {}
         self._scales: dict[int, tuple[weakref.ref, bool]] = {}
