@@ -159,7 +159,7 @@ FAMILIES = {
         bound=1e-8),  # float64, the second example of a batch: 7e-9; open
     "mamba": Family(lambda: T.MambaForCausalLM(_cfg(
         T.MambaConfig, vocab_size=V, hidden_size=16, state_size=4, num_hidden_layers=2,
-        expand=2, conv_kernel=2, use_cache=False)), "causal", "backbone.embeddings",
+        expand=2, conv_kernel=2)), "causal", "backbone.embeddings",
         upcasts=True),
 }
 
@@ -222,8 +222,6 @@ def _case(name: str, dtype: torch.dtype, padded: bool, baseline: str):
         target = 1
     else:
         target = 3
-    if name == "mamba":
-        kwargs["use_cache"] = False
 
     def score(inp):
         model = _model(name, dtype)

@@ -14,6 +14,7 @@ unchanged. Row ``r`` of any evaluated batch belongs to example ``r % B``.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -128,6 +129,10 @@ class ModelCall:
         self.model, self.packer, self.n, self.output = eager(model), packer, n, output
         self.args = additional_forward_args or ()
         self.kwargs = dict(forward_kwargs or {})
+        if "use_cache" not in self.kwargs and _caches(self.model):
+            # a cache is state for the next call, not part of the explained function; writing
+            # it (Mamba's ``copy_`` into its cache) has no DeepLIFT rule and costs memory
+            self.kwargs["use_cache"] = False
 
     def __call__(self, points: Tensor, rows: Tensor | None = None) -> Tensor:
         n_rows = points.shape[0]
@@ -156,6 +161,16 @@ def eager(model: Any) -> Any:
     function, so pathattr runs it eagerly; the compiled wrapper is left as it came."""
     inner = getattr(model, "_orig_mod", None)
     return inner if isinstance(model, nn.Module) and isinstance(inner, nn.Module) else model
+
+
+def _caches(model: Any) -> bool:
+    """Whether ``model`` (a HuggingFace model) takes ``use_cache`` and its config turns it on."""
+    if not getattr(getattr(model, "config", None), "use_cache", False):
+        return False
+    try:
+        return "use_cache" in inspect.signature(model.forward).parameters
+    except (TypeError, ValueError, AttributeError):
+        return False
 
 
 def describe(inputs: Sequence[Tensor], args: Sequence, kwargs: Mapping) -> str:
