@@ -328,3 +328,15 @@ def test_batch_size_is_part_of_a_run_and_out_must_be_a_directory(digits, referen
         assert cli.main(["run", "--model", "digits-cnn", "--data", str(digits),
                          "--out", str(out), "--quiet"]) == 2
         assert "--out:" in capsys.readouterr().err
+
+
+def test_summarize_never_writes_through_a_link(reference, tmp_path):
+    outside = tmp_path / "precious.html"
+    outside.write_text("mine")
+    for name in ("report.html", "summary.json"):
+        (reference / name).unlink(missing_ok=True)
+        (reference / name).symlink_to(outside)
+    summarize(reference, sample=1, top=1)
+    assert outside.read_text() == "mine"
+    assert all((reference / n).is_file() and not (reference / n).is_symlink()
+               for n in ("report.html", "summary.json"))

@@ -4,7 +4,8 @@ sees. (A real kill -9 of a run is in test_run.py.)"""
 import numpy as np
 import pytest
 
-from pathattr.store import Outcome, Store, StoreBusy
+import pathattr.store as store_module
+from pathattr.store import BadStore, Outcome, Store, StoreBusy
 
 
 def outcome(key, method="ig", value=1.0, error=None):
@@ -39,18 +40,38 @@ def test_crash_between_shard_and_commit_leaves_items_pending(tmp_path, monkeypat
     with Store(tmp_path, write=True) as s:
         s.commit([outcome("a")])
 
-        def killed(*args):
-            raise KeyboardInterrupt  # stands for a kill after the shard's rename
-        monkeypatch.setattr(s, "db", _Proxy(s.db, killed))
+        db = s.db
+
+        def killed(sql, rows):
+            if sql.startswith("INSERT OR REPLACE INTO items"):
+                raise KeyboardInterrupt  # stands for a kill after the shard's rename
+            return db.executemany(sql, rows)
+        monkeypatch.setattr(s, "db", _Proxy(db, killed))
         with pytest.raises(KeyboardInterrupt):
             s.commit([outcome("b")])
         monkeypatch.undo()
+
+        def half(path, arrays):  # a kill in the middle of writing c's shard
+            path.with_name(path.name + ".tmp").write_bytes(b"PK\x03\x04 half")
+            raise KeyboardInterrupt
+        monkeypatch.setattr(store_module, "_write_atomic", half)
+        with pytest.raises(KeyboardInterrupt):
+            s.commit([outcome("c")])
+        monkeypatch.undo()
         monkeypatch.setattr(s, "_remove_leftovers", lambda: None)  # a kill runs no close()
-    assert len(list((tmp_path / "shards").iterdir())) == 2  # b's shard is an orphan
-    (tmp_path / "shards" / "ig-half.npz.tmp").write_bytes(b"PK\x03\x04 half")  # killed mid-write
-    with Store(tmp_path, write=True) as s:  # the next writer cleans up
+    shards = tmp_path / "shards"
+    assert len([p for p in shards.iterdir() if p.suffix == ".npz"]) == 2  # b's is an orphan
+    assert len(list(shards.glob("*.tmp"))) == 1
+    # the user's files, even those that look like shards, are not the store's to delete
+    foreign = [shards / "notes.txt", shards / "ig-half.npz.tmp",
+               shards / f"ig-{'0' * 32}.npz"]
+    for p in foreign:
+        p.write_bytes(b"mine")
+    with Store(tmp_path, write=True) as s:  # the next writer cleans up what it recorded
         assert s.done() == {("a", "ig")}
-        assert [p.name for p in (tmp_path / "shards").iterdir()] == [s.rows()[0]["shard"]]
+        assert sorted(p.name for p in shards.iterdir()) == sorted(
+            [s.rows()[0]["shard"], *(p.name for p in foreign)])
+    assert all(p.read_bytes() == b"mine" for p in foreign)
 
 
 def test_close_removes_shards_whose_rows_were_all_recomputed(tmp_path):
@@ -160,3 +181,57 @@ class _Proxy:
 
     def __getattr__(self, name):
         return getattr(self._db, name)
+
+
+def test_a_folder_that_is_not_a_store_is_refused_and_left_as_it_was(tmp_path):
+    (tmp_path / "thesis.tex").write_text("mine")
+    (tmp_path / "shards").mkdir()
+    (tmp_path / "shards" / "data.npz").write_bytes(b"mine")
+    with pytest.raises(BadStore, match="not a pathattr results store"):
+        Store(tmp_path, write=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["shards", "thesis.tex"]
+    assert (tmp_path / "shards" / "data.npz").read_bytes() == b"mine"
+
+
+@pytest.mark.parametrize("link", ["shards", "index.sqlite"])
+def test_symlinked_shards_or_index_are_never_followed(tmp_path, link):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "keep.npz").write_bytes(b"mine")
+    out = tmp_path / "out"
+    with Store(out, write=True) as s:
+        s.commit([outcome("a")])
+    target = elsewhere if link == "shards" else elsewhere / "other.sqlite"
+    if link == "index.sqlite":
+        import sqlite3
+
+        sqlite3.connect(target).close()
+    moved = out / (link + ".real")
+    (out / link).rename(moved)
+    (out / link).symlink_to(target)
+    for write in (True, False):
+        with pytest.raises(BadStore, match="symbolic link"):
+            Store(out, write=write)
+    assert (elsewhere / "keep.npz").read_bytes() == b"mine"
+    if link == "index.sqlite":
+        import sqlite3
+
+        with sqlite3.connect(target) as db:  # no tables, no WAL mode written into it
+            assert db.execute("SELECT name FROM sqlite_master").fetchall() == []
+            assert db.execute("PRAGMA journal_mode").fetchone()[0] != "wal"
+
+
+def test_shard_names_in_the_index_cannot_point_outside_the_store(tmp_path):
+    secret = tmp_path / "secret.npz"
+    np.savez(secret, **{"0": np.ones((1, 2, 2), dtype=np.float32)})
+    out = tmp_path / "out"
+    with Store(out, write=True) as s:
+        s.commit([outcome("a")])
+    for name in ("../secret.npz", str(secret), f"../x-{'0' * 32}.npz"):
+        _sql(out, "UPDATE items SET shard = ?", name)
+        with Store(out) as s:
+            (_, reason), = [(r, why) for r, _, why in s.results(s.rows())]
+        assert reason == f"shard name {name!r} is not one pathattr writes"
+    with Store(out, write=True):  # reopening to write deletes nothing outside
+        pass
+    assert secret.exists()

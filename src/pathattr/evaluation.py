@@ -24,6 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from .experiments.common import jsonable
+from .files import write_file
 from .metrics import Curve, compare, deletion, insertion, road
 from .metrics.statistics import bootstrap
 from .viz.curves import INVERSE, RANDOM
@@ -228,7 +229,7 @@ def write_evaluation(evaluation: Evaluation, directory: Path, title: str,
     from . import viz
 
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / "evaluation.json").write_text(json.dumps(jsonable(evaluation.to_dict()),
+    write_file(directory / "evaluation.json", json.dumps(jsonable(evaluation.to_dict()),
                                                           indent=1) + "\n")
     auc, comp = evaluation.tables()
     complete = evaluation.completeness_table()

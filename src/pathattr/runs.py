@@ -25,6 +25,7 @@ import numpy as np
 
 from .datasets import Dataset, ItemError, Raw, decode
 from .errors import SettingError, one_line
+from .files import write_file
 from .store import BadStore, Outcome, Store, StoreBusy
 
 #: ``--layer NAME`` adds the method ``conductance@NAME``: Neuron IG (total conductance) of each
@@ -211,7 +212,7 @@ def run(model: str, data: str | Path, methods: str | Sequence[str] = "ig",
     check_out_dir(out)
     try:
         store = Store(out, write=True)
-    except StoreBusy as e:
+    except (StoreBusy, BadStore) as e:
         raise SettingError(f"--out: {e}") from None
     except (OSError, sqlite3.Error) as e:
         raise SettingError(f"--out: cannot write a results store in {str(out)!r}: "
@@ -398,7 +399,7 @@ def summarize(results: str | Path, sample: int = 4, top: int = 10, model: str | 
                              for t in top_rows],
             "failures": [dict(zip(("key", "method", "error"), f)) for f in failures],
             "corrupt": [dict(zip(("key", "method", "reason"), c)) for c in corrupt]}
-    (results / "summary.json").write_text(json.dumps(data, indent=2) + "\n")
+    write_file(results / "summary.json", json.dumps(data, indent=2) + "\n")
     panels = [viz.MethodPanel(f"{m}: mean |attribution|, {n} items",
                               viz.array_png(viz.heatmap(a / n, signed=False)))
               for m, (a, _, n) in sums.items() if not m.startswith(LAYER_METHOD + "@")]

@@ -8,6 +8,14 @@ Layout of ``RESULTS/``::
     shards/*.npz      one file per (batch, method): member ``str(row)`` is one item's attribution
     lock              held (flock) by the one process writing the store
 
+A store deletes only files it can prove it wrote: a shard's name is recorded in the index
+(table ``shards``) in its own transaction *before* the file is written, and only names so
+recorded, of pathattr's own pattern (``METHOD-<32 hex>.npz``), are ever removed, with their
+``.tmp``. Anything else in the folder is the user's and is left alone. Neither ``shards/`` nor
+``index.sqlite`` may be a symbolic link, and an existing non-empty folder that is not a store is
+refused. Shard names read from the index must be of that pattern too, so a row cannot point a
+reader outside ``shards/``.
+
 Why a crash at any moment loses nothing and never shows a half-written result: a shard is
 written under a temporary name, fsynced, renamed into place (atomic on POSIX) and its directory
 fsynced *before* the transaction that marks its items done commits (one transaction per batch,
@@ -28,6 +36,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import sqlite3
 import uuid
 import zipfile
@@ -48,7 +57,13 @@ CREATE TABLE IF NOT EXISTS items (
     seconds REAL, error TEXT, shard TEXT, row TEXT, checksum TEXT,
     PRIMARY KEY (key, method));
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS shards (name TEXT PRIMARY KEY);
 """
+#: The only shard names a store writes, reads or deletes: no directory part, a random suffix.
+SHARD_NAME = re.compile(r"[^/\\\x00]+-[0-9a-f]{32}\.npz")
+#: What ``Store(write=True)`` may find in a folder it has not initialised yet (a writer killed
+#: before its index existed).
+_OWN_FILES = {"lock", "shards", "index.sqlite", "index.sqlite-wal", "index.sqlite-shm"}
 
 
 @dataclass
@@ -86,7 +101,19 @@ class Store:
         self.path = Path(path)
         self.shards = self.path / "shards"
         self._lock = None
+        for link in (self.shards, self.path / "index.sqlite"):
+            if link.is_symlink():
+                raise BadStore(f"{str(link)!r} is a symbolic link: a results store never "
+                               f"follows one (it would write or delete where the link points)")
         if write:
+            if self.path.is_dir() and not (self.path / "index.sqlite").is_file():
+                foreign = sorted(p.name for p in self.path.iterdir()
+                                 if p.name not in _OWN_FILES)
+                if foreign:
+                    raise BadStore(f"{str(self.path)!r} is not empty and not a pathattr results "
+                                   f"store (it holds {', '.join(foreign[:3])}"
+                                   f"{', ...' if len(foreign) > 3 else ''}); choose a new or "
+                                   f"empty folder")
             self.shards.mkdir(parents=True, exist_ok=True)
             self._lock = _flock(self.path / "lock")
         elif not (self.path / "index.sqlite").is_file():
@@ -100,6 +127,10 @@ class Store:
             columns = {c[1] for c in self.db.execute("PRAGMA table_info(items)")}
             if "checksum" not in columns:  # a store from before checksums: all unverified
                 self.db.execute("ALTER TABLE items ADD COLUMN checksum TEXT")
+            # a store from before the shards table: what its rows name (of our pattern) is ours
+            self.db.executemany("INSERT OR IGNORE INTO shards VALUES (?)", [
+                (s,) for (s,) in self.db.execute("SELECT DISTINCT shard FROM items")
+                if isinstance(s, str) and SHARD_NAME.fullmatch(s)])
             self._remove_leftovers()
 
     def __enter__(self) -> Store:
@@ -162,8 +193,11 @@ class Store:
                 by_method.setdefault(o.method, []).append(o)
             else:
                 rows.append(_row(o, "failed", None, None))
+        names = {method: f"{method}-{uuid.uuid4().hex}.npz" for method in by_method}
+        with self._transaction():  # recorded first: what a kill leaves is provably ours
+            self.db.executemany("INSERT INTO shards VALUES (?)", [(n,) for n in names.values()])
         for method, done in by_method.items():
-            shard = f"{method}-{uuid.uuid4().hex}.npz"
+            shard = names[method]
             _write_atomic(self.shards / shard,
                           {str(i): o.attribution for i, o in enumerate(done)})
             rows.extend(_row(o, "done", shard, str(i), checksum(o.key, o.method, o.attribution))
@@ -209,6 +243,11 @@ class Store:
 
     def _open(self, files: ExitStack, shard: str) -> tuple[object, str | None]:
         """``(npz, None)`` for a shard that opens, ``(None, reason)`` otherwise."""
+        if not SHARD_NAME.fullmatch(shard):
+            return None, f"shard name {shard!r} is not one pathattr writes"
+        path = self.shards / shard
+        if path.is_symlink() or (path.exists() and not path.is_file()):
+            return None, f"shard {shard} is not a regular file"
         try:
             # Our own file handle: np.load leaves its file open when the archive is broken.
             f = files.enter_context(open(self.shards / shard, "rb"))  # noqa: SIM115
@@ -229,13 +268,19 @@ class Store:
         self.db.execute("COMMIT")
 
     def _remove_leftovers(self) -> None:
-        """Temporary files and shards no row refers to: what a writer killed between writing a
-        shard and committing its rows leaves, and shards whose rows were all recomputed. Only
-        the lock holder may do this."""
+        """Shards this store recorded (``shards`` table) that no row refers to, and their
+        temporary files: what a writer killed between recording a shard and committing its
+        rows leaves, and shards whose rows were all recomputed. Files the store did not record
+        are never touched. Only the lock holder may do this."""
         used = {s for (s,) in self.db.execute("SELECT DISTINCT shard FROM items")}
-        for p in self.shards.iterdir():
-            if p.name not in used:
-                p.unlink()
+        gone = [n for (n,) in self.db.execute("SELECT name FROM shards")
+                if n not in used and SHARD_NAME.fullmatch(n)]
+        for name in gone:
+            for p in (self.shards / name, self.shards / (name + ".tmp")):
+                if p.is_file() and not p.is_symlink():
+                    p.unlink()
+        with self._transaction():
+            self.db.executemany("DELETE FROM shards WHERE name = ?", [(n,) for n in gone])
 
 
 COLUMNS = ("key", "method", "status", "prediction", "target", "label", "delta", "output_delta",

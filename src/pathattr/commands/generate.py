@@ -16,6 +16,7 @@ from torch import nn
 
 from .. import viz
 from ..errors import first_line
+from ..files import write_file
 from . import UsageError
 
 #: Language models ``--model`` may name with ``--generate`` / ``--target-text`` (besides the
@@ -117,7 +118,7 @@ def explain_generation(prompt: str, model: str, generate: int | None, target: st
         body = "\n".join(_top_sources(tokens, targets, scores, shift))
     directory = out / "generation"
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / "tokens.json").write_text(json.dumps({
+    write_file(directory / "tokens.json", json.dumps({
         "prompt": prompt, "continuation": continuation, "method": method, "tokens": tokens,
         "targets": targets, "target_ids": r.target_ids[0].tolist(),
         "encoder_decoder": sa.seq2seq, "scores": scores.tolist(), "delta": r.delta[0].tolist(),

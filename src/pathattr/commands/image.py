@@ -17,6 +17,7 @@ from tqdm import tqdm
 from .. import registry, viz
 from ..errors import one_line
 from ..evaluation import Evaluation, Evaluator
+from ..files import safe_name, write_file, write_npz
 from ..layers import resolve_layer
 from ..models import ModelBundle, parse_target
 from . import UsageError
@@ -68,7 +69,9 @@ def run(bundle: ModelBundle, images: list[tuple[str, Image.Image]], opts: Option
     per_image = len(opts.methods) + int(opts.curves) + int(opts.layer is not None)
     bar = tqdm(total=len(images) * per_image, disable=opts.quiet, file=sys.stderr,
                unit="task", leave=False)
-    used: set[str] = set()
+    # the aggregate outputs' names are taken: an input named "evaluation.html" gets another
+    used: set[str] = {"evaluation.html", "evaluation.json", "text", "generation", "report.html",
+                      "summary.json"}
     outcomes = []
     evaluator = None
     if opts.curves and opts.methods:
@@ -76,19 +79,10 @@ def run(bundle: ModelBundle, images: list[tuple[str, Image.Image]], opts: Option
                               controls=opts.controls, points=opts.curve_steps)
     with bar:
         for label, img in images:
-            directory = opts.out / _unique(label, used)
+            directory = opts.out / safe_name(label, used)
             directory.mkdir(parents=True, exist_ok=True)
             outcomes.append(_one(bundle, label, img, opts, directory, bar, evaluator))
     return outcomes, evaluator.result if evaluator and evaluator.result.inputs else None
-
-
-def _unique(label: str, used: set[str]) -> str:
-    name, i = label, 1
-    while name in used:
-        i += 1
-        name = f"{label}-{i}"
-    used.add(name)
-    return name
 
 
 def _one(bundle: ModelBundle, label: str, img: Image.Image, opts: Options, directory: Path,
@@ -140,7 +134,7 @@ def _one(bundle: ModelBundle, label: str, img: Image.Image, opts: Options, direc
             outcome.failures.append(f"{name} failed on {label}: {panel.error}")
         else:
             attrs[name] = attr
-            (directory / f"{name}.png").write_bytes(panel.png)
+            write_file(directory / f"{name}.png", panel.png)
         bar.update()
     if opts.methods:
         outcome.methods = viz.Table(("method", "delta", "relative", "seconds"), [
@@ -149,8 +143,8 @@ def _one(bundle: ModelBundle, label: str, img: Image.Image, opts: Options, direc
     if attrs:
         captions = {p.name: p.caption() for p in report.methods if not p.error}
         grid = viz.method_grid(shown, attrs, captions)
-        (directory / "grid.png").write_bytes(viz.figure_png(grid))
-        np.savez_compressed(directory / "attributions.npz", input=x[0].numpy(),
+        write_file(directory / "grid.png", viz.figure_png(grid))
+        write_npz(directory / "attributions.npz", input=x[0].numpy(),
                             **{k: v.numpy() for k, v in attrs.items()})
     if evaluator is not None and attrs:
         bar.set_description(f"{label}: {', '.join(opts.metrics)}")
@@ -163,7 +157,7 @@ def _one(bundle: ModelBundle, label: str, img: Image.Image, opts: Options, direc
             curves = one.add(label, x, attrs, target)
         summary["curves"], outcome.curves, report.curves_png = _curves(curves, opts.metrics)
         report.curves = outcome.curves
-        (directory / "curves.png").write_bytes(report.curves_png)
+        write_file(directory / "curves.png", report.curves_png)
         bar.update()
     if opts.layer is not None:
         bar.set_description(f"{label}: neurons of {opts.layer}")
@@ -174,9 +168,9 @@ def _one(bundle: ModelBundle, label: str, img: Image.Image, opts: Options, direc
         outcome.neurons = report.neurons = found.table
         report.neurons_png, report.notes = found.png, found.notes
         outcome.failures.extend(f"{f} on {label}" for f in found.failures)
-        (directory / "neurons.png").write_bytes(found.png)
+        write_file(directory / "neurons.png", found.png)
         bar.update()
-    (directory / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_file(directory / "summary.json", json.dumps(summary, indent=2) + "\n")
     report.write(outcome.report)
     return outcome
 

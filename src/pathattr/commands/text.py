@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 
 from .. import viz
+from ..files import write_file
 from . import UsageError
 
 
@@ -54,7 +55,7 @@ def explain_text(text: str, pair: str | None, steps: int, out: Path) -> tuple[li
         tables.append(head + "\n" + viz.tokens_table(tokens, scores))
     directory = out / "text"
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / "tokens.json").write_text(json.dumps(entries, indent=2) + "\n")
+    write_file(directory / "tokens.json", json.dumps(entries, indent=2) + "\n")
     report = viz.Report(
         title="pathattr: sentence similarity",
         facts=[("model", "MiniLM (all-MiniLM-L6-v2), cosine similarity of mean-pooled "

@@ -20,6 +20,7 @@ import torch
 from matplotlib.figure import Figure
 from torch import Tensor
 
+from ..files import write_file
 from ..viz import figure_png
 
 #: Distributions whose versions decide the numbers.
@@ -108,13 +109,13 @@ def write_results(out_dir: Path, name: str, settings: Mapping, numbers: Mapping,
     out_dir.mkdir(parents=True, exist_ok=True)
     files = ["README.md", "results.json"]
     for stem, fig in figures.items():
-        (out_dir / f"{stem}.png").write_bytes(figure_png(fig))
+        write_file(out_dir / f"{stem}.png", figure_png(fig))
         files.append(f"{stem}.png")
-    (out_dir / "README.md").write_text(report.rstrip() + "\n")
+    write_file(out_dir / "README.md", report.rstrip() + "\n")
     doc = {"experiment": name, "settings": jsonable(settings), "versions": versions(),
            "seconds": seconds, "load_average": list(os.getloadavg()),
            "numbers": jsonable(numbers), "files": files}
-    (out_dir / "results.json").write_text(json.dumps(doc, indent=1) + "\n")
+    write_file(out_dir / "results.json", json.dumps(doc, indent=1) + "\n")
     return doc
 
 

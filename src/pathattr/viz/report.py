@@ -9,6 +9,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..files import write_file
+
 CSS = """
 body { font: 14px/1.4 system-ui, sans-serif; margin: 24px; color: #222; max-width: 1200px; }
 h1 { font-size: 22px; } h2 { font-size: 17px; margin-top: 28px; border-bottom: 1px solid #ddd; }
@@ -133,9 +135,7 @@ class Report:
 
     def write(self, path: str | Path) -> Path:
         """Write the page (UTF-8) and return its path."""
-        path = Path(path)
-        path.write_text(self.html(), encoding="utf-8")
-        return path
+        return write_file(path, self.html())
 
 
 def _section(out: list[str], title: str, png: bytes | None, table: Table | None) -> None:

@@ -1,0 +1,59 @@
+"""Writing the user's folders safely: every output is written atomically and never through a
+link, and names derived from inputs stay inside the folder.
+
+``write_file`` writes to a temporary file in the destination's folder, fsyncs it and renames it
+over the destination: a reader sees the old file or the new one, a full disk or a kill leaves
+the old one intact, and a destination that is a symbolic link is replaced by a regular file
+rather than written through (its target is untouched).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+#: Characters kept in a name derived from an input; others become ``_``.
+_UNSAFE = re.compile(r"[^A-Za-z0-9._+-]")
+
+
+def write_file(path: str | Path, data: bytes | str) -> Path:
+    """Write ``data`` (``str``: UTF-8) to ``path`` atomically; return ``path``.
+    Cost: one write, one fsync and a rename."""
+    path = Path(path)
+    payload = data.encode("utf-8") if isinstance(data, str) else data
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(payload)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_npz(path: str | Path, **arrays: np.ndarray) -> Path:
+    """``np.savez_compressed`` through ``write_file``."""
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    return write_file(path, buf.getvalue())
+
+
+def safe_name(label: str, used: set[str]) -> str:
+    """A file name for ``label`` that stays inside its folder and is not in ``used`` (which
+    it joins): unsafe characters become ``_``, leading dots go (``..`` and hidden names), an
+    empty result is ``input``, and a taken name gets ``-2``, ``-3``, ..."""
+    base = _UNSAFE.sub("_", label).lstrip(".")[:120] or "input"
+    name, i = base, 1
+    while name.lower() in {u.lower() for u in used}:
+        i += 1
+        name = f"{base}-{i}"
+    used.add(name)
+    return name
