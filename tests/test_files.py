@@ -70,3 +70,38 @@ def test_explain_keeps_hostile_input_names_inside_out(tmp_path, capsys, monkeypa
     assert "evaluation.html" in written and (out / "evaluation.html").is_file()
     assert all((out / n / "report.html").is_file() for n in written
                if (out / n).is_dir())
+
+
+def test_read_regular_refuses_fifos_devices_outside_paths_and_large_files(tmp_path):
+    from pathattr.files import read_regular
+
+    (tmp_path / "ok.png").write_bytes(b"abc")
+    assert read_regular(tmp_path / "ok.png", inside=tmp_path) == b"abc"
+    os.mkfifo(tmp_path / "pipe.png")  # nobody writes it: opening it blocking would hang
+    with pytest.raises(ValueError, match="not a regular file"):
+        read_regular(tmp_path / "pipe.png", inside=tmp_path)
+    with pytest.raises(ValueError, match="not a regular file"):
+        read_regular("/dev/zero")
+    (tmp_path.parent / "private.png").write_bytes(b"secret")
+    for outside in (tmp_path / ".." / "private.png", tmp_path.parent / "private.png"):
+        with pytest.raises(ValueError, match="lies outside"):
+            read_regular(outside, inside=tmp_path)
+    with pytest.raises(ValueError, match="more than the 2 read"):
+        read_regular(tmp_path / "ok.png", limit=2)
+
+
+def test_dataset_keys_from_an_index_are_read_never_believed(tmp_path):
+    from pathattr.datasets import Dataset
+
+    data = tmp_path / "data"
+    data.mkdir()
+    Image.new("RGB", (4, 4)).save(data / "a.png")
+    os.mkfifo(data / "pipe.png")
+    (tmp_path / "private.png").write_bytes(b"secret")
+    ds = Dataset(data)
+    raws = ds.read(["a.png", "pipe.png", "../private.png", str(tmp_path / "private.png")])
+    assert raws[0].error is None and raws[0].payload.startswith(b"\x89PNG")
+    assert "not a regular file" in raws[1].error
+    assert all("lies outside" in r.error and r.payload is None for r in raws[2:])
+    root = Dataset("/")  # a data folder recorded as "/": reading keys walks nothing
+    assert root.read(["does-not-exist.png"])[0].error and root._keys is None

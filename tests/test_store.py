@@ -235,3 +235,19 @@ def test_shard_names_in_the_index_cannot_point_outside_the_store(tmp_path):
     with Store(out, write=True):  # reopening to write deletes nothing outside
         pass
     assert secret.exists()
+
+
+def test_a_shard_header_claiming_a_huge_shape_is_corrupt_not_fatal(tmp_path):
+    import zipfile
+
+    with Store(tmp_path, write=True) as s:
+        s.commit([outcome("a")])
+        shard = tmp_path / "shards" / s.rows()[0]["shard"]
+    header = "{'descr': '<f4', 'fortran_order': False, 'shape': (1000000000000,), }"
+    member = b"\x93NUMPY\x01\x00" + len(header.ljust(118) + "\n").to_bytes(2, "little") + \
+        (header.ljust(118) + "\n").encode()
+    with zipfile.ZipFile(shard, "w") as z:
+        z.writestr("0.npy", member)
+    with Store(tmp_path) as s:
+        verified, bad = s.check()
+    assert verified == set() and bad[0][:2] == ("a", "ig") and "unreadable" in bad[0][2]

@@ -20,6 +20,7 @@ from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
 from .errors import one_line
+from .files import read_regular
 
 #: File suffixes read as images from a directory (anything else there is not an item).
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm",
@@ -53,11 +54,9 @@ class Dataset:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self._npz = None
+        self._keys: list[str] | None = None
         if self.path.is_dir():
-            files = (p for p in self.path.rglob("*")
-                     if p.suffix.lower() in IMAGE_SUFFIXES and not any(
-                         part.startswith(".") for part in p.relative_to(self.path).parts))
-            self.keys = sorted(p.relative_to(self.path).as_posix() for p in files)
+            pass  # keys are listed when first asked for: reading given keys walks nothing
         elif self.path.is_file():
             if not zipfile.is_zipfile(self.path):
                 raise ValueError(f"{str(self.path)!r} is neither a directory nor an NPZ file")
@@ -66,9 +65,19 @@ class Dataset:
             self._stacked = "x" in names
             self._x = self._npz["x"] if self._stacked else None  # decompressed once
             self._labels = self._npz["y"] if self._stacked and "y" in names else None
-            self.keys = [str(i) for i in range(len(self._x))] if self._stacked else list(names)
+            self._keys = [str(i) for i in range(len(self._x))] if self._stacked else list(names)
         else:
             raise FileNotFoundError(f"no such file or directory: {str(self.path)!r}")
+
+    @property
+    def keys(self) -> list[str]:
+        """Every item's key, in a fixed order. Cost for a directory: one walk, the first time."""
+        if self._keys is None:
+            files = (p for p in self.path.rglob("*")
+                     if p.suffix.lower() in IMAGE_SUFFIXES and not any(
+                         part.startswith(".") for part in p.relative_to(self.path).parts))
+            self._keys = sorted(p.relative_to(self.path).as_posix() for p in files)
+        return self._keys
 
     def read(self, keys: list[str]) -> list[Raw]:
         """The raw items for ``keys`` (each of ``self.keys``). Cost: reading their bytes (an NPZ's
@@ -78,7 +87,9 @@ class Dataset:
     def _read(self, key: str) -> Raw:
         try:
             if self._npz is None:
-                return Raw(key, (self.path / key).read_bytes())
+                # a key from a results index is read, never believed: it must name a regular
+                # file inside the data folder
+                return Raw(key, read_regular(self.path / key, inside=self.path))
             if not self._stacked:
                 return Raw(key, self._npz[key])
             i = int(key)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import os
 import re
+import stat
 import tempfile
 from pathlib import Path
 
@@ -57,3 +58,32 @@ def safe_name(label: str, used: set[str]) -> str:
         name = f"{base}-{i}"
     used.add(name)
     return name
+
+
+#: The largest item file a dataset run reads (an image file, before decoding).
+MAX_READ_BYTES = 512 * 1024**2
+
+
+def read_regular(path: str | Path, inside: str | Path | None = None,
+                 limit: int = MAX_READ_BYTES) -> bytes:
+    """The bytes of a regular file of at most ``limit`` bytes, which must resolve inside the
+    folder ``inside`` if given. Raises ``ValueError`` for anything else (a FIFO or device,
+    which could block or never end, a path leading outside, a file too large), ``OSError``
+    when it cannot be read. Opened non-blocking, so a FIFO is refused instead of waited on."""
+    path = Path(path)
+    if inside is not None:
+        root = Path(inside).resolve()
+        if not path.resolve().is_relative_to(root):
+            raise ValueError(f"{str(path)!r} lies outside {str(root)!r}")
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ValueError(f"{str(path)!r} is not a regular file")
+        if info.st_size > limit:
+            raise ValueError(f"{str(path)!r} holds {info.st_size} bytes, more than the "
+                             f"{limit} read")
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            return f.read(limit + 1)[:limit]
+    finally:
+        os.close(fd)

@@ -254,8 +254,8 @@ class Store:
             return np.load(f, allow_pickle=False), None
         except FileNotFoundError:
             return None, f"shard {shard} is missing"
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
-            return None, f"shard {shard} is unreadable ({first_line(e)})"
+        except (OSError, ValueError, EOFError, MemoryError, zipfile.BadZipFile) as e:
+            return None, f"shard {shard} is unreadable ({first_line(e) or type(e).__name__})"
 
     @contextmanager
     def _transaction(self) -> Iterator[None]:
@@ -308,8 +308,9 @@ def _member(npz, row: sqlite3.Row) -> tuple[np.ndarray | None, str | None]:
         attribution = npz[row["row"]]
     except KeyError:
         return None, f"shard {row['shard']} has no member {row['row']!r}"
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
-        return None, f"{where} is unreadable ({first_line(e)})"
+    except (OSError, ValueError, EOFError, MemoryError, zipfile.BadZipFile) as e:
+        # a header claiming a huge shape raises MemoryError: corrupt like any other
+        return None, f"{where} is unreadable ({first_line(e) or type(e).__name__})"
     if checksum(row["key"], row["method"], attribution) != row["checksum"]:
         return None, f"checksum mismatch: {where} is not this item's result (swapped, edited " \
                      f"or corrupted)"
