@@ -88,3 +88,31 @@ def test_every_per_token_method_runs_in_float32_and_bfloat16(method, dtype):
     r = pathattr.SequenceAttribution(lm, method=method).attribute(ids, max_new_tokens=2, **kw)
     assert r.scores.shape[:2] == (1, 2) and torch.isfinite(r.scores).all()
     assert torch.isfinite(r.delta).all()
+
+
+def test_sequence_inputs_are_checked_by_name():
+    torch.manual_seed(0)
+    cfg = T.GPT2Config(vocab_size=40, n_embd=16, n_layer=1, n_head=2, n_positions=12)
+    lm = T.GPT2LMHeadModel(cfg).double().eval()
+    sa = pathattr.SequenceAttribution(lm)
+    ids = torch.tensor([[3, 4, 5, 6]])
+    bad = [({"attention_mask": torch.tensor([[1, 2, 1, 1]])}, "only 0 and 1, got 2"),
+           ({"attention_mask": torch.tensor([[1, -1, 1, 1]])}, "only 0 and 1, got -1"),
+           ({"attention_mask": torch.zeros(1, 4, dtype=torch.long)}, "row 0 is all 0"),
+           ({"target_ids": torch.tensor([[41]])}, "target_ids holds id 41, outside"),
+           ({"target_ids": torch.tensor([[5]]), "foil_ids": -1}, "foil_ids holds id -1"),
+           ({"target_ids": torch.tensor([[5]]), "foil_ids": torch.ones(2, 3, dtype=torch.long)},
+            r"foil_ids must be one id or of shape \(1, 1\)"),
+           ({"target_ids": torch.tensor([[5]]), "baselines": 99}, "baselines holds id 99"),
+           ({"max_new_tokens": 9}, "max_new_tokens must be at most 8"),
+           ({"max_new_tokens": 10**6}, "max_new_tokens must be at most 8")]
+    for kwargs, message in bad:
+        with pytest.raises(ValueError, match=message):
+            sa.attribute(ids, **kwargs)
+    with pytest.raises(ValueError, match="input_ids holds id 40"):
+        sa.attribute(torch.tensor([[3, 40]]), max_new_tokens=1)
+    with pytest.raises(ValueError, match="max_steps must be at most"):
+        sa.attribute(ids, max_new_tokens=1, steps="auto", max_steps=10**7)
+    with pytest.raises(ValueError, match="max_steps must be at most"):
+        pathattr.IntegratedGradients(lambda t: t.sum(1, keepdim=True)).attribute(
+            torch.ones(1, 3), target=0, steps="auto", max_steps=10**7)

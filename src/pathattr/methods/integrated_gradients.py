@@ -15,7 +15,7 @@ from ..baselines import BaselineSpec
 from ..engine import Chunk, LayerPath, PathEngine, accumulation_dtype, guarded
 from ..forward import OutputSpec
 from ..layers import LayerSpec, resolve_layer
-from ..quadrature import refine, trapezoid_weights
+from ..quadrature import MAX_STEPS, refine, trapezoid_weights
 from ..result import Attribution
 from ..targets import TargetSpec
 from ..validate import check_positive_int
@@ -118,7 +118,7 @@ def _adaptive(engine: PathEngine, s: Setup, tol: float, max_steps: int):
     Keeps each node's gradients (memory: nodes x input or layer size per row). Returns the
     weighted gradient sums (one per input or layer), per-row nodes and weights, and the info.
     """
-    check_positive_int(max_steps, "max_steps", minimum=16)
+    check_positive_int(max_steps, "max_steps", minimum=16, maximum=MAX_STEPS)
     if not tol > 0:
         raise ValueError(f"tol must be > 0, got {tol!r}")
     path = engine.layer_path

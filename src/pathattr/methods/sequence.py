@@ -42,7 +42,7 @@ from tqdm import tqdm
 from ..engine import Chunk, LayerPath, Tap, accumulation_dtype, guarded
 from ..forward import choose_output
 from ..layers import LayerSpec, resolve_layer
-from ..quadrature import cell_edges, refine
+from ..quadrature import MAX_STEPS, cell_edges, refine
 from ..targets import Target
 from ..validate import check_eval_mode, check_positive_int, check_steps
 from ._setup import Setup, flat_points, rule_tensors, setup
@@ -140,6 +140,32 @@ def _ids(t: object, name: str, shape: tuple[int, ...] | None = None) -> Tensor:
     return t.long()
 
 
+#: The most tokens ``max_new_tokens`` may ask for where the model states no context length.
+MAX_NEW_TOKENS = 4096
+
+
+def _check_mask(mask: Tensor) -> None:
+    """An attention mask of 0s and 1s with at least one 1 per row; anything else would be
+    reordered or explained as if it were a prompt."""
+    if not bool(((mask == 0) | (mask == 1)).all()):
+        bad = mask[(mask != 0) & (mask != 1)][0]
+        raise ValueError(f"attention_mask must hold only 0 and 1, got {int(bad)}")
+    empty = (mask.sum(1) == 0).nonzero()
+    if len(empty):
+        raise ValueError(f"attention_mask row {int(empty[0, 0])} is all 0: that example has no "
+                         f"token to explain")
+
+
+def _check_vocabulary(t: Tensor, name: str, size: int | None) -> None:
+    """Token ids in ``[0, size)``: named here, not as an embedding's index error."""
+    if size is None or t.numel() == 0:
+        return
+    bad = (t < 0) | (t >= size)
+    if bool(bad.any()):
+        raise ValueError(f"{name} holds id {int(t[bad][0])}, outside the vocabulary of "
+                         f"{size} ids (0 to {size - 1})")
+
+
 def left_align(ids: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
     """Each row's real tokens moved to the right end, in order (left padding)."""
     order = torch.argsort(mask, dim=1, stable=True)
@@ -231,7 +257,15 @@ class SequenceAttribution:
     def generate(self, ids: Tensor, mask: Tensor, max_new_tokens: int) -> Tensor:
         """Greedy continuation ``(B, max_new_tokens)`` of left-aligned prompts (or encoder
         inputs). Cost: ``max_new_tokens`` forwards over the growing sequence (no cache)."""
-        check_positive_int(max_new_tokens, "max_new_tokens")
+        config = getattr(self.model, "config", None)
+        context = next((getattr(config, k) for k in ("n_positions", "max_position_embeddings")
+                        if isinstance(getattr(config, k, None), int)), None)
+        room = MAX_NEW_TOKENS if context is None else context - (0 if self.seq2seq else
+                                                                  ids.shape[1])
+        if room < 1:
+            raise ValueError(f"input_ids has {ids.shape[1]} tokens, the model's context of "
+                             f"{context}: no room for max_new_tokens")
+        check_positive_int(max_new_tokens, "max_new_tokens", maximum=room)
         new: list[Tensor] = []
         dec = ids.new_full((len(ids), 1), self._start_id()) if self.seq2seq else None
         with guarded(self.model), torch.inference_mode():
@@ -314,6 +348,11 @@ class SequenceAttribution:
         b = ids.shape[0]
         mask = torch.ones_like(ids) if attention_mask is None else \
             _ids(attention_mask, "attention_mask", tuple(ids.shape))
+        _check_mask(mask)
+        embeddings = self.model.get_input_embeddings() \
+            if callable(getattr(self.model, "get_input_embeddings", None)) else None
+        vocabulary = getattr(embeddings, "num_embeddings", None)
+        _check_vocabulary(ids, "input_ids", vocabulary)
         if score not in SCORES:
             raise ValueError(f"score must be one of {', '.join(SCORES)}, got {score!r}")
         if (target_ids is None) == (max_new_tokens is None):
@@ -331,9 +370,20 @@ class SequenceAttribution:
             targets = _ids(torch.as_tensor(target_ids), "target_ids").to(dev)
             if targets.shape[0] != b:
                 raise ValueError(f"target_ids has {targets.shape[0]} rows, expected {b}")
+            _check_vocabulary(targets, "target_ids", vocabulary)
         n_prompt, n_targets = ids.shape[1], targets.shape[1]
-        foil = None if foil_ids is None else torch.as_tensor(foil_ids, device=dev).long() \
-            .expand(b, n_targets)
+        foil = None
+        if foil_ids is not None:
+            foil = torch.as_tensor(foil_ids, device=dev).long()
+            if foil.dim() > 2 or (foil.dim() == 2 and tuple(foil.shape) != (b, n_targets)):
+                raise ValueError(f"foil_ids must be one id or of shape {(b, n_targets)}, got "
+                                 f"{tuple(foil.shape)}")
+            foil = foil.expand(b, n_targets)
+            _check_vocabulary(foil, "foil_ids", vocabulary)
+        if isinstance(baselines, Tensor) and not baselines.is_floating_point():
+            _check_vocabulary(baselines, "baselines", vocabulary)
+        elif isinstance(baselines, int):
+            _check_vocabulary(torch.tensor([baselines]), "baselines", vocabulary)
         if baselines is None:
             pad = getattr(getattr(self.model, "config", None), "pad_token_id", None)
             baselines = 0 if pad is None else int(pad)
@@ -626,7 +676,7 @@ class _SharedPath:
         """IG with ``quadrature.refine`` on every target's own path, ``B * T`` paths (path
         ``b * T + t``); the points of one example are shared, so a node any target asks for
         is free to the others (one forward and ``T`` backwards, computed once)."""
-        check_positive_int(max_steps, "max_steps", minimum=16)
+        check_positive_int(max_steps, "max_steps", minimum=16, maximum=MAX_STEPS)
         if not tol > 0:
             raise ValueError(f"tol must be > 0, got {tol!r}")
         dt, dev = self.ends[0][0].dtype, self.f1.device
