@@ -27,6 +27,7 @@ from .datasets import Dataset, ItemError, Raw, decode
 from .errors import SettingError, one_line
 from .files import write_file
 from .store import BadStore, Outcome, Store, StoreBusy
+from .validate import check_finite
 
 #: ``--layer NAME`` adds the method ``conductance@NAME``: Neuron IG (total conductance) of each
 #: channel of that layer (Shrikumar et al. 2018), stored as one value per channel.
@@ -145,6 +146,10 @@ class Worker:
         so that only the items it fails on fail."""
         try:
             result, seconds = self._attribute(method, x[rows], targets[rows])
+            # a NaN result is a failed item, never a done one (whatever the method)
+            check_finite(result.attributions.flatten(1), f"{method}'s attributions")
+            if result.delta is not None:
+                check_finite(result.delta, f"{method}'s completeness gap")
         except Exception as e:  # one method failing must not lose the others
             if len(rows) > 1:
                 return [o for i in rows

@@ -35,6 +35,26 @@ def check_same_shape(a: Tensor, b: Tensor, name_a: str, name_b: str) -> None:
                          f"(the shape of {name_a})")
 
 
+def first_nonfinite(values: Tensor) -> int | None:
+    """The first row of ``values`` holding a NaN or inf, or None."""
+    if values.numel() == 0:
+        return None
+    bad = ~torch.isfinite(values.reshape(len(values), -1)).all(1)
+    return int(bad.nonzero()[0, 0]) if bool(bad.any()) else None
+
+
+def check_finite(values: Tensor, what: str) -> Tensor:
+    """Return ``values`` (one row per example), or raise ``NonFiniteOutput`` naming the first
+    example where ``what`` is NaN or inf: no method or metric returns NaN silently."""
+    from .errors import NonFiniteOutput
+
+    i = first_nonfinite(values.detach())
+    if i is not None:
+        raise NonFiniteOutput(f"{what} is not finite for example {i}: check the model, its "
+                              f"dtype and the inputs")
+    return values
+
+
 def check_eval_mode(model: object) -> None:
     """Refuse a model in training mode whose output is random (dropout) or batch-coupled."""
     if not isinstance(model, nn.Module) or not model.training:

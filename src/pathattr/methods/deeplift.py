@@ -35,6 +35,7 @@ from ..forward import OutputSpec
 from ..layers import LayerSpec, resolve_layer, tap_layers
 from ..result import Attribution
 from ..targets import TargetSpec
+from ..validate import first_nonfinite
 from ._setup import Inputs, Setup, setup
 from .deeplift_rules import DeepLiftMode
 
@@ -76,11 +77,8 @@ def _forward(s: Setup, mode: DeepLiftMode, rows: Tensor, x: Tensor, x_ref: Tenso
 def _check_finite(s: Setup, rows: Tensor, values: Tensor, what: str) -> None:
     """Raise ``NonFiniteOutput`` naming the first example whose ``values`` (one row per entry
     of ``rows``) hold a NaN or inf: IG's contract, so no method returns NaN silently."""
-    if values.numel() == 0:
-        return
-    bad = ~torch.isfinite(values.reshape(len(values), -1)).all(1)
-    if bad.any():
-        i = int(bad.nonzero()[0, 0])
+    i = first_nonfinite(values)
+    if i is not None:
         row = int(rows[i])
         raise NonFiniteOutput(f"DeepLIFT: {what} is not finite for example {row % s.b} "
                               f"(baseline {row // s.b}): check the model, its dtype and the "

@@ -18,7 +18,7 @@ from ..guard import model_guard
 from ..layers import LayerSpec, StopForward, resolve_layer, stop_when_tapped, tap_layers
 from ..methods._setup import Inputs, Setup, setup
 from ..targets import TargetSpec
-from ..validate import check_positive_int, check_tensor
+from ..validate import check_finite, check_positive_int, check_tensor
 from .curve import Curve
 
 
@@ -70,7 +70,7 @@ def neuron_ablation(model: nn.Module, x: Inputs, layer: LayerSpec, scores: Tenso
         rank = torch.empty_like(order).scatter_(
             1, order, torch.arange(n_units, device=dev).expand(b, -1).contiguous())
         unit_shape = act.shape[1:2] + (1,) * (act.dim() - 2) if channels else act.shape[1:]
-        f_x = s.target.select(s.call(s.x, all_rows), all_rows)
+        f_x = check_finite(s.target.select(s.call(s.x, all_rows), all_rows), "the model's output")
         rows = all_rows.repeat_interleave(len(ks_t))
         counts = ks_t.repeat(b)
         state: dict[str, Tensor] = {}
@@ -85,6 +85,7 @@ def neuron_ablation(model: nn.Module, x: Inputs, layer: LayerSpec, scores: Tenso
                 out.append(s.target.select(s.call(s.x[r], r), r))
                 tap.check()
     changes = f_x[rows] - (torch.cat(out) if out else f_x[:0])
+    check_finite(changes.view(b, len(ks_t)), "the model's output with units reset")
     return Curve.from_scores(ks_t.to(f_x.dtype) / n_units, changes.view(b, len(ks_t)))
 
 

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from ..targets import TargetSpec
+from ..validate import check_finite
 
 
 @dataclass(frozen=True)
@@ -108,7 +109,7 @@ def _attributions(result: object) -> Tensor:
     a = getattr(result, "attributions", result)
     if isinstance(a, tuple):
         a = torch.cat([t.flatten(1) for t in a], 1)
-    return a.detach()
+    return check_finite(a.detach(), "the attributions")
 
 
 def _scores(a: Tensor) -> np.ndarray:

@@ -21,10 +21,10 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from ..engine import guarded
+from ..engine import chunk_size, guarded
 from ..methods._setup import setup
 from ..targets import TargetSpec
-from ..validate import check_positive_int, check_tensor
+from ..validate import check_finite, check_positive_int, check_tensor
 
 
 def gaussian_perturbation(sigma: float = 0.003, seed: int = 0
@@ -54,8 +54,9 @@ def infidelity(model: nn.Module, x: Tensor, attributions: Tensor,
                additional_forward_args: tuple | None = None,
                forward_kwargs: dict | None = None) -> Tensor:
     """Infidelity per example, ``(B,)``. ``perturb_fn(x_repeated) -> (I, x - I)`` (default:
-    ``gaussian_perturbation()``). Cost: one forward on ``x`` and one on ``B * n_samples``
-    perturbed inputs."""
+    ``gaussian_perturbation()``). Raises ``NonFiniteOutput`` where the model's output is NaN
+    or inf. Cost: one forward on ``x`` and one on ``B * n_samples``
+    perturbed inputs, in chunks sized like the path engine's."""
     check_positive_int(n_samples, "n_samples")
     x = check_tensor(x, "x")
     attributions = check_tensor(attributions, "attributions")
@@ -70,8 +71,13 @@ def infidelity(model: nn.Module, x: Tensor, attributions: Tensor,
         raise ValueError(f"perturb_fn must return (perturbation, perturbed input), each of "
                          f"shape {tuple(s.x[rows].shape)}")
     with guarded(model), torch.no_grad():
-        f = s.target.select(s.call(s.x), torch.arange(b, device=s.x.device))
-        f_pert = s.target.select(s.call(perturbed.to(s.x.dtype), rows), rows)
+        f = check_finite(s.target.select(s.call(s.x), torch.arange(b, device=s.x.device)),
+                         "the model's output")
+        step = chunk_size(s.call, s.x, "auto", len(rows))
+        f_pert = torch.cat([s.target.select(s.call(perturbed[i:i + step].to(s.x.dtype),
+                                                    rows[i:i + step]), rows[i:i + step])
+                            for i in range(0, max(len(rows), 1), step)])
+    check_finite(f_pert.view(b, n_samples), "the model's output on a perturbed input")
     dot = (perturbation.flatten(1) * attributions.to(s.x.dtype)[rows].flatten(1)).sum(1)
     dot, change = dot.view(b, n_samples), (f[rows] - f_pert).view(b, n_samples)
     if normalize:
@@ -90,7 +96,7 @@ def sensitivity_max(explain: Callable[[Tensor], Tensor], x: Tensor,
     Cost: ``n_samples + 1`` calls of ``explain``."""
     check_positive_int(n_samples, "n_samples")
     x = check_tensor(x, "x")
-    base = _attributions(explain(x), "explain(x)", x)
+    base = check_finite(_attributions(explain(x), "explain(x)", x), "explain(x)")
     perturbed = (perturb_fn or uniform_perturbation(radius))(
         x.repeat_interleave(n_samples, 0))
     if perturbed.shape != (len(x) * n_samples, *x.shape[1:]):
@@ -100,7 +106,8 @@ def sensitivity_max(explain: Callable[[Tensor], Tensor], x: Tensor,
     norm = torch.where(norm == 0, torch.ones_like(norm), norm)
     worst = torch.zeros(len(x), dtype=base.dtype, device=base.device)
     for k in range(n_samples):  # rows b * n + k: sample k of every example
-        e = _attributions(explain(perturbed[k::n_samples]), "explain(perturbed x)", x)
+        e = check_finite(_attributions(explain(perturbed[k::n_samples]),
+                                       "explain(perturbed x)", x), "explain(perturbed x)")
         worst = torch.maximum(worst, (e - base).flatten(1).norm(dim=1) / norm)
     return worst
 

@@ -1,0 +1,62 @@
+"""Metrics follow IG's contract: a NaN or inf from the model or the attributions is an error
+naming the example (``NonFiniteOutput``), never a NaN score."""
+
+import pytest
+import torch
+from torch import nn
+
+from pathattr.errors import NonFiniteOutput
+from pathattr.metrics import robustness
+from pathattr.metrics.ablation import neuron_ablation
+from pathattr.metrics.randomisation import randomisation_check
+
+
+class LogNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(3, 2)
+        with torch.no_grad():
+            self.lin.weight.fill_(1.0)
+            self.lin.bias.zero_()
+
+    def forward(self, x):
+        return self.lin(x).log()  # NaN where the sum is negative
+
+
+X = torch.tensor([[1.0, 2.0, 3.0], [-4.0, -4.0, -4.0]])
+
+
+def test_infidelity_names_the_example():
+    with pytest.raises(NonFiniteOutput, match="example 1"):
+        robustness.infidelity(LogNet().eval(), X, torch.ones_like(X), target=0)
+    with pytest.raises(ValueError, match="attributions contains NaN"):
+        robustness.infidelity(nn.Linear(3, 2).eval(), X,
+                              torch.full_like(X, float("nan")), target=0)
+
+
+def test_infidelity_in_chunks_equals_one_forward(monkeypatch):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2)).eval()
+    a = torch.randn_like(X)
+    whole = robustness.infidelity(model, X, a, target=0, n_samples=7)
+    monkeypatch.setattr(robustness, "chunk_size", lambda *args, **kw: 3)
+    torch.testing.assert_close(robustness.infidelity(model, X, a, target=0, n_samples=7), whole)
+
+
+def test_sensitivity_ablation_and_randomisation_name_non_finite_values():
+    def explain(t):
+        return t.log()
+    with pytest.raises(NonFiniteOutput, match="explain"):
+        robustness.sensitivity_max(explain, X)
+    with pytest.raises(NonFiniteOutput, match="example 1"):
+        neuron_ablation(LogNet().eval(), X, "lin", torch.ones(2, 2), target=0)
+
+    class Broken:  # an explainer whose attributions are NaN while the model is finite
+        def __init__(self, model):
+            pass
+
+        def attribute(self, x, target=None):
+            return torch.full_like(x, float("nan"))
+    with pytest.raises(NonFiniteOutput, match="attributions is not finite for example 0"):
+        randomisation_check(Broken, nn.Sequential(nn.Linear(3, 2)).eval(), X, target=0,
+                            ssim=False)
