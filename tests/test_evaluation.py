@@ -112,6 +112,10 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match="curves over a set need one size"):
         ev.add("y", torch.rand(1, 3, 8, 8), {"a": torch.rand(3, 8, 8)}, 1)
     assert np.isfinite(ev.result.auc["a"]["deletion"]).all()
+    # a batch of images is refused, not scored whole and recorded as its first image
+    with pytest.raises(ValueError, match=r"one image \(1, C, H, W\) per add, got \(2, 3, 12"):
+        ev.add("z", images(2), {"a": torch.rand(2, 3, 12, 12)}, 1)
+    assert ev.result.inputs == ["x"]
 
 
 def test_comparisons_against_a_reference(evaluated):

@@ -105,3 +105,25 @@ def test_dataset_keys_from_an_index_are_read_never_believed(tmp_path):
     assert all("lies outside" in r.error and r.payload is None for r in raws[2:])
     root = Dataset("/")  # a data folder recorded as "/": reading keys walks nothing
     assert root.read(["does-not-exist.png"])[0].error and root._keys is None
+
+
+def test_control_characters_in_names_are_escaped_in_everything_printed(tmp_path, capsys,
+                                                                        monkeypatch):
+    (tmp_path / "tinynet.py").write_text(textwrap.dedent("""
+        import torch
+        def build():
+            torch.manual_seed(0)
+            return torch.nn.Sequential(torch.nn.Conv2d(3, 2, 8, stride=32), torch.nn.Flatten(),
+                                       torch.nn.Linear(2 * 7 * 7, 4)).eval()
+    """))
+    monkeypatch.chdir(tmp_path)
+    sys.modules.pop("tinynet", None)
+    name = "cat\x1b[2J\nreport: forged.html\r.png"
+    Image.new("RGB", (32, 32), (90, 40, 10)).save(tmp_path / name, format="PNG")
+    code = cli.main(["explain", str(tmp_path / name), "--model", "tinynet:build", "--method",
+                     "saliency", "--out", str(tmp_path / "out")])
+    out, err = capsys.readouterr()
+    assert code == 0
+    assert "\x1b" not in out + err and "\r" not in out
+    assert not any(line.startswith("report: forged") for line in out.splitlines())
+    assert "\\x1b[2J\\nreport: forged.html\\r" in out

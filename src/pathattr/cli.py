@@ -7,11 +7,13 @@ Heavy imports (torch, models, methods) happen only once a command runs, so ``--h
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from .commands import positive_int
+from .errors import EscapedStream, printable
 
 DEFAULT_METHODS = "ig,idg,deeplift"
 DEFAULT_STEPS = 32
@@ -169,15 +171,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .errors import one_line
 
     try:
-        return args.run(args)
+        # everything a command prints to stdout is escaped (stderr carries the progress bars'
+        # own control characters, so its messages are escaped where they are printed)
+        with contextlib.redirect_stdout(EscapedStream(sys.stdout)):
+            return args.run(args)
     except UsageError as e:
-        print(f"pathattr: error: {e}", file=sys.stderr)
+        print(f"pathattr: error: {printable(str(e))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("pathattr: interrupted", file=sys.stderr)
         return 130
     except Exception as e:
-        print(f"pathattr: error: {one_line(e)}", file=sys.stderr)
+        print(f"pathattr: error: {printable(one_line(e))}", file=sys.stderr)
         return 1
 
 
@@ -275,7 +280,7 @@ def _images(args: argparse.Namespace, method_spec: str | None, curves: bool, lay
         _say(args, f"== {o.label}", *(t.text() for t in (o.methods, o.curves, o.neurons) if t),
              f"report: {o.report}")
         for failure in o.failures:
-            print(f"pathattr: warning: {failure}", file=sys.stderr)
+            print(f"pathattr: warning: {printable(failure)}", file=sys.stderr)
     if evaluation is not None and len(evaluation.inputs) > 1:
         from .evaluation import write_evaluation
 

@@ -21,6 +21,28 @@ class PathError(ValueError):
     cause and the remedy."""
 
 
+def printable(text: str, keep: str = "\n\t") -> str:
+    """``text`` with control characters other than those in ``keep`` escaped (``\\x1b``): a
+    file name holding terminal escapes or line breaks (``keep=""`` for a name) cannot recolour
+    the terminal or forge a line of pathattr's output."""
+    return "".join(c if c in keep or (c.isprintable() or c == " ") else
+                   c.encode("unicode_escape").decode("ascii") for c in text)
+
+
+class EscapedStream:
+    """A text stream that writes through ``printable``; everything else is the wrapped one's."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        self._stream.write(printable(text))
+        return len(text)
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
 def first_line(e: BaseException) -> str:
     """An exception's message up to its first line break ('' if it has none)."""
     text = str(e).strip()

@@ -166,6 +166,10 @@ class Evaluator:
         ``{row: {metric: Curve}}``. Cost per method: ``2 * (H W / pixels_per_step + 1)``
         forwards for insertion and deletion (twice with the controls), ``2 * 10`` forwards
         and sparse solves for ROAD; the random ranking once per image."""
+        if not isinstance(x, Tensor) or x.dim() != 4 or x.shape[0] != 1:
+            raise ValueError(f"x for {label}: one image (1, C, H, W) per add, got "
+                             f"{tuple(getattr(x, 'shape', ()))}; add each image with its own "
+                             f"label")
         if self.result.inputs and x.shape[-2:] != self._size:
             raise ValueError(f"{label}: {tuple(x.shape[-2:])} pixels, but the images before it "
                              f"have {tuple(self._size)}: curves over a set need one size")

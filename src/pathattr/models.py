@@ -18,7 +18,7 @@ from PIL import Image, UnidentifiedImageError
 from torch import Tensor, nn
 
 from .datasets import to_rgb
-from .errors import SettingError, one_line
+from .errors import SettingError, one_line, printable
 
 
 @dataclass
@@ -247,7 +247,7 @@ def load_image(spec: str) -> tuple[str, Image.Image]:
         raise SettingError(f"IMAGE: no such file: {spec!r}")
     try:
         with Image.open(path) as img:
-            return path.stem, to_rgb(img)
+            return printable(path.stem, keep=""), to_rgb(img)  # a label is printed
     except UnidentifiedImageError:
         raise SettingError(f"IMAGE: cannot read {spec!r} as an image: not a format Pillow "
                            f"knows") from None

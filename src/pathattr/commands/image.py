@@ -15,7 +15,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from .. import registry, viz
-from ..errors import one_line
+from ..errors import one_line, printable
 from ..evaluation import Evaluation, Evaluator
 from ..files import safe_name, write_file, write_npz
 from ..layers import resolve_layer
@@ -125,7 +125,7 @@ def _one(bundle: ModelBundle, label: str, img: Image.Image, opts: Options, direc
 
     attrs: dict[str, torch.Tensor] = {}
     for name in opts.methods:
-        bar.set_description(f"{label}: {name}")
+        bar.set_description(f"{printable(label)}: {name}")
         panel, attr = _method(name, model, x, target, opts.steps, shown)
         summary["methods"][name] = {"delta": panel.delta, "relative_delta": panel.relative,
                                     "seconds": panel.seconds, "error": panel.error}
@@ -147,7 +147,7 @@ def _one(bundle: ModelBundle, label: str, img: Image.Image, opts: Options, direc
         write_npz(directory / "attributions.npz", input=x[0].numpy(),
                             **{k: v.numpy() for k, v in attrs.items()})
     if evaluator is not None and attrs:
-        bar.set_description(f"{label}: {', '.join(opts.metrics)}")
+        bar.set_description(f"{printable(label)}: {', '.join(opts.metrics)}")
         gaps = {p.name: p.relative for p in report.methods if not p.error}
         if len(attrs) == len(opts.methods):
             curves = evaluator.add(label, x, attrs, target, gaps)
@@ -160,7 +160,7 @@ def _one(bundle: ModelBundle, label: str, img: Image.Image, opts: Options, direc
         write_file(directory / "curves.png", report.curves_png)
         bar.update()
     if opts.layer is not None:
-        bar.set_description(f"{label}: neurons of {opts.layer}")
+        bar.set_description(f"{printable(label)}: neurons of {opts.layer}")
         from .neurons import top_neurons
 
         found = top_neurons(model, x, target, opts.layer, opts.top, opts.steps)
