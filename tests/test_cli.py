@@ -160,6 +160,7 @@ def files(tmp_path):
     (tmp_path / "adir").mkdir()
     (tmp_path / "afile").write_text("")
     (tmp_path / "bomb.png").write_bytes(bomb_png())
+    Image.new("L", (100000, 1)).save(tmp_path / "strip.png")  # a few hundred bytes
     with zipfile.ZipFile(tmp_path / "broken.pt", "w") as z:  # looks like TorchScript, is not
         z.writestr("broken/code/__torch__.py", "garbage")
     return tmp_path
@@ -189,6 +190,8 @@ def files(tmp_path):
     (["frobnicate"], "invalid choice: 'frobnicate'"),
     (["explain", "{tmp}/adir"], "IMAGE: '{tmp}/adir' is a directory; give image files, or run"),
     (["explain", "{tmp}/bomb.png"], "IMAGE: '{tmp}/bomb.png' is too large to decode safely"),
+    (["explain", "{tmp}/strip.png"], "IMAGE: strip: a 100000 x 1 image would be resized to "
+                                     "25600000 x 256 pixels"),
     (["explain", "photo:camera", *DIGITS, "--out", "{tmp}/afile"],
      "--out: '{tmp}/afile' is not a directory"),
     (["explain", "photo:camera", *DIGITS, "--out", "{tmp}/afile/below"],

@@ -53,15 +53,9 @@ class Preprocessing:
     std: tuple[float, float, float] = (128 / 255,) * 3
 
     def __call__(self, image: Image.Image) -> Tensor:
-        from .zoo.efficientnet import to_pil
+        from .zoo.efficientnet import resize_and_crop, to_pil
 
-        img = to_pil(image)
-        w, h = img.size
-        scale = round(self.size * 8 / 7) / min(w, h)
-        nw, nh = max(self.size, round(w * scale)), max(self.size, round(h * scale))
-        img = img.resize((nw, nh), Image.BICUBIC)
-        left, top = (nw - self.size) // 2, (nh - self.size) // 2
-        img = img.crop((left, top, left + self.size, top + self.size))
+        img = resize_and_crop(to_pil(image), self.size, round(self.size * 8 / 7))
         x = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).permute(2, 0, 1)
         return (x - self._column(self.mean)) / self._column(self.std)
 

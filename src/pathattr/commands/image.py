@@ -88,7 +88,10 @@ def run(bundle: ModelBundle, images: list[tuple[str, Image.Image]], opts: Option
 def _one(bundle: ModelBundle, label: str, img: Image.Image, opts: Options, directory: Path,
          bar: tqdm, evaluator: Evaluator | None) -> Outcome:
     model = bundle.model
-    x = bundle.preprocess(img)[None]
+    try:
+        x = bundle.preprocess(img)[None]
+    except ValueError as e:  # e.g. an aspect ratio that resizing would blow up
+        raise UsageError(f"IMAGE: {label}: {e}") from None
     try:
         with torch.inference_mode():
             logits = model(x)

@@ -60,18 +60,28 @@ def to_pil(image: Image.Image | np.ndarray) -> Image.Image:
     return Image.fromarray(a).convert("RGB")
 
 
+def resize_and_crop(img: Image.Image, crop: int, shorter: int) -> Image.Image:
+    """Shorter side to ``shorter`` (bicubic), then the centre ``crop x crop``. Raises
+    ``ValueError`` before allocating where the resized image would exceed Pillow's
+    decompression-bomb limit (a 100000 x 1 image would become 25.6 M x 256 pixels)."""
+    w, h = img.size
+    scale = shorter / min(w, h)
+    nw, nh = max(crop, round(w * scale)), max(crop, round(h * scale))
+    limit = Image.MAX_IMAGE_PIXELS or 2**31
+    if nw * nh > limit:
+        raise ValueError(f"a {w} x {h} image would be resized to {nw} x {nh} pixels, more "
+                         f"than the {limit} allowed; crop it to a usual aspect ratio first")
+    img = img.resize((nw, nh), Image.BICUBIC)
+    left, top = (nw - crop) // 2, (nh - crop) // 2
+    return img.crop((left, top, left + crop, top + crop))
+
+
 def preprocess(image: Image.Image | np.ndarray, crop: int = CROP) -> Tensor:
     """The model's input ``(3, crop, crop)``: shorter side to ``crop / 0.875`` (256 for 224,
     bicubic), centre crop, then ``(255 x - 127) / 128`` for x in [0, 1], so values lie in
     about [-1, 1].
     """
-    img = to_pil(image)
-    w, h = img.size
-    scale = round(crop * RESIZE / CROP) / min(w, h)
-    nw, nh = max(crop, round(w * scale)), max(crop, round(h * scale))
-    img = img.resize((nw, nh), Image.BICUBIC)
-    left, top = (nw - crop) // 2, (nh - crop) // 2
-    img = img.crop((left, top, left + crop, top + crop))
+    img = resize_and_crop(to_pil(image), crop, round(crop * RESIZE / CROP))
     x = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).permute(2, 0, 1)
     return (x * 255 - 127) / 128
 
