@@ -251,3 +251,25 @@ def test_a_shard_header_claiming_a_huge_shape_is_corrupt_not_fatal(tmp_path):
     with Store(tmp_path) as s:
         verified, bad = s.check()
     assert verified == set() and bad[0][:2] == ("a", "ig") and "unreadable" in bad[0][2]
+
+
+@pytest.mark.parametrize("content", ["garbage", "empty", "foreign"])
+def test_an_index_that_is_not_ours_is_refused_and_never_written(tmp_path, content):
+    import sqlite3
+
+    index = tmp_path / "index.sqlite"
+    if content == "garbage":
+        index.write_bytes(b"not a database at all, just text")
+    elif content == "empty":
+        index.write_bytes(b"")
+    else:
+        with sqlite3.connect(index) as db:
+            db.execute("CREATE TABLE accounts (name TEXT)")
+    before = index.read_bytes()
+    with pytest.raises(BadStore, match="is not a pathattr results index"):
+        Store(tmp_path)
+    if content != "empty":  # an empty file is what a writer killed before its schema leaves
+        with pytest.raises(BadStore, match="is not a pathattr results index"):
+            Store(tmp_path, write=True)
+    assert index.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["index.sqlite"]

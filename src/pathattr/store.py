@@ -114,10 +114,14 @@ class Store:
                                    f"store (it holds {', '.join(foreign[:3])}"
                                    f"{', ...' if len(foreign) > 3 else ''}); choose a new or "
                                    f"empty folder")
+            if (self.path / "index.sqlite").is_file():
+                _check_index(self.path / "index.sqlite", empty_ok=True)
             self.shards.mkdir(parents=True, exist_ok=True)
             self._lock = _flock(self.path / "lock")
         elif not (self.path / "index.sqlite").is_file():
             raise FileNotFoundError(f"no results index in {str(self.path)!r}")
+        else:
+            _check_index(self.path / "index.sqlite", empty_ok=False)
         # isolation_level=None: transactions are explicit (BEGIN ... COMMIT), one per batch.
         self.db = sqlite3.connect(self.path / "index.sqlite", isolation_level=None)
         if write:
@@ -142,6 +146,10 @@ class Store:
     def close(self) -> None:
         if self._lock is not None:  # shards whose every row was recomputed into another
             self._remove_leftovers()
+        self._release()
+
+    def _release(self) -> None:
+        """Close the index and release the write lock, touching nothing."""
         self.db.close()
         if self._lock is not None:
             os.close(self._lock)  # releases the flock
@@ -359,6 +367,27 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _check_index(path: Path, empty_ok: bool) -> None:
+    """Raise ``BadStore`` unless ``path`` is a pathattr index (or, with ``empty_ok``, an SQLite
+    file with no tables yet: a writer killed before its schema). Someone else's database, or a
+    file that is no database, is never read as an index nor written to."""
+    with path.open("rb") as f:
+        header = f.read(16)
+    if header and header != b"SQLite format 3\x00":
+        raise BadStore(f"{str(path)!r} is not a pathattr results index (not an SQLite file)")
+    db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        tables = {n for (n,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    except sqlite3.DatabaseError as e:
+        raise BadStore(f"{str(path)!r} is not a pathattr results index ({first_line(e)})") \
+            from None
+    finally:
+        db.close()
+    if (tables or not empty_ok) and not {"items", "meta"} <= tables:
+        raise BadStore(f"{str(path)!r} is not a pathattr results index (its tables: "
+                       f"{', '.join(sorted(tables)) or 'none'})")
 
 
 def _flock(path: Path) -> int:
