@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .commands import positive_int
+from .commands import positive_int, step_count
 from .errors import EscapedStream, printable
 
 DEFAULT_METHODS = "ig,idg,deeplift"
@@ -61,7 +61,7 @@ def build_parser() -> Parser:
                         help="state_dict for --model module:factory (loaded tensors-only)")
     common.add_argument("--target", metavar="CLASS",
                         help="class index or name to explain (default: the predicted class)")
-    common.add_argument("--steps", type=positive_int, default=DEFAULT_STEPS,
+    common.add_argument("--steps", type=step_count, default=DEFAULT_STEPS,
                         help="path points per integral (default: %(default)s)")
     common.add_argument("--out", type=Path, default=Path("pathattr-out"),
                         help="output directory (default: %(default)s); explain writes one "

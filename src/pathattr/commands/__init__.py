@@ -9,7 +9,7 @@ import argparse
 
 from ..errors import SettingError as UsageError
 
-__all__ = ["UsageError", "positive_int"]
+__all__ = ["UsageError", "positive_int", "step_count"]
 
 
 def positive_int(text: str) -> int:
@@ -17,3 +17,15 @@ def positive_int(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
     return int(text)
+
+
+def step_count(text: str) -> int:
+    """An argparse type: a path method's step count, ``1 .. quadrature.MAX_STEPS`` (checked
+    when parsing, so a run never records every item as failed for it)."""
+    from ..quadrature import MAX_STEPS
+
+    n = positive_int(text)
+    if n > MAX_STEPS:
+        raise argparse.ArgumentTypeError(f"at most {MAX_STEPS} steps (each is a forward and a "
+                                         f"backward pass), got {n}")
+    return n
