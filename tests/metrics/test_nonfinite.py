@@ -60,3 +60,16 @@ def test_sensitivity_ablation_and_randomisation_name_non_finite_values():
     with pytest.raises(NonFiniteOutput, match="attributions is not finite for example 0"):
         randomisation_check(Broken, nn.Sequential(nn.Linear(3, 2)).eval(), X, target=0,
                             ssim=False)
+
+
+def test_empty_batches_give_empty_curves_without_a_forward():
+    from pathattr.metrics import deletion, insertion, road
+
+    calls = []
+    net = nn.Sequential(nn.Conv2d(3, 2, 3), nn.Flatten(), nn.Linear(72, 3)).eval()
+    net.register_forward_hook(lambda *a: calls.append(1))
+    empty, none = torch.zeros(0, 3, 8, 8), torch.zeros(0, dtype=torch.long)
+    for metric in (insertion, deletion, road):
+        c = metric(net, empty, empty, target=none)
+        assert c.auc.shape == (0,) and c.scores.shape[0] == 0 and c.scores.shape[1] >= 2
+    assert calls == []

@@ -180,6 +180,8 @@ def _sweep(importance: Tensor, per_step: int, batch: Callable[[int], int],
                 f"{int(steps[i + j])} of {n} {unit} {'deleted' if delete else 'inserted'}: "
                 f"no score is defined there")
         scores.append(p)
+    if not scores:  # an empty batch: an empty curve per example, no forward
+        return counts, importance.new_zeros((0, n_steps + 1))
     return counts, torch.cat(scores).view(b, n_steps + 1)
 
 

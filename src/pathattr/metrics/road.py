@@ -121,7 +121,7 @@ def road(model: nn.Module, x: Tensor, attributions: Tensor, target: TargetSpec =
             removed = torch.zeros(h * w, dtype=torch.bool)
             removed[order_idx[i, :round(v * h * w)].cpu()] = True
             images.append(impute(x[i], removed.view(h, w), noise, g))
-    batch = torch.stack(images)
+    batch = torch.stack(images) if images else x.new_zeros((0, *x.shape[1:]))
     if is_conv(model, x):
         batch = batch.contiguous(memory_format=torch.channels_last)
     with model_guard(model), torch.inference_mode():
@@ -132,7 +132,8 @@ def road(model: nn.Module, x: Tensor, attributions: Tensor, target: TargetSpec =
         rows = torch.arange(b, device=x.device).repeat_interleave(len(f))
         bs = chunk_size(model, x, batch_size, len(batch))
         probs = torch.cat([select(choose_output(model(batch[i:i + bs])).softmax(-1), t,
-                                  rows[i:i + bs]) for i in range(0, len(batch), bs)])
+                                  rows[i:i + bs]) for i in range(0, len(batch), bs)]
+                          or [x.new_zeros(0)])  # an empty batch: no forward
     if not torch.isfinite(probs).all():
         j = int((~torch.isfinite(probs)).nonzero()[0, 0])
         raise NonFiniteOutput(f"the model's output is NaN or inf for example {j // len(f)} "
