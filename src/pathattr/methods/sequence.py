@@ -468,7 +468,7 @@ class SequenceAttribution:
                         scores, delta, extra2 = path.left(alphas, weights, p, f, saturation)
                         extra.update(extra2)
                     else:
-                        scores = torch.einsum("k,bktl->btl", weights, p)
+                        scores = torch.einsum("k,bktl->btl", weights.to(p.dtype), p)
                         delta = scores.sum(-1) - out_delta
             info.update(extra)
         info["output_delta"] = out_delta
@@ -549,7 +549,9 @@ class _Head:
 def _positions(grads: Sequence[Tensor], diffs: Sequence[Tensor]) -> Tensor:
     """``(n, T, L)``: each target's gradient times ``e - e'`` summed over the embedding, per
     layer (encoder, decoder) and concatenated along positions."""
-    return torch.cat([(g * d[:, None]).flatten(3).sum(-1) for g, d in zip(grads, diffs)], 2)
+    acc = accumulation_dtype(grads[0].dtype)  # float32 sums for a half-precision model
+    return torch.cat([(g.to(acc) * d[:, None].to(acc)).flatten(3).sum(-1)
+                      for g, d in zip(grads, diffs)], 2)
 
 
 class _SharedPath:
@@ -634,7 +636,7 @@ class _SharedPath:
                                 self.f1.flatten().double().cpu().numpy(), saturation)
         cut_t = torch.as_tensor(np.minimum(cut, 1.0), dtype=weights.dtype, device=f.device)
         c = truncated_weights(cut_t, weights).reshape(self.b, self.t, -1)
-        scores = torch.einsum("btk,bktl->btl", c, p)
+        scores = torch.einsum("btk,bktl->btl", c.to(p.dtype), p)
         rows = torch.arange(self.b, device=f.device).repeat_interleave(self.t)
         at_cut = self.engine.values(rows, cut_t).reshape(self.b, self.t, self.t)
         f_cut = at_cut.diagonal(dim1=1, dim2=2)
@@ -668,6 +670,7 @@ class _SharedPath:
         p, _ = self.products(rows, flat_a)
         p = p.reshape(self.b, steps, self.t, -1)
         slope = p.sum(-1)  # dS_t/da at each point: (B, m, T)
+        w = w.to(p.dtype)
         scores = torch.einsum("bk,bkt,bktl->btl", w, slope, p)
         delta = torch.einsum("bk,bkt->bt", w, slope) - (self.f1 - self.f0)
         return scores, delta, alphas, weights, extra
