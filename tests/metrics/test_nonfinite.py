@@ -1,6 +1,7 @@
 """Metrics follow IG's contract: a NaN or inf from the model or the attributions is an error
 naming the example (``NonFiniteOutput``), never a NaN score."""
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -73,3 +74,31 @@ def test_empty_batches_give_empty_curves_without_a_forward():
         c = metric(net, empty, empty, target=none)
         assert c.auc.shape == (0,) and c.scores.shape[0] == 0 and c.scores.shape[1] >= 2
     assert calls == []
+
+
+def test_small_images_and_zero_steps_are_handled_by_name():
+    from pathattr.metrics import insertion, road
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 2, 3, padding=1), nn.Flatten(), nn.Linear(2 * 25, 3)).eval()
+    x, a = torch.rand(2, 3, 5, 5), torch.rand(2, 3, 5, 5)
+    # 0.99 of 25 pixels rounds to all of them: a fraction below 1 keeps one
+    c = road(net, x, a, target=torch.tensor([0, 1]), fractions=(0.0, 0.5, 0.99))
+    assert torch.isfinite(c.scores).all() and c.scores.shape == (2, 3)
+    with pytest.raises(ValueError, match="features_per_step must be an integer >= 1, got 0"):
+        insertion(net, x.flatten(1), a.flatten(1), target=0, features_per_step=0)
+    r = randomisation_check(lambda m: _Grad(m), net, x, target=0)  # 5 x 5: a 5 x 5 window
+    assert np.isfinite(r.ssim).all()
+    with pytest.raises(ValueError, match="at least 3 x 3"):
+        randomisation_check(lambda m: _Grad(m), nn.Sequential(nn.Flatten(), nn.Linear(12, 2)),
+                            torch.rand(1, 3, 2, 2), target=0)
+
+
+class _Grad:
+    def __init__(self, model):
+        self.model = model
+
+    def attribute(self, x, target=None):
+        from pathattr import Saliency
+
+        return Saliency(self.model).attribute(x, target=target)

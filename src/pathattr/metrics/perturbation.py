@@ -132,7 +132,7 @@ def _feature_curve(model, x, attributions, target, baseline, feature_mask, featu
     n_feat = int(groups.max()) + 1 if groups.numel() else 0
     scores = _ranked(torch.zeros(b, n_feat, dtype=torch.float64, device=x.device).scatter_add_(
         1, groups, a.flatten(1)).abs(), ranking, seed)
-    per_step = features_per_step or max(1, -(-n_feat // 20))
+    per_step = max(1, -(-n_feat // 20)) if features_per_step is None else features_per_step
     check_positive_int(per_step, "features_per_step")
     sub = baseline_like(x, baseline)
     start, end = (x, sub) if delete else (sub, x)

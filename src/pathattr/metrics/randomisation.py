@@ -79,6 +79,13 @@ def randomisation_check(method: Callable[[nn.Module], object], model: nn.Module,
         except ImportError:
             raise ImportError("ssim needs scikit-image (pip install 'pathattr[zoo]'); or pass "
                               "ssim=False") from None
+    win = None
+    if ssim:  # scikit-image's 7 x 7 window, or the largest odd one the maps hold
+        win = min(7, *x.shape[-2:])
+        win -= 1 - win % 2
+        if win < 3:
+            raise ValueError(f"ssim needs maps of at least 3 x 3 pixels, x has "
+                             f"{tuple(x.shape[-2:])}; pass ssim=False")
     copied = copy.deepcopy(model)
     reference = _attributions(method(copied).attribute(x, target=target, **attribute_kwargs))
     rows, similar = [], []
@@ -90,8 +97,8 @@ def randomisation_check(method: Callable[[nn.Module], object], model: nn.Module,
             after = _attributions(method(copied).attribute(x, target=target, **attribute_kwargs))
             rows.append([_spearman(a, b) for a, b in zip(_scores(reference), _scores(after))])
             if ssim:
-                similar.append([structural_similarity(a, b, data_range=1.0) for a, b in
-                                zip(_maps(reference, x), _maps(after, x))])
+                similar.append([structural_similarity(a, b, data_range=1.0, win_size=win)
+                                for a, b in zip(_maps(reference, x), _maps(after, x))])
     return RandomisationCurve(names, np.asarray(rows), np.asarray(similar) if ssim else None)
 
 

@@ -119,7 +119,8 @@ def road(model: nn.Module, x: Tensor, attributions: Tensor, target: TargetSpec =
     for i in range(b):
         for v in f:
             removed = torch.zeros(h * w, dtype=torch.bool)
-            removed[order_idx[i, :round(v * h * w)].cpu()] = True
+            # a fraction below 1 keeps at least one pixel, however few the image has
+            removed[order_idx[i, :min(round(v * h * w), h * w - 1)].cpu()] = True
             images.append(impute(x[i], removed.view(h, w), noise, g))
     batch = torch.stack(images) if images else x.new_zeros((0, *x.shape[1:]))
     if is_conv(model, x):
