@@ -1,6 +1,8 @@
 """The results store on its own: what a crash at each point leaves, and what the next writer
 sees. (A real kill -9 of a run is in test_run.py.)"""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -51,10 +53,10 @@ def test_crash_between_shard_and_commit_leaves_items_pending(tmp_path, monkeypat
             s.commit([outcome("b")])
         monkeypatch.undo()
 
-        def half(path, arrays):  # a kill in the middle of writing c's shard
-            path.with_name(path.name + ".tmp").write_bytes(b"PK\x03\x04 half")
+        def half(path, write, tmp, durable):  # a kill in the middle of writing c's shard
+            Path(tmp).write_bytes(b"PK\x03\x04 half")
             raise KeyboardInterrupt
-        monkeypatch.setattr(store_module, "_write_atomic", half)
+        monkeypatch.setattr(store_module, "write_atomic", half)
         with pytest.raises(KeyboardInterrupt):
             s.commit([outcome("c")])
         monkeypatch.undo()

@@ -54,10 +54,8 @@ class Dataset:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self._npz = None
-        self._keys: list[str] | None = None
-        if self.path.is_dir():
-            pass  # keys are listed when first asked for: reading given keys walks nothing
-        elif self.path.is_file():
+        self._keys: list[str] | None = None  # a folder's: listed when first asked for
+        if self.path.is_file():
             if not zipfile.is_zipfile(self.path):
                 raise ValueError(f"{str(self.path)!r} is neither a directory nor an NPZ file")
             self._npz = np.load(self.path, allow_pickle=False)
@@ -66,7 +64,7 @@ class Dataset:
             self._x = self._npz["x"] if self._stacked else None  # decompressed once
             self._labels = self._npz["y"] if self._stacked and "y" in names else None
             self._keys = [str(i) for i in range(len(self._x))] if self._stacked else list(names)
-        else:
+        elif not self.path.is_dir():
             raise FileNotFoundError(f"no such file or directory: {str(self.path)!r}")
 
     @property

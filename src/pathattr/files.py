@@ -1,20 +1,23 @@
 """Writing the user's folders safely: every output is written atomically and never through a
 link, and names derived from inputs stay inside the folder.
 
-``write_file`` writes to a temporary file in the destination's folder, fsyncs it and renames it
-over the destination: a reader sees the old file or the new one, a full disk or a kill leaves
-the old one intact, and a destination that is a symbolic link is replaced by a regular file
-rather than written through (its target is untouched).
+``write_atomic`` writes to a temporary file in the destination's folder (created exclusively,
+so a planted link is never followed), fsyncs it and renames it over the destination: a reader
+sees the old file or the new one, a full disk or a kill leaves the old one intact, and a
+destination that is a symbolic link is replaced by a regular file rather than written through
+(its target is untouched). ``write_file`` and ``write_npz`` are its two common uses; the results
+store writes its shards through it too.
 """
 
 from __future__ import annotations
 
-import io
 import os
 import re
 import stat
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -22,29 +25,44 @@ import numpy as np
 _UNSAFE = re.compile(r"[^A-Za-z0-9._+-]")
 
 
-def write_file(path: str | Path, data: bytes | str) -> Path:
-    """Write ``data`` (``str``: UTF-8) to ``path`` atomically; return ``path``.
-    Cost: one write, one fsync and a rename."""
+def write_atomic(path: str | Path, write: Callable[[BinaryIO], object],
+                 tmp: str | Path | None = None, durable: bool = False) -> Path:
+    """Call ``write(f)`` on a new temporary file beside ``path``, fsync it and rename it over
+    ``path``; return ``path``. ``tmp``: the temporary file's name (default: a fresh random one),
+    for a caller that must find what a kill leaves. ``durable``: also fsync the folder, so the
+    rename itself survives a crash. Cost: the write, one or two fsyncs and a rename."""
     path = Path(path)
-    payload = data.encode("utf-8") if isinstance(data, str) else data
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    if tmp is None:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    else:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(payload)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    if durable:
+        folder = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)
     return path
 
 
+def write_file(path: str | Path, data: bytes | str) -> Path:
+    """Write ``data`` (``str``: UTF-8) to ``path`` atomically (``write_atomic``)."""
+    payload = data.encode("utf-8") if isinstance(data, str) else data
+    return write_atomic(path, lambda f: f.write(payload))
+
+
 def write_npz(path: str | Path, **arrays: np.ndarray) -> Path:
-    """``np.savez_compressed`` through ``write_file``."""
-    buf = io.BytesIO()
-    np.savez_compressed(buf, **arrays)
-    return write_file(path, buf.getvalue())
+    """``np.savez_compressed`` through ``write_atomic``."""
+    return write_atomic(path, lambda f: np.savez_compressed(f, **arrays))
 
 
 def safe_name(label: str, used: set[str]) -> str:

@@ -48,6 +48,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import first_line
+from .files import write_atomic
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS items (
@@ -206,8 +207,11 @@ class Store:
             self.db.executemany("INSERT INTO shards VALUES (?)", [(n,) for n in names.values()])
         for method, done in by_method.items():
             shard = names[method]
-            _write_atomic(self.shards / shard,
-                          {str(i): o.attribution for i, o in enumerate(done)})
+            arrays = {str(i): o.attribution for i, o in enumerate(done)}
+            # the temporary name is the shard's plus ".tmp", so a kill's leftover is provably
+            # ours; durable: the rename must be on disk before the rows commit
+            write_atomic(self.shards / shard, lambda f, a=arrays: np.savez(f, **a),
+                         tmp=self.shards / (shard + ".tmp"), durable=True)
             rows.extend(_row(o, "done", shard, str(i), checksum(o.key, o.method, o.attribution))
                         for i, o in enumerate(done))
         with self._transaction():
@@ -258,7 +262,7 @@ class Store:
             return None, f"shard {shard} is not a regular file"
         try:
             # Our own file handle: np.load leaves its file open when the archive is broken.
-            f = files.enter_context(open(self.shards / shard, "rb"))  # noqa: SIM115
+            f = files.enter_context(open(path, "rb"))  # noqa: SIM115
             return np.load(f, allow_pickle=False), None
         except FileNotFoundError:
             return None, f"shard {shard} is missing"
@@ -345,28 +349,6 @@ def _row(o: Outcome, status: str, shard: str | None, row: str | None,
          digest: str | None = None) -> tuple:
     return (o.key, o.method, status, o.prediction, o.target, o.label, o.delta, o.output_delta,
             o.seconds, o.error, shard, row, digest)
-
-
-def _write_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _check_index(path: Path, empty_ok: bool) -> None:
