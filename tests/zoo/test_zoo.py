@@ -53,6 +53,11 @@ def test_digits_cnn_accuracy_cache_and_determinism(tmp_path, monkeypatch):
     assert all(torch.equal(cached[k], again[k]) for k in cached)
     reloaded = zoo.digits_cnn()  # from the cache this time
     assert all(torch.equal(v, cached[k]) for k, v in reloaded.state_dict().items())
+    path.write_bytes(path.read_bytes()[:100])  # a truncated cache: named, rebuilt
+    with pytest.warns(UserWarning, match=f"{path.name}.* do not load"):
+        rebuilt = zoo.digits_cnn()
+    assert all(torch.equal(v, cached[k]) for k, v in rebuilt.state_dict().items())
+    assert torch.load(path, weights_only=True).keys() == cached.keys()
 
 
 @pytest.mark.slow

@@ -5,13 +5,16 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 from torch import Tensor
+
+from ..errors import one_line
+from ..files import write_atomic
 
 
 def cache_dir() -> Path:
@@ -42,17 +45,15 @@ def deterministic(seed: int) -> Iterator[None]:
 
 def cached_state(path: Path, train: Callable[[], dict[str, Tensor]]) -> dict[str, Tensor]:
     """The state dict at ``path`` (``torch.load(weights_only=True)``), or ``train()``'s, written
-    there atomically so that concurrent callers never read a partial file."""
-    if path.exists():
-        return torch.load(path, map_location="cpu", weights_only=True)
+    there atomically so that concurrent callers never read a partial file. A cache file that
+    does not load (truncated, edited) is trained again and replaced, with a warning naming it."""
+    if path.is_file():
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:  # noqa: BLE001 -- any unreadable cache is rebuilt
+            warnings.warn(f"pathattr: the cached weights {str(path)!r} do not load "
+                          f"({one_line(e)}); training them again", stacklevel=2)
     state = train()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, lambda f: torch.save(state, f))
     return state
