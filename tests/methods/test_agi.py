@@ -73,3 +73,18 @@ def test_a_class_equal_to_the_target_is_skipped():
 def test_bad_arguments(kw, err):
     with pytest.raises(err):
         AdversarialGradientIntegration(mlp()).attribute(inputs(), **kw)
+
+
+def test_paths_walked_in_groups_equal_one_group(monkeypatch):
+    # memory holds a group of paths, not batch x classes copies of the input
+    import pathattr.methods.agi as agi
+
+    x, model = inputs(), mlp()
+    whole = AdversarialGradientIntegration(model).attribute(x, target=0, classes=2, steps=5,
+                                                            batch_size=64)
+    monkeypatch.setattr(agi, "PATHS_PER_CHUNK", 1)
+    grouped = AdversarialGradientIntegration(model).attribute(x, target=0, classes=2, steps=5,
+                                                              batch_size=1)
+    torch.testing.assert_close(grouped.attributions, whole.attributions)
+    torch.testing.assert_close(grouped.delta, whole.delta)
+    assert torch.equal(grouped.info["steps_taken"], whole.info["steps_taken"])
