@@ -126,3 +126,9 @@ def test_comparisons_against_a_reference(evaluated):
     assert all(c["verdict"] == "worse" for c in rows if c["against"] == "true")
     with pytest.raises(ValueError, match="reference 'ig' is not one of"):
         result.comparisons(reference="ig")
+
+
+def test_an_evaluator_with_no_images_gives_empty_tables():
+    ev = Evaluator(Spot(), ["a"], ["deletion"], pixels_per_step=16)
+    auc, comp = ev.result.tables()
+    assert auc.rows == [] and comp.rows == []

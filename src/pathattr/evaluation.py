@@ -72,6 +72,8 @@ class Evaluation:
         if reference is not None and reference not in self.methods:
             raise ValueError(f"reference {reference!r} is not one of {self.methods}")
         out = []
+        if not self.inputs:  # nothing scored yet: nothing to compare
+            return out
         for metric in self.metrics:
             has_random = RANDOM in self.auc and metric in self.auc[RANDOM]
             if reference is None:
