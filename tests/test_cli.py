@@ -348,3 +348,20 @@ def test_installed_entry_point():
                           timeout=120)
     assert done.returncode == 2
     assert done.stderr == "pathattr: error: IMAGE: no such file: 'nothing.png'\n"
+
+
+def test_a_language_model_folder_with_pickled_weights_is_a_usage_error(tmp_path, capsys):
+    transformers = pytest.importorskip("transformers")
+    cfg = transformers.GPT2Config(vocab_size=40, n_embd=16, n_layer=1, n_head=2, n_positions=20)
+    model = transformers.GPT2LMHeadModel(cfg)
+    model.config.save_pretrained(tmp_path)
+    torch.save({**model.state_dict(), "evil": Evil()}, tmp_path / "pytorch_model.bin")  # never
+    # unpickled: an arbitrary object beside the weights
+    code, _, err = run(capsys, "explain", "--text", "hello", "--generate", "2", "--model",
+                       tmp_path, "--out", tmp_path / "out", "--quiet")
+    assert code == 2 and "never unpickles arbitrary objects" in err
+    assert "weights_only=False" not in err
+
+
+class Evil:
+    """An arbitrary object a pickled weights file may hold."""

@@ -5,6 +5,7 @@ of a language model's continuation to the prompt and the tokens before it
 from __future__ import annotations
 
 import json
+import pickle
 import sys
 import time
 from collections.abc import Callable
@@ -63,6 +64,10 @@ def load_language_model(name: str) -> LanguageModel:
             transformers.AutoModelForCausalLM
         lm = auto.from_pretrained(path, local_files_only=True).eval()
         tok = transformers.AutoTokenizer.from_pretrained(path, local_files_only=True)
+    except pickle.UnpicklingError:  # torch's advice (weights_only=False) is not ours to give
+        raise UsageError(f"--model: {name!r} holds weights that are not tensors only; pathattr "
+                         f"never unpickles arbitrary objects: save the model with "
+                         f"save_pretrained(..., safe_serialization=True)") from None
     except (OSError, ValueError, KeyError) as e:
         raise UsageError(f"--model: cannot load {name!r} as a language model with its "
                          f"tokenizer: {first_line(e)}") from None
