@@ -125,6 +125,13 @@ def test_evaluate_over_images_a_data_set_and_a_store(tmp_path, capsys):
     assert again["auc"]["ig"]["deletion"] == doc["auc"]["ig"]["deletion"]  # same numbers
     code, _, err = run(capsys, "evaluate", "photo:coffee", "--results", str(store))
     assert code == 2 and "exactly one" in err
+    bad = x[:3].numpy().copy()
+    bad[1] = np.nan  # one item fails: the exit code says so and the warning names it
+    np.savez(tmp_path / "bad.npz", x=bad)
+    code, _, err = run(capsys, "evaluate", "--data", str(tmp_path / "bad.npz"), "--model",
+                       "digits-cnn", "--method", "saliency", "--curve-steps", "4", "--metrics",
+                       "deletion", "--out", tmp_path / "bad", "--quiet")
+    assert code == 1 and "1 item(s) failed: 1 (saliency): " in err and "NaN" in err, err
 
 
 def test_neurons_prints_the_top_channels(tmp_path, capsys):

@@ -4,6 +4,7 @@ evaluate) and ``pathattr evaluate --results STORE``."""
 from __future__ import annotations
 
 import argparse
+import sys
 
 
 def evaluate_store(args: argparse.Namespace) -> int:
@@ -27,4 +28,14 @@ def evaluate_store(args: argparse.Namespace) -> int:
     if not args.quiet:
         print("\n".join([f"== {len(evaluation.inputs)} items",
                          *(t.text() for t in evaluation.tables()), f"report: {page}"]))
+    if failed:
+        from ..errors import printable
+        from ..store import Store
+
+        with Store(results) as store:
+            rows = store.rows("status = 'failed'")
+        names = "; ".join(f"{r['key']} ({r['method']}): {r['error']}" for r in rows[:3])
+        print(printable(f"pathattr: warning: {failed} item(s) failed: {names}"
+                        f"{'; ...' if len(rows) > 3 else ''} (all: pathattr summarize "
+                        f"{results})", keep=""), file=sys.stderr)
     return 1 if failed else 0
