@@ -102,3 +102,13 @@ class _Grad:
         from pathattr import Saliency
 
         return Saliency(self.model).attribute(x, target=target)
+
+
+def test_integer_images_are_refused_by_name():
+    from pathattr.metrics import deletion, insertion
+
+    net = nn.Sequential(nn.Conv2d(3, 2, 3), nn.Flatten(), nn.Linear(72, 3)).eval()
+    x = torch.randint(0, 255, (1, 3, 8, 8))
+    for metric in (insertion, deletion):
+        with pytest.raises(TypeError, match="x holds integer images"):
+            metric(net, x, torch.rand(1, 3, 8, 8), target=0)

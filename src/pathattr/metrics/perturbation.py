@@ -108,6 +108,10 @@ def _ranked(importance: Tensor, ranking: str, seed: int) -> Tensor:
 def _feature_curve(model, x, attributions, target, baseline, feature_mask, features_per_step,
                    additional_forward_args, forward_kwargs, output, batch_size,
                    delete: bool, ranking: str, seed: int) -> Curve:
+    if isinstance(x, Tensor) and x.dim() == 4 and not x.is_floating_point():
+        raise TypeError(f"x holds integer images ({x.dtype}): pass them as floats in the "
+                        f"model's input space (its preprocessing); integer x is read as "
+                        f"token ids")
     s = setup(model, x, None, target, additional_forward_args, forward_kwargs, output,
               integers=True)
     x = s.x
