@@ -118,3 +118,17 @@ def test_sequence_inputs_are_checked_by_name():
     with pytest.raises(ValueError, match="max_steps must be at most"):
         pathattr.IntegratedGradients(lambda t: t.sum(1, keepdim=True)).attribute(
             torch.ones(1, 3), target=0, steps="auto", max_steps=10**7)
+
+
+@pytest.mark.parametrize("method", ["ig", "deeplift"])
+def test_an_empty_batch_of_prompts_gives_an_empty_result_shaped_like_a_full_one(method):
+    torch.manual_seed(0)
+    cfg = T.GPT2Config(vocab_size=40, n_embd=16, n_layer=1, n_head=2, n_positions=20)
+    lm = T.GPT2LMHeadModel(cfg).eval()
+    sa = pathattr.SequenceAttribution(lm, method=method)
+    kw = {} if method == "deeplift" else {"steps": 4}
+    full = sa.attribute(torch.ones(1, 4, dtype=torch.long), max_new_tokens=2, **kw)
+    empty = sa.attribute(torch.ones(0, 4, dtype=torch.long), max_new_tokens=2, **kw)
+    for name in ("input_ids", "attention_mask", "target_ids", "scores", "delta"):
+        a, b = getattr(full, name), getattr(empty, name)
+        assert b.shape == (0, *a.shape[1:]) and b.dtype == a.dtype, name

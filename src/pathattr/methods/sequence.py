@@ -362,6 +362,16 @@ class SequenceAttribution:
             raise ValueError("input_ids needs at least one prompt token")
         dev = next(self.model.parameters()).device
         ids, mask = ids.to(dev), mask.to(dev)
+        if b == 0:  # an empty batch: an empty result, no forward (a model cannot run 0 rows)
+            n = check_positive_int(max_new_tokens, "max_new_tokens") if target_ids is None \
+                else _ids(torch.as_tensor(target_ids), "target_ids").shape[1]
+            targets = ids.new_zeros((0, n))
+            dtype = next(self.model.parameters()).dtype
+            return SequenceResult(torch.cat([ids, targets], 1), torch.cat([mask, targets], 1),
+                                  targets, ids.new_zeros((0, n, ids.shape[1] + n), dtype=dtype),
+                                  ids.new_zeros((0, n), dtype=dtype), None, None,
+                                  {"score": score, "method": self.method,
+                                   "prompt_length": ids.shape[1], "encoder_decoder": self.seq2seq})
         if not self.seq2seq:
             ids, mask = left_align(ids, mask)
         if target_ids is None:
