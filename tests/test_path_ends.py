@@ -132,3 +132,15 @@ def test_an_empty_batch_of_prompts_gives_an_empty_result_shaped_like_a_full_one(
     for name in ("input_ids", "attention_mask", "target_ids", "scores", "delta"):
         a, b = getattr(full, name), getattr(empty, name)
         assert b.shape == (0, *a.shape[1:]) and b.dtype == a.dtype, name
+
+
+def test_a_layer_method_on_an_empty_batch_the_model_cannot_run_names_x():
+    cfg = T.BertConfig(vocab_size=40, hidden_size=16, intermediate_size=24,
+                       num_hidden_layers=1, num_attention_heads=4)
+    model = T.BertForSequenceClassification(cfg).eval()
+    ids = torch.zeros(0, 5, dtype=torch.long)
+    for method in (pathattr.LayerIntegratedGradients(model, "bert.embeddings.word_embeddings"),
+                   pathattr.LayerConductance(model, "bert.encoder.layer.0.output")):
+        with pytest.raises(ValueError, match="x is an empty batch, and the model cannot run on "
+                                             "zero rows"):
+            method.attribute(ids, 0, target=1, output="logits", steps=4)

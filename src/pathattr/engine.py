@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from .errors import NonFiniteOutput, PathError
+from .errors import NonFiniteOutput, PathError, one_line
 from .forward import ModelCall, Packer
 from .guard import model_guard
 from .layers import StopForward, resolve_layer, stop_when_tapped, tap_layers
@@ -310,8 +310,15 @@ class PathEngine:
         if straight:
             alphas.append(self.x.new_full((b,), SINGULAR_ALPHA))
         dtype = self.layer_path.start[0].dtype if self.layer_path else self.x.dtype
-        v, acts = self._forward_only(torch.cat([rows] * len(alphas)),
-                                     torch.cat(alphas).to(dtype), layers, use_input)
+        try:
+            v, acts = self._forward_only(torch.cat([rows] * len(alphas)),
+                                         torch.cat(alphas).to(dtype), layers, use_input)
+        except (RuntimeError, ValueError, TypeError, IndexError) as e:
+            if b:
+                raise
+            raise ValueError(f"x is an empty batch, and the model cannot run on zero rows "
+                             f"({one_line(e)}); the layers' shapes need one forward: leave "
+                             f"empty batches out") from None
         f1, f0 = v[:b], v[b:2 * b]
         if straight:
             self.check_smooth_start(f1, f0, v[2 * b:])
