@@ -83,19 +83,29 @@ def test_recurrent_decomposition_equals_the_module(cls, batch_first):
 
 # -- composite rules against multipliers written from their equations -------------------------
 
-def test_softmax_contributions_hand_computed():
-    # y_0 = softmax(z)_0 for z = (1, 2), z' = (0, 0), via L = logsumexp: w = z - L, y = exp(w).
-    z, zr = (1.0, 2.0), (0.0, 0.0)
-    c = 2.0  # max over both runs
-    e, er = [math.exp(v - c) for v in z], [math.exp(v - c) for v in zr]
+def _softmax_first_by_hand(z: tuple, zr: tuple) -> list[float]:
+    """Contributions of z_j to y_0 = softmax(z)_0 from the rule's equations: the reference
+    moves by the common shift t (the smallest change when all changes share a sign, else 0),
+    then w = z - L with L = logsumexp and y = exp(w), each step by Rescale."""
+    dz = [a - b for a, b in zip(z, zr)]
+    t = min(dz) if min(dz) > 0 else max(dz) if max(dz) < 0 else 0.0
+    zs = [v + t for v in zr]
+    d = [a - b for a, b in zip(z, zs)]
+    c = max(max(z), max(zs))
+    e, er = [math.exp(v - c) for v in z], [math.exp(v - c) for v in zs]
     s, sr = sum(e), sum(er)
-    lse, lse_r = c + math.log(s), c + math.log(sr)
-    dlse = lse - lse_r
-    share = [(e[j] - er[j]) / (s - sr) for j in range(2)]  # C_j(L) = dL * de_j / ds
-    w0, w0r = z[0] - lse, zr[0] - lse_r
+    dlse = math.log(s) - math.log(sr)
+    share = [(e[j] - er[j]) / (s - sr) for j in range(len(z))]  # C_j(L) = dL * de_j / ds
+    w0, w0r = z[0] - (c + math.log(s)), zs[0] - (c + math.log(sr))
     m_exp = (math.exp(w0) - math.exp(w0r)) / (w0 - w0r)
-    # y_0 = exp(w_0), w_0 = z_0 - L: C_j = m_exp * (delta_0j dz_j - C_j(L))
-    want = [m_exp * ((z[0] - zr[0]) - dlse * share[0]), m_exp * (-dlse * share[1])]
+    return [m_exp * ((d[0] if j == 0 else 0.0) - dlse * share[j]) for j in range(len(z))]
+
+
+@pytest.mark.parametrize("z, zr", [((1.0, 2.0), (0.0, 0.0)),     # a common shift t = 1
+                                   ((1.0, -1.0), (0.0, 0.5)),    # changes of both signs: t = 0
+                                   ((-3.0, -1.0, -2.5), (0.0, 0.5, 0.0))])  # t = -1.5
+def test_softmax_contributions_hand_computed(z, zr):
+    want = _softmax_first_by_hand(z, zr)
 
     class First(nn.Module):
         def forward(self, x):
@@ -105,7 +115,35 @@ def test_softmax_contributions_hand_computed():
                                              torch.tensor([zr], dtype=D), target=0)
     torch.testing.assert_close(r.attributions[0], torch.tensor(want, dtype=D), rtol=1e-12,
                                atol=1e-14)
-    assert abs(sum(want) - (math.exp(1) / (math.exp(1) + math.exp(2)) - 0.5)) < 1e-14
+    exact = [math.exp(v) / sum(math.exp(u) for u in x) for x in (z, zr) for v in x[:1]]
+    assert abs(sum(want) - (exact[0] - exact[1])) < 1e-14
+
+
+def test_softmax_rule_ignores_a_common_shift_of_the_logits():
+    # Where every logit moves the same way, the common part of the move changes neither y nor
+    # any contribution: only the moves relative to the least-moved logit count.
+    d, zr = torch.tensor([[0.3, -1.2, 2.0]], dtype=D), torch.tensor([[0.0, 0.4, -0.1]], dtype=D)
+    first = nn.Sequential(nn.Softmax(-1))
+    a, b = (pathattr.DeepLift(first).attribute(zr + d + c, zr, target=0) for c in (2.0, 50.0))
+    torch.testing.assert_close(a.attributions, b.attributions, rtol=0, atol=1e-12)
+    assert a.attributions[0, 1] == 0  # the least-moved logit
+
+
+def test_softmax_rule_float32_on_captums_all_ones_model():
+    # Captum's SoftmaxDeepLiftModel: logits ~1e6 that move together. The old rule's per-logit
+    # terms of ~1e5 cancelled to float32 rounding times the offset (gaps of 1e-2); Captum's
+    # elementwise rule stays under 3e-3. The gap is now the float32 forward's own rounding.
+    from captum.testing.helpers.classification_models import SoftmaxDeepLiftModel
+
+    torch.manual_seed(1235)
+    model = SoftmaxDeepLiftModel(40, 20, 10).eval()
+    x = torch.arange(0.0, 120.0).reshape(3, 40)
+    for target in (1, 2):
+        r = pathattr.DeepLift(model).attribute(x, torch.zeros_like(x), target=target)
+        with torch.no_grad():
+            gap = r.attributions.sum(1) - (model(x) - model(torch.zeros_like(x)))[:, target]
+        assert gap.abs().max() < 1e-6
+        torch.testing.assert_close(r.delta, gap, rtol=0, atol=1e-6)
 
 
 def test_layer_norm_contributions_hand_computed():

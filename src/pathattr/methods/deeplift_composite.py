@@ -79,8 +79,8 @@ class LogSumExp(torch.autograd.Function):
 
     ``c`` is one constant per row for both runs (``max(max z, max z')``); the ratios do not
     depend on it, and the run that is far below it only loses terms that are negligible.
-    ``L`` itself is ``torch.logsumexp``. Where a difference is below ``EPS`` the derivative
-    stands in (Rescale's convention)."""
+    ``L`` itself is ``torch.logsumexp``. Where a difference is too small to divide by the
+    derivative stands in (Rescale's convention)."""
 
     @staticmethod
     def forward(ctx, z: Tensor, z_ref: Tensor, dim: int) -> Tensor:
@@ -90,8 +90,9 @@ class LogSumExp(torch.autograd.Function):
         u, u_ref = z - c, z_ref - c
         e, e_ref = torch.exp(u), torch.exp(u_ref)
         s, s_ref = e.sum(dim, keepdim=True), e_ref.sum(dim, keepdim=True)
-        q = rescale_multiplier(torch.exp, u, u - u_ref, e - e_ref, True)
-        ctx.save_for_backward(q * rescale_multiplier(torch.log, s, s - s_ref, big - ref))
+        q = rescale_multiplier(torch.exp, u, u - u_ref, e - e_ref, e + e_ref, True)
+        ctx.save_for_backward(q * rescale_multiplier(torch.log, s, s - s_ref, big - ref,
+                                                     big.abs() + ref.abs()))
         return big
 
     @staticmethod
@@ -111,12 +112,62 @@ def _dtype(z: Tensor, z_ref: Tensor, kwargs: dict) -> tuple[Tensor, Tensor]:
     return (z, z_ref) if dtype is None else (z.to(dtype), z_ref.to(dtype))
 
 
+def _wide(z: Tensor, z_ref: Tensor) -> Pair:
+    """Both runs in float64 when they are float32 or narrower: the rule's differences of logits
+    and its sums of ratios are formed at twice the model's precision, rounded once on the way
+    back."""
+    if z.dtype == torch.float64 or not z.is_floating_point():
+        return Pair(z, z_ref)
+    return Pair(z.double(), z_ref.double())
+
+
+def _unshifted(z: Pair, dim: int) -> Pair:
+    """``z`` against its reference moved by the common shift ``t`` of the change, which
+    softmax ignores: ``y(z' + t) = y(z')``, so the change ``y(z) - y(z')`` is the same, and
+    logit ``j`` contributes ``M_j d_j`` with ``d_j = dz_j - t`` instead of ``M_j dz_j`` minus
+    its share of ``dL``. Contributions then scale with the change *between* logits, not with
+    the logits' common offset, which otherwise cancels to float32's rounding times the offset
+    (1e-2 measured on Captum's all-ones softmax model). ``t`` is the change of the logit that
+    moved least where every live logit moved the same way (else 0), so ``d_j / dz_j`` lies in
+    ``[0, 1]``: the multipliers flowing back through ``z`` are scaled by it, which keeps
+    ``sum_j (multiplier_j dz_j)`` exact. Dead logits (probability 0 in both runs: masked)
+    contribute nothing either way and do not take part."""
+    with torch.no_grad():
+        live = (torch.softmax(z.t, dim) > 0) | (torch.softmax(z.ref, dim) > 0)
+        dz = torch.where(live, z.t - z.ref, 0.0)
+        low = torch.where(live, dz, math.inf).amin(dim, keepdim=True)
+        high = torch.where(live, dz, -math.inf).amax(dim, keepdim=True)
+        shift = torch.where(torch.isfinite(low) & (low > 0), low,
+                            torch.where(torch.isfinite(high) & (high < 0), high, 0.0))
+        ratio = torch.where(live & (dz != 0), (dz - shift) / torch.where(dz != 0, dz, 1.0), 1.0)
+    return Pair(_ScaledGradient.apply(z.t, ratio), z.ref + shift)
+
+
+class _ScaledGradient(torch.autograd.Function):
+    """The identity whose backward multiplies by ``ratio`` (masked ``-inf`` logits stay
+    ``-inf``: ``z + (z - z.detach()) * ratio`` would make them NaN)."""
+
+    @staticmethod
+    def forward(ctx, z: Tensor, ratio: Tensor) -> Tensor:
+        ctx.save_for_backward(ratio)
+        return z.clone()
+
+    @staticmethod
+    def backward(ctx, g: Tensor):
+        (ratio,) = ctx.saved_tensors
+        return g * ratio, None
+
+
 def softmax(z: Tensor, z_ref: Tensor, *args, **kwargs) -> Tensor:
-    return elementwise(torch.exp, _centred(Pair(*_dtype(z, z_ref, kwargs)), _dim(args, kwargs))).t
+    z, z_ref = _dtype(z, z_ref, kwargs)
+    dim = _dim(args, kwargs)
+    return elementwise(torch.exp, _centred(_unshifted(_wide(z, z_ref), dim), dim)).t.to(z.dtype)
 
 
 def log_softmax(z: Tensor, z_ref: Tensor, *args, **kwargs) -> Tensor:
-    return _centred(Pair(*_dtype(z, z_ref, kwargs)), _dim(args, kwargs)).t
+    z, z_ref = _dtype(z, z_ref, kwargs)
+    dim = _dim(args, kwargs)
+    return _centred(_unshifted(_wide(z, z_ref), dim), dim).t.to(z.dtype)
 
 
 def logsumexp(z: Tensor, z_ref: Tensor, dim, keepdim: bool = False) -> Tensor:

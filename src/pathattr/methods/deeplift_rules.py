@@ -24,8 +24,8 @@ second run is differentiated, so the backward runs on the input rows alone. Call
   a warning.
 
 Each example is paired with its own reference row, so no example ever mixes with another. Each
-rule keeps summation-to-delta exactly (up to rounding), except where a difference is below
-``EPS``: there the gradient stands in, with an error below ``EPS`` times the local slope. A model
+rule keeps summation-to-delta exactly (up to rounding), except where a difference is too small
+to divide by (see ``rescale_multiplier``): there the gradient stands in. A model
 whose two runs call different operations (data-dependent control flow) is refused.
 """
 
@@ -45,8 +45,10 @@ from torch import Tensor
 from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_leaves
 
-#: Below this absolute difference a multiplier ``dy / dz`` is replaced by the gradient.
+#: Below this absolute difference RevealCancel splits a change term by term.
 EPS = 1e-7
+#: ``dy`` counts as resolved above this many units of rounding of ``|y| + |y'|``.
+RESOLVED = 64
 
 
 class NoDeepLiftRule(RuntimeError):
@@ -190,14 +192,20 @@ def _derivative(f: Callable[[Tensor], Tensor], z: Tensor) -> Tensor:
 
 
 def rescale_multiplier(f: Callable[[Tensor], Tensor], z: Tensor, dz: Tensor,
-                       dy: Tensor, infinite: bool = False) -> Tensor:
-    """Rescale ``m = dy / dz`` elementwise, for ``dy = f(z) - f(z - dz)``; the gradient
-    ``f'(z)`` where ``|dz| < EPS`` (``f`` must act elementwise), and with ``infinite`` also
-    where ``dz`` is NaN (both runs at the same infinity: a masked attention score). Cost: a
-    few elementwise passes, plus a backward of ``f`` on the elements with a small difference."""
+                       dy: Tensor, size: Tensor, infinite: bool = False) -> Tensor:
+    """Rescale ``m = dy / dz`` elementwise, for ``dy = f(z) - f(z - dz)`` and ``size =
+    |f(z)| + |f(z - dz)|``; the gradient ``f'(z)`` where ``dz`` is 0, or where ``dz`` is below
+    the square root of the dtype's epsilon *and* ``dy`` is within ``RESOLVED`` roundings of
+    ``size`` (there the quotient is noise; ``f`` must act elementwise); with ``infinite`` also
+    where ``dz`` is NaN (both runs at the same infinity: a masked attention score). A secant
+    that is resolved is kept however small ``dz`` is: it keeps ``m dz = dy`` exact, where the
+    gradient would be off by ``f'' dz^2 / 2`` (an RMSNorm's ``rsqrt(v + eps)`` at ``v ~ eps``:
+    relative errors of 1e-4 with an absolute threshold of 1e-7). Cost: a few elementwise
+    passes, plus a backward of ``f`` on the elements that take the gradient."""
     m = dy / dz
+    eps = torch.finfo(dz.dtype).eps if dz.is_floating_point() else 0.0
     # flat indices, then take/put_: boolean-mask indexing scans the mask once per tensor
-    small = dz.abs() < EPS
+    small = ((dz.abs() < eps ** 0.5) & (dy.abs() <= RESOLVED * eps * size)) | (dz == 0)
     if infinite:
         small |= dz.isnan()
     idx = small.flatten().nonzero().squeeze(1)
@@ -242,9 +250,10 @@ def _reveal_cancel_by_parts(f: Callable[[Tensor], Tensor], z: Tensor, y: Tensor,
     dneg = dz - dpos
     dy_pos = ((f(z_ref + dpos) - y_ref) + (y - f(z_ref + dneg))) / 2
     m_pos, m_neg = dy_pos / dpos, (dy - dy_pos) / dneg
+    size = y.abs() + y_ref.abs()
     for m, part in ((m_pos, dpos), (m_neg, dneg)):
         small = part.abs() < EPS
-        m[small] = rescale_multiplier(f, z[small], dz[small], dy[small])
+        m[small] = rescale_multiplier(f, z[small], dz[small], dy[small], size[small])
     return m_pos, m_neg
 
 
@@ -254,8 +263,9 @@ class Rescale(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, z: Tensor, f: Callable, z_ref: Tensor, infinite: bool = False) -> Tensor:
-        y = f(z)
-        ctx.save_for_backward(rescale_multiplier(f, z, z - z_ref, y - f(z_ref), infinite))
+        y, y_ref = f(z), f(z_ref)
+        ctx.save_for_backward(rescale_multiplier(f, z, z - z_ref, y - y_ref,
+                                                 y.abs() + y_ref.abs(), infinite))
         return y
 
     @staticmethod
