@@ -74,6 +74,26 @@ def _forward(s: Setup, mode: DeepLiftMode, rows: Tensor, x: Tensor, x_ref: Tenso
     return out, out_ref.detach(), acts_ref
 
 
+def _model_ends(s: Setup, mode: DeepLiftMode, rows: Tensor, out: Tensor, out_ref: Tensor
+                ) -> tuple[Tensor, Tensor]:
+    """``F(x), F(x')`` that the gap is measured against: the model's own outputs. A widened
+    run (half-precision model) computed its float32 outputs; then the model runs once more on
+    both, plainly (two forwards), so ``delta`` includes the model's own rounding."""
+    if not mode.widen:
+        return out.detach(), out_ref
+    with torch.no_grad():
+        ends = [s.target.select(s.call(t[rows], rows), rows).float() for t in (s.x, s.baseline)]
+    for values, what in zip(ends, ("input", "baseline")):
+        _check_finite(s, rows, values, f"the model's target output at the {what}")
+    return ends[0], ends[1]
+
+
+def runs_in_half(model: nn.Module) -> bool:
+    """Whether any floating-point parameter or buffer of ``model`` is float16 or bfloat16."""
+    return any(t.dtype in (torch.float16, torch.bfloat16)
+               for t in (*model.parameters(), *model.buffers()))
+
+
 def _check_finite(s: Setup, rows: Tensor, values: Tensor, what: str) -> None:
     """Raise ``NonFiniteOutput`` naming the first example whose ``values`` (one row per entry
     of ``rows``) hold a NaN or inf: IG's contract, so no method returns NaN silently."""
@@ -103,7 +123,7 @@ def layer_pass(s: Setup, layers: list[tuple[str, nn.Module]], nonlinearity: str,
     with guarded(s.call.model), torch.enable_grad(), \
             tap_layers([(name, module, use_input, cut) for name, module in layers]) as taps:
         for rows in _chunks(s, batch_size):
-            mode = DeepLiftMode(nonlinearity, fallback)
+            mode = DeepLiftMode(nonlinearity, fallback, widen=runs_in_half(s.call.model))
             for t in taps:
                 t.reset()
             out, out_ref, acts_ref = _forward(s, mode, rows, s.x[rows], s.baseline[rows], taps)
@@ -114,8 +134,8 @@ def layer_pass(s: Setup, layers: list[tuple[str, nn.Module]], nonlinearity: str,
                 _check_finite(s, rows, g, "a multiplier")
             parts[0].append([a.detach() - r for a, r in zip(acts, acts_ref)])
             parts[1].append(list(grads))
-            parts[2].append(out.detach())
-            parts[3].append(out_ref)
+            for k, value in zip((2, 3), _model_ends(s, mode, rows, out, out_ref)):
+                parts[k].append(value)
             counts.update(mode.counts)
     diffs, mults = ([torch.cat(c) for c in zip(*chunks)] for chunks in parts[:2])
     return diffs, mults, torch.cat(parts[2]), torch.cat(parts[3]), counts
@@ -185,15 +205,19 @@ class DeepLift:
         grads, outs, refs, counts = [], [], [], Counter()
         with guarded(self.model), torch.enable_grad():
             for rows in _chunks(s, batch_size):
-                mode = DeepLiftMode(self.nonlinearity, self.fallback)
-                inputs = s.x[rows].detach().requires_grad_(True)
-                out, out_ref, _ = _forward(s, mode, rows, inputs,
-                                           s.baseline[rows].detach().requires_grad_(True))
+                widen = runs_in_half(self.model)
+                mode = DeepLiftMode(self.nonlinearity, self.fallback, widen=widen)
+                x_rows, ref_rows = s.x[rows].detach(), s.baseline[rows].detach()
+                if widen:
+                    x_rows, ref_rows = x_rows.float(), ref_rows.float()
+                inputs = x_rows.requires_grad_(True)
+                out, out_ref, _ = _forward(s, mode, rows, inputs, ref_rows.requires_grad_(True))
                 (grad,) = torch.autograd.grad(out.sum(), inputs)
                 _check_finite(s, rows, grad, "a multiplier")
                 grads.append(grad)
-                outs.append(out.detach())
-                refs.append(out_ref)
+                f_x, f_ref = _model_ends(s, mode, rows, out, out_ref)
+                outs.append(f_x)
+                refs.append(f_ref)
                 counts.update(mode.counts)
         return _result(s, s.x - s.baseline, torch.cat(grads), torch.cat(outs), torch.cat(refs),
                        self.nonlinearity, counts, self.multiply_by_inputs)

@@ -43,7 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch.overrides import TorchFunctionMode
-from torch.utils._pytree import tree_leaves
+from torch.utils._pytree import tree_leaves, tree_map
 
 #: Below this absolute difference RevealCancel splits a change term by term.
 EPS = 1e-7
@@ -482,12 +482,16 @@ class DeepLiftMode(TorchFunctionMode):
 
     ``rule``: "rescale" or "revealcancel". ``fallback``: use the plain gradient (with a
     warning) for ops without a rule instead of raising. ``counts`` tells how often each rule
-    was applied on the input run (``fallback:<op>`` for ops that fell back).
+    was applied on the input run (``fallback:<op>`` for ops that fell back). ``widen``: run a
+    half-precision model's ops in float32 (its weights upcast exactly, one op at a time, and
+    every request for a half dtype read as float32), so multipliers neither overflow (fp16: a
+    norm's ``rsqrt`` secant of 7e4) nor round to 3 digits (bf16); the outputs are then the
+    same weights' float32 outputs.
     """
 
-    def __init__(self, rule: str = "rescale", fallback: bool = False):
+    def __init__(self, rule: str = "rescale", fallback: bool = False, widen: bool = False):
         super().__init__()
-        self.rule, self.fallback = rule, fallback
+        self.rule, self.fallback, self.widen = rule, fallback, widen
         self.counts: Counter[str] = Counter()
         self._sources: dict[int, tuple[weakref.ref, AffineSource]] = {}
         self._scales: dict[int, tuple[weakref.ref, bool]] = {}
@@ -527,6 +531,11 @@ class DeepLiftMode(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
+        if self.widen:
+            if func in NARROWING and args and isinstance(args[0], Tensor) and \
+                    args[0].dtype == torch.float32:
+                return args[0]
+            args, kwargs = tree_map(_widened, (args, kwargs))
         varying = [t for t in tree_leaves((args, kwargs)) if isinstance(t, Tensor)
                    and t.requires_grad]
         if not varying or func in CONSTRUCTORS or (
@@ -760,6 +769,17 @@ class DeepLiftMode(TorchFunctionMode):
         else:
             return
         self._remember(self._sources, out, src)
+
+
+HALF = (torch.float16, torch.bfloat16)
+NARROWING = {Tensor.half, Tensor.bfloat16}
+
+
+def _widened(v):
+    """A half-precision tensor or dtype as float32; anything else as it is."""
+    if isinstance(v, Tensor) and v.dtype in HALF:
+        return v.float()
+    return torch.float32 if v in HALF else v
 
 
 def _affine_operands(func, args: tuple, kwargs: dict):

@@ -36,7 +36,8 @@ class GradientSum:
             self.sums = [g.new_zeros((self.n, *g.shape[1:]), dtype=accumulation_dtype(g.dtype))
                          for g in grads]
         for acc, g in zip(self.sums, grads):
-            acc.index_add_(0, ch.rows, g * w.reshape(-1, *([1] * (g.dim() - 1))))
+            w_acc = w.to(acc.dtype).reshape(-1, *([1] * (g.dim() - 1)))
+            acc.index_add_(0, ch.rows, g.to(acc.dtype) * w_acc)
 
 
 def weighted_gradient_sum(engine: PathEngine, rows: Tensor, alphas: Tensor, weights: Tensor
