@@ -463,3 +463,31 @@ def test_closed_form_head_gradient_equals_autograds(build, score, monkeypatch):
     plain = sa.attribute(ids, targets, baselines=0, score=score, foil_ids=foil, steps=8)
     torch.testing.assert_close(fast.scores, plain.scores, rtol=1e-10, atol=1e-13)
     torch.testing.assert_close(fast.delta, plain.delta, rtol=1e-10, atol=1e-13)
+
+
+def test_speech_encoder_decoder_is_refused_with_the_route_that_works():
+    # Whisper's input is audio features: the constructor used to take encoder.conv1 for the
+    # token embeddings and fail later with an AttributeError. Its named route: IG on the
+    # features with the decoder ids as a forward argument, complete against plain forwards.
+    import transformers as T
+
+    torch.manual_seed(0)
+    cfg = T.WhisperConfig(vocab_size=40, d_model=16, encoder_layers=1, decoder_layers=1,
+                          encoder_attention_heads=4, decoder_attention_heads=4,
+                          encoder_ffn_dim=24, decoder_ffn_dim=24, num_mel_bins=8,
+                          max_source_positions=8, max_target_positions=20, pad_token_id=0,
+                          decoder_start_token_id=1, bos_token_id=1, eos_token_id=2,
+                          suppress_tokens=None, begin_suppress_tokens=None)
+    model = T.WhisperForConditionalGeneration(cfg).double().eval()
+    with pytest.raises(TypeError, match="input_features.*decoder_input_ids"):
+        pathattr.SequenceAttribution(model)
+    feats = torch.randn(2, 8, 16, dtype=torch.double)
+    dec = torch.tensor([[1, 5, 7]] * 2)
+    r = pathattr.IntegratedGradients(model).attribute(
+        feats, torch.zeros_like(feats), target=(2, 9), steps=64,
+        forward_kwargs={"decoder_input_ids": dec}, output="logits")
+    with torch.no_grad():
+        f = [model(input_features=t, decoder_input_ids=dec).logits[:, 2, 9]
+             for t in (feats, torch.zeros_like(feats))]
+    torch.testing.assert_close(r.delta, r.attributions.flatten(1).sum(1) - (f[0] - f[1]))
+    assert (r.delta.abs() < 1e-3 * (f[0] - f[1]).abs().max()).all()

@@ -205,6 +205,13 @@ class SequenceAttribution:
         if method not in METHODS:
             raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
         self.model, self.method = model, method
+        main = getattr(model, "main_input_name", "input_ids")
+        if main != "input_ids":
+            raise TypeError(
+                f"SequenceAttribution attributes tokens to token ids; this model's input is "
+                f"{main!r} (a speech or vision encoder-decoder, e.g. Whisper). Attribute its "
+                f"output tokens to {main} with IntegratedGradients or DeepLift on {main}, "
+                f"forward_kwargs={{'decoder_input_ids': ids}} and target=(position, token_id)")
         config = getattr(model, "config", None)
         self.seq2seq = bool(getattr(config, "is_encoder_decoder", False))
         if self.seq2seq:
