@@ -73,6 +73,25 @@ class Setup:
                            {**info, "output_delta": out})
 
 
+class ConvergenceDelta:
+    """``compute_convergence_delta`` on a method whose attributions sum to ``F(x) - F(x')``."""
+
+    model: Any
+
+    def compute_convergence_delta(self, attributions: Tensor | tuple[Tensor, ...], start_point,
+                                  end_point, target: TargetSpec = None,
+                                  additional_forward_args: tuple | None = None, *,
+                                  forward_kwargs: Mapping[str, Any] | None = None,
+                                  output: OutputSpec = None) -> Tensor:
+        """``sum(attributions) - (F(end_point) - F(start_point))`` per example: see
+        ``pathattr.metrics.convergence_delta``. Cost: two forwards."""
+        from ..metrics.completeness import convergence_delta
+
+        return convergence_delta(self.model, attributions, start_point, end_point, target,
+                                 additional_forward_args, forward_kwargs=forward_kwargs,
+                                 output=output)
+
+
 def model_device_dtype(model: object) -> tuple[torch.device | None, torch.dtype | None]:
     """The device and floating dtype of the model's parameters (None for plain functions)."""
     if isinstance(model, nn.Module):

@@ -36,13 +36,21 @@ from ..layers import LayerSpec, resolve_layer, tap_layers
 from ..quadrature import cell_edges, nodes_weights
 from ..result import Attribution
 from ..targets import TargetSpec
-from ._setup import Inputs, LayerNoise, embedding_path, flat_points, rule_tensors, setup
+from ._setup import (
+    ConvergenceDelta,
+    Inputs,
+    LayerNoise,
+    embedding_path,
+    flat_points,
+    rule_tensors,
+    setup,
+)
 
 #: A neuron: a flat index into one example's layer output, or its multi-index.
 NeuronSpec = int | Sequence[int]
 
 
-class LayerConductance:
+class LayerConductance(ConvergenceDelta):
     """Total conductance of every neuron of one layer, or of several layers in one pass.
 
     ``LayerConductance(model, layer)`` and ``LayerConductance(model, layers=[...])`` both return

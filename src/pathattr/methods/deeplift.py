@@ -36,7 +36,7 @@ from ..layers import LayerSpec, resolve_layer, tap_layers
 from ..result import Attribution
 from ..targets import TargetSpec
 from ..validate import first_nonfinite
-from ._setup import Inputs, Setup, setup
+from ._setup import ConvergenceDelta, Inputs, Setup, setup
 from .deeplift_rules import DeepLiftMode
 
 if TYPE_CHECKING:
@@ -170,7 +170,7 @@ def _result(s: Setup, diff: Tensor, multipliers: Tensor, out: Tensor, out_ref: T
                              "deltas": each, "output_delta": s.mean(out_rows), **info})
 
 
-class DeepLift:
+class DeepLift(ConvergenceDelta):
     """DeepLIFT contributions of the input features.
 
     ``nonlinearity``: the rule for nonlinearities, "rescale" or "revealcancel" (named so that
@@ -223,7 +223,7 @@ class DeepLift:
                        self.nonlinearity, counts, self.multiply_by_inputs)
 
 
-class LayerDeepLift:
+class LayerDeepLift(ConvergenceDelta):
     """DeepLIFT contributions of a layer's neurons (its output, or its input).
 
     The layer's activations are treated as the inputs of the network above it, so no graph is

@@ -19,7 +19,16 @@ from ..quadrature import MAX_STEPS, refine, trapezoid_weights
 from ..result import Attribution
 from ..targets import TargetSpec
 from ..validate import check_positive_int
-from ._setup import Inputs, LayerNoise, Setup, flat_points, noisy, rule_tensors, setup
+from ._setup import (
+    ConvergenceDelta,
+    Inputs,
+    LayerNoise,
+    Setup,
+    flat_points,
+    noisy,
+    rule_tensors,
+    setup,
+)
 
 
 class GradientSum:
@@ -50,7 +59,7 @@ def weighted_gradient_sum(engine: PathEngine, rows: Tensor, alphas: Tensor, weig
     return acc.sums
 
 
-class IntegratedGradients:
+class IntegratedGradients(ConvergenceDelta):
     """Integrated Gradients on the straight path from each baseline to the input.
 
     ``multiply_by_inputs=False`` returns the path-averaged gradient ``sum_k w_k g(a_k)`` (Captum's
@@ -167,7 +176,7 @@ def trapezoid_sums(nodes: list, ids: list, kept: dict[int, Sequence[Tensor]], dt
     return sums, alphas, weights
 
 
-class LayerIntegratedGradients:
+class LayerIntegratedGradients(ConvergenceDelta):
     """IG on the straight path in a layer's activation space, from its value at the baseline
     to its value at the input (the way to attribute to token embeddings).
 

@@ -3,7 +3,7 @@ and sensitivity-max, the model-randomisation check; bootstrap intervals and pair
 comparisons over inputs."""
 
 from .ablation import neuron_ablation, random_scores
-from .completeness import completeness
+from .completeness import completeness, convergence_delta
 from .curve import Curve
 from .perturbation import deletion, insertion
 from .randomisation import RandomisationCurve, parameterised_layers, randomisation_check
@@ -12,7 +12,7 @@ from .robustness import gaussian_perturbation, infidelity, sensitivity_max, unif
 from .statistics import Comparison, Interval, bootstrap, compare
 
 __all__ = ["Comparison", "Curve", "Interval", "RandomisationCurve", "bootstrap", "compare",
-           "completeness", "deletion", "gaussian_perturbation", "impute", "infidelity",
-           "insertion", "neuron_ablation", "parameterised_layers", "random_scores",
-           "randomisation_check", "road",
-           "sensitivity_max", "uniform_perturbation"]
+           "completeness", "convergence_delta", "deletion", "gaussian_perturbation", "impute",
+           "infidelity", "insertion", "neuron_ablation", "parameterised_layers",
+           "random_scores", "randomisation_check", "road", "sensitivity_max",
+           "uniform_perturbation"]
