@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 import pathattr
-from pathattr.layers import LayerNotExecuted
+from pathattr.layers import LayerNotExecuted, LayerNotReached
 
 D = torch.float64
 
@@ -68,3 +68,27 @@ def test_one_call_of_a_module_that_runs_twice():
         pathattr.LayerIntegratedGradients(m, "act").attribute(x, target=1, steps=4)
     with pytest.raises(LayerNotExecuted, match="call 2 never happened"):
         pathattr.LayerIntegratedGradients(m, "act@2").attribute(x, target=1, steps=4)
+
+
+@pytest.mark.parametrize("cls", ["LayerIntegratedGradients", "LayerConductance",
+                                 "LayerDeepLift"])
+def test_a_layer_that_runs_but_does_not_reach_the_output_is_named(cls):
+    # Captum returns zeros; autograd said only "element 0 of tensors does not require grad".
+
+
+    class Branch(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.dead, self.b = nn.Linear(3, 3), nn.Linear(3, 3), nn.Linear(3, 2)
+
+        def forward(self, x):
+            self.dead(x)  # computed and discarded
+            return self.b(torch.relu(self.a(x)))
+
+    torch.manual_seed(0)
+    m = Branch().eval()
+    kw = {} if cls == "LayerDeepLift" else {"steps": 8}
+    with pytest.raises(LayerNotReached, match="does not depend on layer 'dead'"):
+        getattr(pathattr, cls)(m, "dead").attribute(torch.randn(2, 3), target=0, **kw)
+    assert all(p.requires_grad for p in m.parameters())
+    assert not m._forward_hooks and not m.dead._forward_hooks

@@ -18,7 +18,14 @@ from torch import Tensor, nn
 from .errors import NonFiniteOutput, PathError, one_line
 from .forward import ModelCall, Packer
 from .guard import model_guard
-from .layers import StopForward, resolve_layer, stop_when_tapped, tap_layers
+from .layers import (
+    LayerNotReached,
+    StopForward,
+    check_reached,
+    resolve_layer,
+    stop_when_tapped,
+    tap_layers,
+)
 from .targets import Target
 
 #: Default memory budget for one chunk's activations and gradients (bytes).
@@ -262,6 +269,9 @@ class PathEngine:
                 vals = [h.check() for h in hooks]
                 points, tapped = (vals[:n_path], vals[n_path:]) if on_path else ([inp], vals)
                 wrt = [*points, *tapped] if input_grad else tapped
+                if not input_grad:
+                    check_reached(out, self.layer_path.layers if on_path else
+                                  [n for n, *_ in specs])
                 if out.dim() == 2:  # several outputs per row: one backward each
                     grads = per_output_grads(out, wrt)
                 else:
@@ -373,6 +383,14 @@ class PathEngine:
             i = int(bad.nonzero()[0, 0])
             layers = ", ".join(repr(n if isinstance(n, str) else type(n).__name__)
                                for n in path.layers)
+            same = (g0 - f1).abs() <= 1e3 * eps * (1 + f1.abs())
+            if bool(same.reshape(len(same), -1).all(1)[i]):
+                # the layer at its baseline leaves the output at F(x): it does not reach it
+                raise LayerNotReached(
+                    f"example {int(self.examples[i])}: the target output does not depend on "
+                    f"layer {layers}: with the layer at its baseline value the model still "
+                    f"gives F(x). It runs, but its output never reaches the model's output; "
+                    f"attribute to a layer on the way to the output")
             raise PathError(
                 f"example {int(self.examples[i])}: the path in the space of {layers} does not "
                 f"start at the baseline: with the layer at its baseline value the model gives "

@@ -16,7 +16,7 @@ from __future__ import annotations
 import copy
 import difflib
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
 from torch import Tensor, nn
@@ -110,6 +110,22 @@ def resolve_layer(model: nn.Module, layer: LayerSpec) -> tuple[str, nn.Module]:
 
 class LayerNotExecuted(RuntimeError):
     pass
+
+
+class LayerNotReached(RuntimeError):
+    """A layer that runs but whose output never reaches the attributed output."""
+
+
+def check_reached(out: Tensor, layers: Sequence[object]) -> None:
+    """Raise ``LayerNotReached`` naming ``layers`` where ``out`` does not depend on them
+    (autograd would only say "element 0 of tensors does not require grad")."""
+    if not out.requires_grad and layers:
+        names = ", ".join(repr(n if isinstance(n, str) else type(n).__name__) for n in layers)
+        raise LayerNotReached(
+            f"the target output does not depend on layer {names}: it runs, but its output "
+            f"never reaches the model's output (a branch whose result is discarded, or "
+            f"detached); its attributions would be zero. Attribute to a layer on the way "
+            f"to the output")
 
 
 class _Tap:

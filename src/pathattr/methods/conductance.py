@@ -32,7 +32,7 @@ from torch import Tensor, nn
 from ..baselines import BaselineSpec
 from ..engine import PathEngine, Tap, guarded
 from ..forward import OutputSpec
-from ..layers import LayerSpec, resolve_layer, tap_layers
+from ..layers import LayerSpec, check_reached, resolve_layer, tap_layers
 from ..quadrature import cell_edges, nodes_weights
 from ..result import Attribution
 from ..targets import TargetSpec
@@ -247,6 +247,7 @@ def neuron_gradient_sums(engine: PathEngine, layer: tuple[str, nn.Module], use_i
             point = inp if lp is None else state[0]
             out = engine.evaluate(inp, r)
             y = tap.check()
+            check_reached(out, [layer[0]])
             (gy,) = torch.autograd.grad(out.sum(), y, retain_graph=True, allow_unused=True,
                                         materialize_grads=True)
             # The output gradient and the quadrature weight enter each neuron's seed, so that

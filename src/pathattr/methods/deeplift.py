@@ -32,7 +32,7 @@ from ..baselines import BaselineSpec
 from ..engine import MEMORY_BUDGET, chunk_size, guarded, per_output_grads
 from ..errors import NonFiniteOutput
 from ..forward import OutputSpec
-from ..layers import LayerSpec, resolve_layer, tap_layers
+from ..layers import LayerSpec, check_reached, resolve_layer, tap_layers
 from ..result import Attribution
 from ..targets import TargetSpec
 from ..validate import first_nonfinite
@@ -128,6 +128,7 @@ def layer_pass(s: Setup, layers: list[tuple[str, nn.Module]], nonlinearity: str,
                 t.reset()
             out, out_ref, acts_ref = _forward(s, mode, rows, s.x[rows], s.baseline[rows], taps)
             acts = [t.check() for t in taps]
+            check_reached(out, [name for name, _ in layers])
             grads = per_output_grads(out, acts) if out.dim() == 2 else torch.autograd.grad(
                 out.sum(), acts, allow_unused=True, materialize_grads=True)
             for g in grads:
