@@ -444,3 +444,30 @@ def test_minilm_embeddings_and_hidden_states():
     lc = r[layers[1]].attributions[0]
     torch.testing.assert_close(total, torch.stack([lc[1, 5], lc[2, 100]]), rtol=0.05,
                                atol=1e-3 * lc.abs().max().item())
+
+
+def test_neuron_selector_functions_equal_captums_and_the_index_form():
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Linear(4, 5), nn.Tanh(), nn.Linear(5, 6), nn.Softplus(),
+                      nn.Linear(6, 3)).double().eval()
+    x = torch.randn(3, 4, dtype=torch.double)
+
+    def slice_sum(t):
+        return t[:, 1:4].sum(1)
+
+    def third(t):
+        return t[:, 2]
+
+    nc = NeuronConductance(m, "2")
+    r = nc.attribute(x, [slice_sum, third], target=1, steps=50)
+    assert r.info["neurons"] == ["slice_sum", "third"]
+    for j, sel in enumerate((slice_sum, third)):
+        from captum.attr import NeuronConductance as CaptumNeuronConductance
+
+        want = CaptumNeuronConductance(m, m[2]).attribute(x, sel, target=1, n_steps=50,
+                                                       method="gausslegendre")
+        torch.testing.assert_close(r.attributions[j], want, rtol=0, atol=1e-6)
+    by_index = nc.attribute(x, 2, target=1, steps=50)
+    torch.testing.assert_close(r.attributions[1], by_index.attributions[0], rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="one value per example"):
+        nc.attribute(x, lambda t: t[:, :2], target=1, steps=4)

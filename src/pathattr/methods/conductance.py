@@ -22,7 +22,7 @@ error and converge together as ``steps`` grow.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Literal, NamedTuple
 
 import numpy as np
@@ -160,7 +160,8 @@ class NeuronConductance:
     def attribute(
         self,
         x: Inputs,
-        neurons: NeuronSpec | Sequence[NeuronSpec] | Tensor,
+        neurons: NeuronSpec | Sequence[NeuronSpec] | Tensor | Callable[[Tensor], Tensor]
+        | Sequence[Callable[[Tensor], Tensor]],
         baselines: BaselineSpec | tuple = None,
         target: TargetSpec = None,
         *,
@@ -176,7 +177,9 @@ class NeuronConductance:
         """Return ``attributions`` of shape ``(n_neurons, *x.shape)`` (a tuple of such for tuple
         inputs): the conductance of each neuron for each input feature. ``neurons``: a list of
         multi-indices into one example's layer output (``[(12, 3, 3), (40, 0, 1)]``) or of flat
-        indices (``[7, 300]``); a single int or tuple is one neuron. ``delta`` is None (no
+        indices (``[7, 300]``); a single int or tuple is one neuron; or a function of the layer's
+        output returning one value per example (or a list of them), as Captum's
+        ``neuron_selector``: ``s(dF/dy) ds(y)/dx`` on the path. ``delta`` is None (no
         completeness against ``F``); ``info["total_conductance"]`` is the per-neuron sum over
         features, ``(n_neurons, B)``.
 
@@ -194,30 +197,45 @@ class NeuronConductance:
             one = torch.zeros(min(1, len(s.x)), dtype=torch.long, device=s.x.device)
             shape = engine.activations([name], one, torch.ones(len(one), dtype=diff.dtype,
                                        device=s.x.device), attribute_to_neuron_input)[0].shape[1:]
-            idx = flat_neurons(neurons, tuple(shape), name)
+            chosen = _selectors(neurons)
+            idx = flat_neurons(neurons, tuple(shape), name) if chosen is None else None
             alphas, weights = rule_tensors(rule, steps, diff)
             rows, flat_a = flat_points(s.x.shape[0], alphas)
             grad_sum = neuron_gradient_sums(engine, (name, module), attribute_to_neuron_input,
-                                            idx.to(s.x.device), rows, flat_a,
-                                            weights.repeat(s.x.shape[0]))
-        k = len(idx)
+                                            idx.to(s.x.device) if chosen is None else chosen,
+                                            rows, flat_a, weights.repeat(s.x.shape[0]))
+        k = len(grad_sum)
         attr = (grad_sum * diff).reshape(k, s.k, s.b, *diff.shape[1:]).mean(1)
         shown = attr if self.multiply_by_inputs else \
             grad_sum.reshape(k, s.k, s.b, *diff.shape[1:]).mean(1)
         if engine.layer_path is None and s.packer.packed:
             parts = tuple(torch.stack(p) for p in zip(*[s.packer.unpack(a) for a in shown]))
             shown = parts[0] if s.packer.single else parts
-        multi = torch.stack(torch.unravel_index(idx, tuple(shape)), 1)
+        named = [getattr(f, "__name__", repr(f)) for f in chosen] if chosen is not None else \
+            [tuple(int(v) for v in m)
+             for m in torch.stack(torch.unravel_index(idx, tuple(shape)), 1)]
         return Attribution(shown, None, alphas, weights,
-                           {"rule": rule, "steps": steps, "layer": name,
-                            "neurons": [tuple(int(v) for v in m) for m in multi],
+                           {"rule": rule, "steps": steps, "layer": name, "neurons": named,
                             "total_conductance": attr.flatten(2).sum(2)})
 
 
+def _selected(select: Callable[[Tensor], Tensor], t: Tensor, n: int) -> Tensor:
+    out = select(t)
+    if not isinstance(out, Tensor) or tuple(out.shape) != (n,):
+        raise ValueError(f"a neuron selector must return one value per example, shape ({n},), "
+                         f"from the layer's output {tuple(t.shape)}; got "
+                         f"{tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__}")
+    return out
+
+
 def neuron_gradient_sums(engine: PathEngine, layer: tuple[str, nn.Module], use_input: bool,
-                         idx: Tensor, rows: Tensor, alphas: Tensor, weights: Tensor) -> Tensor:
+                         idx: Tensor | list[Callable[[Tensor], Tensor]], rows: Tensor,
+                         alphas: Tensor, weights: Tensor) -> Tensor:
     """``sum_k w_k dF/dy_j (a_k) dy_j/dx (a_k)`` per neuron ``j`` (flat index ``idx[j]``) and row,
-    with ``x`` the path's point (the input, or the engine's layer path).
+    with ``x`` the path's point (the input, or the engine's layer path). ``idx`` may instead
+    be selector functions ``s`` of the layer's output, one value per example (a slice sum, a
+    channel mean): then ``s(dF/dy) ds(y)/dx``, Captum's convention (exact for one neuron;
+    for an aggregate it is Captum's heuristic, not a conductance).
 
     Returns ``(len(idx), n_rows, *point_shape)``. Cost: per chunk of points one forward with
     the graph from the path point and one backward to the layer, then one vector-Jacobian
@@ -252,6 +270,14 @@ def neuron_gradient_sums(engine: PathEngine, layer: tuple[str, nn.Module], use_i
                                         materialize_grads=True)
             # The output gradient and the quadrature weight enter each neuron's seed, so that
             # its product returns the whole weighted term at once.
+            if not isinstance(idx, Tensor):  # selector functions: Captum's convention
+                for j, select in enumerate(idx):
+                    coef = _selected(select, gy, len(r)) * weights[span]
+                    (jac,) = torch.autograd.grad(_selected(select, y, len(r)), point,
+                                                 coef.to(y.dtype), retain_graph=j < k - 1,
+                                                 allow_unused=True, materialize_grads=True)
+                    acc[j].index_add_(0, r, jac.to(acc.dtype))
+                continue
             coef = (gy.reshape(len(r), -1)[:, idx] * weights[span, None]).to(y.dtype)
             # contiguous, so that a flat neuron index addresses it in the layer's logical order
             seed = y.new_zeros(y.shape)
@@ -263,6 +289,15 @@ def neuron_gradient_sums(engine: PathEngine, layer: tuple[str, nn.Module], use_i
                                              allow_unused=True, materialize_grads=True)
                 acc[j].index_add_(0, r, jac.to(acc.dtype))
     return acc
+
+
+def _selectors(neurons: object) -> list[Callable[[Tensor], Tensor]] | None:
+    """``neurons`` as selector functions (one callable, or a list of them); None for indices."""
+    if callable(neurons) and not isinstance(neurons, Tensor):
+        return [neurons]
+    if isinstance(neurons, (list, tuple)) and neurons and all(callable(n) for n in neurons):
+        return list(neurons)
+    return None
 
 
 def flat_neurons(neurons: object, shape: tuple[int, ...], layer: str) -> Tensor:
