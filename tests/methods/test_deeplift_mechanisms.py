@@ -239,3 +239,48 @@ def test_half_precision_runs_the_rules_in_float32_and_measures_the_models_own_ga
     dl = pathattr.LayerDeepLift(half, layer).attribute(x, base, target=1, forward_kwargs=kw)
     assert (dl.attributions - want.attributions).norm() / want.attributions.norm() < 1e-2
     assert all(p.dtype == dtype and torch.equal(p, q) for p, q in zip(half.parameters(), before))
+
+
+class TwoInputs(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a, self.b, self.h, self.r = nn.Linear(4, 5), nn.Linear(3, 5), nn.Linear(5, 2), \
+            nn.ReLU()
+
+    def forward(self, x, y):
+        return self.h(self.r(self.a(x) + self.b(y)))
+
+
+def test_custom_attribution_func_equals_captums():
+    from captum.attr import DeepLift as CaptumDeepLift
+    from captum.attr import LayerDeepLift as CaptumLayerDeepLift
+
+    torch.manual_seed(0)
+    m = TwoInputs().double().eval()
+    x, y = torch.randn(3, 4, dtype=torch.double), torch.randn(3, 3, dtype=torch.double)
+    bx, by = torch.zeros_like(x), torch.full_like(y, 0.2)
+
+    def squared(mult, inp, base):
+        return tuple(mm * (ii - bb) ** 2 for mm, ii, bb in zip(mult, inp, base))
+
+    def doubled(mult):
+        return tuple(2 * mm for mm in mult)
+
+    r = pathattr.DeepLift(m).attribute((x, y), (bx, by), target=1,
+                                       custom_attribution_func=squared)
+    want = CaptumDeepLift(m).attribute((x, y), (bx, by), target=1,
+                                       custom_attribution_func=squared)
+    for a, b in zip(r.attributions, want, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+    # the gap is the returned attributions' own
+    gap = sum(a.sum(1) for a in r.attributions) - _plain_gap(
+        lambda t: m(*t), (x, y), (bx, by), 1)
+    torch.testing.assert_close(r.delta, gap)
+    lr = pathattr.LayerDeepLift(m, "h").attribute((x, y), (bx, by), target=1,
+                                                  custom_attribution_func=doubled)
+    lw = CaptumLayerDeepLift(m, m.h).attribute((x, y), (bx, by), target=1,
+                                               custom_attribution_func=doubled)
+    torch.testing.assert_close(lr.attributions, lw, rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="shaped like the multipliers"):
+        pathattr.DeepLift(m).attribute((x, y), (bx, by), target=1,
+                                       custom_attribution_func=lambda mult: mult[:1])

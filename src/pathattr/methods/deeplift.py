@@ -21,8 +21,9 @@ terms of the layer get separate multipliers. Every other nonlinearity uses Resca
 
 from __future__ import annotations
 
+import inspect
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Literal
 
 import torch
@@ -107,18 +108,20 @@ def _check_finite(s: Setup, rows: Tensor, values: Tensor, what: str) -> None:
 
 def layer_pass(s: Setup, layers: list[tuple[str, nn.Module]], nonlinearity: str,
                fallback: bool, batch_size: int | str, use_input: bool = False
-               ) -> tuple[list[Tensor], list[Tensor], Tensor, Tensor, Counter]:
+               ) -> tuple[list[Tensor], list[Tensor], Tensor, Tensor, Counter, list[Tensor]]:
     """DeepLIFT to the activations of ``layers`` (each must run once per forward), whose
     values are cut from the graph below them: ``(differences, multipliers, F(x), F(x'),
-    rule counts)``, one difference ``(n, *shape)`` and one multiplier per layer, ``(n, *shape)``
-    or, for a target with ``T`` outputs per row, ``(n, T, *shape)`` (one backward per output on
-    the same two forwards). Cost: per chunk two forwards and ``T`` backwards to the layers."""
+    rule counts, activations at the inputs)``, one difference ``(n, *shape)`` and one
+    multiplier per layer, ``(n, *shape)`` or, for a target with ``T`` outputs per row,
+    ``(n, T, *shape)`` (one backward per output on the same two forwards). Cost: per chunk
+    two forwards and ``T`` backwards to the layers."""
     def cut(t: Tensor) -> Tensor:
         if not isinstance(t, Tensor) or not t.is_floating_point():
             raise TypeError("a tapped layer's activation is not a floating-point tensor")
         return t.detach().requires_grad_(True)
 
-    parts: list[list] = [[], [], [], []]  # differences, multipliers, outputs, references
+    # differences, multipliers, outputs, references, activations at the inputs
+    parts: list[list] = [[], [], [], [], []]
     counts: Counter = Counter()
     with guarded(s.call.model), torch.enable_grad(), \
             tap_layers([(name, module, use_input, cut) for name, module in layers]) as taps:
@@ -135,11 +138,25 @@ def layer_pass(s: Setup, layers: list[tuple[str, nn.Module]], nonlinearity: str,
                 _check_finite(s, rows, g, "a multiplier")
             parts[0].append([a.detach() - r for a, r in zip(acts, acts_ref)])
             parts[1].append(list(grads))
+            parts[4].append([a.detach() for a in acts])
             for k, value in zip((2, 3), _model_ends(s, mode, rows, out, out_ref)):
                 parts[k].append(value)
             counts.update(mode.counts)
-    diffs, mults = ([torch.cat(c) for c in zip(*chunks)] for chunks in parts[:2])
-    return diffs, mults, torch.cat(parts[2]), torch.cat(parts[3]), counts
+    diffs, mults, acts = ([torch.cat(c) for c in zip(*chunks)] for chunks in
+                          (parts[0], parts[1], parts[4]))
+    return diffs, mults, torch.cat(parts[2]), torch.cat(parts[3]), counts, acts
+
+
+def _arity(f: Callable) -> int:
+    """How many of (multipliers, inputs, baselines) ``f`` takes (Captum's convention)."""
+    params = inspect.signature(f).parameters.values()
+    if any(p.kind == p.VAR_POSITIONAL for p in params):
+        return 3
+    n = sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params)
+    if not 1 <= n <= 3:
+        raise TypeError(f"custom_attribution_func takes 1 to 3 arguments (multipliers, inputs, "
+                        f"baselines), not {n}")
+    return n
 
 
 def _chunks(s: Setup, batch_size: int | str) -> Iterator[Tensor]:
@@ -157,10 +174,26 @@ def _chunks(s: Setup, batch_size: int | str) -> Iterator[Tensor]:
 
 def _result(s: Setup, diff: Tensor, multipliers: Tensor, out: Tensor, out_ref: Tensor,
             nonlinearity: str, counts: Counter, multiply_by_inputs: bool,
-            structure: bool = True, **info) -> Attribution:
+            structure: bool = True, custom: Callable | None = None,
+            ends: tuple[Tensor, Tensor] | None = None, **info) -> Attribution:
     """Average over baselines; delta = sum of contributions - (F(x) - F(x')), and in
-    ``info["deltas"]`` the same per (example, baseline), ``(B, K)``."""
-    rows = diff * multipliers
+    ``info["deltas"]`` the same per (example, baseline), ``(B, K)``. ``custom``: the user's
+    ``f(multipliers, inputs, baselines)`` (tuples, Captum's convention; one to three
+    arguments) replaces ``(x - x') M``, and ``delta`` is its sum's gap; ``ends``: the rows at
+    the inputs and at the baselines."""
+    if custom is None:
+        rows = diff * multipliers
+    else:
+        at_x, at_ref = ends
+        split = s.packer.unpack if structure else (lambda t: (t,))
+        got = custom(*[split(t) for t in (multipliers, at_x, at_ref)][:_arity(custom)])
+        got = got if isinstance(got, tuple) else (got,)
+        want = split(multipliers)
+        shapes = [tuple(g.shape) if isinstance(g, Tensor) else type(g).__name__ for g in got]
+        if shapes != [tuple(w.shape) for w in want]:
+            raise ValueError(f"custom_attribution_func must return tensors shaped like the "
+                             f"multipliers {[tuple(w.shape) for w in want]}, got {shapes}")
+        rows = s.packer.pack(list(got)) if structure else got[0]
     out_rows = out.detach() - out_ref
     attr = s.mean(rows)
     delta = attr.flatten(1).sum(1) - s.mean(out_rows)
@@ -193,9 +226,12 @@ class DeepLift(ConvergenceDelta):
     def attribute(self, x: Inputs, baselines: BaselineSpec | tuple = None,
                   target: TargetSpec = None, *, batch_size: int | Literal["auto"] = "auto",
                   additional_forward_args: tuple | None = None,
-                  forward_kwargs: dict | None = None, output: OutputSpec = None
-                  ) -> Attribution:
+                  forward_kwargs: dict | None = None, output: OutputSpec = None,
+                  custom_attribution_func: Callable | None = None) -> Attribution:
         """Return contributions (shape of ``x``) with ``delta`` per example.
+        ``custom_attribution_func(multipliers, inputs, baselines)`` (tuples; Captum's
+        convention) computes the attributions from the multipliers instead of
+        ``(x - x') M``; ``delta`` is then the gap of what it returns.
 
         Cost: two forwards and one backward on ``K B`` rows (K baselines, B examples), in
         chunks of ``batch_size`` rows, plus a few elementwise passes per nonlinearity
@@ -221,7 +257,8 @@ class DeepLift(ConvergenceDelta):
                 refs.append(f_ref)
                 counts.update(mode.counts)
         return _result(s, s.x - s.baseline, torch.cat(grads), torch.cat(outs), torch.cat(refs),
-                       self.nonlinearity, counts, self.multiply_by_inputs)
+                       self.nonlinearity, counts, self.multiply_by_inputs,
+                       custom=custom_attribution_func, ends=(s.x, s.baseline))
 
 
 class LayerDeepLift(ConvergenceDelta):
@@ -243,9 +280,11 @@ class LayerDeepLift(ConvergenceDelta):
                   target: TargetSpec = None, *, attribute_to_layer_input: bool = False,
                   batch_size: int | Literal["auto"] = "auto",
                   additional_forward_args: tuple | None = None,
-                  forward_kwargs: dict | None = None, output: OutputSpec = None
-                  ) -> Attribution:
+                  forward_kwargs: dict | None = None, output: OutputSpec = None,
+                  custom_attribution_func: Callable | None = None) -> Attribution:
         """Return contributions shaped like the layer's activation per example, with ``delta``.
+        ``custom_attribution_func``: as in ``DeepLift``, on the layer's multipliers and its
+        activations at the inputs and the baselines.
 
         ``x`` may be integer (token ids, with id baselines such as a pad id).
         Raises if the layer runs zero or several times in one forward. Cost: two forwards on
@@ -255,8 +294,9 @@ class LayerDeepLift(ConvergenceDelta):
         s = setup(self.model, x, baselines, target, additional_forward_args, forward_kwargs,
                   output, integers=True)
         name, module = resolve_layer(self.model, self.layer)
-        (diff,), (grad,), out, out_ref, counts = layer_pass(
+        (diff,), (grad,), out, out_ref, counts, (act,) = layer_pass(
             s, [(name, module)], self.nonlinearity, self.fallback, batch_size,
             attribute_to_layer_input)
         return _result(s, diff, grad, out, out_ref, self.nonlinearity, counts,
-                       self.multiply_by_inputs, structure=False, layer=name)
+                       self.multiply_by_inputs, structure=False,
+                       custom=custom_attribution_func, ends=(act, act - diff), layer=name)

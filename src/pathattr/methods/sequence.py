@@ -452,7 +452,7 @@ class SequenceAttribution:
         alphas = weights = None
         if self.method == "deeplift":
             layers = [resolve_layer(self.call, name) for name in self.layers]
-            diffs, grads, out, out_ref, counts = layer_pass(s, layers, "rescale", False,
+            diffs, grads, out, out_ref, counts, _ = layer_pass(s, layers, "rescale", False,
                                                             batch_size)
             scores = _positions(grads, diffs)
             out_delta = out - out_ref
