@@ -49,6 +49,7 @@ METHODS: dict[str, MethodInfo] = {
                               attribute={"sampling": "uniform"}, shared="idg_uniform",
                               cli=False),
     "left-ig": MethodInfo(_M + "left_ig", "LeftIntegratedGradients", shared="left_ig"),
+    "idgi": MethodInfo(_M + "idgi", "IDGI"),
     "guided-ig": MethodInfo(_M + "guided_ig", "GuidedIntegratedGradients"),
     "blur-ig": MethodInfo(_M + "blur_ig", "BlurIntegratedGradients", images=True),
     "agi": MethodInfo(_M + "agi", "AdversarialGradientIntegration"),
