@@ -90,9 +90,9 @@ class LogSumExp(torch.autograd.Function):
         u, u_ref = z - c, z_ref - c
         e, e_ref = torch.exp(u), torch.exp(u_ref)
         s, s_ref = e.sum(dim, keepdim=True), e_ref.sum(dim, keepdim=True)
-        q = rescale_multiplier(torch.exp, u, u - u_ref, e - e_ref, e + e_ref, True)
+        q = rescale_multiplier(torch.exp, u, u - u_ref, e - e_ref, (e, e_ref), True)
         ctx.save_for_backward(q * rescale_multiplier(torch.log, s, s - s_ref, big - ref,
-                                                     big.abs() + ref.abs()))
+                                                     (big, ref)))
         return big
 
     @staticmethod

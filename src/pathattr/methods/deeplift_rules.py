@@ -192,23 +192,28 @@ def _derivative(f: Callable[[Tensor], Tensor], z: Tensor) -> Tensor:
 
 
 def rescale_multiplier(f: Callable[[Tensor], Tensor], z: Tensor, dz: Tensor,
-                       dy: Tensor, size: Tensor, infinite: bool = False) -> Tensor:
-    """Rescale ``m = dy / dz`` elementwise, for ``dy = f(z) - f(z - dz)`` and ``size =
-    |f(z)| + |f(z - dz)|``; the gradient ``f'(z)`` where ``dz`` is 0, or where ``dz`` is below
-    the square root of the dtype's epsilon *and* ``dy`` is within ``RESOLVED`` roundings of
-    ``size`` (there the quotient is noise; ``f`` must act elementwise); with ``infinite`` also
-    where ``dz`` is NaN (both runs at the same infinity: a masked attention score). A secant
-    that is resolved is kept however small ``dz`` is: it keeps ``m dz = dy`` exact, where the
-    gradient would be off by ``f'' dz^2 / 2`` (an RMSNorm's ``rsqrt(v + eps)`` at ``v ~ eps``:
-    relative errors of 1e-4 with an absolute threshold of 1e-7). Cost: a few elementwise
-    passes, plus a backward of ``f`` on the elements that take the gradient."""
+                       dy: Tensor, ends: tuple[Tensor, Tensor], infinite: bool = False
+                       ) -> Tensor:
+    """Rescale ``m = dy / dz`` elementwise, for ``dy = f(z) - f(z - dz)`` and ``ends = (f(z),
+    f(z - dz))``; the gradient ``f'(z)`` where ``dz`` is 0, or where ``dz`` is below the square
+    root of the dtype's epsilon *and* ``dy`` is within ``RESOLVED`` roundings of ``|f(z)| +
+    |f(z - dz)|`` (there the quotient is noise; ``f`` must act elementwise); with ``infinite``
+    also where ``dz`` is NaN (both runs at the same infinity: a masked attention score). A
+    secant that is resolved is kept however small ``dz`` is: it keeps ``m dz = dy`` exact,
+    where the gradient would be off by ``f'' dz^2 / 2`` (an RMSNorm's ``rsqrt(v + eps)`` at
+    ``v ~ eps``: relative errors of 1e-4 with an absolute threshold of 1e-7). Cost: a few
+    elementwise passes, plus a backward of ``f`` on the elements that take the gradient."""
     m = dy / dz
     eps = torch.finfo(dz.dtype).eps if dz.is_floating_point() else 0.0
-    # flat indices, then take/put_: boolean-mask indexing scans the mask once per tensor
-    small = ((dz.abs() < eps ** 0.5) & (dy.abs() <= RESOLVED * eps * size)) | (dz == 0)
+    # flat indices, then take/put_: boolean-mask indexing scans the mask once per tensor;
+    # whether dy is resolved is read only where dz is small
+    near = dz.abs() < eps ** 0.5
     if infinite:
-        small |= dz.isnan()
-    idx = small.flatten().nonzero().squeeze(1)
+        near |= dz.isnan()
+    idx = near.flatten().nonzero().squeeze(1)
+    if len(idx):
+        d, size = dz.take(idx), ends[0].take(idx).abs() + ends[1].take(idx).abs()
+        idx = idx[(d == 0) | d.isnan() | (dy.take(idx).abs() <= RESOLVED * eps * size)]
     if len(idx):
         m.put_(idx, _derivative(f, z.take(idx)))
     return m
@@ -250,10 +255,10 @@ def _reveal_cancel_by_parts(f: Callable[[Tensor], Tensor], z: Tensor, y: Tensor,
     dneg = dz - dpos
     dy_pos = ((f(z_ref + dpos) - y_ref) + (y - f(z_ref + dneg))) / 2
     m_pos, m_neg = dy_pos / dpos, (dy - dy_pos) / dneg
-    size = y.abs() + y_ref.abs()
     for m, part in ((m_pos, dpos), (m_neg, dneg)):
         small = part.abs() < EPS
-        m[small] = rescale_multiplier(f, z[small], dz[small], dy[small], size[small])
+        m[small] = rescale_multiplier(f, z[small], dz[small], dy[small],
+                                      (y[small], y_ref[small]))
     return m_pos, m_neg
 
 
@@ -264,8 +269,8 @@ class Rescale(torch.autograd.Function):
     @staticmethod
     def forward(ctx, z: Tensor, f: Callable, z_ref: Tensor, infinite: bool = False) -> Tensor:
         y, y_ref = f(z), f(z_ref)
-        ctx.save_for_backward(rescale_multiplier(f, z, z - z_ref, y - y_ref,
-                                                 y.abs() + y_ref.abs(), infinite))
+        ctx.save_for_backward(rescale_multiplier(f, z, z - z_ref, y - y_ref, (y, y_ref),
+                                                 infinite))
         return y
 
     @staticmethod
