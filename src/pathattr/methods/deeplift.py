@@ -123,10 +123,11 @@ def layer_pass(s: Setup, layers: list[tuple[str, nn.Module]], nonlinearity: str,
     # differences, multipliers, outputs, references, activations at the inputs
     parts: list[list] = [[], [], [], [], []]
     counts: Counter = Counter()
+    widen = runs_in_half(s.call.model)
     with guarded(s.call.model), torch.enable_grad(), \
             tap_layers([(name, module, use_input, cut) for name, module in layers]) as taps:
         for rows in _chunks(s, batch_size):
-            mode = DeepLiftMode(nonlinearity, fallback, widen=runs_in_half(s.call.model))
+            mode = DeepLiftMode(nonlinearity, fallback, widen=widen)
             for t in taps:
                 t.reset()
             out, out_ref, acts_ref = _forward(s, mode, rows, s.x[rows], s.baseline[rows], taps)
@@ -240,9 +241,9 @@ class DeepLift(ConvergenceDelta):
         s = setup(self.model, x, baselines, target, additional_forward_args, forward_kwargs,
                   output)
         grads, outs, refs, counts = [], [], [], Counter()
+        widen = runs_in_half(self.model)
         with guarded(self.model), torch.enable_grad():
             for rows in _chunks(s, batch_size):
-                widen = runs_in_half(self.model)
                 mode = DeepLiftMode(self.nonlinearity, self.fallback, widen=widen)
                 x_rows, ref_rows = s.x[rows].detach(), s.baseline[rows].detach()
                 if widen:
