@@ -45,7 +45,8 @@ def test_safe_names_stay_inside_and_do_not_collide(label, expected):
     assert expected in used and "/" not in expected and not expected.startswith(".")
 
 
-def test_explain_keeps_hostile_input_names_inside_out(tmp_path, capsys, monkeypatch):
+def _tinynet(tmp_path, monkeypatch) -> None:
+    """A module ``tinynet`` with ``build()``, importable from ``tmp_path`` (the cwd)."""
     (tmp_path / "tinynet.py").write_text(textwrap.dedent("""
         import torch
         def build():
@@ -55,6 +56,10 @@ def test_explain_keeps_hostile_input_names_inside_out(tmp_path, capsys, monkeypa
     """))
     monkeypatch.chdir(tmp_path)
     sys.modules.pop("tinynet", None)
+
+
+def test_explain_keeps_hostile_input_names_inside_out(tmp_path, capsys, monkeypatch):
+    _tinynet(tmp_path, monkeypatch)
     images = tmp_path / "in"
     images.mkdir()
     for name in ("...png", "evaluation.html.png"):
@@ -109,15 +114,7 @@ def test_dataset_keys_from_an_index_are_read_never_believed(tmp_path):
 
 def test_control_characters_in_names_are_escaped_in_everything_printed(tmp_path, capsys,
                                                                         monkeypatch):
-    (tmp_path / "tinynet.py").write_text(textwrap.dedent("""
-        import torch
-        def build():
-            torch.manual_seed(0)
-            return torch.nn.Sequential(torch.nn.Conv2d(3, 2, 8, stride=32), torch.nn.Flatten(),
-                                       torch.nn.Linear(2 * 7 * 7, 4)).eval()
-    """))
-    monkeypatch.chdir(tmp_path)
-    sys.modules.pop("tinynet", None)
+    _tinynet(tmp_path, monkeypatch)
     name = "cat\x1b[2J\nreport: forged.html\r.png"
     Image.new("RGB", (32, 32), (90, 40, 10)).save(tmp_path / name, format="PNG")
     code = cli.main(["explain", str(tmp_path / name), "--model", "tinynet:build", "--method",
