@@ -138,6 +138,7 @@ def test_hostile_calls_give_a_result_or_a_named_error(call):
     kwargs = {"target": target}
     if "steps" in params:
         kwargs["steps"] = steps
+    kwargs.update(registry.METHODS[method].attribute if method in registry.METHODS else {})
     if baselines is not None and "baselines" in params and method not in (
             "saliency", "blur-ig", "agi"):
         kwargs["baselines"] = baselines

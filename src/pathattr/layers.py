@@ -19,6 +19,7 @@ import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
+import torch
 from torch import Tensor, nn
 
 LayerSpec = str | nn.Module
@@ -106,6 +107,40 @@ def resolve_layer(model: nn.Module, layer: LayerSpec) -> tuple[str, nn.Module]:
     close = difflib.get_close_matches(base, [n for n in modules if n], n=5, cutoff=0.5)
     hint = f"; close names: {', '.join(close)}" if close else ""
     raise ValueError(f"unknown layer {layer!r}{hint}")
+
+
+def tensor_elements(name: str, module: nn.Module, use_input: bool,
+                    forward: Callable[[], object]) -> list[str]:
+    """The names to tap for layer ``name``: itself when its output (or, with ``use_input``,
+    its one positional input) is a tensor or an element is named; else one name per
+    floating-point tensor among its output's elements (a tuple, list or mapping) or its
+    positional inputs, e.g. ``["m[0]", "m[1]"]``, so that the layer is attributed as a whole.
+    Cost: ``forward()``, one forward pass of the caller's choosing (without gradients)."""
+    if split_element(name)[1]:
+        return [name]
+    call = split_call(name)[1] or 0
+    seen: list[object] = []
+
+    def keep(_m, args, out=None):
+        seen.append(args if use_input else out)
+
+    hook = module.register_forward_pre_hook(keep) if use_input else \
+        module.register_forward_hook(keep)
+    try:
+        with torch.no_grad():
+            forward()
+    finally:
+        hook.remove()
+    if len(seen) <= call:
+        return [name]  # never ran: the tap names it when it checks
+    value = seen[call]
+    if isinstance(value, Tensor) or (use_input and len(value) <= 1):
+        return [name]
+    keys = value.keys() if isinstance(value, Mapping) else range(len(value)) \
+        if isinstance(value, (tuple, list)) else ()
+    found = [f"{name}[{k!r}]" for k in keys
+             if isinstance(value[k], Tensor) and value[k].is_floating_point()]
+    return found or [name]
 
 
 class LayerNotExecuted(RuntimeError):

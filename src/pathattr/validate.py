@@ -107,6 +107,13 @@ def check_positive_int(v: object, name: str, minimum: int = 1, maximum: int | No
     return v
 
 
+def check_flag(v: object, name: str) -> bool:
+    """Return ``v`` if it is a bool, else raise naming ``name`` (``0``/``"no"`` are not)."""
+    if not isinstance(v, bool):
+        raise TypeError(f"{name} must be True or False, got {v!r}")
+    return v
+
+
 def check_steps(steps: object, name: str = "steps") -> int:
     """``check_positive_int`` with the bound every path method shares, ``MAX_STEPS``."""
     from .quadrature import MAX_STEPS

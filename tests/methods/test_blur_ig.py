@@ -76,3 +76,30 @@ def test_bad_inputs():
         BlurIntegratedGradients(model).attribute(torch.ones(2, 12, dtype=torch.float64), target=0)
     with pytest.raises(ValueError, match="max_sigma"):
         BlurIntegratedGradients(model).attribute(images(), target=0, max_sigma=0)
+
+
+def test_idgi_on_the_blur_path_equals_its_equations_step_by_step():
+    model, x, steps, top = small_cnn(), images(), 6, 3.0
+    r = BlurIntegratedGradients(model).attribute(x, target=1, max_sigma=top, steps=steps,
+                                                 idgi=True, batch_size=5)
+    nodes = [blur_and_derivative(x, top * (1 - k / steps))[0] for k in range(steps)] + [x]
+    want = torch.zeros_like(x)
+    for here, there in zip(nodes[:-1], nodes[1:]):
+        p = here.clone().requires_grad_(True)
+        f = model(p)[:, 1]
+        (g,) = torch.autograd.grad(f.sum(), p)
+        with torch.no_grad():
+            change = model(there)[:, 1] - f
+        share = g.square() / g.square().flatten(1).sum(1)[:, None, None, None]
+        want += share * change[:, None, None, None]
+    torch.testing.assert_close(r.attributions, want, rtol=1e-10, atol=1e-13)
+    with torch.no_grad():
+        gap = model(x)[:, 1] - model(nodes[0])[:, 1]
+    torch.testing.assert_close(r.attributions.flatten(1).sum(1), gap, rtol=0, atol=1e-12)
+    assert r.info["rule"] == "riemann_left" and r.delta.abs().max() < 1e-12
+
+
+def test_idgi_takes_only_the_left_riemann_nodes():
+    with pytest.raises(ValueError, match="riemann_left"):
+        BlurIntegratedGradients(small_cnn()).attribute(images(), target=0, idgi=True,
+                                                       rule="gausslegendre")

@@ -471,3 +471,35 @@ def test_neuron_selector_functions_equal_captums_and_the_index_form():
     torch.testing.assert_close(r.attributions[1], by_index.attributions[0], rtol=0, atol=1e-12)
     with pytest.raises(ValueError, match="one value per example"):
         nc.attribute(x, lambda t: t[:, :2], target=1, steps=4)
+
+
+def test_layer_of_several_tensors_is_one_cut_with_a_joint_gap():
+    from captum.testing.helpers.basic_models import BasicModel_MultiLayer
+
+    model = BasicModel_MultiLayer(multi_input_module=True).double().eval()
+    torch.manual_seed(0)
+    for p in model.parameters():  # off Captum's integer weights: no kink on a path node
+        p.data.add_(0.1 * torch.randn_like(p))
+    x = torch.tensor([[-10.0, 1.0, -5.0], [1.9, 2.0, 1.9]], dtype=torch.double)
+    base = torch.tensor([[1.0, -2.0, 3.0], [0.0, 0.5, -0.3]], dtype=torch.double)
+    for to_input in (False, True):
+        r = LayerConductance(model, "multi_relu").attribute(
+            x, base, target=1, steps=40, attribute_to_layer_input=to_input)
+        assert isinstance(r.attributions, tuple) and len(r.attributions) == 2
+        for i, ours in enumerate(r.attributions):  # each tensor alone, as its own layer
+            alone = LayerConductance(model, f"multi_relu[{i}]").attribute(
+                x, base, target=1, steps=40, attribute_to_layer_input=to_input)
+            torch.testing.assert_close(ours, alone.attributions, rtol=0, atol=0)
+        with torch.no_grad():
+            change = model(x)[:, 1] - model(base)[:, 1]
+        total = sum(a.sum(1) for a in r.attributions)
+        torch.testing.assert_close(r.delta, total - change, rtol=0, atol=1e-12)
+        # the two tensors together separate input from output: a small gap, not either alone
+        assert (r.delta.abs() < 0.05 * change.abs()).all()
+        assert (alone.delta.abs() > 0.05 * change.abs()).any()
+        if not to_input:
+            output_delta = r.delta
+    both = LayerConductance(model, layers=["multi_relu", "linear2"]).attribute(
+        x, base, target=1, steps=40)
+    assert both.delta.shape == (2, 2) and isinstance(both.attributions[0], tuple)
+    torch.testing.assert_close(both.delta[:, 0], output_delta, rtol=0, atol=0)

@@ -468,3 +468,34 @@ def test_chunks_give_the_unchunked_result(rule):
     torch.testing.assert_close(layer.attribute(x, base, target=1, batch_size=2).attributions,
                                layer.attribute(x, base, target=1).attributions, rtol=0,
                                atol=1e-13)
+
+
+def multi_relu_model():
+    from captum.testing.helpers.basic_models import BasicModel_MultiLayer
+
+    return BasicModel_MultiLayer(multi_input_module=True).eval()
+
+
+@pytest.mark.parametrize("to_input", [False, True])
+def test_layer_of_several_tensors_equals_captum_and_sums_jointly(to_input):
+    from captum.attr import LayerDeepLift as CaptumLayerDeepLift
+
+    model = multi_relu_model()
+    x = torch.tensor([[-10.0, 1.0, -5.0], [1.9, 2.0, 1.9]])
+    base = torch.tensor([[1.0, -2.0, 3.0], [0.0, 0.5, -0.3]])
+    r = LayerDeepLift(model, "multi_relu").attribute(x, base, target=0,
+                                                     attribute_to_layer_input=to_input)
+    ref = CaptumLayerDeepLift(model, model.multi_relu).attribute(
+        x, base, target=0, attribute_to_layer_input=to_input)
+    assert isinstance(r.attributions, tuple) and len(r.attributions) == 2
+    for ours, theirs in zip(r.attributions, ref):
+        torch.testing.assert_close(ours, theirs, rtol=1e-6, atol=1e-6)
+    with torch.no_grad():
+        change = model(x)[:, 0] - model(base)[:, 0]
+    total = sum(a.sum(1) for a in r.attributions)
+    torch.testing.assert_close(total, change, rtol=0, atol=1e-5)
+    torch.testing.assert_close(r.delta, total - change, rtol=0, atol=1e-6)
+    assert r.info["layer"] == (["multi_relu[0]", "multi_relu[1]"])
+    one = LayerDeepLift(model, "multi_relu[1]").attribute(x, base, target=0,
+                                                          attribute_to_layer_input=to_input)
+    torch.testing.assert_close(one.attributions, r.attributions[1])

@@ -7,6 +7,7 @@ from saliency.core.base import INPUT_OUTPUT_GRADIENTS
 from torch import nn
 
 from pathattr.methods.guided_ig import GuidedIntegratedGradients
+from pathattr.methods.idgi import IDGI
 from pathattr.methods.integrated_gradients import IntegratedGradients
 
 
@@ -76,3 +77,34 @@ def test_completeness_improves_with_steps():
 def test_bad_arguments(kw):
     with pytest.raises(ValueError):
         GuidedIntegratedGradients(small_cnn()).attribute(torch.ones(1, 1, 6, 6), target=0, **kw)
+
+
+def test_idgi_with_max_dist_zero_is_idgi_on_the_straight_path():
+    model = small_cnn().double()
+    x = torch.randn(2, 1, 6, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    gig = GuidedIntegratedGradients(model).attribute(x, target=1, steps=12, max_dist=0.0,
+                                                     idgi=True)
+    ref = IDGI(model).attribute(x, target=1, steps=12)
+    torch.testing.assert_close(gig.attributions, ref.attributions, rtol=1e-9, atol=1e-13)
+    assert gig.info["idgi"] is True
+
+
+def test_idgi_on_the_guided_path_is_complete_and_follows_a_linear_models_weights():
+    model = small_cnn().double()
+    x = torch.randn(3, 1, 6, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+    r = GuidedIntegratedGradients(model).attribute(x, target=2, steps=20, idgi=True)
+    with torch.no_grad():
+        change = model(x)[:, 2] - model(torch.zeros_like(x))[:, 2]
+    torch.testing.assert_close(r.attributions.flatten(1).sum(1), change, rtol=0, atol=1e-12)
+    # F = w . x has the same gradient everywhere: IDGI_i = w_i^2 / |w|^2 (F(x) - F(x'))
+    lin = nn.Sequential(nn.Flatten(), nn.Linear(36, 1)).double().eval()
+    w = lin[1].weight.detach()[0]
+    a = GuidedIntegratedGradients(lin).attribute(x, target=0, steps=7, idgi=True).attributions
+    want = (w.square() / w.square().sum())[None] * (x.flatten(1) @ w)[:, None]
+    torch.testing.assert_close(a.flatten(1), want, rtol=1e-10, atol=1e-13)
+
+
+def test_idgi_must_be_a_bool():
+    with pytest.raises(TypeError, match="idgi"):
+        GuidedIntegratedGradients(small_cnn()).attribute(torch.ones(1, 1, 6, 6), target=0,
+                                                         idgi=1)

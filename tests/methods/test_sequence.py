@@ -491,3 +491,19 @@ def test_speech_encoder_decoder_is_refused_with_the_route_that_works():
              for t in (feats, torch.zeros_like(feats))]
     torch.testing.assert_close(r.delta, r.attributions.flatten(1).sum(1) - (f[0] - f[1]))
     assert (r.delta.abs() < 1e-3 * (f[0] - f[1]).abs().max()).all()
+
+
+def test_idgi_per_target_equals_idgi_on_each_prefix_and_is_complete():
+    model = gpt2()
+    ids, mask = prompts()
+    targets = torch.tensor([[3, 17, 21], [6, 6, 40]])
+    r = pathattr.SequenceAttribution(model, method="idgi").attribute(
+        ids, targets, baselines=0, attention_mask=mask, steps=12)
+    ref, ref_delta, _ = per_token_input(model, r, pathattr.IDGI, steps=12)
+    torch.testing.assert_close(r.scores, ref, rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(r.delta, ref_delta, rtol=0, atol=1e-12)
+    assert r.delta.abs().max() < 1e-12 and r.alphas.shape == (12,)
+    # encoder-decoder: both stacks share each target's change; complete to rounding
+    t = pathattr.SequenceAttribution(t5(), method="idgi").attribute(
+        torch.tensor([[5, 9, 13, 2]]), torch.tensor([[3, 17]]), steps=8)
+    assert t.scores.shape == (1, 2, 6) and t.delta.abs().max() < 1e-12

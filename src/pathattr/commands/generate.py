@@ -23,7 +23,6 @@ from . import UsageError
 #: Language models ``--model`` may name with ``--generate`` / ``--target-text`` (besides the
 #: path of a local HuggingFace model directory).
 LANGUAGE_MODELS = {"tiny-lm": "character-level GPT-2 trained on the Zen of Python (cached)"}
-METHODS = ("ig", "idg", "left_ig", "deeplift", "input_x_gradient")
 
 
 @dataclass
@@ -85,7 +84,7 @@ def explain_generation(prompt: str, model: str, generate: int | None, target: st
     every continuation token. Writes ``out/generation/report.html`` and ``tokens.json``.
     Returns the terminal text and the report path. Raises ``UsageError``. Cost: loading the
     model (training it once, ~25 s, for tiny-lm), then ``SequenceAttribution``'s."""
-    from ..methods.sequence import SequenceAttribution
+    from ..methods.sequence import METHODS, SequenceAttribution
 
     if method not in METHODS:
         raise UsageError(f"--method: with --generate / --target-text one of "

@@ -24,9 +24,10 @@ from ..forward import OutputSpec
 from ..quadrature import nodes_weights
 from ..result import Attribution
 from ..targets import TargetSpec
-from ..validate import check_tensor
+from ..validate import check_flag, check_tensor
 from ._setup import setup
 from .guided_ig import point_gradients, point_values
+from .idgi import Steps
 
 
 def blur_matrix(n: int, sigma: float, dtype: torch.dtype, device: torch.device
@@ -75,7 +76,8 @@ class BlurIntegratedGradients:
         *,
         max_sigma: float = 50.0,
         steps: int = 100,
-        rule: str = "gausslegendre",
+        rule: str | None = None,
+        idgi: bool = False,
         batch_size: int | Literal["auto"] = "auto",
         additional_forward_args: tuple | None = None,
         forward_kwargs: dict | None = None,
@@ -84,7 +86,10 @@ class BlurIntegratedGradients:
         """Return Blur IG attributions (shape of ``x``, images ``(B, C, H, W)``) with
         ``delta = sum - (F(x) - F(G_max_sigma * x))``; ``alphas`` run from the blurred image (0)
         to the image (1), ``sigma = max_sigma (1 - alpha)``. ``rule="riemann_right"`` is PAIR
-        saliency's grid (sigma = 0, ..., max_sigma (steps - 1) / steps).
+        saliency's grid (sigma = 0, ..., max_sigma (steps - 1) / steps); default "gausslegendre".
+        ``idgi=True``: IDGI on the blur path (``methods.idgi``): nodes ``k / steps`` (left
+        Riemann, the only rule it takes), each step's output change attributed along the
+        gradient at its start; the sum is ``F(x) - F(G_max_sigma * x)`` to rounding.
         Cost: ``steps`` forward+backward passes per example, two forward passes, and per node
         one blur with its derivative (matrix products, small next to the model).
         """
@@ -100,27 +105,39 @@ class BlurIntegratedGradients:
         if isinstance(max_sigma, bool) or not isinstance(max_sigma, (int, float)) \
                 or not 0 < max_sigma < math.inf:
             raise ValueError(f"max_sigma must be a positive number, got {max_sigma!r}")
+        check_flag(idgi, "idgi")
+        if idgi and rule not in (None, "riemann_left"):
+            raise ValueError(f"Blur IG with idgi=True walks the nodes k / steps (rule "
+                             f"'riemann_left'), got rule={rule!r}")
+        rule = rule or ("riemann_left" if idgi else "gausslegendre")
         a, w = nodes_weights(rule, steps)
         s = setup(self.model, x, None, target, additional_forward_args, forward_kwargs,
                   output)
         b = len(s.x)
         tgt = s.target
         attr = torch.zeros_like(s.x)
+        along = Steps() if idgi else None
         with guarded(self.model):
             bs = chunk_size(s.call, s.x, batch_size, b * steps)
             group = max(1, bs // max(b, 1))  # nodes per model batch: keep chunks full
             for start in range(0, steps, group):
                 nodes = range(start, min(start + group, steps))
                 pairs = [blur_and_derivative(s.x, max_sigma * (1 - a[k])) for k in nodes]
-                _, g = point_gradients(s.call, torch.cat([p for p, _ in pairs]), tgt, bs)
+                f, g = point_gradients(s.call, torch.cat([p for p, _ in pairs]), tgt, bs)
+                if along is not None:  # points in path order: node k's rows are k * b ...
+                    for fk, gk in zip(f.split(b), g.split(b)):
+                        along.add(fk, gk)
+                    continue
                 coef = torch.as_tensor(-max_sigma * w[list(nodes)], dtype=x.dtype,
                                        device=s.x.device)
                 g = g.reshape(len(nodes), b, *s.x.shape[1:]) * torch.stack([v for _, v in pairs])
                 attr += (g * coef.reshape(-1, 1, 1, 1, 1)).sum(0)
             ends = torch.cat([s.x, blur_and_derivative(s.x, max_sigma)[0]])
             f = point_values(s.call, ends, tgt, bs)
+        if along is not None:
+            attr = along.end(f[:b])
         out_delta = f[:b] - f[b:]
         alphas, weights = (torch.as_tensor(v, dtype=x.dtype, device=s.x.device) for v in (a, w))
         return Attribution(attr, attr.flatten(1).sum(1) - out_delta, alphas, weights,
-                           {"rule": rule, "steps": steps, "max_sigma": max_sigma,
+                           {"rule": rule, "steps": steps, "max_sigma": max_sigma, "idgi": idgi,
                             "output_delta": out_delta})

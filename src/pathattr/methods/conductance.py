@@ -32,7 +32,7 @@ from torch import Tensor, nn
 from ..baselines import BaselineSpec
 from ..engine import PathEngine, Tap, guarded
 from ..forward import OutputSpec
-from ..layers import LayerSpec, check_reached, resolve_layer, tap_layers
+from ..layers import LayerSpec, check_reached, resolve_layer, tap_layers, tensor_elements
 from ..quadrature import cell_edges, nodes_weights
 from ..result import Attribution
 from ..targets import TargetSpec
@@ -48,6 +48,24 @@ from ._setup import (
 
 #: A neuron: a flat index into one example's layer output, or its multi-index.
 NeuronSpec = int | Sequence[int]
+
+
+def _joint(results: list[Attribution], groups: list[list[str]], out_delta: Tensor
+           ) -> list[Attribution]:
+    """One result per layer: the results of a layer of several tensors (``groups``, in the
+    order of ``results``) joined, attributions a tuple, ``delta`` their gap together."""
+    joined, i = [], 0
+    for group in groups:
+        part = results[i:i + len(group)]
+        i += len(group)
+        if len(group) == 1:
+            joined.append(part[0])
+            continue
+        delta = sum(r.delta for r in part) + (len(part) - 1) * out_delta
+        joined.append(Attribution(tuple(r.attributions for r in part), delta, part[0].alphas,
+                                  part[0].weights, {**part[0].info, "layer": group,
+                                                    "per_tensor": part}))
+    return joined
 
 
 class LayerConductance(ConvergenceDelta):
@@ -100,6 +118,9 @@ class LayerConductance(ConvergenceDelta):
         """Return the total conductance of every neuron: ``attributions`` have the shape of the
         layer's output (or input) per example and ``delta`` is ``attributions.sum() -
         (F(x) - F(x'))`` (a completeness gap only when the layer separates input from output).
+        A layer whose output (or positional inputs) is several tensors, named without an
+        element, is one cut: ``attributions`` a tuple (one tensor per floating-point element),
+        ``delta`` their joint gap (one more forward of one row finds the elements).
 
         Memory: the layer's gradients and activations at every path point, like Captum's.
         Cost: ``steps`` forward passes and backward passes down to the layer only (no autograd
@@ -108,7 +129,6 @@ class LayerConductance(ConvergenceDelta):
         edges that are not nodes (``steps - 1`` for Gauss-Legendre, none for Riemann
         left/right); per example and baseline.
         """
-        named = [resolve_layer(self.model, spec) for spec in self.layers]
         s = setup(self.model, x, baselines, target, additional_forward_args, forward_kwargs,
                   output, integers=True)
         a, w = nodes_weights(rule, steps)
@@ -116,6 +136,12 @@ class LayerConductance(ConvergenceDelta):
         with guarded(self.model):
             engine = s.engine(batch_size)
             embedding_path(engine, self.path_layer, layer_noise)
+            rows0 = torch.zeros(min(len(s.x), 1), dtype=torch.long, device=s.x.device)
+            groups = [tensor_elements(name, module, attribute_to_layer_input,
+                                      lambda: s.call(s.x[:1], rows0)) if len(s.x) else [name]
+                      for name, module in (resolve_layer(self.model, spec)
+                                           for spec in self.layers)]
+            named = [resolve_layer(self.model, n) for group in groups for n in group]
             f1, f0, ends = engine.ends([n for n, _ in named], attribute_to_layer_input)
             alphas, weights = rule_tensors(rule, steps, ends[0][0])
             rows, flat_a = flat_points(len(s.x), alphas)
@@ -135,12 +161,14 @@ class LayerConductance(ConvergenceDelta):
                                      steps, out_delta, rule, name, alphas, weights,
                                      self.multiply_by_inputs)
                    for i, (name, _) in enumerate(named)]
+        results = _joint(results, groups, out_delta)
         if not self.several:
             return results[0]
+        names = [r.info["layer"] for r in results]
         return Attribution(tuple(r.attributions for r in results),
                            torch.stack([r.delta for r in results], 1), alphas, weights,
-                           {**results[0].info, "layer": [n for n, _ in named],
-                            "per_layer": dict(zip([n for n, _ in named], results))})
+                           {**results[0].info, "layer": names,
+                            "per_layer": dict(zip(map(str, names), results))})
 
 
 class NeuronConductance:

@@ -32,8 +32,8 @@ from torch import Tensor, nn
 from ..baselines import BaselineSpec
 from ..engine import MEMORY_BUDGET, chunk_size, guarded, per_output_grads
 from ..errors import NonFiniteOutput
-from ..forward import OutputSpec
-from ..layers import LayerSpec, check_reached, resolve_layer, tap_layers
+from ..forward import OutputSpec, Packer
+from ..layers import LayerSpec, check_reached, resolve_layer, tap_layers, tensor_elements
 from ..result import Attribution
 from ..targets import TargetSpec
 from ..validate import first_nonfinite
@@ -175,18 +175,20 @@ def _chunks(s: Setup, batch_size: int | str) -> Iterator[Tensor]:
 
 def _result(s: Setup, diff: Tensor, multipliers: Tensor, out: Tensor, out_ref: Tensor,
             nonlinearity: str, counts: Counter, multiply_by_inputs: bool,
-            structure: bool = True, custom: Callable | None = None,
+            packer: Packer | None = None, custom: Callable | None = None,
             ends: tuple[Tensor, Tensor] | None = None, **info) -> Attribution:
     """Average over baselines; delta = sum of contributions - (F(x) - F(x')), and in
-    ``info["deltas"]`` the same per (example, baseline), ``(B, K)``. ``custom``: the user's
-    ``f(multipliers, inputs, baselines)`` (tuples, Captum's convention; one to three
-    arguments) replaces ``(x - x') M``, and ``delta`` is its sum's gap; ``ends``: the rows at
-    the inputs and at the baselines."""
+    ``info["deltas"]`` the same per (example, baseline), ``(B, K)``. ``packer``: how the
+    rows are laid out (default the inputs', ``s.packer``; a layer's tensors for layers).
+    ``custom``: the user's ``f(multipliers, inputs, baselines)`` (tuples, Captum's
+    convention; one to three arguments) replaces ``(x - x') M``, and ``delta`` is its sum's
+    gap; ``ends``: the rows at the inputs and at the baselines."""
+    packer = packer or s.packer
     if custom is None:
         rows = diff * multipliers
     else:
         at_x, at_ref = ends
-        split = s.packer.unpack if structure else (lambda t: (t,))
+        split = packer.unpack
         got = custom(*[split(t) for t in (multipliers, at_x, at_ref)][:_arity(custom)])
         got = got if isinstance(got, tuple) else (got,)
         want = split(multipliers)
@@ -194,13 +196,13 @@ def _result(s: Setup, diff: Tensor, multipliers: Tensor, out: Tensor, out_ref: T
         if shapes != [tuple(w.shape) for w in want]:
             raise ValueError(f"custom_attribution_func must return tensors shaped like the "
                              f"multipliers {[tuple(w.shape) for w in want]}, got {shapes}")
-        rows = s.packer.pack(list(got)) if structure else got[0]
+        rows = packer.pack(list(got))
     out_rows = out.detach() - out_ref
     attr = s.mean(rows)
     delta = attr.flatten(1).sum(1) - s.mean(out_rows)
     each = (rows.flatten(1).sum(1) - out_rows).reshape(s.k, s.b).T
     shown = attr if multiply_by_inputs else s.mean(multipliers)
-    return Attribution(s.structure(shown) if structure else shown, delta,
+    return Attribution(packer.structure(shown), delta,
                        info={"nonlinearity": nonlinearity, "rules": dict(counts),
                              "deltas": each, "output_delta": s.mean(out_rows), **info})
 
@@ -288,16 +290,27 @@ class LayerDeepLift(ConvergenceDelta):
         activations at the inputs and the baselines.
 
         ``x`` may be integer (token ids, with id baselines such as a pad id).
+        A layer whose output (or, with ``attribute_to_layer_input``, whose positional
+        inputs) is several tensors, named without an element, is attributed as a whole:
+        ``attributions`` is a tuple with one tensor per floating-point element and ``delta``
+        the gap of them all together (Captum's convention; name one element, ``"m[0]"``, for
+        that tensor alone).
         Raises if the layer runs zero or several times in one forward. Cost: two forwards on
         ``K B`` rows (K baselines, B examples), in chunks of ``batch_size`` rows, and one
-        backward down to the layer.
+        backward down to the layer; a layer named without an element one more forward of one
+        row (to see its structure).
         """
         s = setup(self.model, x, baselines, target, additional_forward_args, forward_kwargs,
                   output, integers=True)
         name, module = resolve_layer(self.model, self.layer)
-        (diff,), (grad,), out, out_ref, counts, (act,) = layer_pass(
-            s, [(name, module)], self.nonlinearity, self.fallback, batch_size,
+        rows = torch.zeros(min(len(s.x), 1), dtype=torch.long, device=s.x.device)
+        names = tensor_elements(name, module, attribute_to_layer_input,
+                                lambda: s.call(s.x[:1], rows)) if len(s.x) else [name]
+        diffs, grads, out, out_ref, counts, acts = layer_pass(
+            s, [(n, module) for n in names], self.nonlinearity, self.fallback, batch_size,
             attribute_to_layer_input)
+        packer = Packer.of(diffs, single=len(names) == 1)
+        diff, grad, act = (packer.pack(t) for t in (diffs, grads, acts))
         return _result(s, diff, grad, out, out_ref, self.nonlinearity, counts,
-                       self.multiply_by_inputs, structure=False,
-                       custom=custom_attribution_func, ends=(act, act - diff), layer=name)
+                       self.multiply_by_inputs, packer, custom=custom_attribution_func,
+                       ends=(act, act - diff), layer=name if len(names) == 1 else names)

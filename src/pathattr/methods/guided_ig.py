@@ -23,8 +23,9 @@ from ..engine import PathEngine, chunk_size, guarded
 from ..forward import ModelCall, OutputSpec
 from ..result import Attribution
 from ..targets import Target, TargetSpec
-from ..validate import check_steps
+from ..validate import check_flag, check_steps
 from ._setup import Inputs, setup
+from .idgi import Steps
 
 #: Relative and absolute tolerance of "the step has covered its L1 distance" (PAIR's value).
 EPSILON = 1e-9
@@ -104,6 +105,7 @@ class GuidedIntegratedGradients:
         steps: int = 200,
         fraction: float = 0.25,
         max_dist: float = 0.02,
+        idgi: bool = False,
         batch_size: int | Literal["auto"] = "auto",
         additional_forward_args: tuple | None = None,
         forward_kwargs: dict | None = None,
@@ -113,11 +115,15 @@ class GuidedIntegratedGradients:
         (a left-Riemann sum along the guided path, so ``delta`` shrinks as ``steps`` grow).
         ``alphas`` are the steps' L1 progress ``t / steps`` where gradients are taken.
         ``max_dist = 0`` is IG on the straight path (left Riemann), ``1`` unbounded Guided IG.
+        ``idgi=True``: each step's output change ``F(x_{t+1}) - F(x_t)`` is attributed along
+        the gradient at ``x_t`` only (``methods.idgi``; the path is the same), so the sum is
+        ``F(x) - F(x')`` to rounding.
         Cost: ``steps`` forward+backward passes per example and baseline, run as ``steps``
         sequential batches, plus two forward passes; the path update is a few elementwise
         passes and one k-th value per inner iteration.
         """
         check_steps(steps)
+        check_flag(idgi, "idgi")
         for name, v in (("fraction", fraction), ("max_dist", max_dist)):
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1:
                 raise ValueError(f"{name} must be a number in [0, 1], got {v!r}")
@@ -129,15 +135,21 @@ class GuidedIntegratedGradients:
         l1_total = diff.abs().sum(1)
         point = base.clone()
         attr = torch.zeros_like(base)
+        along = Steps() if idgi else None
         with guarded(self.model):
             engine = s.engine(batch_size)
             f1, f0 = engine.endpoints()
             bs = chunk_size(s.call, s.x, batch_size, len(s.x))
             for step in range(steps):
-                _, grad = point_gradients(s.call, point.to(s.x.dtype).reshape(shape),
+                f, grad = point_gradients(s.call, point.to(s.x.dtype).reshape(shape),
                                           s.target, bs)
-                attr += _guided_step(point, grad.flatten(1).double(), base, diff, l1_total,
-                                     step, steps, fraction, max_dist)
+                grad = grad.flatten(1).double()
+                if along is not None:
+                    along.add(f.double(), grad)
+                attr += _guided_step(point, grad, base, diff, l1_total, step, steps, fraction,
+                                     max_dist)
+            if along is not None:
+                attr = along.end(f1.double())
         attr = attr.to(s.x.dtype).reshape(shape)
         out_delta = s.mean(f1 - f0)
         alphas = torch.arange(steps, dtype=s.x.dtype, device=s.x.device) / steps
@@ -145,4 +157,5 @@ class GuidedIntegratedGradients:
                            alphas,
                            torch.full_like(alphas, 1 / steps),
                            {"steps": steps, "fraction": fraction, "max_dist": max_dist,
+                            "idgi": idgi,
                             "output_delta": out_delta})

@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
+from torch import Tensor
 
 from ..baselines import BaselineSpec
 from ..engine import accumulation_dtype, guarded
@@ -27,6 +28,41 @@ from ..result import Attribution
 from ..targets import TargetSpec
 from ..validate import check_steps
 from ._setup import ConvergenceDelta, Inputs, flat_points, setup
+
+
+def shares(g: Tensor) -> Tensor:
+    """``g_i^2 / ||g||^2`` per row of ``g`` ``(R, *S)``: the fraction of a step's output change
+    each feature gets (rows with a zero gradient get zeros). IDGI on any path is
+    ``sum_k shares(g_k) * (F(x_{k+1}) - F(x_k))``."""
+    sq = g.square()
+    norm = sq.flatten(1).sum(1)
+    return sq / torch.where(norm > 0, norm, 1.0).reshape(-1, *[1] * (g.dim() - 1))
+
+
+class Steps:
+    """IDGI along a path walked node by node (Guided IG, Blur IG): ``add`` the output and
+    gradient at each node in path order, ``end`` with the output at the path's end.
+    Memory: one gradient-sized tensor besides the sum."""
+
+    def __init__(self) -> None:
+        self.sum: Tensor | None = None
+        self._share: Tensor | None = None
+        self._f: Tensor | None = None
+
+    def _close(self, f: Tensor) -> None:
+        change = (f - self._f).reshape(-1, *[1] * (self._share.dim() - 1))
+        self.sum = self._share * change if self.sum is None else self.sum + self._share * change
+
+    def add(self, f: Tensor, g: Tensor) -> None:
+        """Node outputs ``f`` ``(B,)`` and gradients ``g`` ``(B, *S)``."""
+        if self._share is not None:
+            self._close(f)
+        self._share, self._f = shares(g), f
+
+    def end(self, f: Tensor) -> Tensor:
+        """The attributions ``(B, *S)``, summing to ``f - F(first node)``."""
+        self._close(f)
+        return self.sum
 
 
 class IDGI(ConvergenceDelta):
@@ -62,10 +98,7 @@ class IDGI(ConvergenceDelta):
             for ch in engine.gradients(rows, flat_a):
                 if ch.output.dim() != 1:
                     raise ValueError("IDGI needs one target output per example")
-                g = ch.grads[0].to(dtype)
-                norm = g.flatten(1).square().sum(1)
-                norm = torch.where(norm > 0, norm, 1.0).reshape(-1, *[1] * (g.dim() - 1))
-                now = g.square() / norm
+                now = shares(ch.grads[0].to(dtype))
                 for j, (r, a) in enumerate(zip(ch.rows.tolist(), ch.alphas.tolist())):
                     f = ch.output[j].to(dtype)
                     if a > 0:  # the step from the previous node of this row ends here

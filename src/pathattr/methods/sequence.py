@@ -52,7 +52,7 @@ from .integrated_gradients import trapezoid_sums
 from .left_ig import check_saturation, saturation_alphas, truncated_weights
 
 SCORES = ("logit", "logprob", "prob")
-METHODS = ("ig", "idg", "left_ig", "input_x_gradient", "deeplift")
+METHODS = ("ig", "idg", "left_ig", "idgi", "input_x_gradient", "deeplift")
 
 
 @dataclass
@@ -328,7 +328,9 @@ class SequenceAttribution:
         its own ``a*`` (``saturation``); "idg" with ``sampling="adaptive"`` places the
         ``steps`` samples by the output change of all targets pooled (each target's change
         normalised to sum 1; with one target exactly IDG's placement), so they share one
-        path. ``conductance_layers`` (fixed-rule "ig" only): the total conductance of every
+        path; "idgi" walks the nodes ``k / steps`` and gives each target's change over a step to
+        the positions by their share of that target's squared gradient (``rule`` unused).
+        ``conductance_layers`` (fixed-rule "ig" only): the total conductance of every
         neuron of these layers' inputs (e.g. ``mlp_neurons(model)``, the MLPs' hidden units)
         per target, ``(B, T, *neuron shape)`` in ``result.conductance``, from the same pass.
 
@@ -472,6 +474,8 @@ class SequenceAttribution:
                 elif self.method == "idg":
                     scores, delta, alphas, weights, extra = path.idg(
                         rule, steps, sampling, coarse_steps)
+                elif self.method == "idgi":
+                    scores, delta, alphas, extra = path.idgi(steps)
                 else:
                     if self.method == "input_x_gradient":
                         rule, steps = None, 1
@@ -563,6 +567,13 @@ class _Head:
         return val.detach() + (lin - lin.detach()).to(val.dtype)
 
 
+def _squares(grads: Sequence[Tensor]) -> Tensor:
+    """``(n, T, L)``: each target's squared gradient summed over the embedding, per layer and
+    concatenated along positions (IDGI's shares before normalising)."""
+    acc = accumulation_dtype(grads[0].dtype)
+    return torch.cat([g.to(acc).square().flatten(3).sum(-1) for g in grads], 2)
+
+
 def _positions(grads: Sequence[Tensor], diffs: Sequence[Tensor]) -> Tensor:
     """``(n, T, L)``: each target's gradient times ``e - e'`` summed over the embedding, per
     layer (encoder, decoder) and concatenated along positions."""
@@ -591,16 +602,18 @@ class _SharedPath:
         self.progress = progress
 
     def products(self, rows: Tensor, alphas: Tensor, taps: Sequence[Tap] = (),
-                 on_chunk=None) -> tuple[Tensor, Tensor]:
+                 on_chunk=None, squares: bool = False) -> tuple[Tensor, Tensor]:
         """``p`` ``(n, T, L)`` and ``S`` ``(n, T)`` at each point; ``on_chunk(ch)`` sees each
-        chunk (its tap gradients and activations). Cost: a forward and ``T`` backwards per
+        chunk (its tap gradients and activations); ``squares``: ``p`` holds each position's
+        squared gradient instead (``_squares``). Cost: a forward and ``T`` backwards per
         point."""
         n = len(self.layers)
         ps, fs = [], []
         with tqdm(total=len(rows) * self.t, unit="backward", disable=not self.progress,
                   file=sys.stderr, desc=f"{self.t} targets", leave=False) as bar:
             for ch in self.engine.gradients(rows, alphas, list(taps)):
-                ps.append(_positions(ch.grads[:n], [d[ch.rows] for d in self.diffs]))
+                ps.append(_squares(ch.grads[:n]) if squares else
+                          _positions(ch.grads[:n], [d[ch.rows] for d in self.diffs]))
                 fs.append(ch.output)
                 if on_chunk is not None:
                     on_chunk(ch)
@@ -691,6 +704,22 @@ class _SharedPath:
         scores = torch.einsum("bk,bkt,bktl->btl", w, slope, p)
         delta = torch.einsum("bk,bkt->bt", w, slope) - (self.f1 - self.f0)
         return scores, delta, alphas, weights, extra
+
+    def idgi(self, steps: int) -> tuple[Tensor, Tensor, Tensor, dict]:
+        """IDGI per target on the nodes ``k / steps``: target ``t``'s change of ``S_t`` over
+        each step, shared among the positions by their part of ``|dS_t/de|^2`` at the step's
+        start. ``delta`` is rounding (and the change of a step with zero gradient)."""
+        dt = self.ends[0][0].dtype
+        alphas = torch.arange(steps, dtype=dt, device=self.f1.device) / steps
+        q, f = self.products(*flat_points(self.b, alphas), squares=True)
+        q = q.reshape(self.b, steps, self.t, -1)
+        f = f.reshape(self.b, steps, self.t).to(q.dtype)
+        norm = q.sum(-1, keepdim=True)
+        share = q / torch.where(norm > 0, norm, 1.0)
+        change = torch.cat([f[:, 1:], self.f1[:, None].to(q.dtype)], 1) - f
+        scores = torch.einsum("bktl,bkt->btl", share, change)
+        delta = scores.sum(-1) - (self.f1 - self.f0).to(q.dtype)
+        return scores, delta, alphas, {"steps": steps, "gradient_evaluations": steps}
 
     def adaptive(self, tol: float, max_steps: int) -> tuple[Tensor, list, list, dict]:
         """IG with ``quadrature.refine`` on every target's own path, ``B * T`` paths (path
