@@ -82,3 +82,18 @@ def test_public_explain_is_the_function_whatever_was_imported_first():
 
     assert pathattr.explain is pathattr.shared_pass.explain
     assert pathattr.run.__module__ == "pathattr.runs"
+
+
+def test_idgi_shares_the_left_riemann_pass():
+    import pathattr
+
+    torch.manual_seed(3)
+    model = nn.Sequential(nn.Linear(5, 8), nn.Tanh(), nn.Linear(8, 2)).double().eval()
+    x = torch.randn(3, 5, dtype=torch.double)
+    got = pathattr.explain(model, x, ["idgi", "ig"], target=1, steps=10, rule="riemann_left")
+    alone = pathattr.IDGI(model).attribute(x, target=1, steps=10)
+    torch.testing.assert_close(got["idgi"].attributions, alone.attributions, rtol=1e-12,
+                               atol=1e-14)
+    torch.testing.assert_close(got["idgi"].delta, alone.delta, rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="riemann_left"):
+        pathattr.explain(model, x, ["idgi"], target=1, steps=10)

@@ -49,7 +49,7 @@ METHODS: dict[str, MethodInfo] = {
                               attribute={"sampling": "uniform"}, shared="idg_uniform",
                               cli=False),
     "left-ig": MethodInfo(_M + "left_ig", "LeftIntegratedGradients", shared="left_ig"),
-    "idgi": MethodInfo(_M + "idgi", "IDGI"),
+    "idgi": MethodInfo(_M + "idgi", "IDGI", shared="idgi"),
     "guided-ig": MethodInfo(_M + "guided_ig", "GuidedIntegratedGradients"),
     "guided-ig-idgi": MethodInfo(_M + "guided_ig", "GuidedIntegratedGradients",
                                  attribute={"idgi": True}),

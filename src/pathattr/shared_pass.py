@@ -28,6 +28,7 @@ from .methods._setup import (
 )
 from .methods.conductance import edge_plan, total_conductance
 from .methods.idg import DecisionSum, adaptive_idg, coarse_points
+from .methods.idgi import RowSteps
 from .methods.integrated_gradients import GradientSum
 from .methods.left_ig import SaturationSum, check_saturation
 from .quadrature import nodes_weights
@@ -85,6 +86,7 @@ def explain(
     - ``"idg_uniform"``: ``IntegratedDecisionGradients.attribute(sampling="uniform", ...)``
     - ``"idg"``: adaptive IDG with ``idg_steps`` samples (default ``steps``) whose coarse points
       are this pass's nodes and both ends (``coarse_steps=steps, rule=rule``)
+    - ``"idgi"``: ``IDGI.attribute(steps=steps)`` (with ``rule="riemann_left"``, its nodes)
     - ``("conductance", layer)``: ``LayerConductance(model, layer).attribute(steps, rule)``
 
     Cost: ``steps`` forward+backward passes per example and baseline for all of them together
@@ -116,6 +118,10 @@ def explain(
         left = SaturationSum(diff, f0, f1, saturation, alphas, weights) \
             if "left_ig" in names else None
         uniform = DecisionSum(diff, flat_w) if "idg_uniform" in names else None
+        if "idgi" in names and rule != "riemann_left":
+            raise ValueError(f"'idgi' shares the pass on the nodes k / steps: give "
+                             f"rule='riemann_left', got rule={rule!r}")
+        idgi = RowSteps(diff) if "idgi" in names else None
         plan = edge_plan(a, w)
         grads: list[list[Tensor]] = [[] for _ in layers]
         acts: list[list[Tensor]] = [[] for _ in layers]
@@ -131,6 +137,8 @@ def explain(
                 left.add(ch, g)
             if uniform is not None:
                 uniform.add(ch, g)
+            if idgi is not None:
+                idgi.add(ch, g)
             for lst, t in zip(grads, layer_grads, strict=True):
                 lst.append(t)
             for lst, t in zip(acts, ch.acts or [None] * len(acts), strict=True):
@@ -148,6 +156,9 @@ def explain(
         if uniform is not None:
             results["idg_uniform"] = uniform.result(s, f0, f1, alphas, weights,
                                                     {"sampling": "uniform", **info})
+        if idgi is not None:
+            results["idgi"] = s.result(idgi.result(f1), torch.ones_like(diff), f1 - f0,
+                                       alphas, None, info, structure=not on_layer)
         if "idg" in names:
             inner = (a > 0) & (a < 1)
             values = torch.cat(outputs).reshape(n_rows, steps)[:, torch.as_tensor(inner)]

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from ..baselines import BaselineSpec
-from ..engine import accumulation_dtype, guarded
+from ..engine import Chunk, accumulation_dtype, guarded
 from ..forward import OutputSpec
 from ..result import Attribution
 from ..targets import TargetSpec
@@ -65,6 +65,33 @@ class Steps:
         return self.sum
 
 
+class RowSteps:
+    """IDGI of every row's straight path from the engine's chunks, each row's nodes visited
+    in increasing alpha starting at 0 (``flat_points`` order); ``result(f1)`` closes each
+    row's last step at ``F(x)``. Memory: two tensors of the rows' shape."""
+
+    def __init__(self, like: Tensor):
+        dtype = accumulation_dtype(like.dtype)
+        self.acc = torch.zeros(like.shape, dtype=dtype, device=like.device)
+        self.share = torch.zeros_like(self.acc)  # the previous node's g^2 / ||g||^2, per row
+        self.f_prev = torch.zeros(len(like), dtype=dtype, device=like.device)
+
+    def add(self, ch: Chunk, g: Tensor) -> None:
+        """One chunk of points with ``g``, the gradient at each (input or path layer)."""
+        if ch.output.dim() != 1:
+            raise ValueError("IDGI needs one target output per example")
+        now = shares(g.to(self.acc.dtype))
+        for j, (r, a) in enumerate(zip(ch.rows.tolist(), ch.alphas.tolist())):
+            f = ch.output[j].to(self.acc.dtype)
+            if a > 0:  # the step from the previous node of this row ends here
+                self.acc[r] += self.share[r] * (f - self.f_prev[r])
+            self.share[r], self.f_prev[r] = now[j], f
+
+    def result(self, f1: Tensor) -> Tensor:
+        change = (f1.to(self.acc.dtype) - self.f_prev).reshape(-1, *[1] * (self.acc.dim() - 1))
+        return self.acc + self.share * change
+
+
 class IDGI(ConvergenceDelta):
     """Integrated Gradients with each step's output change attributed along its gradient."""
 
@@ -91,20 +118,11 @@ class IDGI(ConvergenceDelta):
             f1, f0 = engine.endpoints()
             alphas = torch.arange(steps, dtype=s.x.dtype, device=s.x.device) / steps
             rows, flat_a = flat_points(len(s.x), alphas)
-            dtype = accumulation_dtype(s.x.dtype)
-            acc = torch.zeros(s.x.shape, dtype=dtype, device=s.x.device)
-            share = torch.zeros_like(acc)        # the previous node's g^2 / ||g||^2, per row
-            f_prev = torch.zeros(len(s.x), dtype=dtype, device=s.x.device)
+            along = RowSteps(s.x)
             for ch in engine.gradients(rows, flat_a):
-                if ch.output.dim() != 1:
-                    raise ValueError("IDGI needs one target output per example")
-                now = shares(ch.grads[0].to(dtype))
-                for j, (r, a) in enumerate(zip(ch.rows.tolist(), ch.alphas.tolist())):
-                    f = ch.output[j].to(dtype)
-                    if a > 0:  # the step from the previous node of this row ends here
-                        acc[r] += share[r] * (f - f_prev[r])
-                    share[r], f_prev[r] = now[j], f
-            acc += share * (f1.to(dtype) - f_prev).reshape(-1, *[1] * (acc.dim() - 1))
+                along.add(ch, ch.grads[0])
+            acc = along.result(f1)
+        dtype = acc.dtype
         attr = s.mean(acc)
         out = s.mean((f1 - f0).to(dtype))
         return Attribution(s.structure(attr), attr.flatten(1).sum(1) - out, alphas, None,
