@@ -61,7 +61,9 @@ def test_explain_photo_writes_every_artefact(chelsea):
 def test_all_methods_on_several_photos(tmp_path, capsys):
     code, out, err = run(capsys, "explain", "photo:camera", "photo:coffee", "--method", "all",
                          "--out", tmp_path, *DIGITS)
-    assert (code, out) == (0, ""), err
+    # --quiet (in DIGITS): no tables, only where each report is
+    assert code == 0 and out.splitlines() == [
+        f"report: {tmp_path / label / 'report.html'}" for label in ("camera", "coffee")], err
     for label in ("camera", "coffee"):
         s = json.loads((tmp_path / label / "summary.json").read_text())
         assert list(s["methods"]) == available()
@@ -87,11 +89,11 @@ def test_evaluate_prints_the_auc_table(tmp_path, capsys):
                        "insertion,deletion", "--out", tmp_path)
     assert code == 0
     assert "insertion AUC" in out and "deletion AUC" in out and "saliency" in out
-    s = json.loads((tmp_path / "coffee" / "summary.json").read_text())
+    s = json.loads((tmp_path / "coffee" / "evaluate" / "summary.json").read_text())
     assert set(s["curves"]["ig"]) == {"insertion_auc", "deletion_auc"}
     assert set(s["curves"]) == {"ig", "ig (inverse)", "saliency", "saliency (inverse)",
                                 "random ranking"}
-    assert (tmp_path / "coffee" / "curves.png").exists()
+    assert (tmp_path / "coffee" / "evaluate" / "curves.png").exists()
 
 
 def test_evaluate_over_images_a_data_set_and_a_store(tmp_path, capsys):
@@ -139,9 +141,23 @@ def test_neurons_prints_the_top_channels(tmp_path, capsys):
                        "features.relu2", "--top", "3", "--steps", "4", "--out", tmp_path)
     assert code == 0
     assert "Neuron IG" in out and "DeepLIFT" in out and "reset effect" in out
-    s = json.loads((tmp_path / "coffee" / "summary.json").read_text())
-    assert s["methods"] == {} and len(s["neurons"]["top"]) == 3 and s["neurons"]["errors"] == []
+    s = json.loads((tmp_path / "coffee" / "neurons" / "summary.json").read_text())
+    assert "methods" not in s and len(s["neurons"]["top"]) == 3 and s["neurons"]["errors"] == []
     assert set(s["neurons"]["top"][0]) == {"channel", "Neuron IG", "DeepLIFT", "reset effect"}
+
+
+def test_each_command_keeps_what_the_others_wrote(tmp_path, capsys):
+    common = ["photo:coffee", "--model", "digits-cnn", "--steps", "4", "--out", tmp_path]
+    assert run(capsys, "explain", *common, "--method", "ig")[0] == 0
+    explained = (tmp_path / "coffee" / "report.html").read_bytes()
+    assert run(capsys, "neurons", *common, "--layer", "features.relu2", "--top", "2")[0] == 0
+    assert run(capsys, "evaluate", *common, "--method", "saliency", "--curve-steps", "4",
+               "--metrics", "deletion")[0] == 0
+    assert (tmp_path / "coffee" / "report.html").read_bytes() == explained
+    s = json.loads((tmp_path / "coffee" / "summary.json").read_text())
+    assert list(s["methods"]) == ["ig"]
+    for command in ("neurons", "evaluate"):
+        assert (tmp_path / "coffee" / command / "report.html").is_file()
 
 
 @pytest.mark.slow
@@ -150,12 +166,13 @@ def test_text_pair(tmp_path, capsys):
                          "A kitten rests on a rug.", "--steps", "4", "--out", tmp_path)
     assert code == 0, err
     assert "cosine similarity" in out and "|raises" in out and "cat" in out
-    entries = json.loads((tmp_path / "text" / "tokens.json").read_text())
+    (folder,) = (tmp_path / "text").iterdir()
+    entries = json.loads((folder / "tokens.json").read_text())
     assert [e["sentence"] for e in entries] == ["A cat sits on the mat.",
                                                 "A kitten rests on a rug."]
     assert entries[0]["tokens"][:2] == ["a", "cat"]
     assert len(entries[0]["tokens"]) == len(entries[0]["attributions"])
-    page = (tmp_path / "text" / "report.html").read_text()
+    page = (folder / "report.html").read_text()
     assert page.count('class="tok"') == sum(len(e["tokens"]) for e in entries)
 
 
@@ -178,7 +195,7 @@ def files(tmp_path):
     (["explain", "{tmp}/notes.jpg"], "IMAGE: cannot read"),
     (["explain", "photo:nope"], "IMAGE: unknown bundled photo 'nope'"),
     (["explain", "photo:camera", "--model", "efficientnet-lit0"],
-     "--model: unknown model 'efficientnet-lit0'; did you mean efficientnet-lite0?"),
+     "--model: unknown model 'efficientnet-lit0'; did you mean efficientnet-lite0, efficientnet-lite1?"),
     (["explain", "photo:camera", "--model", "nosuchmodule:make"], "--model: cannot import"),
     (["explain", "photo:camera", "--model", "{tmp}/none.pt"], "--model: no such file"),
     (["explain", "photo:camera", "--method", "ig,magic"], "--method: unknown method 'magic'"),

@@ -38,6 +38,8 @@ def test_explain_and_cli_read_the_registry():
     assert offered == [n for n, m in registry.METHODS.items() if m.cli]
     with pytest.raises(pathattr.errors.SettingError, match="--method: unknown method 'nope'"):
         registry.parse_methods("ig,nope")
+    assert registry.parse_methods("left_ig,left-ig,input_x_gradient") == ["left-ig",
+                                                                           "input-x-gradient"]
 
 
 def test_library_modules_never_import_the_command_line():

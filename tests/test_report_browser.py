@@ -71,4 +71,5 @@ def test_generation_report_in_chromium(tmp_path):
     code = cli.main(["explain", "--text", "In the face of", "--generate", "4", "--method",
                      "deeplift", "--out", str(out), "--quiet"])
     assert code == 0
-    check_in_browser(out / "generation" / "report.html", tmp_path, ["Attributions", "Tokens"])
+    (report,) = (out / "generation").glob("*/deeplift/report.html")
+    check_in_browser(report, tmp_path, ["Attributions", "Tokens"])

@@ -65,12 +65,18 @@ def build_parser() -> Parser:
                         help="path points per integral (default: %(default)s)")
     common.add_argument("--out", type=Path, default=Path("pathattr-out"),
                         help="output directory (default: %(default)s); explain writes one "
-                             "subdirectory per input, run an index and shards")
+                             "subdirectory per input (neurons and evaluate a subdirectory of "
+                             "it each, --text and --generate one per text), run an index "
+                             "and shards; nothing another command wrote is replaced")
     common.add_argument("-q", "--quiet", action="store_true",
-                        help="no progress bars or tables (errors still go to stderr)")
+                        help="no progress bars or tables: only the final lines (where "
+                             "the reports are) and errors")
     methods = Parser(add_help=False)
     methods.add_argument("--method", metavar="M[,M...]",
-                         help=f"comma-separated methods or 'all' (default: {DEFAULT_METHODS})")
+                         help=f"comma-separated methods or 'all' (default: {DEFAULT_METHODS};"
+                              f" see `pathattr models`; with --generate: ig, idg, left-ig, "
+                              f"idgi, input-x-gradient, deeplift, default ig). left_ig and "
+                              f"left-ig are the same name")
     curves = Parser(add_help=False)
     curves.add_argument("--curve-steps", type=positive_int, default=40, metavar="N",
                         help="points of each insertion/deletion curve (default: %(default)s)")
@@ -112,7 +118,9 @@ def build_parser() -> Parser:
     p.add_argument("--layer", metavar="NAME", help="add the top channels of this layer")
     p.add_argument("--text", metavar="SENTENCE", help="explain a sentence with MiniLM instead")
     p.add_argument("--pair", metavar="SENTENCE",
-                   help="with --text: explain what makes the two sentences similar")
+                   help="with --text: explain what makes the two sentences similar (without "
+                        "it, the sentence is compared with its own embedding: which tokens "
+                        "carry its meaning)")
     p.add_argument("--generate", type=positive_int, metavar="N",
                    help="with --text: continue it for N tokens with a language model (--model "
                         "tiny-lm, the default here) and explain every generated token")
@@ -227,14 +235,15 @@ def _generation(args: argparse.Namespace) -> int:
     for flag in ("pair", "layer", "target", "weights"):
         if getattr(args, flag) is not None:
             raise UsageError(f"--{flag}: not used with --generate / --target-text")
-    from .commands.generate import explain_generation
+    from .commands.generate import explain_generation, generation_methods
     from .validate import check_out_dir
 
+    methods = generation_methods(args.method or "ig")
     check_out_dir(args.out)
     model = "tiny-lm" if args.model == "efficientnet-lite0" else args.model  # the default
-    text, report = explain_generation(args.text, model, args.generate, args.target_text,
-                                      args.method or "ig", args.steps, args.out, args.quiet)
-    _say(args, text, f"report: {report}")
+    text, reports = explain_generation(args.text, model, args.generate, args.target_text,
+                                       methods, args.steps, args.out, args.quiet)
+    _say(args, text, *(f"report: {r}" for r in reports))
     return 0
 
 
@@ -246,7 +255,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     if given != 1:
         raise UsageError("IMAGE: give images, or --data, or --results (exactly one)")
     if args.images:
-        return _images(args, args.method or DEFAULT_METHODS, curves=True, layer=None)
+        return _images(args, args.method or DEFAULT_METHODS, curves=True, layer=None,
+                       command="evaluate")
     from .commands.evaluate import evaluate_store
 
     args.method = args.method or DEFAULT_METHODS
@@ -254,11 +264,11 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _neurons(args: argparse.Namespace) -> int:
-    return _images(args, None, curves=False, layer=args.layer)
+    return _images(args, None, curves=False, layer=args.layer, command="neurons")
 
 
 def _images(args: argparse.Namespace, method_spec: str | None, curves: bool, layer: str | None,
-            demo: bool = False) -> int:
+            demo: bool = False, command: str = "explain") -> int:
     from .commands import image
     from .models import Preprocessing, load_image, load_model
     from .registry import parse_methods
@@ -274,7 +284,7 @@ def _images(args: argparse.Namespace, method_spec: str | None, curves: bool, lay
     opts = image.Options(chosen, args.out, args.steps, args.target, curves,
                          vars(args).get("curve_steps"), layer, vars(args).get("top"), args.quiet,
                          vars(args).get("metrics") or ("insertion", "deletion"),
-                         vars(args).get("controls", True))
+                         vars(args).get("controls", True), command)
     outcomes, evaluation = image.run(bundle, images, opts)
     for o in outcomes:
         _say(args, f"== {o.label}", *(t.text() for t in (o.methods, o.curves, o.neurons) if t),
@@ -333,5 +343,8 @@ def _triple(text: str) -> tuple[float, float, float]:
 
 
 def _say(args: argparse.Namespace, *blocks: str) -> None:
-    if not args.quiet:
-        print("\n".join(blocks))
+    """Print ``blocks``; with ``--quiet`` only the final lines, those saying where a report
+    is (``report: PATH``)."""
+    shown = [b for b in blocks if not args.quiet or b.startswith("report: ")]
+    if shown:
+        print("\n".join(shown))

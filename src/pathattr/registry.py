@@ -91,12 +91,14 @@ def available() -> list[str]:
 
 
 def parse_methods(spec: str) -> list[str]:
-    """``"ig,idg"`` or ``"all"`` -> method names, in the order given, without repeats.
+    """``"ig,idg"`` or ``"all"`` -> method names, in the order given, without repeats
+    (``left_ig`` is read as ``left-ig``: the language-model spelling works here too).
     Raises ``SettingError`` naming an unknown method."""
     names = available()
     if spec.strip() == "all":
         return names
-    chosen = list(dict.fromkeys(s.strip() for s in spec.split(",") if s.strip()))
+    chosen = list(dict.fromkeys(s.strip().replace("_", "-") for s in spec.split(",")
+                                if s.strip()))
     if not chosen:
         raise SettingError("--method: no method given")
     for name in chosen:

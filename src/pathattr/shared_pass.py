@@ -146,7 +146,7 @@ def explain(
                     lst.append(t)
         edge_acts = plan.edge_activations(engine, [n for n, _ in layers]) if layers else []
         out_delta = s.mean(f1 - f0)
-        info = {"rule": rule, "steps": steps, "gradient_evaluations": steps * s.k}
+        info = {"rule": rule, "steps": steps, "gradient_evaluations": s.evaluations(steps)}
         results: dict[Hashable, Attribution] = {}
         if ig is not None:
             results["ig"] = s.result(ig.sums[0], diff, f1 - f0, alphas, weights, info,

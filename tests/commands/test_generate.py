@@ -53,7 +53,8 @@ def test_cli_explains_a_local_model_like_the_api(models, kind, method, tmp_path,
                      "--out", str(tmp_path)])
     out, err = capsys.readouterr()
     assert code == 0, err
-    data = json.loads((tmp_path / "generation" / "tokens.json").read_text())
+    (folder,) = (tmp_path / "generation").iterdir()  # named after the prompt
+    data = json.loads((folder / method / "tokens.json").read_text())
     assert data["encoder_decoder"] == (kind == "seq2seq") and len(data["targets"]) == 3
     lm = load_language_model(str(directory))
     ids = torch.tensor([lm.prompt("now is better")])
@@ -64,7 +65,8 @@ def test_cli_explains_a_local_model_like_the_api(models, kind, method, tmp_path,
                                r.scores[0].double(),
                                rtol=1e-5, atol=1e-6)
     assert data["tokens"][:3] == ["now", "is", "better"]
-    page = (tmp_path / "generation" / "report.html").read_text()
+    page = (folder / method / "report.html").read_text()
+    assert (folder / method / "heatmap.png").read_bytes()[:4] == b"\x89PNG"
     assert page.count('class="target"') == 3 and directory.name in page
     # each target row lists sources it can see only: the prompt and the targets before it
     # (an encoder-decoder's also the decoder's start token)

@@ -161,6 +161,19 @@ def test_auto_reports_exhausted_budget():
     assert (r.info["gradient_evaluations"] <= 24).all()
 
 
+def test_gradient_evaluations_have_one_type_for_fixed_and_auto_steps():
+    from pathattr.baselines import Several
+
+    m = mlp(8)
+    x = torch.randn(3, 6, dtype=torch.float64)
+    two = Several(torch.zeros(2, 6, dtype=torch.float64))
+    fixed = ig(m, x, baselines=two, target=0, steps=7).info["gradient_evaluations"]
+    auto = ig(m, x, baselines=two, target=0, steps="auto", tol=1e-3).info[
+        "gradient_evaluations"]
+    assert fixed.dtype == auto.dtype == torch.int64 and fixed.shape == auto.shape == (3,)
+    assert fixed.tolist() == [14, 14, 14] and (auto >= 2 * 2).all()  # both baselines counted
+
+
 def test_baseline_kinds():
     m = cnn(1)
     x = torch.randn(2, 2, 6, 6, dtype=torch.float64)

@@ -57,8 +57,21 @@ def test_overlay_and_heatmap_have_the_image_size(image, attr):
 
 
 def test_overlay_rejects_mismatched_shapes(image):
-    with pytest.raises(ValueError, match="image is"):
+    with pytest.raises(ValueError, match="image is 30x40 pixels but the attribution map is 10x10"):
         viz.overlay(image, np.zeros((3, 10, 10)))
+
+
+def test_overlay_takes_a_channels_first_image_as_the_model_sees_it(image, attr):
+    import torch
+
+    from pathattr.zoo import preprocess, unpreprocess
+
+    chw = unpreprocess(preprocess((image * 255).astype(np.uint8), crop=24))  # (3, 24, 24)
+    assert chw.shape == (3, 24, 24)
+    a = torch.randn(3, 24, 24)
+    np.testing.assert_array_equal(viz.overlay(chw, a), viz.overlay(chw.permute(1, 2, 0), a))
+    with pytest.raises(ValueError, match="image must be"):
+        viz.overlay(np.zeros((4, 5, 6)), np.zeros((5, 6)))
 
 
 def test_method_grid_size(image, attr):

@@ -31,15 +31,36 @@ def test_cli_explains_a_generated_and_a_forced_continuation(lm, tmp_path, capsys
     out, err = capsys.readouterr()
     assert code == 0, err
     assert "' ambig'" in out and "<-" in out  # the continuation, then sources per target
-    data = json.loads((tmp_path / "gen" / "generation" / "tokens.json").read_text())
+    (gen,) = (tmp_path / "gen" / "generation").glob("*/deeplift")
+    data = json.loads((gen / "tokens.json").read_text())
     assert len(data["targets"]) == 6 and max(data["relative_delta"]) < 1e-5
-    page = (tmp_path / "gen" / "generation" / "report.html").read_text()
+    page = (gen / "report.html").read_text()
     assert page.count('class="target"') == 6 and "<img" in page
     code = cli.main(["explain", "--text", "Errors should", "--target-text", " never",
                      "--steps", "64", "--out", str(tmp_path / "forced"), "--quiet"])
     assert code == 0
-    data = json.loads((tmp_path / "forced" / "generation" / "tokens.json").read_text())
+    (forced,) = (tmp_path / "forced" / "generation").glob("*/ig/tokens.json")
+    data = json.loads(forced.read_text())
     assert data["continuation"] == " never" and max(data["relative_delta"]) < 1e-3
+
+
+def test_several_methods_and_prompts_keep_every_report(lm, tmp_path, capsys):
+    out = tmp_path / "out"
+    for prompt in ("In the face of", "Now is"):
+        code = cli.main(["explain", "--text", prompt, "--generate", "3", "--method",
+                         "deeplift,left-ig,idgi", "--steps", "8", "--out", str(out), "--quiet"])
+        assert code == 0, capsys.readouterr().err
+    folders = sorted((out / "generation").iterdir())
+    assert len(folders) == 2  # the second prompt did not replace the first
+    for folder in folders:
+        runs = {p.parent.name: json.loads(p.read_text()) for p in folder.glob("*/tokens.json")}
+        assert set(runs) == {"deeplift", "left_ig", "idgi"}
+        # one continuation, generated once, explained by each method
+        assert len({tuple(r["target_ids"]) for r in runs.values()}) == 1
+        assert max(runs["idgi"]["relative_delta"]) < 1e-5
+    code = cli.main(["explain", "--text", "Now is", "--generate", "3", "--method", "nope",
+                     "--out", str(out)])
+    assert code == 2 and "--method: with --generate" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("args, message", [

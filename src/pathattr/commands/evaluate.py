@@ -27,7 +27,8 @@ def evaluate_store(args: argparse.Namespace) -> int:
                                              args.controls, model, weights, args.quiet)
     if not args.quiet:
         print("\n".join([f"== {len(evaluation.inputs)} items",
-                         *(t.text() for t in evaluation.tables()), f"report: {page}"]))
+                         *(t.text() for t in evaluation.tables())]))
+    print(f"report: {page}")
     if failed:
         from ..errors import printable
         from ..store import Store

@@ -17,7 +17,7 @@ from torch import nn
 
 from .. import viz
 from ..errors import first_line
-from ..files import write_file
+from ..files import text_folder, write_file
 from . import UsageError
 
 #: Language models ``--model`` may name with ``--generate`` / ``--target-text`` (besides the
@@ -39,7 +39,7 @@ class LanguageModel:
     description: str
 
 
-def load_language_model(name: str) -> LanguageModel:
+def load_language_model(name: str, progress: bool = True) -> LanguageModel:
     """``tiny-lm``, or a directory written by ``save_pretrained`` holding a causal LM
     (``AutoModelForCausalLM``) or an encoder-decoder (``AutoModelForSeq2SeqLM``, when its
     config says ``is_encoder_decoder``) and its tokenizer, loaded offline, in eval mode.
@@ -47,7 +47,7 @@ def load_language_model(name: str) -> LanguageModel:
     if name in LANGUAGE_MODELS:
         from ..zoo.tinylm import tiny_lm
 
-        tok, lm = tiny_lm()
+        tok, lm = tiny_lm(progress=progress)
         return LanguageModel(lm, tok, tok, tok.tokens, tok.decode,
                              f"{name}: {LANGUAGE_MODELS[name]}")
     path = Path(name)
@@ -78,20 +78,38 @@ def load_language_model(name: str) -> LanguageModel:
         f"{path.name}: {type(lm).__name__} ({kind}) from {path}")
 
 
-def explain_generation(prompt: str, model: str, generate: int | None, target: str | None,
-                       method: str, steps: int, out: Path, quiet: bool) -> tuple[str, Path]:
-    """Continue ``prompt`` greedily for ``generate`` tokens, or force ``target``, and explain
-    every continuation token. Writes ``out/generation/report.html`` and ``tokens.json``.
-    Returns the terminal text and the report path. Raises ``UsageError``. Cost: loading the
-    model (training it once, ~25 s, for tiny-lm), then ``SequenceAttribution``'s."""
-    from ..methods.sequence import METHODS, SequenceAttribution
+def generation_methods(spec: str) -> list[str]:
+    """``"ig,left-ig"`` or ``"all"`` -> ``SequenceAttribution`` methods; the image commands'
+    spelling (``left-ig``) and the library's (``left_ig``) both work. Raises ``UsageError``."""
+    from ..methods.sequence import METHODS
 
-    if method not in METHODS:
-        raise UsageError(f"--method: with --generate / --target-text one of "
-                         f"{', '.join(METHODS)}, got {method!r}")
+    if spec.strip() == "all":
+        return list(METHODS)
+    chosen = list(dict.fromkeys(m.strip().replace("-", "_") for m in spec.split(",")
+                                if m.strip()))
+    bad = [m for m in chosen if m not in METHODS]
+    if not chosen or bad:
+        raise UsageError(f"--method: with --generate / --target-text one or more of "
+                         f"{', '.join(m.replace('_', '-') for m in METHODS)} or all, got "
+                         f"{spec!r}")
+    return chosen
+
+
+def explain_generation(prompt: str, model: str, generate: int | None, target: str | None,
+                       methods: list[str], steps: int, out: Path, quiet: bool
+                       ) -> tuple[str, list[Path]]:
+    """Continue ``prompt`` greedily for ``generate`` tokens, or force ``target``, and explain
+    every continuation token with each of ``methods`` (the continuation is generated once).
+    Writes ``report.html`` and ``tokens.json`` per method to
+    ``out/generation/<FOLDER>/<METHOD>/``, the folder named after the prompt and the
+    continuation asked for (``files.text_folder``: another prompt never replaces them).
+    Returns the terminal text and the reports. Raises ``UsageError``. Cost: loading the model
+    (training it once, ~45 s, for tiny-lm), then ``SequenceAttribution``'s per method."""
+    from ..methods.sequence import SequenceAttribution
+
     if not prompt:
         raise UsageError("--text: empty prompt")
-    lm = load_language_model(model)
+    lm = load_language_model(model, progress=not quiet)
     try:
         ids = torch.tensor([lm.prompt(prompt)])
         forced = None if target is None else torch.tensor([lm.continuation(target)])
@@ -101,13 +119,29 @@ def explain_generation(prompt: str, model: str, generate: int | None, target: st
         raise UsageError("--text: no tokens")
     if forced is not None and forced.shape[1] == 0:
         raise UsageError("--target-text: empty")
-    start = time.perf_counter()
-    kw = {} if method in ("deeplift", "input_x_gradient") else \
-        {"steps": steps, "progress": not quiet}
-    sa = SequenceAttribution(lm.model, method=method)
-    r = sa.attribute(ids, forced, None if forced is not None else generate, score="logprob",
-                     **kw)
-    seconds = time.perf_counter() - start
+    folder = out / "generation" / text_folder(prompt, f"+{generate}" if target is None
+                                              else target)
+    texts, reports = [], []
+    for method in methods:
+        start = time.perf_counter()
+        kw = {} if method in ("deeplift", "input_x_gradient") else \
+            {"steps": steps, "progress": not quiet}
+        sa = SequenceAttribution(lm.model, method=method)
+        r = sa.attribute(ids, forced, None if forced is not None else generate,
+                         score="logprob", **kw)
+        seconds = time.perf_counter() - start
+        text, report = _write(lm, sa, r, prompt, method, target is None, seconds,
+                              folder / method, quiet)
+        forced = r.target_ids  # the same continuation for the next method, not generated again
+        texts.append(text)
+        reports.append(report)
+    return "\n".join(texts), reports
+
+
+def _write(lm: LanguageModel, sa, r, prompt: str, method: str, generated: bool,
+           seconds: float, directory: Path, quiet: bool) -> tuple[str, Path]:
+    """One method's terminal text; ``tokens.json``, ``heatmap.png`` (targets x positions)
+    and ``report.html`` in ``directory``."""
     shift = int(sa.seq2seq)  # an encoder-decoder's targets also see the decoder's start token
     tokens = [repr(t)[1:-1] for t in lm.tokens(r.input_ids[0].tolist())]
     targets = [repr(t)[1:-1] for t in lm.tokens(r.target_ids[0].tolist())]
@@ -120,7 +154,6 @@ def explain_generation(prompt: str, model: str, generate: int | None, target: st
         body = viz.sequence_terminal(tokens, targets, scores, shift)
     else:
         body = "\n".join(_top_sources(tokens, targets, scores, shift))
-    directory = out / "generation"
     directory.mkdir(parents=True, exist_ok=True)
     write_file(directory / "tokens.json", json.dumps({
         "prompt": prompt, "continuation": continuation, "method": method, "tokens": tokens,
@@ -128,14 +161,15 @@ def explain_generation(prompt: str, model: str, generate: int | None, target: st
         "encoder_decoder": sa.seq2seq, "scores": scores.tolist(), "delta": r.delta[0].tolist(),
         "relative_delta": relative, "output_delta": r.info["output_delta"][0].tolist()},
         indent=2) + "\n")
-    matrix = viz.MethodPanel(f"{method}: target x position", viz.figure_png(
-        viz.sequence_figure(tokens, targets, scores, shift)),
+    heatmap = viz.figure_png(viz.sequence_figure(tokens, targets, scores, shift))
+    write_file(directory / "heatmap.png", heatmap)
+    matrix = viz.MethodPanel(f"{method}: target x position", heatmap,
         delta=float(r.delta[0].abs().max()), relative=max(relative), seconds=seconds)
     report = viz.Report(
         title="pathattr: a language model's continuation",
         facts=[("model", lm.description), ("prompt", prompt),
                ("continuation", continuation),
-               ("target", "generated greedily" if forced is None else "forced"),
+               ("target", "generated greedily" if generated else "forced"),
                ("score", "log-probability of each target token"), ("method", method)],
         methods=[matrix], tokens_html=viz.sequence_html(tokens, targets, scores, shift),
         notes=["Each row: the positions a target token can see, red where they raise its "

@@ -38,6 +38,7 @@ class Options:
     quiet: bool
     metrics: tuple[str, ...] = ("insertion", "deletion")  # used with curves
     controls: bool = True       # each method's inverse ranking and a random ranking
+    command: str = "explain"    # other commands write to a subfolder of the image's folder
 
 
 @dataclass
@@ -80,6 +81,8 @@ def run(bundle: ModelBundle, images: list[tuple[str, Image.Image]], opts: Option
     with bar:
         for label, img in images:
             directory = opts.out / safe_name(label, used)
+            if opts.command != "explain":  # never replaces what explain wrote for the image
+                directory = directory / opts.command
             directory.mkdir(parents=True, exist_ok=True)
             outcomes.append(_one(bundle, label, img, opts, directory, bar, evaluator))
     return outcomes, evaluator.result if evaluator and evaluator.result.inputs else None
@@ -117,8 +120,9 @@ def _one(bundle: ModelBundle, label: str, img: Image.Image, opts: Options, direc
                        "probability": float(probs.max())},
         "target": {"class": target, "name": bundle.class_name(target),
                    "probability": float(probs[target]), "logit": float(logits[0, target])},
-        "methods": {},
     }
+    if opts.methods:
+        summary["methods"] = {}
     outcome = Outcome(label, directory / "report.html")
     report = viz.Report(
         title=f"pathattr: {label}",

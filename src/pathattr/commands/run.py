@@ -60,7 +60,8 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
                    "(default: the run's model if it is built in; code named in a results folder "
                    "is never run)")
     p.add_argument("--weights", metavar="FILE", help="state_dict for --model module:factory")
-    p.add_argument("-q", "--quiet", action="store_true", help="no tables")
+    p.add_argument("-q", "--quiet", action="store_true",
+                   help="no tables: only where the report is")
     p.set_defaults(run=summarize_command)
 
 
@@ -79,9 +80,8 @@ def run_command(args: argparse.Namespace) -> int:
                      target=args.target, weights=args.weights, engine=args.engine,
                      address=args.address, workers=args.workers, batch_size=args.batch_size,
                      quiet=args.quiet)
-    if not args.quiet:
-        print(f"{result.done} done, {result.failed} failed, {result.skipped} already in "
-              f"{result.out} ({result.seconds:.1f} s); see: pathattr summarize {result.out}")
+    print(f"{result.done} done, {result.failed} failed, {result.skipped} already in "
+          f"{result.out} ({result.seconds:.1f} s); see: pathattr summarize {result.out}")
     if result.recomputed:
         print(f"pathattr: warning: {len(result.recomputed)} stored result(s) failed "
               f"verification and were recomputed", file=sys.stderr)
@@ -103,5 +103,5 @@ def summarize_command(args: argparse.Namespace) -> int:
         raise UsageError(f"RESULTS: {e}") from None
     if not args.quiet:
         print("\n\n".join(t.text() for t in summary.tables if t.rows))
-        print(f"report: {summary.report}")
+    print(f"report: {summary.report}")
     return 0

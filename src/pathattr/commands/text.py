@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from .. import viz
-from ..files import write_file
+from ..files import text_folder, write_file
 from . import UsageError
 
 
@@ -18,9 +18,10 @@ def explain_text(text: str, pair: str | None, steps: int, out: Path) -> tuple[li
     """Attribute ``cos(embed(text), embed(pair))`` to the tokens of ``text`` and, with a pair,
     also to the tokens of ``pair``; without one, ``text`` is compared with its own embedding
     (which tokens carry its meaning). The baseline keeps [CLS] and [SEP] and pads the rest.
-    Writes ``out/text/report.html`` and ``tokens.json``. Returns the terminal tables (one per
-    sentence) and the report path. Cost: loading MiniLM (~3 s) and ``steps`` forward+backward
-    passes per sentence."""
+    Writes ``report.html`` and ``tokens.json`` to ``out/text/<FOLDER>/``, a folder named
+    after the sentences (``files.text_folder``: another pair never replaces these). Returns
+    the terminal tables (one per sentence) and the report path. Cost: loading MiniLM (~3 s)
+    and ``steps`` forward+backward passes per sentence."""
     for arg, value in (("--text", text), ("--pair", pair)):
         if value is not None and not value.strip():
             raise UsageError(f"{arg}: empty sentence")
@@ -53,7 +54,7 @@ def explain_text(text: str, pair: str | None, steps: int, out: Path) -> tuple[li
                 f"completeness gap δ = {delta:+.3g} ({relative:.1%})")
         fragments.append(f"<p>{html.escape(head)}</p>" + viz.tokens_html(tokens, scores))
         tables.append(head + "\n" + viz.tokens_table(tokens, scores))
-    directory = out / "text"
+    directory = out / "text" / text_folder(text, *([pair] if pair else []))
     directory.mkdir(parents=True, exist_ok=True)
     write_file(directory / "tokens.json", json.dumps(entries, indent=2) + "\n")
     report = viz.Report(

@@ -14,7 +14,7 @@ conventions that follow live here once:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,6 +54,13 @@ class Setup:
     def mean(self, t: Tensor) -> Tensor:
         """Average per-row results over the K baselines: ``(K*B, ...) -> (B, ...)``."""
         return t.reshape(self.k, self.b, *t.shape[1:]).mean(0)
+
+    def evaluations(self, per_row: int | Sequence[int]) -> Tensor:
+        """``info["gradient_evaluations"]``, one type for every method: ``(B,)`` int64, each
+        example's gradient evaluations over all its baselines (``per_row``: a count for
+        every row, or one per row ``k * B + b``)."""
+        rows = torch.as_tensor(per_row, dtype=torch.int64).expand(self.k * self.b)
+        return rows.reshape(self.k, self.b).sum(0)
 
     def structure(self, attr: Tensor) -> Tensor | tuple[Tensor, ...]:
         """Packed ``(B, *S)`` attributions in the structure of the user's ``x``."""

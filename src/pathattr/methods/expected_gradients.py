@@ -143,6 +143,6 @@ class ExpectedGradients(ConvergenceDelta):
         return Attribution(s.structure(attr), attr.flatten(1).sum(1) - out, alphas.T,
                            None, {"sampling": sampling, "samples": samples, "seed": seed,
                                   "baseline_index": pick.T, "output_delta": out,
-                                  "gradient_evaluations": samples,
+                                  "gradient_evaluations": s.evaluations(samples),
                                   "standard_error": s.structure((var / samples).sqrt()),
                                   "sum_standard_error": se_sum})

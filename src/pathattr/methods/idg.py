@@ -172,7 +172,7 @@ def uniform_idg(engine: PathEngine, s: Setup, f0: Tensor, f1: Tensor, rule: str,
     acc = decision_pass(engine, rows, flat_a, weights.repeat(len(s.x)))
     return acc.result(s, f0, f1, alphas, weights,
                       {"sampling": "uniform", "rule": rule, "steps": steps,
-                       "gradient_evaluations": steps * s.k})
+                       "gradient_evaluations": s.evaluations(steps)})
 
 
 def adaptive_idg(engine: PathEngine, s: Setup, f0: Tensor, f1: Tensor, points: Tensor,
@@ -187,4 +187,4 @@ def adaptive_idg(engine: PathEngine, s: Setup, f0: Tensor, f1: Tensor, points: T
     return acc.result(s, f0, f1, list(alphas), list(weights),
                       {"sampling": "adaptive", "rule": rule, "steps": steps,
                        "coarse_steps": coarse_steps, "coarse_points": points,
-                       "gradient_evaluations": steps * s.k})
+                       "gradient_evaluations": s.evaluations(steps)})

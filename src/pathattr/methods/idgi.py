@@ -126,5 +126,5 @@ class IDGI(ConvergenceDelta):
         attr = s.mean(acc)
         out = s.mean((f1 - f0).to(dtype))
         return Attribution(s.structure(attr), attr.flatten(1).sum(1) - out, alphas, None,
-                           {"steps": steps, "gradient_evaluations": steps * s.k,
+                           {"steps": steps, "gradient_evaluations": s.evaluations(steps),
                             "output_delta": out})

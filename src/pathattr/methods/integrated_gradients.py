@@ -106,7 +106,7 @@ class IntegratedGradients(ConvergenceDelta):
                 rows, flat_a = flat_points(s.x.shape[0], alphas)
                 (grad_sum,) = weighted_gradient_sum(engine, rows, flat_a, weights.repeat(len(s.x)))
                 info = {"rule": rule, "steps": steps,
-                        "gradient_evaluations": steps * s.k}
+                        "gradient_evaluations": s.evaluations(steps)}
         return confirm_convergence(s.result(grad_sum, engine.diff, f1 - f0, alphas, weights,
                                             info, self.multiply_by_inputs))
 
@@ -156,7 +156,7 @@ def _adaptive(engine: PathEngine, s: Setup, tol: float, max_steps: int):
         "rule": "adaptive trapezoid",
         "steps": "auto",
         "tol": tol,
-        "gradient_evaluations": s.mean(torch.as_tensor(evals, dtype=dt)) * s.k,
+        "gradient_evaluations": s.evaluations(evals),
         "converged": torch.as_tensor(converged, dtype=torch.bool).reshape(s.k, s.b).all(0),
     }
     return sums, alphas, weights, info
@@ -249,7 +249,7 @@ class LayerIntegratedGradients(ConvergenceDelta):
                 alphas, weights = rule_tensors(rule, steps, ends[0][0])
                 rows, flat_a = flat_points(len(s.x), alphas)
                 sums = weighted_gradient_sum(engine, rows, flat_a, weights.repeat(len(s.x)))
-                info = {"rule": rule, "steps": steps, "gradient_evaluations": steps * s.k}
+                info = {"rule": rule, "steps": steps, "gradient_evaluations": s.evaluations(steps)}
         acc = accumulation_dtype(f1.dtype)
         out_delta = s.mean(f1.to(acc) - f0.to(acc))
         attrs = [s.mean(g * (e - b)) for g, (b, e) in zip(sums, ends)]

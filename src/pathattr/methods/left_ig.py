@@ -194,4 +194,4 @@ class LeftIntegratedGradients:
                 acc.add(ch, ch.grads[0])
             return acc.result(engine, s, f0, f1, saturation, alphas, weights,
                               {"rule": rule, "steps": steps,
-                               "gradient_evaluations": steps * s.k})
+                               "gradient_evaluations": s.evaluations(steps)})

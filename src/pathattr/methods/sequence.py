@@ -719,7 +719,8 @@ class _SharedPath:
         change = torch.cat([f[:, 1:], self.f1[:, None].to(q.dtype)], 1) - f
         scores = torch.einsum("bktl,bkt->btl", share, change)
         delta = scores.sum(-1) - (self.f1 - self.f0).to(q.dtype)
-        return scores, delta, alphas, {"steps": steps, "gradient_evaluations": steps}
+        return scores, delta, alphas, {
+            "steps": steps, "gradient_evaluations": torch.full((self.b, self.t), steps)}
 
     def adaptive(self, tol: float, max_steps: int) -> tuple[Tensor, list, list, dict]:
         """IG with ``quadrature.refine`` on every target's own path, ``B * T`` paths (path

@@ -20,6 +20,20 @@ def as_array(a: object) -> np.ndarray:
     return np.asarray(a, dtype=np.float64)
 
 
+def as_image(image: object) -> np.ndarray:
+    """``(H, W, 3)`` or ``(H, W)`` pixels from an image in either layout: a channels-first
+    ``(3, H, W)`` or ``(1, H, W)`` one (a model input, ``zoo.unpreprocess``'s result) is
+    moved to channels-last."""
+    img = as_array(image)
+    if img.ndim == 3 and img.shape[0] in (1, 3) and img.shape[-1] not in (1, 3):
+        img = img.transpose(1, 2, 0)
+    if img.ndim == 3 and img.shape[-1] == 1:
+        img = img[..., 0]
+    if img.ndim not in (2, 3) or (img.ndim == 3 and img.shape[-1] != 3):
+        raise ValueError(f"image must be (H, W, 3), (3, H, W) or (H, W), got shape {img.shape}")
+    return img
+
+
 def attribution_map(attr: object) -> np.ndarray:
     """``(H, W)`` map: channels summed for ``(C, H, W)`` input (pixels are ranked on the sum,
     as the insertion/deletion metrics do); ``(H, W)`` passes through."""
@@ -54,15 +68,17 @@ def heatmap(attr: object, signed: bool = True, percentile: float = 99.0) -> np.n
 
 def overlay(image: object, attr: object, signed: bool = True, percentile: float = 99.0,
             alpha: float = 0.8) -> np.ndarray:
-    """The heatmap blended over a greyed copy of ``image`` (``(H, W, 3)`` or ``(H, W)`` in
-    [0, 1]): each pixel's colour weight is ``alpha`` times its normalised magnitude, so
-    unattributed regions show the photo. Returns ``(H, W, 3)`` uint8 of the image's size."""
-    img = as_array(image)
+    """The heatmap blended over a greyed copy of ``image`` (``(H, W, 3)``, ``(3, H, W)`` or
+    ``(H, W)`` in [0, 1]): each pixel's colour weight is ``alpha`` times its normalised
+    magnitude, so unattributed regions show the photo. Returns ``(H, W, 3)`` uint8 of the
+    image's size."""
+    img = as_image(image)
     if img.ndim == 2:
         img = np.repeat(img[..., None], 3, axis=2)
     m = normalize(attr, signed, percentile)
     if img.shape[:2] != m.shape:
-        raise ValueError(f"image is {img.shape[:2]} but attribution is {m.shape}")
+        raise ValueError(f"image is {img.shape[0]}x{img.shape[1]} pixels but the attribution "
+                         f"map is {m.shape[0]}x{m.shape[1]}")
     grey = img.mean(2, keepdims=True) * 0.6 + 0.2     # muted so colours stand out
     colour = heatmap(attr, signed, percentile) / 255.0
     w = alpha * np.abs(m)[..., None]
@@ -76,7 +92,7 @@ def method_grid(image: object, attrs: Mapping[str, object], notes: Mapping[str, 
     ``notes[name]`` (e.g. its completeness gap and time). ``tile`` inches per panel at 100 dpi;
     the figure is ``columns`` (or fewer) panels wide. Cost: one overlay per method."""
     notes = notes or {}
-    panels = [("input", as_array(image), "")] + [
+    panels = [("input", as_image(image), "")] + [
         (name, overlay(image, a, signed, percentile), notes.get(name, ""))
         for name, a in attrs.items()]
     cols = min(columns, len(panels))

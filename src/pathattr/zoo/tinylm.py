@@ -1,7 +1,7 @@
 """A tiny character-level GPT-2 trained on the Zen of Python, deterministically, and cached.
 
 No pretrained generative model installs offline from a package, so pathattr trains one on text
-that ships with every Python (``this``, PEP 20) the first time it is needed (about 25 s on one
+that ships with every Python (``this``, PEP 20) the first time it is needed (about 45 s on one
 core), like the digits CNN. It has learnt its 19 lines well enough to continue "In the face of"
 with " ambiguity, refuse the" and "Simple is" with " better than complicat...": a real model
 whose next-token predictions have reasons to explain (which earlier characters make it write
@@ -13,10 +13,12 @@ from __future__ import annotations
 import codecs
 import contextlib
 import io
+import sys
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
+from tqdm import tqdm
 
 from . import cache
 from .cache import cached_state, deterministic
@@ -70,9 +72,10 @@ def build_tiny_lm(vocab_size: int) -> nn.Module:
     return transformers.GPT2LMHeadModel(config)
 
 
-def train_tiny_lm() -> dict[str, Tensor]:
+def train_tiny_lm(progress: bool = True) -> dict[str, Tensor]:
     """Train from scratch with ``SETTINGS`` on random windows of the text; returns the state
-    dict. Seeded, one thread (``cache.deterministic``). Cost: about 25 s on CPU."""
+    dict. Seeded, one thread (``cache.deterministic``). ``progress``: a bar on stderr (when
+    it is a terminal). Cost: about 45 s on CPU."""
     text = zen()
     tokenizer = CharTokenizer(text)
     data = torch.tensor(tokenizer(text))
@@ -81,7 +84,9 @@ def train_tiny_lm() -> dict[str, Tensor]:
         model = build_tiny_lm(len(tokenizer))
         opt = torch.optim.AdamW(model.parameters(), lr=SETTINGS["lr"])
         g = torch.Generator().manual_seed(SETTINGS["seed"])
-        for _ in range(SETTINGS["steps"]):
+        for _ in tqdm(range(SETTINGS["steps"]), desc="training tiny-lm (once; cached)",
+                      unit="step", file=sys.stderr, leave=False,
+                      disable=None if progress else True):
             start = torch.randint(0, len(data) - w, (SETTINGS["batch"],), generator=g)
             batch = torch.stack([data[s:s + w] for s in start.tolist()])
             loss = model(batch, labels=batch).loss  # the model shifts the labels
@@ -96,13 +101,16 @@ def weights_path(directory: str | Path | None = None) -> Path:
     return cache.weights_path("tiny_lm", SETTINGS, directory)
 
 
-def tiny_lm(directory: str | Path | None = None) -> tuple[CharTokenizer, nn.Module]:
+def tiny_lm(directory: str | Path | None = None, progress: bool = True
+            ) -> tuple[CharTokenizer, nn.Module]:
     """``(tokenizer, model)``: the trained character-level GPT-2 in eval mode (cached weights,
-    or trained once). Its token embeddings are ``transformer.wte``."""
+    or trained once, with a progress bar unless ``progress=False``). Its token embeddings
+    are ``transformer.wte``."""
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()  # "loss_type=None" and similar notices are noise here
     tokenizer = CharTokenizer(zen())
     model = build_tiny_lm(len(tokenizer))
-    model.load_state_dict(cached_state(weights_path(directory), train_tiny_lm))
+    model.load_state_dict(cached_state(weights_path(directory),
+                                       lambda: train_tiny_lm(progress)))
     return tokenizer, model.eval()
