@@ -142,6 +142,8 @@ def test_neurons_prints_the_top_channels(tmp_path, capsys):
     assert code == 0
     assert "Neuron IG" in out and "DeepLIFT" in out and "reset effect" in out
     s = json.loads((tmp_path / "coffee" / "neurons" / "summary.json").read_text())
+    t = s["target"]  # which class was explained, said on the terminal too
+    assert f"== coffee: class {t['class']} '{t['name']}' (predicted, probability " in out
     assert "methods" not in s and len(s["neurons"]["top"]) == 3 and s["neurons"]["errors"] == []
     assert set(s["neurons"]["top"][0]) == {"channel", "Neuron IG", "DeepLIFT", "reset effect"}
 

@@ -237,6 +237,15 @@ def test_summarize_tables_and_report(reference):
     page = summary.report.read_text()
     assert page.count("<img") == 1 + 2  # the dataset's mean map, then two sample items
     assert (reference / "summary.json").is_file()
+    assert ">None<" not in page and "each item&#x27;s predicted class" in page
+
+
+def test_class_names_of_a_runs_model_without_loading_it():
+    from pathattr.runs import class_names
+    from pathattr.zoo import class_name
+
+    assert class_names("efficientnet-lite0")(285) == class_name(285)
+    assert class_names("mypkg:net")(3) == "" and class_names(None)(0) == ""
 
 
 def test_layer_neurons_per_channel(digits, tmp_path):

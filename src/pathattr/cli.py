@@ -287,8 +287,8 @@ def _images(args: argparse.Namespace, method_spec: str | None, curves: bool, lay
                          vars(args).get("controls", True), command)
     outcomes, evaluation = image.run(bundle, images, opts)
     for o in outcomes:
-        _say(args, f"== {o.label}", *(t.text() for t in (o.methods, o.curves, o.neurons) if t),
-             f"report: {o.report}")
+        tables = (t.text() for t in (o.methods, o.curves, o.neurons) if t)
+        _say(args, f"== {o.label}: {o.explained}", *tables, f"report: {o.report}")
         for failure in o.failures:
             print(f"pathattr: warning: {printable(failure)}", file=sys.stderr)
     if evaluation is not None and len(evaluation.inputs) > 1:

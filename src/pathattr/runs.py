@@ -17,7 +17,7 @@ import sqlite3
 import sys
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -373,6 +373,7 @@ def summarize(results: str | Path, sample: int = 4, top: int = 10, model: str | 
                                    sum(r["method"] == m for r in failed),
                                    sum(c[1] == m for c in corrupt)) for m in methods}
     classes = _class_counts(good)
+    named = class_names(settings.get("model"))
     top_rows = []
     for m, (total_abs, total, n) in sums.items():
         mean_abs, mean = total_abs.ravel() / n, total.ravel() / n
@@ -387,8 +388,8 @@ def summarize(results: str | Path, sample: int = 4, top: int = 10, model: str | 
                   [(m, s["done"], s["failed"], s["corrupt"], _fmt(s["mean_abs_delta"]),
                     _fmt(s["mean_relative_delta"], "{:.2%}"), _fmt(s["ms_per_item"], "{:.1f}"))
                    for m, s in per_method.items()]),
-        viz.Table(("class", "predicted", "labelled", "correct"),
-                  [(c, *v) for c, v in sorted(classes.items())]),
+        viz.Table(("class", "name", "predicted", "labelled", "correct"),
+                  [(c, named(c), *v) for c, v in sorted(classes.items())]),
         viz.Table(("method", "rank", "feature", "mean |attribution|", "mean attribution"),
                   top_rows),
     ]
@@ -416,7 +417,7 @@ def summarize(results: str | Path, sample: int = 4, top: int = 10, model: str | 
         panels.append(viz.MethodPanel(f"{key}: {m}", viz.array_png(picture)))
     report = viz.Report(
         title=f"pathattr run: {results.name}",
-        facts=[*((k, str(v)) for k, v in settings.items()),
+        facts=[*((k, _setting(k, v)) for k, v in settings.items()),
                *((m, f"{s['done']} done, {s['failed']} failed, {s['corrupt']} corrupt, "
                   f"mean |delta| {_fmt(s['mean_abs_delta'])}") for m, s in per_method.items())],
         prediction=tables[1], methods=panels, neurons=tables[2],
@@ -424,6 +425,25 @@ def summarize(results: str | Path, sample: int = 4, top: int = 10, model: str | 
                *(f"{k} ({m}) failed: {e}" for k, m, e in failures[:20]),
                *(f"{k} ({m}) stored result fails verification: {e}" for k, m, e in corrupt[:20])])
     return Summary(tables, data, report.write(results / "report.html"))
+
+
+def class_names(model: object) -> Callable[[int], str]:
+    """Class index -> name for a run's model, without loading it: ImageNet's names for the
+    built-in EfficientNets, else none (``""``)."""
+    if isinstance(model, str) and model.startswith("efficientnet-lite"):
+        from .zoo import class_name
+
+        return class_name
+    return lambda _c: ""
+
+
+#: What a setting left unset means, in the report's words (not Python's ``None``).
+_UNSET = {"target": "each item's predicted class", "layer": "none", "weights": "none",
+          "labels": "none"}
+
+
+def _setting(key: str, value: object) -> str:
+    return _UNSET.get(key, "-") if value is None else str(value)
 
 
 def _method_stats(done: list, failed: int, corrupt: int) -> dict:

@@ -47,6 +47,7 @@ class Outcome:
 
     label: str
     report: Path
+    explained: str = ""         # the class explained, in words
     methods: viz.Table | None = None
     curves: viz.Table | None = None
     neurons: viz.Table | None = None
@@ -123,7 +124,10 @@ def _one(bundle: ModelBundle, label: str, img: Image.Image, opts: Options, direc
     }
     if opts.methods:
         summary["methods"] = {}
-    outcome = Outcome(label, directory / "report.html")
+    how = "predicted" if given is None else "given"
+    outcome = Outcome(label, directory / "report.html",
+                      f"class {target} {bundle.class_name(target)!r} ({how}, probability "
+                      f"{float(probs[target]):.3f})")
     report = viz.Report(
         title=f"pathattr: {label}",
         facts=[("model", bundle.name), ("target", f"{target} {bundle.class_name(target)}"),
