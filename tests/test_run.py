@@ -349,3 +349,20 @@ def test_summarize_never_writes_through_a_link(reference, tmp_path):
     assert outside.read_text() == "mine"
     assert all((reference / n).is_file() and not (reference / n).is_symlink()
                for n in ("report.html", "summary.json"))
+
+
+def test_auto_batch_size_commits_often_and_a_resume_keeps_the_stores(digits, tmp_path):
+    from pathattr.runs import auto_batch_size
+
+    assert [auto_batch_size(n) for n in (0, 1, 16, 20, 21, 200, 320, 10_000)] == \
+        [1, 1, 1, 1, 2, 10, 16, 16]
+    few = tmp_path / "few.npz"
+    np.savez(few, x=np.load(digits)["x"][:12])
+    out = tmp_path / "out"
+    result = run("digits-cnn", few, out=out, methods="saliency", steps=4, quiet=True)
+    with Store(out) as s:
+        assert s.settings()["batch_size"] == 1  # 12 items: 12 commits, not one
+    assert result.done == 12
+    np.savez(few, x=np.load(digits)["x"][:24])  # the data grew: auto would now say 2
+    again = run("digits-cnn", few, out=out, methods="saliency", steps=4, quiet=True)
+    assert (again.done, again.skipped) == (12, 12)  # resumed with the store's batch size

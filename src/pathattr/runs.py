@@ -183,7 +183,7 @@ def run(model: str, data: str | Path, methods: str | Sequence[str] = "ig",
         out: str | Path = "pathattr-out", *, layer: str | Sequence[str] | None = None,
         steps: int = 32, target: int | str | None = None, weights: str | None = None,
         engine: str = "local", address: str | None = None, workers: int | None = None,
-        batch_size: int = 16, quiet: bool = False) -> RunResult:
+        batch_size: int | str = "auto", quiet: bool = False) -> RunResult:
     """Attribute every item of ``data`` (a directory of images or an NPZ, see
     ``pathattr.datasets.Dataset``) with each of ``methods`` (names of ``pathattr models``, or
     ``"ig,idg"``) and, per ``layer``, Neuron IG of its channels; results go to the store ``out``.
@@ -192,7 +192,9 @@ def run(model: str, data: str | Path, methods: str | Sequence[str] = "ig",
     class index or name for every item (default: each item's predicted class). ``engine``:
     ``"local"`` or ``"ray"`` (``address`` of a cluster, default: start a local one with
     ``workers`` CPUs; ``workers`` actors, default one per CPU). Running again with the same
-    arguments resumes: items already done are skipped, failed ones retried. Returns counts.
+    arguments resumes: items already done are skipped, failed ones retried. ``batch_size``:
+    items per batch and per index transaction; "auto" is ``auto_batch_size`` of the data's
+    size (a store being resumed keeps its own). Returns counts.
     Raises ``SettingError`` for bad arguments or a store made with other settings. Cost: each
     method's cost per pending item, plus one forward per item and batch of methods.
     """
@@ -205,12 +207,15 @@ def run(model: str, data: str | Path, methods: str | Sequence[str] = "ig",
     names += [f"{LAYER_METHOD}@{name}" for name in layers]
     if engine not in ("local", "ray"):
         raise SettingError(f"--engine: expected local or ray, got {engine!r}")
-    if batch_size < 1 or (workers is not None and workers < 1) or steps < 1:
+    if (batch_size != "auto" and (not isinstance(batch_size, int) or batch_size < 1)) or \
+            (workers is not None and workers < 1) or steps < 1:
         raise SettingError("--batch-size, --workers, --steps: must be positive")
     try:
         dataset = Dataset(data)
     except (OSError, ValueError) as e:
         raise SettingError(f"--data: {e}") from None
+    if batch_size == "auto":
+        batch_size = _stored_batch_size(out) or auto_batch_size(len(dataset.keys))
     # str(target): 3 from Python and "3" from the command line are the same run.
     settings = Settings(model, weights, str(Path(data).resolve()), steps,
                         None if target is None else str(target), batch_size)
@@ -251,7 +256,7 @@ def run(model: str, data: str | Path, methods: str | Sequence[str] = "ig",
             todo = [t for t in todo if t[1]]
             if todo:
                 batches.append(todo)
-        pending = sum(len(b) for b in batches)
+        pending = sum(len(wanted) for b in batches for _, wanted in b)  # (item, method)
 
         def work() -> Iterator[Work]:
             for batch in batches:
@@ -263,15 +268,41 @@ def run(model: str, data: str | Path, methods: str | Sequence[str] = "ig",
         counts = {"done": 0, "failed": 0}
         outcomes_of = (_local(settings, layers, work()) if engine == "local"
                        else _ray(settings, layers, work(), address, workers))
-        with tqdm(total=pending, unit="item", disable=quiet, file=sys.stderr) as bar:
+        with tqdm(total=pending, unit="result", disable=quiet, file=sys.stderr) as bar:
             for outcomes in outcomes_of:
                 store.commit(outcomes)
                 for o in outcomes:
                     counts["failed" if o.error else "done"] += 1
-                bar.update(len({o.key for o in outcomes}))
+                bar.update(len(outcomes))
     skipped = len(dataset.keys) * len(names) - counts["done"] - counts["failed"]
     return RunResult(Path(out), counts["done"], counts["failed"], skipped,
                      time.perf_counter() - start, corrupt)
+
+
+#: At most this many items per batch when the batch size is chosen for the user.
+MAX_AUTO_BATCH = 16
+#: ... and at least this many commits per run, so that a kill loses at most 1/20 of it.
+MIN_COMMITS = 20
+
+
+def auto_batch_size(n_items: int) -> int:
+    """Items per batch for ``n_items``: ``ceil(n / MIN_COMMITS)``, between 1 and
+    ``MAX_AUTO_BATCH`` (16 from 320 items on)."""
+    return max(1, min(MAX_AUTO_BATCH, -(-n_items // MIN_COMMITS)))
+
+
+def _stored_batch_size(out: str | Path) -> int | None:
+    """The batch size of the store at ``out``, read without opening it for writing (None: no
+    store, or none readable: the run then says what is wrong when it opens it)."""
+    if not (Path(out) / "index.sqlite").is_file():
+        return None
+    try:
+        with Store(out) as store:
+            saved = store.settings() or {}
+    except Exception:  # noqa: BLE001 -- the writing open below reports it properly
+        return None
+    size = saved.get("batch_size")
+    return size if isinstance(size, int) and size > 0 else None
 
 
 def _local(settings: Settings, layers: list[str], batches: Iterator[Work]

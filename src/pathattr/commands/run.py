@@ -44,8 +44,10 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("--address", help="Ray cluster address (default: start a local cluster)")
     p.add_argument("--workers", type=positive_int, metavar="N",
                    help="Ray actors (default: one per CPU of the cluster)")
-    p.add_argument("--batch-size", type=positive_int, default=16, metavar="N",
-                   help="items per batch and per index transaction (default: %(default)s)")
+    p.add_argument("--batch-size", type=positive_int, metavar="N",
+                   help="items per batch and per index transaction (default: enough batches "
+                        "that a kill loses at most 1/20 of the run, at most 16 items each; "
+                        "a resumed run keeps its own)")
     p.set_defaults(run=run_command)
 
     p = add("summarize", "Aggregate a results store: mean |delta|, per-class counts, top "
@@ -78,9 +80,11 @@ def run_command(args: argparse.Namespace) -> int:
         result = run(args.model, args.data, args.method, args.out,
                      layer=args.layer.split(",") if args.layer else None, steps=args.steps,
                      target=args.target, weights=args.weights, engine=args.engine,
-                     address=args.address, workers=args.workers, batch_size=args.batch_size,
+                     address=args.address, workers=args.workers,
+                     batch_size=args.batch_size or "auto",
                      quiet=args.quiet)
-    print(f"{result.done} done, {result.failed} failed, {result.skipped} already in "
+    print(f"(item, method) results: {result.done} done, {result.failed} failed, "
+          f"{result.skipped} already in "
           f"{result.out} ({result.seconds:.1f} s); see: pathattr summarize {result.out}")
     if result.recomputed:
         print(f"pathattr: warning: {len(result.recomputed)} stored result(s) failed "
