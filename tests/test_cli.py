@@ -197,7 +197,8 @@ def files(tmp_path):
     (["explain", "{tmp}/notes.jpg"], "IMAGE: cannot read"),
     (["explain", "photo:nope"], "IMAGE: unknown bundled photo 'nope'"),
     (["explain", "photo:camera", "--model", "efficientnet-lit0"],
-     "--model: unknown model 'efficientnet-lit0'; did you mean efficientnet-lite0, efficientnet-lite1?"),
+     "--model: unknown model 'efficientnet-lit0'; did you mean efficientnet-lite0, "
+     "efficientnet-lite1?"),
     (["explain", "photo:camera", "--model", "nosuchmodule:make"], "--model: cannot import"),
     (["explain", "photo:camera", "--model", "{tmp}/none.pt"], "--model: no such file"),
     (["explain", "photo:camera", "--method", "ig,magic"], "--method: unknown method 'magic'"),
