@@ -452,6 +452,9 @@ def summarize(results: str | Path, sample: int = 4, top: int = 10, model: str | 
                *((m, f"{s['done']} done, {s['failed']} failed, {s['corrupt']} corrupt, "
                   f"mean |delta| {_fmt(s['mean_abs_delta'])}") for m, s in per_method.items())],
         prediction=tables[1], methods=panels, neurons=tables[2],
+        methods_note=("The mean |attribution| maps have no sign: brighter (yellow) is larger, "
+                      "black is none. The sample's maps: red raises the target output, blue "
+                      "lowers it, each scaled to its 99th percentile of |attribution|."),
         notes=[*([why_not] if why_not else []),
                *(f"{k} ({m}) failed: {e}" for k, m, e in failures[:20]),
                *(f"{k} ({m}) stored result fails verification: {e}" for k, m, e in corrupt[:20])])

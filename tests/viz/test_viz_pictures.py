@@ -77,7 +77,24 @@ def test_overlay_takes_a_channels_first_image_as_the_model_sees_it(image, attr):
 def test_method_grid_size(image, attr):
     fig = viz.method_grid(image, {"ig": attr, "deeplift": -attr, "x": attr}, {"ig": "δ = 0.1"},
                           tile=2.0, columns=2)
-    assert png_size(viz.figure_png(fig)) == (400, 2 * 235)   # 2 columns, 2 rows of 2.35 in
+    # 2 columns, 2 rows of 2.35 in, and 0.6 in for the colour bar under them
+    assert png_size(viz.figure_png(fig)) == (400, 2 * 235 + 60)
+    (bar,) = [ax for ax in fig.axes if ax.get_label() == "<colorbar>"]
+    assert [t.get_text() for t in bar.get_xticklabels()] == ["lowers the target", "0",
+                                                             "raises it"]
+
+
+def test_token_text_stays_readable_on_the_darkest_colours():
+    from pathattr.viz.text import colours
+
+    for v in (-1.0, 1.0):
+        (r, g, b), text = colours(v)
+        assert text == (255, 255, 255) and 0.299 * r + 0.587 * g + 0.114 * b < 128
+    assert colours(0.0)[1] == (0, 0, 0)
+    page = viz.sequence_html(["a", "b", "c"], ["b", "c"], [[-1.2, 0, 0], [-0.0005, 0.3, 0]])
+    assert "full red = +1.2" in page  # one scale: -0.0005 is near white, not full blue
+    faint = page.split("&rarr; c")[1]
+    assert "color: rgb(0,0,0)" in faint and "rgb(5," not in faint
 
 
 def test_curves_figure_size():

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from ..evaluation import Evaluation, Evaluator
+from ..files import safe_name
 from ..methods.agi import AdversarialGradientIntegration
 from ..methods.blur_ig import BlurIntegratedGradients
 from ..methods.guided_ig import GuidedIntegratedGradients
@@ -196,7 +197,8 @@ def run(out_dir: Path, quick: bool = False) -> dict:
             figures[f"curves_{name}"] = curves_figure(ev.curves, width=16, height=4.2,
                                                      kinds=s["metrics"])
             for i in range(min(s["heatmaps"], len(x))):
-                figures[f"heatmaps_{name}_{labels[i].replace(' ', '_')}"] = method_grid(
+                stem = safe_name(f"heatmaps_{name}_{labels[i]}", set(figures))
+                figures[stem] = method_grid(
                     images[i].numpy(), {m: a[i] for m, a in attrs.items()},
                     {m: f"ins {ev.auc[m]['insertion'][i]:.3f} "
                         f"del {ev.auc[m]['deletion'][i]:.3f}" for m in attrs})

@@ -90,18 +90,31 @@ def method_grid(image: object, attrs: Mapping[str, object], notes: Mapping[str, 
                 columns: int = 4) -> Figure:
     """A figure with the input first, then one overlay per method titled with its name and
     ``notes[name]`` (e.g. its completeness gap and time). ``tile`` inches per panel at 100 dpi;
-    the figure is ``columns`` (or fewer) panels wide. Cost: one overlay per method."""
+    the figure is ``columns`` (or fewer) panels wide, with one colour bar under the panels
+    saying what the colours mean. Cost: one overlay per method."""
     notes = notes or {}
     panels = [("input", as_image(image), "")] + [
         (name, overlay(image, a, signed, percentile), notes.get(name, ""))
         for name, a in attrs.items()]
     cols = min(columns, len(panels))
     rows = -(-len(panels) // cols)
-    fig = Figure(figsize=(tile * cols, (tile + 0.35) * rows))
+    fig = Figure(figsize=(tile * cols, (tile + 0.35) * rows + 0.6), layout="constrained")
+    axes = []
     for i, (name, pixels, note) in enumerate(panels):
         ax = fig.add_subplot(rows, cols, i + 1)
         ax.imshow(pixels, interpolation="nearest")
         ax.set_title(f"{name}\n{note}" if note else name, fontsize=8)
         ax.set_axis_off()
-    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=0.9, wspace=0.04, hspace=0.3)
+        axes.append(ax)
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+
+    scale = ScalarMappable(Normalize(-1 if signed else 0, 1),
+                           colormaps[SIGNED_CMAP if signed else ABSOLUTE_CMAP])
+    bar = fig.colorbar(scale, ax=axes, orientation="horizontal", fraction=0.05, aspect=40,
+                       ticks=[-1, 0, 1] if signed else [0, 1])
+    bar.ax.set_xticklabels(["lowers the target", "0", "raises it"] if signed else ["0", "max"],
+                           fontsize=7)
+    bar.set_label(f"each map scaled to its {percentile:g}th percentile of |attribution|",
+                  fontsize=7)
     return fig

@@ -96,6 +96,10 @@ class Report:
     #: further sections: (title, picture or None, tables)
     sections: Sequence[tuple[str, bytes | None, Sequence[Table]]] = ()
     notes: Sequence[str] = ()
+    #: What the attribution pictures' colours mean (HTML).
+    methods_note: str = ("Red raises the target output, blue lowers it (each map scaled to "
+                         "its 99th percentile of |attribution|). &delta; is the completeness "
+                         "gap: sum of attributions minus F(x) &minus; F(baseline).")
 
     def html(self) -> str:
         """The whole page as a string. Cost: base64 of every embedded PNG."""
@@ -110,9 +114,8 @@ class Report:
                 out.append(f"<div>{self.prediction.html()}</div>")
             out.append("</div>")
         if self.methods:
-            out.append("<h2>Attributions</h2><p class=\"note\">Red raises the target output, blue "
-                       "lowers it. &delta; is the completeness gap: sum of attributions minus "
-                       "F(x) &minus; F(baseline).</p><div class=\"grid\">")
+            out.append(f"<h2>Attributions</h2><p class=\"note\">{self.methods_note}</p>"
+                       "<div class=\"grid\">")
             for m in self.methods:
                 img = f'<img alt="{html.escape(m.name)}" src="{data_uri(m.png)}">' if m.png else ""
                 cls = ' class="failed"' if m.error else ""

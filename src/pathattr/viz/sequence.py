@@ -11,7 +11,7 @@ from matplotlib import colormaps
 from matplotlib.figure import Figure
 
 from .heatmap import SIGNED_CMAP
-from .text import _scaled, tokens_html
+from .text import _scaled, colours, tokens_html
 
 
 def _matrix(tokens: Sequence[str], targets: Sequence[str], scores: object) -> np.ndarray:
@@ -55,28 +55,32 @@ def sequence_figure(tokens: Sequence[str], targets: Sequence[str], scores: objec
 def sequence_html(tokens: Sequence[str], targets: Sequence[str], scores: object,
                   shift: int = 0) -> str:
     """An HTML fragment: per target token, the positions it can see coloured by their
-    attribution to it (each row scaled by its own largest magnitude)."""
+    attribution to it, every row on one colour scale (the largest magnitude of the matrix,
+    said above the rows), so a faint row looks faint."""
     s = _matrix(tokens, targets, scores)
-    rows = []
+    top = float(np.abs(s).max()) if s.size else 0.0
+    rows = [f'<p class="note">One colour scale for every row: full red = {top:+.4g}, full '
+            f"blue = {-top:+.4g} (hover a token for its score).</p>"]
     for t, (target, row) in enumerate(zip(targets, s)):
         seen = _seen(tokens, targets, t, shift)
         rows.append(f'<div class="target"><b>&rarr; {html.escape(target)}</b> '
-                    f"{tokens_html(tokens[:seen], row[:seen])}</div>")
+                    f"{tokens_html(tokens[:seen], row[:seen], top)}</div>")
     return "\n".join(rows)
 
 
 def sequence_terminal(tokens: Sequence[str], targets: Sequence[str], scores: object,
                       shift: int = 0) -> str:
-    """The same per-target colouring for a terminal: 24-bit ANSI background colours, one line
-    per target token, ``-> target`` first."""
+    """The same per-target colouring for a terminal (one scale for all rows, as in
+    ``sequence_html``): 24-bit ANSI background colours, one line per target token,
+    ``-> target`` first."""
     s = _matrix(tokens, targets, scores)
-    cmap = colormaps[SIGNED_CMAP]
+    top = float(np.abs(s).max()) if s.size else 0.0
     lines = []
     for t, (target, row) in enumerate(zip(targets, s)):
         seen = _seen(tokens, targets, t, shift)
         cells = []
-        for tok, v in zip(tokens[:seen], _scaled(row[:seen])):
-            r, g, b, _ = (round(255 * c) for c in cmap(0.5 + 0.5 * v))
-            cells.append(f"\x1b[48;2;{r};{g};{b}m\x1b[38;2;0;0;0m{tok}\x1b[0m")
+        for tok, v in zip(tokens[:seen], _scaled(row[:seen], top)):
+            (r, g, b), (tr, tg, tb) = colours(v)
+            cells.append(f"\x1b[48;2;{r};{g};{b}m\x1b[38;2;{tr};{tg};{tb}m{tok}\x1b[0m")
         lines.append(f"-> {target:<8} " + " ".join(cells))
     return "\n".join(lines)

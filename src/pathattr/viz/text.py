@@ -11,24 +11,35 @@ from matplotlib import colormaps
 from .heatmap import SIGNED_CMAP
 
 
-def _scaled(scores: Sequence[float]) -> np.ndarray:
+def _scaled(scores: Sequence[float], scale: float | None = None) -> np.ndarray:
+    """``scores`` over ``scale`` (default: their largest magnitude), in [-1, 1]."""
     s = np.asarray(scores, dtype=np.float64)
-    top = np.abs(s).max() if s.size else 0.0
-    return s / top if top > 0 else np.zeros_like(s)
+    top = (np.abs(s).max() if s.size else 0.0) if scale is None else scale
+    return np.clip(s / top, -1, 1) if top > 0 else np.zeros_like(s)
 
 
-def tokens_html(tokens: Sequence[str], scores: Sequence[float]) -> str:
+def colours(v: float) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+    """The background of a scaled score ``v`` in [-1, 1] on the diverging map, and the text
+    colour readable on it: white on the dark ends, black elsewhere."""
+    r, g, b, _ = (round(255 * c) for c in colormaps[SIGNED_CMAP](0.5 + 0.5 * v))
+    dark = 0.299 * r + 0.587 * g + 0.114 * b < 128  # perceived brightness
+    return (r, g, b), ((255, 255, 255) if dark else (0, 0, 0))
+
+
+def tokens_html(tokens: Sequence[str], scores: Sequence[float], scale: float | None = None
+                ) -> str:
     """An HTML fragment: one ``<span>`` per token, background from the diverging map scaled by
-    the largest magnitude (red raises the output, blue lowers it), the raw score in its
-    ``title``. Tokens are HTML-escaped. Cost: linear in the number of tokens."""
+    ``scale`` (default: the largest magnitude; red raises the output, blue lowers it), text
+    white where the background is dark, the raw score in its ``title``. Tokens are
+    HTML-escaped. Cost: linear in the number of tokens."""
     if len(tokens) != len(scores):
         raise ValueError(f"{len(tokens)} tokens but {len(scores)} scores")
-    cmap = colormaps[SIGNED_CMAP]
     spans = []
-    for tok, s, raw in zip(tokens, _scaled(scores), scores, strict=True):
-        r, g, b, _ = (round(255 * c) for c in cmap(0.5 + 0.5 * s))
-        spans.append(f'<span class="tok" style="background: rgb({r},{g},{b})" '
-                     f'title="{float(raw):+.4f}">{html.escape(tok)}</span>')
+    for tok, s, raw in zip(tokens, _scaled(scores, scale), scores, strict=True):
+        (r, g, b), (tr, tg, tb) = colours(s)
+        spans.append(f'<span class="tok" style="background: rgb({r},{g},{b}); '
+                     f'color: rgb({tr},{tg},{tb})" title="{float(raw):+.4f}">'
+                     f'{html.escape(tok)}</span>')
     return '<p class="tokens">' + " ".join(spans) + "</p>"
 
 
