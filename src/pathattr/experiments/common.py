@@ -57,6 +57,14 @@ def progress(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
+def bar(total: int, desc: str, unit: str = "point"):
+    """A progress bar on stderr for a step of a reproduction that takes more than a few
+    seconds (shown on a terminal only, so logs stay clean)."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, leave=False, disable=None)
+
+
 def mean_se(values: Sequence[float] | np.ndarray) -> tuple[float, float]:
     """Mean and standard error of the mean (0 for a single value)."""
     v = np.asarray(values, dtype=np.float64).ravel()

@@ -24,7 +24,7 @@ from ..methods._setup import flat_points, setup
 from ..methods.integrated_gradients import IntegratedGradients
 from ..quadrature import RULES, nodes_weights
 from ..viz import overlay
-from .common import digits_examples, fmt, predict, progress, table, timer, write_results
+from .common import bar, digits_examples, fmt, predict, progress, table, timer, write_results
 
 FULL = {"photos": ("chelsea", "coffee", "camera", "rocket"), "digits": 32,
         "steps": (4, 8, 16, 32, 64, 128), "tol": 0.01, "max_steps": 512, "heatmaps": 3,
@@ -49,8 +49,12 @@ def path_slopes(model: nn.Module, x: Tensor, target: Tensor, alphas: np.ndarray
         engine = setup(model, x, 0.0, target).engine("auto")
         rows, flat_a = flat_points(len(x), torch.as_tensor(alphas, dtype=x.dtype))
         # the engine sizes its chunks on its first call: let that be the long one
-        slopes = torch.cat([(ch.grads[0] * engine.diff[ch.rows]).flatten(1).sum(1)
-                            for ch in engine.gradients(rows, flat_a)])
+        parts = []
+        with bar(len(rows), "ig: gradients along the path") as shown:
+            for ch in engine.gradients(rows, flat_a):
+                parts.append((ch.grads[0] * engine.diff[ch.rows]).flatten(1).sum(1))
+                shown.update(len(ch.rows))
+        slopes = torch.cat(parts)
         f1, f0 = engine.endpoints()
     return (f1 - f0).double(), slopes.double().reshape(len(x), len(alphas))
 
