@@ -16,7 +16,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[zoo,test]' torch==2.13.0
 	touch $(STAMP)
 
+# ruff first: a lint error fails the tests as a failing test would
 test: venv
+	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/python -m pytest -q -x -p no:cacheprovider
 
 lint: venv

@@ -36,6 +36,10 @@ def test_report_is_self_contained_with_every_section(tmp_path):
     assert base64.b64decode(srcs[0].split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
     assert "t &lt;&amp;&gt;" in page and "&lt;bad&gt;" in page
     assert "2.0 s · δ = +0.1 (1.0 %)" in page
+    # a colour scale for the maps, from the diverging map's own ends
+    (gradient,) = re.findall(r"linear-gradient\(to right, ([^)]*\)[^\"]*)\"", page)
+    assert gradient.startswith("rgb(5,48,97)") and gradient.endswith("rgb(103,0,31))")
+    assert "lowers the target" in page and "raises it" in page
 
 
 def test_empty_sections_are_left_out():

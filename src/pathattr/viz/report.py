@@ -21,7 +21,24 @@ td:first-child, th:first-child, .facts td { text-align: left; }
 figure { margin: 0; width: 240px; } figure img { width: 240px; image-rendering: pixelated; }
 figcaption { font-size: 12px; } .failed { color: #b00; } .wide { max-width: 100%; }
 .tok { padding: 1px 3px; border-radius: 3px; line-height: 2; } .note { color: #666; }
+.scale { display: flex; align-items: center; gap: 8px; font-size: 12px; color: #444; }
+.scale span.bar { width: 240px; height: 12px; border: 1px solid #ccc; }
 """
+
+
+def scale_html(signed: bool = True) -> str:
+    """A colour-scale legend for the maps: the diverging map from "lowers" to "raises" (or
+    the absolute map from none to most), drawn with a CSS gradient (no picture, no script)."""
+    from matplotlib import colormaps
+
+    from .heatmap import ABSOLUTE_CMAP, SIGNED_CMAP
+
+    cmap = colormaps[SIGNED_CMAP if signed else ABSOLUTE_CMAP]
+    stops = ", ".join("rgb({},{},{})".format(*(round(255 * c) for c in cmap(i / 8)[:3]))
+                      for i in range(9))
+    low, high = ("lowers the target", "raises it") if signed else ("none", "most")
+    return (f'<div class="scale">{low}<span class="bar" style="background: '
+            f'linear-gradient(to right, {stops})"></span>{high}</div>')
 
 
 def data_uri(png: bytes) -> str:
@@ -115,7 +132,7 @@ class Report:
             out.append("</div>")
         if self.methods:
             out.append(f"<h2>Attributions</h2><p class=\"note\">{self.methods_note}</p>"
-                       "<div class=\"grid\">")
+                       f"{scale_html()}<div class=\"grid\">")
             for m in self.methods:
                 img = f'<img alt="{html.escape(m.name)}" src="{data_uri(m.png)}">' if m.png else ""
                 cls = ' class="failed"' if m.error else ""
