@@ -445,6 +445,31 @@ class PathEngine:
         return (torch.cat(out) if out else empty), [torch.cat(a) for a in acts]
 
 
+def point_engine(call: ModelCall, points: Tensor, target: Target, batch_size: int,
+                 examples: Tensor | None = None) -> PathEngine:
+    """The engine on a path that stays at each of ``points`` (``target`` resolved for these
+    rows, or for the examples when row ``r`` is example ``r % n``; ``examples``: the example of
+    each point, default ``r % call.n``)."""
+    return PathEngine(call, points, points, target, batch_size, examples=examples)
+
+
+def point_gradients(call: ModelCall, points: Tensor, target: Target, batch_size: int,
+                    examples: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """``F`` and ``dF/dx`` at arbitrary points (see ``point_engine``).
+    Cost: one forward+backward per point, chunked."""
+    engine = point_engine(call, points, target, batch_size, examples)
+    rows = torch.arange(len(points), device=points.device)
+    chunks = list(engine.gradients(rows, points.new_ones(len(points))))
+    return torch.cat([c.output for c in chunks]), torch.cat([c.grads[0] for c in chunks])
+
+
+def point_values(call: ModelCall, points: Tensor, target: Target, batch_size: int,
+                 examples: Tensor | None = None) -> Tensor:
+    """``F`` at arbitrary points, forward only. Cost: one forward per point."""
+    return point_engine(call, points, target, batch_size, examples).values(
+        torch.arange(len(points), device=points.device), points.new_ones(len(points)))
+
+
 def per_output_grads(out: Tensor, wrt: list[Tensor]) -> list[Tensor]:
     """The gradient of each column of ``out`` ``(n, T)`` with respect to each of ``wrt``, as
     ``(n, T, *shape)``: one backward per column on the same forward graph."""

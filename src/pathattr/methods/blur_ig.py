@@ -19,14 +19,13 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from ..engine import chunk_size, guarded
+from ..engine import chunk_size, guarded, point_gradients, point_values
 from ..forward import OutputSpec
 from ..quadrature import nodes_weights
 from ..result import Attribution
 from ..targets import TargetSpec
 from ..validate import check_flag, check_tensor
 from ._setup import setup
-from .guided_ig import point_gradients, point_values
 from .idgi import Steps
 
 

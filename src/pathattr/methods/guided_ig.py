@@ -19,41 +19,16 @@ import torch
 from torch import Tensor
 
 from ..baselines import BaselineSpec
-from ..engine import PathEngine, chunk_size, guarded
-from ..forward import ModelCall, OutputSpec
+from ..engine import chunk_size, guarded, point_gradients
+from ..forward import OutputSpec
 from ..result import Attribution
-from ..targets import Target, TargetSpec
+from ..targets import TargetSpec
 from ..validate import check_flag, check_steps
 from ._setup import Inputs, setup
 from .idgi import Steps
 
 #: Relative and absolute tolerance of "the step has covered its L1 distance" (PAIR's value).
 EPSILON = 1e-9
-
-
-def point_engine(call: ModelCall, points: Tensor, target: Target, batch_size: int,
-                 examples: Tensor | None = None) -> PathEngine:
-    """The engine on a path that stays at each of ``points`` (``target`` resolved for these
-    rows, or for the examples when row ``r`` is example ``r % n``; ``examples``: the example of
-    each point, default ``r % call.n``)."""
-    return PathEngine(call, points, points, target, batch_size, examples=examples)
-
-
-def point_gradients(call: ModelCall, points: Tensor, target: Target, batch_size: int,
-                    examples: Tensor | None = None) -> tuple[Tensor, Tensor]:
-    """``F`` and ``dF/dx`` at arbitrary points (see ``point_engine``).
-    Cost: one forward+backward per point, chunked."""
-    engine = point_engine(call, points, target, batch_size, examples)
-    rows = torch.arange(len(points), device=points.device)
-    chunks = list(engine.gradients(rows, points.new_ones(len(points))))
-    return torch.cat([c.output for c in chunks]), torch.cat([c.grads[0] for c in chunks])
-
-
-def point_values(call: ModelCall, points: Tensor, target: Target, batch_size: int,
-                 examples: Tensor | None = None) -> Tensor:
-    """``F`` at arbitrary points, forward only. Cost: one forward per point."""
-    return point_engine(call, points, target, batch_size, examples).values(
-        torch.arange(len(points), device=points.device), points.new_ones(len(points)))
 
 
 def _guided_step(x: Tensor, grad: Tensor, base: Tensor, diff: Tensor, l1_total: Tensor,
