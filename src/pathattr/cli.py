@@ -36,7 +36,7 @@ EXAMPLES = {
   pathattr neurons photo:chelsea --layer _blocks.15 --top 20
   pathattr neurons digit.png --model digits-cnn --layer features.relu2""",
     "reproduce": """examples:
-  pathattr reproduce ig            # about 5 minutes on 2 cores
+  pathattr reproduce ig            # about 1.5 minutes on a quiet 2-core machine
   pathattr reproduce neurons --out results/neurons
   pathattr reproduce idg --quick""",
     "models": """example:

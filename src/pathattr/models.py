@@ -84,7 +84,7 @@ MODELS = {
     "digits-cnn": "small CNN on scikit-learn's 8x8 handwritten digits, 10 classes (trained on "
                   "first use in ~1 s, then cached); images become 8x8 grey",
     "minilm": "MiniLM sentence encoder (all-MiniLM-L6-v2) for explain --text",
-    "tiny-lm": "character-level GPT-2 trained on the Zen of Python (on first use, ~45 s, then "
+    "tiny-lm": "character-level GPT-2 trained on the Zen of Python (on first use, ~15 s, then "
                "cached) for explain --text ... --generate N",
 }
 

@@ -104,7 +104,7 @@ def explain_generation(prompt: str, model: str, generate: int | None, target: st
     ``out/generation/<FOLDER>/<METHOD>/``, the folder named after the prompt and the
     continuation asked for (``files.text_folder``: another prompt never replaces them).
     Returns the terminal text and the reports. Raises ``UsageError``. Cost: loading the model
-    (training it once, ~45 s, for tiny-lm), then ``SequenceAttribution``'s per method."""
+    (training it once, 15-45 s, for tiny-lm), then ``SequenceAttribution``'s per method."""
     from ..methods.sequence import SequenceAttribution
 
     if not prompt:

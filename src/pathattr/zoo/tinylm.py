@@ -1,7 +1,7 @@
 """A tiny character-level GPT-2 trained on the Zen of Python, deterministically, and cached.
 
 No pretrained generative model installs offline from a package, so pathattr trains one on text
-that ships with every Python (``this``, PEP 20) the first time it is needed (about 45 s on one
+that ships with every Python (``this``, PEP 20) the first time it is needed (14 s on a quiet
 core), like the digits CNN. It has learnt its 19 lines well enough to continue "In the face of"
 with " ambiguity, refuse the" and "Simple is" with " better than complicat...": a real model
 whose next-token predictions have reasons to explain (which earlier characters make it write
@@ -75,7 +75,7 @@ def build_tiny_lm(vocab_size: int) -> nn.Module:
 def train_tiny_lm(progress: bool = True) -> dict[str, Tensor]:
     """Train from scratch with ``SETTINGS`` on random windows of the text; returns the state
     dict. Seeded, one thread (``cache.deterministic``). ``progress``: a bar on stderr (when
-    it is a terminal). Cost: about 45 s on CPU."""
+    it is a terminal). Cost: 14 s on a quiet CPU core, up to ~45 s on a loaded machine."""
     text = zen()
     tokenizer = CharTokenizer(text)
     data = torch.tensor(tokenizer(text))
