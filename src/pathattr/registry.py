@@ -25,7 +25,8 @@ class MethodInfo:
 
     ``wraps``: another entry whose instance is passed first (SmoothGrad); ``shared``: the key
     ``explain`` knows it by (None: not computable from the shared pass); ``cli``: offered by
-    ``pathattr explain --method`` (input-space methods that need no layer).
+    ``pathattr explain --method`` (input-space methods that need no layer); ``gap``: what
+    its ``delta`` means when it is not a complete method's quadrature error.
     """
 
     module: str
@@ -37,33 +38,51 @@ class MethodInfo:
     wraps: str | None = None
     shared: str | None = None
     cli: bool = True
+    #: What ``delta`` measures, said on the method's card: None for a complete path method
+    #: (``delta`` is the quadrature error of ``F(x) - F(x')``, closed by more steps).
+    gap: str | None = None
 
 
 _M = "pathattr.methods."
+IDG_GAP = "not complete by design: δ is IG's gap on the same samples"
+DEEPLIFT_GAP = "δ: summation-to-delta, rounding only"
 METHODS: dict[str, MethodInfo] = {
     "ig": MethodInfo(_M + "integrated_gradients", "IntegratedGradients", shared="ig"),
     "ig-auto": MethodInfo(_M + "integrated_gradients", "IntegratedGradients",
                           attribute={"steps": "auto", "tol": 0.01}),
-    "idg": MethodInfo(_M + "idg", "IntegratedDecisionGradients", shared="idg"),
+    "idg": MethodInfo(_M + "idg", "IntegratedDecisionGradients", shared="idg",
+                      gap=IDG_GAP),
     "idg-uniform": MethodInfo(_M + "idg", "IntegratedDecisionGradients",
                               attribute={"sampling": "uniform"}, shared="idg_uniform",
-                              cli=False),
-    "left-ig": MethodInfo(_M + "left_ig", "LeftIntegratedGradients", shared="left_ig"),
+                              cli=False, gap=IDG_GAP),
+    "left-ig": MethodInfo(_M + "left_ig", "LeftIntegratedGradients", shared="left_ig",
+                          gap="δ: against F(x(a*)) - F(x'), the path up to its saturation "
+                              "point a*"),
     "idgi": MethodInfo(_M + "idgi", "IDGI", shared="idgi"),
     "guided-ig": MethodInfo(_M + "guided_ig", "GuidedIntegratedGradients"),
     "guided-ig-idgi": MethodInfo(_M + "guided_ig", "GuidedIntegratedGradients",
                                  attribute={"idgi": True}),
-    "blur-ig": MethodInfo(_M + "blur_ig", "BlurIntegratedGradients", images=True),
+    "blur-ig": MethodInfo(_M + "blur_ig", "BlurIntegratedGradients", images=True,
+                          gap="δ: against F(x) - F(the blurred x), its baseline"),
     "blur-ig-idgi": MethodInfo(_M + "blur_ig", "BlurIntegratedGradients",
-                               attribute={"idgi": True}, images=True),
+                               attribute={"idgi": True}, images=True,
+                               gap="δ: against F(x) - F(the blurred x), its baseline"),
     "expected-gradients": MethodInfo(_M + "expected_gradients", "ExpectedGradients",
-                                     cli=False),
-    "agi": MethodInfo(_M + "agi", "AdversarialGradientIntegration"),
-    "deeplift": MethodInfo(_M + "deeplift", "DeepLift", init={"nonlinearity": "rescale"}),
-    "deeplift-rc": MethodInfo(_M + "deeplift", "DeepLift", init={"nonlinearity": "revealcancel"}),
-    "smoothgrad": MethodInfo(_M + "smoothgrad", "SmoothGrad", wraps="saliency"),
-    "saliency": MethodInfo(_M + "gradient", "Saliency"),
-    "input-x-gradient": MethodInfo(_M + "gradient", "InputXGradient"),
+                                     cli=False, gap="δ: Monte Carlo error of the sampled "
+                                                    "paths (see the standard error)"),
+    "agi": MethodInfo(_M + "agi", "AdversarialGradientIntegration",
+                      gap="not complete: AGI sums paths toward other classes; δ is against "
+                          "the score lost on them, not F(x) - F(x')"),
+    "deeplift": MethodInfo(_M + "deeplift", "DeepLift", init={"nonlinearity": "rescale"},
+                           gap=DEEPLIFT_GAP),
+    "deeplift-rc": MethodInfo(_M + "deeplift", "DeepLift", init={"nonlinearity": "revealcancel"},
+                              gap=DEEPLIFT_GAP),
+    "smoothgrad": MethodInfo(_M + "smoothgrad", "SmoothGrad", wraps="saliency",
+                             gap="no completeness: an average of gradients at noisy copies"),
+    "saliency": MethodInfo(_M + "gradient", "Saliency",
+                           gap="no completeness: the gradient at the input alone"),
+    "input-x-gradient": MethodInfo(_M + "gradient", "InputXGradient",
+                                   gap="no completeness: one gradient times the input"),
     "layer-ig": MethodInfo(_M + "integrated_gradients", "LayerIntegratedGradients",
                            space="layer", cli=False),
     "conductance": MethodInfo(_M + "conductance", "LayerConductance", space="layer",

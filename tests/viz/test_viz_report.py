@@ -50,3 +50,19 @@ def test_empty_sections_are_left_out():
 def test_table_text_aligns_columns():
     text = viz.Table(("method", "delta"), [("ig", "+0.1"), ("deeplift", "-2")]).text()
     assert text.splitlines() == ["method    delta", "ig         +0.1", "deeplift     -2"]
+
+
+def test_each_card_says_what_its_gap_means():
+    from pathattr import registry
+
+    large = viz.MethodPanel("ig", delta=2.13, relative=0.232, seconds=1.0)
+    assert "δ = +2.13 (23.2 %)" in large.caption() and "more steps" in large.caption()
+    assert "more steps" not in viz.MethodPanel("ig", delta=0.01, relative=0.001).caption()
+    assert large.caption(short=True) == "1.0 s · δ = +2.13 (23.2 %)"
+    agi = viz.MethodPanel("agi", delta=-813.0, relative=0.9, gap=registry.METHODS["agi"].gap)
+    assert "not complete" in agi.caption() and "more steps" not in agi.caption()
+    none = viz.MethodPanel("saliency", seconds=0.1, gap=registry.METHODS["saliency"].gap)
+    assert none.caption() == "0.1 s · no completeness: the gradient at the input alone"
+    # every method whose result has no delta says so on its card
+    for name in ("saliency", "input-x-gradient", "smoothgrad"):
+        assert registry.METHODS[name].gap.startswith("no completeness")

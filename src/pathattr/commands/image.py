@@ -152,7 +152,7 @@ def _one(bundle: ModelBundle, label: str, img: Image.Image, opts: Options, direc
             (p.name, _fmt(p.delta), _fmt(p.relative, "{:.1%}"), _fmt(p.seconds, "{:.1f}"))
             for p in report.methods if not p.error])
     if attrs:
-        captions = {p.name: p.caption() for p in report.methods if not p.error}
+        captions = {p.name: p.caption(short=True) for p in report.methods if not p.error}
         grid = viz.method_grid(shown, attrs, captions)
         write_file(directory / "grid.png", viz.figure_png(grid))
         write_npz(directory / "attributions.npz", input=x[0].numpy(),
@@ -204,7 +204,8 @@ def _method(name: str, model, x: torch.Tensor, target: int, steps: int,
         if "output_delta" in result.info:
             relative = float(result.relative_delta()[0])
     png = viz.array_png(viz.overlay(shown, attr))
-    return viz.MethodPanel(name, png, delta, relative, seconds), attr
+    return viz.MethodPanel(name, png, delta, relative, seconds,
+                           gap=registry.METHODS[name].gap), attr
 
 
 def _curves(curves: dict, metrics: tuple[str, ...]) -> tuple[dict, viz.Table, bytes]:

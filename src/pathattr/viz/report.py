@@ -57,15 +57,30 @@ class MethodPanel:
     relative: float | None = None
     seconds: float | None = None
     error: str | None = None
+    #: What ``delta`` means when it is not a complete method's quadrature error
+    #: (``registry.MethodInfo.gap``), said after it, or instead of it when there is none.
+    gap: str | None = None
 
-    def caption(self) -> str:
-        """Plain text: ``failed: ...``, or time and gap like ``3.2 s · δ = +0.12 (1.3 %)``."""
+    #: Above this relative gap a complete method's card says how to close it.
+    LARGE = 0.05
+
+    def caption(self, short: bool = False) -> str:
+        """Plain text: ``failed: ...``, or time and gap like ``3.2 s · δ = +0.12 (1.3 %)``,
+        with what the gap means (not with ``short``, for picture titles): a complete
+        method's large gap is its quadrature error, and the card says what closes it; other
+        methods say what their δ compares."""
         if self.error:
             return f"failed: {self.error}"
         parts = [f"{self.seconds:.1f} s"] if self.seconds is not None else []
         if self.delta is not None:
             rel = f" ({100 * self.relative:.1f} %)" if self.relative is not None else ""
             parts.append(f"δ = {self.delta:+.3g}{rel}")
+            if short:
+                return " · ".join(parts)
+            if self.gap is None and self.relative is not None and self.relative > self.LARGE:
+                parts.append("quadrature error: more steps (or steps='auto') close it")
+        if self.gap is not None and not short:
+            parts.append(self.gap)
         return " · ".join(parts)
 
 
