@@ -239,9 +239,7 @@ def write_evaluation(evaluation: Evaluation, directory: Path, title: str,
                                                           indent=1) + "\n")
     auc, comp = evaluation.tables()
     complete = evaluation.completeness_table()
-    k = len(evaluation.metrics)
-    png = viz.figure_png(viz.curves_figure(evaluation.curves, width=4.2 * k, height=3.6,
-                                           kinds=evaluation.metrics))
+    png = viz.figure_png(viz.curves_figure(evaluation.curves, kinds=evaluation.metrics))
     n = len(evaluation.inputs)
     report = viz.Report(
         title=title, facts=[*facts, ("images", f"{n}: {', '.join(evaluation.inputs[:20])}"

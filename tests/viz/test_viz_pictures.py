@@ -100,9 +100,17 @@ def test_token_text_stays_readable_on_the_darkest_colours():
 def test_curves_figure_size():
     f = torch.linspace(0, 1, 5)
     c = SimpleNamespace(fractions=f, scores=1 - f, auc=torch.tensor(0.5))
-    fig = viz.curves_figure({"ig": {"insertion": c, "deletion": c}, "dl": {"deletion": c}},
-                            width=6, height=3)
-    assert png_size(viz.figure_png(fig)) == (600, 300)
+    curves = {"ig": {"insertion": c, "deletion": c}, "dl": {"deletion": c},
+              "ig (inverse)": {"insertion": c}, "random ranking": {"insertion": c}}
+    fig = viz.curves_figure(curves, panel=(2.0, 1.5))
+    # small multiples: a row per kind, a panel per method (not per control)
+    assert png_size(viz.figure_png(fig)) == (400, 330)
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert titles[0] == "ig: 0.500\n(rand 0.500, inv 0.500)" and len(titles) == 4
+    assert len(fig.axes[0].lines) == 3 and len(fig.axes[1].lines) == 1  # dl: random only
+    wide = viz.curves_figure({f"m{i}": {"deletion": c} for i in range(8)}, ["deletion"],
+                             columns=4, panel=(2.0, 1.5))
+    assert png_size(viz.figure_png(wide)) == (800, 330)  # 8 methods wrap into two rows
 
 
 def test_neuron_bars_size():

@@ -210,15 +210,17 @@ def _method(name: str, model, x: torch.Tensor, target: int, steps: int,
 
 def _curves(curves: dict, metrics: tuple[str, ...]) -> tuple[dict, viz.Table, bytes]:
     """One image's AUCs per method and control (``Evaluator.add``'s curves): the summary
-    entry, the table and the plot."""
+    entry, the table (best first by the first metric) and the plot."""
     entry = {row: {f"{m}_auc": float(c.auc[0]) for m, c in by.items()}
              for row, by in curves.items()}
+    first = metrics[0] + "_auc"
+    sign = -1 if viz.KINDS[metrics[0]][1] == "higher" else 1
+    order = sorted(entry, key=lambda row: sign * entry[row].get(first, sign * float("inf")))
     table = viz.Table(("method", *(f"{m} AUC ({viz.KINDS[m][1]} is better)" for m in metrics)),
-                      [(row, *(f"{e[m + '_auc']:.3f}" if m + "_auc" in e else "-"
-                               for m in metrics)) for row, e in entry.items()])
+                      [(row, *(f"{entry[row][m + '_auc']:.3f}" if m + "_auc" in entry[row]
+                               else "-" for m in metrics)) for row in order])
     shown = {row: {m: _first(c) for m, c in by.items()} for row, by in curves.items()}
-    return entry, table, viz.figure_png(viz.curves_figure(
-        shown, width=4.2 * len(metrics), height=3.4, kinds=metrics))
+    return entry, table, viz.figure_png(viz.curves_figure(shown, kinds=metrics))
 
 
 def _first(curve):

@@ -194,8 +194,7 @@ def run(out_dir: Path, quick: bool = False) -> dict:
                                         "probability": float(p)}
                                        for lab, c, n, p in zip(labels, cls, names, conf)],
                             "verdict": verdict(ev)}
-            figures[f"curves_{name}"] = curves_figure(ev.curves, width=16, height=4.2,
-                                                     kinds=s["metrics"])
+            figures[f"curves_{name}"] = curves_figure(ev.curves, kinds=s["metrics"])
             for i in range(min(s["heatmaps"], len(x))):
                 stem = safe_name(f"heatmaps_{name}_{labels[i]}", set(figures))
                 figures[stem] = method_grid(

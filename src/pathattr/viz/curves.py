@@ -17,41 +17,50 @@ INVERSE = " (inverse)"
 RANDOM = "random ranking"
 
 
-def curves_figure(curves: Mapping[str, Mapping[str, object]], width: float = 8.0,
-                  height: float = 3.2, kinds: Sequence[str] = ("insertion", "deletion")
-                  ) -> Figure:
-    """One panel per kind (``KINDS``): score against the fraction of pixels changed, one line
-    per method, labelled with its AUC. ``curves[method][kind]`` has ``fractions``, ``scores``,
-    ``auc`` (``metrics.Curve``); a method may lack a kind. Controls are drawn apart: a
-    method's inverse ranking (``"<method> (inverse)"``) dotted in its colour, the random ranking
-    dashed grey. Returns a ``width x height``-inch figure."""
-    fig = Figure(figsize=(width, height))
+def curves_figure(curves: Mapping[str, Mapping[str, object]],
+                  kinds: Sequence[str] = ("insertion", "deletion"), columns: int = 6,
+                  panel: tuple[float, float] = (2.3, 2.0)) -> Figure:
+    """Small multiples: for each kind (``KINDS``) a row of panels, one per method, each with
+    the method's curve (score against the fraction of pixels changed), its inverse ranking
+    (``"<method> (inverse)"``, dotted) and the random ranking (dashed grey), titled with their
+    AUCs; rows wrap after ``columns`` methods; axes are shared, so panels compare at a
+    glance. ``curves[method][kind]`` has ``fractions``, ``scores``, ``auc``
+    (``metrics.Curve``); a method may lack a kind. ``panel``: inches per panel."""
+    methods = [m for m in curves if not m.endswith(INVERSE) and m != RANDOM] or \
+        [m for m in curves if m == RANDOM]
+    cols = max(1, min(columns, len(methods)))
+    wraps = -(-len(methods) // cols)
+    rows = len(kinds) * wraps
+    fig = Figure(figsize=(panel[0] * cols, panel[1] * rows + 0.3), layout="constrained")
     colours = colormaps["tab10"]
-    methods = [m for m in curves if not m.endswith(INVERSE) and m != RANDOM]
-    colour = {m: colours(i % 10) for i, m in enumerate(methods)}
-    for i, kind in enumerate(kinds):
-        ax = fig.add_subplot(1, len(kinds), i + 1)
-        for method, by_kind in curves.items():
-            c = by_kind.get(kind)
-            if c is None:
-                continue
-            if method == RANDOM:
-                style = {"color": "0.5", "linestyle": "--"}
-            elif method.endswith(INVERSE):
-                style = {"color": colour.get(method[:-len(INVERSE)], "0.3"), "linestyle": ":"}
-            else:
-                style = {"color": colour[method]}
-            ax.plot(np.asarray(c.fractions), np.asarray(c.scores),
-                    label=f"{method} (AUC {float(c.auc):.3f})", **style)
+    axes = fig.subplots(rows, cols, sharex=True, sharey=True, squeeze=False)
+    for k, kind in enumerate(kinds):
         title, better = KINDS[kind]
-        ax.set_title(f"{title} ({better} AUC is better)", fontsize=9)
-        ax.set_xlabel("fraction of pixels", fontsize=8)
-        ax.set_ylabel("probability of the class", fontsize=8)
-        ax.set_xlim(0, 1)
-        ax.set_ylim(0, None)
-        ax.tick_params(labelsize=7)
-        ax.grid(alpha=0.3)
-        if ax.lines:
-            ax.legend(fontsize=6)
-    fig.subplots_adjust(left=0.06, right=0.99, bottom=0.15, top=0.9, wspace=0.25)
+        for i, method in enumerate(methods):
+            ax = axes[k * wraps + i // cols][i % cols]
+            shown = []
+            lines = [(RANDOM, {"color": "0.6", "linestyle": "--"}),
+                     (method + INVERSE, {"color": colours(i % 10), "linestyle": ":"}),
+                     (method, {"color": colours(i % 10), "linewidth": 1.8})]
+            for name, style in lines if method != RANDOM else lines[-1:]:
+                c = curves.get(name, {}).get(kind)
+                if c is None:
+                    continue
+                ax.plot(np.asarray(c.fractions), np.asarray(c.scores), **style)
+                shown.append((name, float(c.auc)))
+            own = dict(shown)
+            head = f"{method}: {own[method]:.3f}" if method in own else method
+            rest = ", ".join(f"{'inv' if n.endswith(INVERSE) else 'rand'} {v:.3f}"
+                             for n, v in shown if n != method)
+            ax.set_title(head + (f"\n({rest})" if rest else ""), fontsize=7)
+            ax.grid(alpha=0.3)
+            ax.tick_params(labelsize=6)
+            ax.set_xlim(0, 1)
+            ax.set_ylim(0, None)
+            if i % cols == 0:
+                ax.set_ylabel(f"{title}\n({better} AUC is better)", fontsize=7)
+        for i in range(len(methods), wraps * cols):  # an unfilled last row
+            axes[k * wraps + i // cols][i % cols].set_axis_off()
+    fig.supxlabel("fraction of pixels changed (solid: the method, dotted: its inverse ranking, "
+                  "dashed: a random ranking; titles give AUCs)", fontsize=7)
     return fig
