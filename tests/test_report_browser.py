@@ -72,4 +72,4 @@ def test_generation_report_in_chromium(tmp_path):
                      "deeplift", "--out", str(out), "--quiet"])
     assert code == 0
     (report,) = (out / "generation").glob("*/deeplift/report.html")
-    check_in_browser(report, tmp_path, ["Attributions", "Tokens"])
+    check_in_browser(report, tmp_path, ["Attributions: deeplift, target x position", "Tokens"])

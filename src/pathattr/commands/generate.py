@@ -163,15 +163,16 @@ def _write(lm: LanguageModel, sa, r, prompt: str, method: str, generated: bool,
         indent=2) + "\n")
     heatmap = viz.figure_png(viz.sequence_figure(tokens, targets, scores, shift))
     write_file(directory / "heatmap.png", heatmap)
-    matrix = viz.MethodPanel(f"{method}: target x position", heatmap,
-        delta=float(r.delta[0].abs().max()), relative=max(relative), seconds=seconds)
     report = viz.Report(
         title="pathattr: a language model's continuation",
         facts=[("model", lm.description), ("prompt", prompt),
                ("continuation", continuation),
                ("target", "generated greedily" if generated else "forced"),
-               ("score", "log-probability of each target token"), ("method", method)],
-        methods=[matrix], tokens_html=viz.sequence_html(tokens, targets, scores, shift),
+               ("score", "log-probability of each target token"), ("method", method),
+               ("completeness", f"largest gap |δ| = {float(r.delta[0].abs().max()):.3g} "
+                                f"({max(relative):.2%} of the target's change), {seconds:.1f} s")],
+        sections=[(f"Attributions: {method}, target x position", heatmap, ())],
+        tokens_html=viz.sequence_html(tokens, targets, scores, shift),
         notes=["Each row: the positions a target token can see, red where they raise its "
                "log-probability, blue where they lower it (relative to padding everywhere)."
                + (" An encoder-decoder's positions are the encoder's tokens, then the "

@@ -13,6 +13,17 @@ from matplotlib.figure import Figure
 from .heatmap import SIGNED_CMAP
 from .text import _scaled, colours, tokens_html
 
+#: Whitespace drawn as a visible glyph, so a target that is a space is not an empty label.
+GLYPHS = {" ": "␣", "\n": "⏎", "\t": "⇥", "\\n": "⏎", "\\t": "⇥"}
+
+
+def visible(token: str) -> str:
+    """``token`` with spaces, newlines and tabs (raw, or escaped as ``\\n``) drawn as
+    ``␣ ⏎ ⇥``; an empty token is ``∅``."""
+    for raw, glyph in GLYPHS.items():
+        token = token.replace(raw, glyph)
+    return token or "∅"
+
 
 def _matrix(tokens: Sequence[str], targets: Sequence[str], scores: object) -> np.ndarray:
     s = np.asarray(scores, dtype=np.float64)
@@ -29,16 +40,18 @@ def _seen(tokens: Sequence[str], targets: Sequence[str], t: int, shift: int) -> 
 
 
 def sequence_figure(tokens: Sequence[str], targets: Sequence[str], scores: object,
-                    shift: int = 0, cell: float = 0.45) -> Figure:
+                    shift: int = 0, cell: float = 0.32) -> Figure:
     """The ``(T, L)`` matrix (one row per target token, one column per position of the
     sequence: ``SequenceResult.scores[i]``) on the diverging map, scaled by its largest
     magnitude; positions a target cannot see (at or after its own) are grey. ``shift``: 1 for
     an encoder-decoder (whose targets also see the decoder's start token). Cost: one figure."""
     s = _matrix(tokens, targets, scores)
+    tokens, targets = [visible(t) for t in tokens], [visible(t) for t in targets]
     hidden = np.array([[j >= _seen(tokens, targets, t, shift) for j in range(len(tokens))]
                        for t in range(len(targets))], dtype=bool).reshape(s.shape)
     top = np.abs(s).max() if s.size else 1.0
-    fig = Figure(figsize=(max(4.0, cell * len(tokens) + 2), max(2.0, cell * len(targets) + 1.5)))
+    fig = Figure(figsize=(max(5.0, cell * len(tokens) + 2.5), max(2.5, cell * len(targets) + 2)),
+                 dpi=130)
     ax = fig.add_subplot()
     cmap = colormaps[SIGNED_CMAP].with_extremes(bad="#dddddd")
     shown = np.ma.masked_where(hidden, s)
@@ -58,6 +71,7 @@ def sequence_html(tokens: Sequence[str], targets: Sequence[str], scores: object,
     attribution to it, every row on one colour scale (the largest magnitude of the matrix,
     said above the rows), so a faint row looks faint."""
     s = _matrix(tokens, targets, scores)
+    tokens, targets = [visible(t) for t in tokens], [visible(t) for t in targets]
     top = float(np.abs(s).max()) if s.size else 0.0
     rows = [f'<p class="note">One colour scale for every row: full red = {top:+.4g}, full '
             f"blue = {-top:+.4g} (hover a token for its score).</p>"]
@@ -74,6 +88,7 @@ def sequence_terminal(tokens: Sequence[str], targets: Sequence[str], scores: obj
     ``sequence_html``): 24-bit ANSI background colours, one line per target token,
     ``-> target`` first."""
     s = _matrix(tokens, targets, scores)
+    tokens, targets = [visible(t) for t in tokens], [visible(t) for t in targets]
     top = float(np.abs(s).max()) if s.size else 0.0
     lines = []
     for t, (target, row) in enumerate(zip(targets, s)):
