@@ -48,6 +48,12 @@ class Evaluation:
     #: the method has none, or it was not given)
     completeness: dict[str, list[float | None]] = field(default_factory=dict)
 
+    def _repr_html_(self) -> str:
+        """Jupyter's view: the AUC and comparison tables (``viz.notebook``)."""
+        from .viz.notebook import evaluation_html
+
+        return evaluation_html(self)
+
     def rows(self) -> list[str]:
         return list(self.auc)
 

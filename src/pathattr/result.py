@@ -29,6 +29,12 @@ class Attribution:
     weights: Tensor | list[Tensor] | None = None
     info: dict[str, Any] = field(default_factory=dict)
 
+    def _repr_html_(self) -> str:
+        """Jupyter's view: shape, each example's gap, image maps (``viz.notebook``)."""
+        from .viz.notebook import attribution_html
+
+        return attribution_html(self)
+
     def neuron_totals(self, reduce: str = "channel") -> Tensor:
         """Sum attributions per channel (dim 1) for conv-shaped results.
 

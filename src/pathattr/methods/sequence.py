@@ -78,6 +78,12 @@ class SequenceResult:
     info: dict[str, Any] = field(default_factory=dict)
     conductance: dict[str, Tensor] = field(default_factory=dict)
 
+    def _repr_html_(self) -> str:
+        """Jupyter's view: each example's target x position matrix (``viz.notebook``)."""
+        from ..viz.notebook import sequence_html_view
+
+        return sequence_html_view(self)
+
     def aggregate(self, groups: Tensor, reduce: Literal["sum", "mean", "absmax"] = "sum"
                   ) -> Tensor:
         """Scores per group of positions, e.g. words from their sub-word pieces (a fast
