@@ -2,6 +2,7 @@
 screenshot not blank. Skipped only when Chromium is absent outside CI (under CI it must run)."""
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -53,6 +54,23 @@ def check_in_browser(page: Path, tmp: Path, headings: list[str]) -> None:
 def test_synthetic_report_in_chromium(tmp_path):
     page = full_report().write(tmp_path / "report.html")
     check_in_browser(page, tmp_path, ["Input and prediction", "Attributions", "Tokens"])
+
+
+def test_the_hover_value_and_the_method_toggle_work_in_chromium(tmp_path):
+    report = full_report()
+    page = report.write(tmp_path / "report.html")
+    run = subprocess.run(
+        [CHROMIUM, *FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom",
+         "--virtual-time-budget=3000", page.as_uri() + "#selftest"],
+        capture_output=True, text=True, timeout=120, check=True)
+    console = [line for line in run.stderr.splitlines() if ":CONSOLE" in line]
+    assert console == [], console
+    (seen,) = re.findall(r'data-selftest="([^"]*)"', run.stdout)
+    hover, hidden = seen.split(";")
+    corner = float(report.methods[0].values[0, 0])  # the pointer is on the top-left cell
+    assert hover.startswith("here: ") and \
+        abs(float(hover.split(": ")[1]) - corner) <= 5e-3 * max(1.0, abs(corner)), hover
+    assert hidden == "hidden:none"
 
 
 def test_cli_report_in_chromium(tmp_path):

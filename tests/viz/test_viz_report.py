@@ -18,7 +18,8 @@ def full_report() -> viz.Report:
     return viz.Report(
         title="t <&>", facts=[("model", "m")], input_png=viz.array_png(img),
         prediction=viz.Table(("class", "p"), [(1, "0.9")]),
-        methods=[viz.MethodPanel("ig", png, 0.1, 0.01, 2.0),
+        methods=[viz.MethodPanel("ig", png, 0.1, 0.01, 2.0,
+                                 values=viz.report.map_cells(attr.sum(0))),
                  viz.MethodPanel("agi", error="ValueError: <bad>")],
         curves_png=bars, curves=viz.Table(("method", "auc"), [("ig", "0.5")]),
         neurons_png=bars, neurons=viz.Table(("rank", "channel"), [(1, 7)]),
@@ -30,7 +31,9 @@ def test_report_is_self_contained_with_every_section(tmp_path):
     for heading in ("Input and prediction", "Attributions", "Insertion and deletion",
                     "Top neurons", "Tokens"):
         assert f"<h2>{heading}</h2>" in page
-    assert "<script" not in page and "http" not in page.replace("http-equiv", "")
+    # one inline script, nothing fetched: the file works offline
+    assert page.count("<script") == 1 and "<script src" not in page
+    assert "http" not in page.replace("http-equiv", "")
     srcs = re.findall(r'src="([^"]+)"', page)
     assert len(srcs) == 4 and all(s.startswith("data:image/png;base64,") for s in srcs)
     assert base64.b64decode(srcs[0].split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
@@ -66,3 +69,16 @@ def test_each_card_says_what_its_gap_means():
     # every method whose result has no delta says so on its card
     for name in ("saliency", "input-x-gradient", "smoothgrad"):
         assert registry.METHODS[name].gap.startswith("no completeness")
+
+
+def test_map_cells_average_blocks_and_the_values_travel_as_float32():
+    m = np.arange(16.0).reshape(4, 4)
+    np.testing.assert_array_equal(viz.report.map_cells(m, cells=2),
+                                  [[2.5, 4.5], [10.5, 12.5]])
+    assert viz.report.map_cells(np.ones((5, 3)), cells=2).shape == (2, 1)  # ragged edge
+    page = full_report().html()
+    (data,) = re.findall(r'data-map="([^"]+)"', page)
+    sent = np.frombuffer(base64.b64decode(data), dtype="<f4").reshape(32, 32)
+    rng = np.random.default_rng(0)
+    rng.random((32, 32, 3))
+    np.testing.assert_allclose(sent, rng.standard_normal((3, 32, 32)).sum(0), rtol=1e-6)

@@ -20,6 +20,7 @@ from ..evaluation import Evaluation, Evaluator
 from ..files import safe_name, write_file, write_npz
 from ..layers import resolve_layer
 from ..models import ModelBundle, parse_target
+from ..viz.report import map_cells
 from . import UsageError
 
 
@@ -205,6 +206,7 @@ def _method(name: str, model, x: torch.Tensor, target: int, steps: int,
             relative = float(result.relative_delta()[0])
     png = viz.array_png(viz.overlay(shown, attr))
     return viz.MethodPanel(name, png, delta, relative, seconds,
+                           values=map_cells(viz.attribution_map(attr)),
                            gap=registry.METHODS[name].gap), attr
 
 

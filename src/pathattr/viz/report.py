@@ -1,5 +1,6 @@
-"""One self-contained HTML report: every image is an embedded base64 PNG, there is no script
-and no external resource, so the file opens offline and can be mailed or archived as is."""
+"""One self-contained HTML report: every image is an embedded base64 PNG, the one script is
+inline (method toggles, the value under the pointer) and there is no external resource, so
+the file opens offline and can be mailed or archived as is."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import html
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import numpy as np
 
 from ..files import write_file
 
@@ -22,8 +25,68 @@ figure { margin: 0; width: 240px; } figure img { width: 240px; image-rendering: 
 figcaption { font-size: 12px; } .failed { color: #b00; } .wide { max-width: 100%; }
 .tok { padding: 1px 3px; border-radius: 3px; line-height: 2; } .note { color: #666; }
 .scale { display: flex; align-items: center; gap: 8px; font-size: 12px; color: #444; }
+.value { color: #333; font-variant-numeric: tabular-nums; } .toggles label { margin-right: 8px; }
 .scale span.bar { width: 240px; height: 12px; border: 1px solid #ccc; }
 """
+
+
+#: Most cells per side of the map a report embeds for hover values.
+MAP_CELLS = 56
+
+#: The report's one script (inline: the file stays self-contained and works offline): a
+#: checkbox per method hides or shows its card; over a map, the attribution under the pointer
+#: is shown in the card. With ``#selftest`` in the address it exercises both and writes what
+#: it saw into ``body[data-selftest]`` (the browser test reads it from the DOM).
+SCRIPT = """
+(function () {
+  function decode(b64) {
+    var raw = atob(b64), bytes = new Uint8Array(raw.length);
+    for (var i = 0; i < raw.length; i++) bytes[i] = raw.charCodeAt(i);
+    return new Float32Array(bytes.buffer);
+  }
+  document.querySelectorAll('figure[data-map]').forEach(function (fig) {
+    var values = decode(fig.dataset.map), h = +fig.dataset.h, w = +fig.dataset.w;
+    var img = fig.querySelector('img'), out = fig.querySelector('.value');
+    img.addEventListener('mousemove', function (e) {
+      var r = img.getBoundingClientRect();
+      var col = Math.min(w - 1, Math.floor((e.clientX - r.left) / r.width * w));
+      var row = Math.min(h - 1, Math.floor((e.clientY - r.top) / r.height * h));
+      out.textContent = 'here: ' + values[row * w + col].toPrecision(3);
+    });
+  });
+  document.querySelectorAll('input.toggle').forEach(function (box) {
+    box.addEventListener('change', function () {
+      var card = document.getElementById(box.dataset.card);
+      card.style.display = box.checked ? '' : 'none';
+    });
+  });
+  if (location.hash === '#selftest') {
+    var fig = document.querySelector('figure[data-map]'), seen = [];
+    if (fig) {
+      var img = fig.querySelector('img'), r = img.getBoundingClientRect();
+      img.dispatchEvent(new MouseEvent('mousemove', {clientX: r.left + 1, clientY: r.top + 1}));
+      seen.push(fig.querySelector('.value').textContent);
+    }
+    var box = document.querySelector('input.toggle');
+    if (box) {
+      box.checked = false;
+      box.dispatchEvent(new Event('change'));
+      seen.push('hidden:' + document.getElementById(box.dataset.card).style.display);
+    }
+    document.body.dataset.selftest = seen.join(';');
+  }
+})();
+"""
+
+
+def map_cells(m: np.ndarray, cells: int = MAP_CELLS) -> np.ndarray:
+    """A 2-D map block-averaged so that neither side exceeds ``cells`` (float32)."""
+    m = np.asarray(m, dtype=np.float64)
+    f = max(1, -(-max(m.shape) // cells))
+    h, w = -(-m.shape[0] // f), -(-m.shape[1] // f)
+    padded = np.full((h * f, w * f), np.nan)
+    padded[:m.shape[0], :m.shape[1]] = m
+    return np.nanmean(padded.reshape(h, f, w, f), axis=(1, 3)).astype(np.float32)
 
 
 def scale_html(signed: bool = True) -> str:
@@ -57,6 +120,9 @@ class MethodPanel:
     relative: float | None = None
     seconds: float | None = None
     error: str | None = None
+    #: The map behind the picture, ``(h, w)`` (block-averaged to at most ``MAP_CELLS`` a
+    #: side): the report shows its value under the pointer.
+    values: np.ndarray | None = None
     #: What ``delta`` means when it is not a complete method's quadrature error
     #: (``registry.MethodInfo.gap``), said after it, or instead of it when there is none.
     gap: str | None = None
@@ -146,13 +212,24 @@ class Report:
                 out.append(f"<div>{self.prediction.html()}</div>")
             out.append("</div>")
         if self.methods:
+            toggles = "".join(
+                f'<label><input type="checkbox" class="toggle" data-card="card-{i}" checked> '
+                f"{html.escape(m.name)}</label> " for i, m in enumerate(self.methods))
             out.append(f"<h2>Attributions</h2><p class=\"note\">{self.methods_note}</p>"
-                       f"{scale_html()}<div class=\"grid\">")
-            for m in self.methods:
+                       f"{scale_html()}<p class=\"toggles\">show: {toggles}</p>"
+                       f"<div class=\"grid\">")
+            for i, m in enumerate(self.methods):
                 img = f'<img alt="{html.escape(m.name)}" src="{data_uri(m.png)}">' if m.png else ""
                 cls = ' class="failed"' if m.error else ""
-                out.append(f"<figure>{img}<figcaption><b>{html.escape(m.name)}</b><br>"
-                           f"<span{cls}>{html.escape(m.caption())}</span></figcaption></figure>")
+                data = ""
+                if m.values is not None:
+                    v = np.ascontiguousarray(m.values, dtype="<f4")
+                    data = (f' data-h="{v.shape[0]}" data-w="{v.shape[1]}" data-map="'
+                            f'{base64.b64encode(v.tobytes()).decode("ascii")}"')
+                out.append(f'<figure id="card-{i}"{data}>{img}<figcaption><b>'
+                           f"{html.escape(m.name)}</b><br><span{cls}>"
+                           f"{html.escape(m.caption())}</span><br>"
+                           f'<span class="value"></span></figcaption></figure>')
             out.append("</div>")
         if self.curves_png is not None or self.curves is not None:
             _section(out, "Insertion and deletion", self.curves_png, self.curves)
@@ -166,7 +243,7 @@ class Report:
         out.extend(f'<p class="note">{html.escape(n)}</p>' for n in self.notes)
         return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
                 f"<title>{html.escape(self.title)}</title><style>{CSS}</style></head><body>\n"
-                + "\n".join(out) + "\n</body></html>\n")
+                + "\n".join(out) + f"\n<script>{SCRIPT}</script>\n</body></html>\n")
 
     def write(self, path: str | Path) -> Path:
         """Write the page (UTF-8) and return its path."""
