@@ -59,7 +59,10 @@ METHODS: dict[str, MethodInfo] = {
                           gap="δ: against F(x(a*)) - F(x'), the path up to its saturation "
                               "point a*"),
     "idgi": MethodInfo(_M + "idgi", "IDGI", shared="idgi"),
-    "guided-ig": MethodInfo(_M + "guided_ig", "GuidedIntegratedGradients"),
+    "guided-ig": MethodInfo(_M + "guided_ig", "GuidedIntegratedGradients",
+                            gap="δ: the left-Riemann error along the guided path, which moves "
+                                "a few features at a time (it shrinks slowly with steps; "
+                                "guided-ig-idgi closes it)"),
     "guided-ig-idgi": MethodInfo(_M + "guided_ig", "GuidedIntegratedGradients",
                                  attribute={"idgi": True}),
     "blur-ig": MethodInfo(_M + "blur_ig", "BlurIntegratedGradients", images=True,
@@ -137,14 +140,30 @@ def make(name: str, model: object, *args: object) -> object:
     return factory(model, *args, **m.init)
 
 
-def run(name: str, model: object, x: object, target: int, steps: int) -> tuple[object, float]:
+#: The error ``steps="auto"`` asks of methods with an error-controlled rule, and the step
+#: count it means for a caller that needs a number (the library's default, 50).
+AUTO_TOL, AUTO_FIXED = 0.01, 50
+
+
+def fixed_steps(steps: int | str) -> int:
+    """``steps`` for a method without an error-controlled rule (``"auto"``: ``AUTO_FIXED``)."""
+    return AUTO_FIXED if steps == "auto" else steps
+
+
+def run(name: str, model: object, x: object, target: int, steps: int | str
+        ) -> tuple[object, float]:
     """``(Attribution, seconds)`` of method ``name`` on ``x`` for class ``target``. ``steps``
     reaches methods whose ``attribute`` has a ``steps`` parameter (path methods); the others
-    (DeepLIFT, gradients) have no path to discretise. Cost: the method's."""
+    (DeepLIFT, gradients) have no path to discretise. ``steps="auto"``: the error-controlled
+    rule to ``AUTO_TOL`` where the method has one (a ``tol`` parameter), else the method's
+    own default (50, Guided IG 200, Blur IG 100). Cost: the method's."""
     method = make(name, model)
     params = inspect.signature(method.attribute).parameters
     kwargs = {"target": target}
-    if "steps" in params:
+    if "steps" in params and steps == "auto":
+        if "tol" in params:
+            kwargs.update(steps="auto", tol=AUTO_TOL)
+    elif "steps" in params:
         kwargs["steps"] = steps
     kwargs.update(METHODS[name].attribute)
     start = time.perf_counter()

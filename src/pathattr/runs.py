@@ -174,14 +174,14 @@ class Worker:
 
             start = time.perf_counter()
             result = LayerConductance(self.bundle.model, method.partition("@")[2]).attribute(
-                x, target=target, steps=self.settings.steps)
+                x, target=target, steps=registry.fixed_steps(self.settings.steps))
             return result, time.perf_counter() - start
         return registry.run(method, self.bundle.model, x, target, self.settings.steps)
 
 
 def run(model: str, data: str | Path, methods: str | Sequence[str] = "ig",
         out: str | Path = "pathattr-out", *, layer: str | Sequence[str] | None = None,
-        steps: int = 32, target: int | str | None = None, weights: str | None = None,
+        steps: int | str = 32, target: int | str | None = None, weights: str | None = None,
         engine: str = "local", address: str | None = None, workers: int | None = None,
         batch_size: int | str = "auto", quiet: bool = False) -> RunResult:
     """Attribute every item of ``data`` (a directory of images or an NPZ, see
@@ -208,7 +208,7 @@ def run(model: str, data: str | Path, methods: str | Sequence[str] = "ig",
     if engine not in ("local", "ray"):
         raise SettingError(f"--engine: expected local or ray, got {engine!r}")
     if (batch_size != "auto" and (not isinstance(batch_size, int) or batch_size < 1)) or \
-            (workers is not None and workers < 1) or steps < 1:
+            (workers is not None and workers < 1) or (steps != "auto" and steps < 1):
         raise SettingError("--batch-size, --workers, --steps: must be positive")
     try:
         dataset = Dataset(data)

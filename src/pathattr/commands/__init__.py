@@ -19,11 +19,13 @@ def positive_int(text: str) -> int:
     return int(text)
 
 
-def step_count(text: str) -> int:
+def step_count(text: str) -> int | str:
     """An argparse type: a path method's step count, ``1 .. quadrature.MAX_STEPS`` (checked
-    when parsing, so a run never records every item as failed for it)."""
+    when parsing, so a run never records every item as failed for it), or ``auto``."""
     from ..quadrature import MAX_STEPS
 
+    if text == "auto":
+        return text
     n = positive_int(text)
     if n > MAX_STEPS:
         raise argparse.ArgumentTypeError(f"at most {MAX_STEPS} steps (each is a forward and a "

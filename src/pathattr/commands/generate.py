@@ -106,6 +106,7 @@ def explain_generation(prompt: str, model: str, generate: int | None, target: st
     Returns the terminal text and the reports. Raises ``UsageError``. Cost: loading the model
     (training it once, 15-45 s, for tiny-lm), then ``SequenceAttribution``'s per method."""
     from ..methods.sequence import SequenceAttribution
+    from ..registry import AUTO_TOL, fixed_steps
 
     if not prompt:
         raise UsageError("--text: empty prompt")
@@ -125,7 +126,9 @@ def explain_generation(prompt: str, model: str, generate: int | None, target: st
     for method in methods:
         start = time.perf_counter()
         kw = {} if method in ("deeplift", "input_x_gradient") else \
-            {"steps": steps, "progress": not quiet}
+            {"steps": steps if method == "ig" else fixed_steps(steps), "progress": not quiet}
+        if kw.get("steps") == "auto":
+            kw["tol"] = AUTO_TOL
         sa = SequenceAttribution(lm.model, method=method)
         r = sa.attribute(ids, forced, None if forced is not None else generate,
                          score="logprob", **kw)

@@ -30,7 +30,7 @@ class Options:
 
     methods: list[str]
     out: Path
-    steps: int
+    steps: int | str            # "auto": registry.run's meaning
     target: str | None
     curves: bool
     curve_steps: int | None     # used with curves
@@ -175,7 +175,8 @@ def _one(bundle: ModelBundle, label: str, img: Image.Image, opts: Options, direc
         bar.set_description(f"{printable(label)}: neurons of {opts.layer}")
         from .neurons import top_neurons
 
-        found = top_neurons(model, x, target, opts.layer, opts.top, opts.steps)
+        found = top_neurons(model, x, target, opts.layer, opts.top,
+                            registry.fixed_steps(opts.steps))
         summary["neurons"] = found.summary
         outcome.neurons = report.neurons = found.table
         report.neurons_png, report.notes = found.png, found.notes

@@ -14,7 +14,8 @@ from ..files import text_folder, write_file
 from . import UsageError
 
 
-def explain_text(text: str, pair: str | None, steps: int, out: Path) -> tuple[list[str], Path]:
+def explain_text(text: str, pair: str | None, steps: int | str, out: Path
+                 ) -> tuple[list[str], Path]:
     """Attribute ``cos(embed(text), embed(pair))`` to the tokens of ``text`` and, with a pair,
     also to the tokens of ``pair``; without one, ``text`` is compared with its own embedding
     (which tokens carry its meaning). The baseline keeps [CLS] and [SEP] and pads the rest.
