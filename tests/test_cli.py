@@ -392,3 +392,14 @@ def test_a_language_model_folder_with_pickled_weights_is_a_usage_error(tmp_path,
 
 class Evil:
     """An arbitrary object a pickled weights file may hold."""
+
+
+def test_explain_defaults_to_auto_steps_and_the_other_commands_to_their_count(tmp_path, capsys):
+    assert run(capsys, "explain", "photo:coffee", "--model", "digits-cnn", "--method", "ig",
+               "--out", tmp_path / "e", "--quiet")[0] == 0
+    s = json.loads((tmp_path / "e" / "coffee" / "summary.json").read_text())
+    assert s["steps"] == "auto" and s["methods"]["ig"]["relative_delta"] <= 0.01
+    assert run(capsys, "neurons", "photo:coffee", "--model", "digits-cnn", "--layer",
+               "features.relu2", "--top", "2", "--out", tmp_path / "n", "--quiet")[0] == 0
+    s = json.loads((tmp_path / "n" / "coffee" / "neurons" / "summary.json").read_text())
+    assert s["steps"] == cli.DEFAULT_STEPS

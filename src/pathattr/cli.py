@@ -61,7 +61,8 @@ def build_parser() -> Parser:
                         help="state_dict for --model module:factory (loaded tensors-only)")
     common.add_argument("--target", metavar="CLASS",
                         help="class index or name to explain (default: the predicted class)")
-    common.add_argument("--steps", type=step_count, default=DEFAULT_STEPS,
+    # no default here: set_defaults on one subparser would change this shared action for all
+    common.add_argument("--steps", type=step_count,
                         help="path points per integral, or auto: methods with an "
                              "error-controlled rule (ig, --text) refine until their gap is "
                              "under 1 %%, the others take their own default (50; Guided IG "
@@ -133,7 +134,7 @@ def build_parser() -> Parser:
     p.add_argument("--demo", action="store_true", help="photo:chelsea with every image method "
                    "(unless --method), curves and the top channels of the model's default "
                    "layer (EfficientNet-Lite0: _blocks.15)")
-    p.set_defaults(run=_explain, steps="auto")
+    p.set_defaults(run=_explain)
 
     p = add("evaluate", "Score attribution methods by insertion and deletion (Petsiuk et al. "
             "2018) and ROAD (Rong et al. 2022) curves beside the inverse and random rankings, "
@@ -179,6 +180,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as e:  # --help (0) or a bad argument (2)
         return e.code if isinstance(e.code, int) else 2
+    if getattr(args, "steps", 0) is None:
+        args.steps = "auto" if args.run is _explain else DEFAULT_STEPS
     from .commands import UsageError
     from .errors import one_line
 
