@@ -132,3 +132,14 @@ def test_an_evaluator_with_no_images_gives_empty_tables():
     ev = Evaluator(Spot(), ["a"], ["deletion"], pixels_per_step=16)
     auc, comp = ev.result.tables()
     assert auc.rows == [] and comp.rows == []
+
+
+def test_the_auc_table_lists_the_best_first():
+    from pathattr.evaluation import Evaluation
+
+    ev = Evaluation(["a", "b"], ["deletion", "insertion"], ["x", "y"],
+                    auc={"a": {"deletion": [0.5, 0.7], "insertion": [0.9, 0.9]},
+                         "b": {"deletion": [0.1, 0.2], "insertion": [0.1, 0.2]},
+                         RANDOM: {"deletion": [0.3, 0.3], "insertion": [0.5, 0.5]}})
+    auc, _ = ev.tables()
+    assert [row[0] for row in auc.rows] == ["b", RANDOM, "a"]  # lower deletion AUC is better

@@ -101,15 +101,19 @@ class Evaluation:
         return out
 
     def tables(self, reference: str | None = None):
-        """The AUC table (mean [95 % interval] per row and metric) and the comparison table
+        """The AUC table (mean [95 % interval] per row and metric, best first by the first
+        metric) and the comparison table
         (``comparisons(reference)``), as ``viz.Table``s."""
         from .viz import Table
 
         iv = self.intervals()
         arrows = {m: "↑" if METRICS[m] > 0 else "↓" for m in self.metrics}
+        first = self.metrics[0]
+        order = sorted(self.rows(), key=lambda r: -METRICS[first] * iv[r][first].mean
+                       if first in iv[r] else float("inf"))  # best first on the first metric
         auc = Table(("method", *(f"{m} AUC {arrows[m]}" for m in self.metrics)),
                     [(r, *(str(iv[r][m]) if m in iv[r] else "-" for m in self.metrics))
-                     for r in self.rows()])
+                     for r in order])
         comp = Table(("metric", "method", "against", "difference [95 %]", "Wilcoxon p",
                       "verdict"),
                      [(c["metric"], c["method"], c["against"], str(c["difference"]),
