@@ -66,7 +66,8 @@ def test_the_hover_value_and_the_method_toggle_work_in_chromium(tmp_path):
     console = [line for line in run.stderr.splitlines() if ":CONSOLE" in line]
     assert console == [], console
     (seen,) = re.findall(r'data-selftest="([^"]*)"', run.stdout)
-    hover, hidden = seen.split(";")
+    hover, hidden, targets = seen.split(";")
+    assert targets == "targets shown:1"  # full_report has two target rows; one was clicked
     corner = float(report.methods[0].values[0, 0])  # the pointer is on the top-left cell
     assert hover.startswith("here: ") and \
         abs(float(hover.split(": ")[1]) - corner) <= 5e-3 * max(1.0, abs(corner)), hover

@@ -23,7 +23,9 @@ def full_report() -> viz.Report:
                  viz.MethodPanel("agi", error="ValueError: <bad>")],
         curves_png=bars, curves=viz.Table(("method", "auc"), [("ig", "0.5")]),
         neurons_png=bars, neurons=viz.Table(("rank", "channel"), [(1, 7)]),
-        tokens_html=viz.tokens_html(["a", "cat"], [0.2, -0.1]), notes=["a note"])
+        tokens_html=viz.tokens_html(["a", "cat"], [0.2, -0.1]) + viz.sequence_html(
+            ["a", "cat", "sat"], ["cat", "sat"], [[0.2, 0, 0], [0.1, -0.3, 0]]),
+        notes=["a note"])
 
 
 def test_report_is_self_contained_with_every_section(tmp_path):

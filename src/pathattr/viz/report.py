@@ -25,6 +25,7 @@ figure { margin: 0; width: 240px; } figure img { width: 240px; image-rendering: 
 figcaption { font-size: 12px; } .failed { color: #b00; } .wide { max-width: 100%; }
 .tok { padding: 1px 3px; border-radius: 3px; line-height: 2; } .note { color: #666; }
 .scale { display: flex; align-items: center; gap: 8px; font-size: 12px; color: #444; }
+.target > b { cursor: pointer; } .focus .target:not(.chosen) { display: none; }
 .value { color: #333; font-variant-numeric: tabular-nums; } .toggles label { margin-right: 8px; }
 .scale span.bar { width: 240px; height: 12px; border: 1px solid #ccc; }
 """
@@ -54,6 +55,14 @@ SCRIPT = """
       out.textContent = 'here: ' + values[row * w + col].toPrecision(3);
     });
   });
+  document.querySelectorAll('.target > b').forEach(function (head) {
+    head.addEventListener('click', function () {  // the prompt coloured by this target alone
+      var row = head.parentNode, on = !row.classList.contains('chosen');
+      document.querySelectorAll('.target').forEach(function (r) { r.classList.remove('chosen'); });
+      row.classList.toggle('chosen', on);
+      document.body.classList.toggle('focus', on);
+    });
+  });
   document.querySelectorAll('input.toggle').forEach(function (box) {
     box.addEventListener('change', function () {
       var card = document.getElementById(box.dataset.card);
@@ -72,6 +81,13 @@ SCRIPT = """
       box.checked = false;
       box.dispatchEvent(new Event('change'));
       seen.push('hidden:' + document.getElementById(box.dataset.card).style.display);
+    }
+    var head = document.querySelector('.target > b');
+    if (head) {
+      head.click();
+      var shown = Array.prototype.filter.call(document.querySelectorAll('.target'),
+        function (r) { return getComputedStyle(r).display !== 'none'; });
+      seen.push('targets shown:' + shown.length);
     }
     document.body.dataset.selftest = seen.join(';');
   }

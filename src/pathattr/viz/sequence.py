@@ -74,7 +74,8 @@ def sequence_html(tokens: Sequence[str], targets: Sequence[str], scores: object,
     tokens, targets = [visible(t) for t in tokens], [visible(t) for t in targets]
     top = float(np.abs(s).max()) if s.size else 0.0
     rows = [f'<p class="note">One colour scale for every row: full red = {top:+.4g}, full '
-            f"blue = {-top:+.4g} (hover a token for its score).</p>"]
+            f"blue = {-top:+.4g} (hover a token for its score; click a target to see the "
+            f"prompt coloured by it alone, again for all).</p>"]
     for t, (target, row) in enumerate(zip(targets, s)):
         seen = _seen(tokens, targets, t, shift)
         rows.append(f'<div class="target"><b>&rarr; {html.escape(target)}</b> '
