@@ -99,7 +99,21 @@ def test_written_json_and_html(evaluated, tmp_path):
     assert "Paired comparisons" in html and "random ranking" in html and "<img" in html
     assert "Completeness per image" in html
     auc, comp = result.tables()
-    assert len(auc.rows) == 5 and all(len(r) == 6 for r in comp.rows)
+    assert len(auc.rows) == 5 and all(len(r) == 10 for r in comp.rows)
+    assert "Holm p" in comp.headers and "Power: 10 inputs decide" in html
+
+
+def test_holm_within_each_metric(evaluated):
+    _, _, result, _ = evaluated
+    rows = result.comparisons()
+    for m in result.metrics:
+        family = [c for c in rows if c["metric"] == m]
+        assert [c["p_holm"] for c in family] == pytest.approx(
+            metrics.holm([c["p_value"] for c in family]))
+        assert all(c["p_holm"] >= c["p_value"] for c in family)
+        for c in family:  # the verdict reads the adjusted p-value
+            assert (c["verdict"] == "no difference") == (
+                c["p_holm"] >= 0.05 or c["difference"].low <= 0 <= c["difference"].high)
 
 
 def test_bad_arguments():

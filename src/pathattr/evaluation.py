@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from .experiments.common import jsonable
 from .files import write_file
 from .metrics import Curve, compare, deletion, insertion, road
-from .metrics.statistics import bootstrap
+from .metrics.statistics import bootstrap, detectable_effect, holm, inputs_needed
 from .viz.curves import INVERSE, RANDOM
 
 #: Each metric's direction: +1 where a higher AUC is better, -1 where lower is.
@@ -71,10 +71,12 @@ class Evaluation:
         """Paired comparisons per metric: ``reference`` against every other method and the
         random ranking, or (no reference) every other method against the metric's best and
         every method against the random ranking. Each is ``{"metric", "method", "against",
-        "difference" (Interval of method minus against), "p_value", "verdict"}``, the verdict
-        "better", "worse" or "no difference" for ``method`` (the metric's direction applied;
-        not "no difference" only when the interval excludes 0 and the Wilcoxon p-value is
-        below ``1 - level``: ``metrics.Comparison.verdict``)."""
+        "difference" (Interval of method minus against), "p_value" (Wilcoxon), "p_holm" (Holm's
+        adjustment within the metric's comparisons: one family per metric), "effect" (Cohen's
+        d_z of the differences), "rank_biserial", "inputs_needed" (for 80 % power at this
+        effect: ``metrics.inputs_needed``), "verdict"}``, the verdict "better", "worse" or "no
+        difference" for ``method`` (the metric's direction applied; not "no difference" only
+        when the interval excludes 0 and the Holm-adjusted p is below ``1 - level``)."""
         if reference is not None and reference not in self.methods:
             raise ValueError(f"reference {reference!r} is not one of {self.methods}")
         out = []
@@ -89,14 +91,18 @@ class Evaluation:
             else:
                 pairs = [(reference, m) for m in self.methods if m != reference]
                 pairs += [(reference, RANDOM)] if has_random else []
-            for method, against in pairs:
-                c = compare(self.auc[method][metric], self.auc[against][metric], level)
+            family = [compare(self.auc[a][metric], self.auc[b][metric], level)
+                      for a, b in pairs]
+            for (method, against), c, p in zip(pairs, family, holm([c.p_value for c in family])):
+                c = replace(c, adjusted_p=p)
                 sign = METRICS[metric]
                 verdict = {"a > b": "better" if sign > 0 else "worse",
                            "a < b": "worse" if sign > 0 else "better"}.get(c.verdict,
                                                                             "no difference")
                 out.append({"metric": metric, "method": method, "against": against,
-                            "difference": c.difference, "p_value": c.p_value,
+                            "difference": c.difference, "p_value": c.p_value, "p_holm": p,
+                            "effect": c.effect, "rank_biserial": c.rank_biserial,
+                            "inputs_needed": inputs_needed(c.effect, level),
                             "verdict": verdict})
         return out
 
@@ -115,9 +121,10 @@ class Evaluation:
                     [(r, *(str(iv[r][m]) if m in iv[r] else "-" for m in self.metrics))
                      for r in order])
         comp = Table(("metric", "method", "against", "difference [95 %]", "Wilcoxon p",
-                      "verdict"),
+                      "Holm p", "d_z", "r_rb", "n for 80 %", "verdict"),
                      [(c["metric"], c["method"], c["against"], str(c["difference"]),
-                       f"{c['p_value']:.3g}", c["verdict"])
+                       f"{c['p_value']:.3g}", f"{c['p_holm']:.3g}", f"{c['effect']:.2f}",
+                       f"{c['rank_biserial']:.2f}", _count(c["inputs_needed"]), c["verdict"])
                       for c in self.comparisons(reference)])
         return auc, comp
 
@@ -144,6 +151,36 @@ class Evaluation:
                 "intervals": {r: {m: vars(i) for m, i in by.items()} for r, by in iv.items()},
                 "comparisons": [{**c, "difference": vars(c["difference"])}
                                 for c in self.comparisons(reference)]}
+
+
+def power_table(evaluation: Evaluation, reference: str | None = None):
+    """The comparisons the data did not decide, fewest inputs needed first: the observed
+    effect ``d_z`` and how many inputs a new study would need to decide it with 80 % power
+    (``metrics.inputs_needed``), beside how many it had; a ``viz.Table``."""
+    from .viz import Table
+
+    n = str(len(evaluation.inputs))
+    open_ = sorted((c for c in evaluation.comparisons(reference)
+                    if c["verdict"] == "no difference"), key=lambda c: c["inputs_needed"])
+    return Table(("metric", "method", "against", "d_z", "inputs needed (80 % power)",
+                  "inputs here"),
+                 [(c["metric"], c["method"], c["against"], f"{c['effect']:.2f}",
+                   _count(c["inputs_needed"]), n) for c in open_])
+
+
+def power_note(evaluation: Evaluation, reference: str | None = None) -> str:
+    """One sentence: the smallest effect the inputs at hand decide with 80 % power
+    (``metrics.detectable_effect``) and how many comparisons stayed undecided."""
+    n = len(evaluation.inputs)
+    rows = evaluation.comparisons(reference)
+    open_ = sum(c["verdict"] == "no difference" for c in rows)
+    return (f"Power: {n} inputs decide an effect |d_z| >= {detectable_effect(n):.2f} with 80 % "
+            f"power; {open_} of {len(rows)} comparisons undecided, with the inputs each would "
+            f"need")
+
+
+def _count(n: float) -> str:
+    return "-" if n == float("inf") else f"{n:.0f}"
 
 
 class Evaluator:
@@ -257,7 +294,9 @@ def write_evaluation(evaluation: Evaluation, directory: Path, title: str,
         sections=[(f"Faithfulness over {n} images: mean AUC [95 % bootstrap interval]", png,
                    [auc]),
                   ("Paired comparisons (method minus against; 'better' only when the interval "
-                   "excludes 0 and Wilcoxon p < 0.05)", None, [comp]),
+                   "excludes 0 and Holm's adjusted p < 0.05, one family per metric)", None,
+                   [comp]),
+                  (power_note(evaluation), None, [power_table(evaluation)]),
                   *([("Completeness per image", None, [complete])]
                     if len(complete.headers) > 1 else [])],
         notes=["Controls: '(inverse)' ranks the method's least important pixels first; "

@@ -1,5 +1,7 @@
 """Bootstrap intervals and paired comparisons."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -64,3 +66,47 @@ def test_bootstrap_intervals_cover_the_true_mean_at_the_nominal_rate(draw):
         iv = metrics.bootstrap(v, n_resamples=2000, seed=i)
         hits += iv.low <= 1.0 <= iv.high
     assert abs(hits / trials - 0.95) <= 0.05
+
+
+def test_holm_hand_computed():
+    # sorted: 0.005 x 4 = 0.02, 0.01 x 3 = 0.03, 0.03 x 2 = 0.06, 0.04 x 1 -> kept at 0.06
+    assert metrics.holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert metrics.holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])  # capped at 1
+    assert metrics.holm([0.02]) == pytest.approx([0.02])  # a family of one is not adjusted
+
+
+def test_holm_keeps_the_family_wise_error_rate():
+    # 10 true null hypotheses per family: uniform p-values; any adjusted p < 0.05 is an error
+    rng = np.random.default_rng(4)
+    errors = sum(min(metrics.holm(rng.uniform(size=10))) < 0.05 for _ in range(2000))
+    unadjusted = sum(rng.uniform(size=10).min() < 0.05 for _ in range(2000))
+    assert errors / 2000 < 0.06 and unadjusted / 2000 > 0.3  # 1 - 0.95^10 = 0.40
+
+
+def test_effect_sizes_hand_computed():
+    assert metrics.effect_size(np.array([1.0, 2.0, 3.0])) == pytest.approx(2.0)  # mean 2, sd 1
+    assert metrics.effect_size(np.zeros(4)) == 0.0
+    assert metrics.effect_size(np.full(3, -0.5)) == -np.inf
+    # |d| ranks 1, 2, 3, 4: R+ = 1 + 3 + 4, R- = 2
+    assert metrics.rank_biserial(np.array([1.0, -2.0, 3.0, 4.0])) == pytest.approx(0.6)
+    # ties share ranks 1.5, 1.5; zeros are dropped
+    assert metrics.rank_biserial(np.array([1.0, -1.0, 2.0, 0.0])) == pytest.approx(0.5)
+    c = metrics.compare([3.0, 4.0, 6.0], [2.0, 2.0, 3.0])
+    assert c.effect == pytest.approx(2.0) and c.rank_biserial == 1.0
+
+
+def test_inputs_needed_gives_the_power_it_promises():
+    n = int(metrics.inputs_needed(0.5))
+    assert n == 33  # ((1.96 + 0.8416) / 0.5)^2 / (3 / pi) = 32.9
+    rng = np.random.default_rng(5)
+    decided = sum(metrics.compare(rng.normal(0.5, 1.0, n), np.zeros(n), n_resamples=200)
+                  .verdict == "a > b" for _ in range(300))
+    assert 0.7 < decided / 300 < 0.9  # the promised 80 %, simulated with the Wilcoxon test
+    assert metrics.detectable_effect(n) == pytest.approx(0.5, rel=0.02)
+    assert metrics.inputs_needed(0.0) == np.inf and metrics.inputs_needed(np.inf) == 2
+
+
+def test_the_verdict_reads_the_adjusted_p_value():
+    c = metrics.compare([1.0, 2.0, 3.0, 4.0, 5.0, 6.0], np.zeros(6))
+    assert c.verdict == "a > b"  # p = 2 / 64
+    assert dataclasses.replace(c, adjusted_p=0.09).verdict == "no difference"

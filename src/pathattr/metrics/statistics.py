@@ -3,7 +3,10 @@ comparisons of two methods, so a table says "A beats B" only when the evidence d
 
 ``compare`` works on the paired differences ``d_i = a_i - b_i`` (the same inputs under both
 methods): their mean with a percentile-bootstrap interval, and the two-sided Wilcoxon
-signed-rank p-value (``scipy.stats.wilcoxon``: exact for small samples without ties).
+signed-rank p-value (``scipy.stats.wilcoxon``: exact for small samples without ties), with two
+effect sizes (Cohen's ``d_z = mean(d) / sd(d)`` and the matched-pairs rank-biserial
+correlation). ``holm`` adjusts a family of p-values for multiple comparisons;
+``inputs_needed`` says how many inputs a comparison of effect ``d_z`` needs for a given power.
 """
 
 from __future__ import annotations
@@ -38,10 +41,17 @@ class Comparison:
 
     difference: Interval
     p_value: float
+    #: Cohen's d_z of the paired differences (0 when all are 0; +-inf when they are equal and
+    #: not 0) and the matched-pairs rank-biserial correlation, in [-1, 1].
+    effect: float = 0.0
+    rank_biserial: float = 0.0
+    #: The p-value the verdict reads: ``p_value``, or its Holm adjustment in a family.
+    adjusted_p: float | None = None
 
     @property
     def verdict(self) -> str:
-        if self.p_value >= 1 - self.difference.level:
+        p = self.p_value if self.adjusted_p is None else self.adjusted_p
+        if p >= 1 - self.difference.level:
             return "no difference"
         if self.difference.low > 0:
             return "a > b"
@@ -85,4 +95,68 @@ def compare(values_a: Sequence[float] | np.ndarray, values_b: Sequence[float] | 
                          f"{a.size} and {b.size} values")
     d = a - b
     p = 1.0 if not np.any(d) else float(wilcoxon(a, b).pvalue)
-    return Comparison(bootstrap(d, level, n_resamples, seed), p)
+    return Comparison(bootstrap(d, level, n_resamples, seed), p, effect_size(d),
+                      rank_biserial(d))
+
+
+def effect_size(d: np.ndarray) -> float:
+    """Cohen's ``d_z``: the mean paired difference over its standard deviation (ddof 1)."""
+    d = np.asarray(d, dtype=np.float64)
+    sd = float(d.std(ddof=1)) if d.size > 1 else 0.0
+    mean = float(d.mean())
+    if sd > 0:
+        return mean / sd
+    return 0.0 if mean == 0 else float(np.copysign(np.inf, mean))
+
+
+def rank_biserial(d: np.ndarray) -> float:
+    """The matched-pairs rank-biserial correlation ``(R+ - R-) / (R+ + R-)`` over the nonzero
+    differences ranked by magnitude (ties averaged): +1 when every difference is positive."""
+    from scipy.stats import rankdata
+
+    d = np.asarray(d, dtype=np.float64)
+    d = d[d != 0]
+    if d.size == 0:
+        return 0.0
+    r = rankdata(np.abs(d))
+    return float((r[d > 0].sum() - r[d < 0].sum()) / r.sum())
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm's step-down adjustment of a family of p-values (in their order): the k-th
+    smallest is multiplied by ``m - k + 1``, made non-decreasing, capped at 1. Rejecting where
+    the adjusted value is below ``alpha`` keeps the family-wise error rate at ``alpha``."""
+    p = np.asarray(p_values, dtype=np.float64)
+    m = p.size
+    order = np.argsort(p, kind="stable")
+    adjusted = np.empty(m)
+    running = 0.0
+    for k, i in enumerate(order):
+        running = max(running, min(1.0, (m - k) * p[i]))
+        adjusted[i] = running
+    return adjusted.tolist()
+
+
+def inputs_needed(effect: float, level: float = 0.95, power: float = 0.8) -> float:
+    """Inputs a two-sided paired comparison of effect ``d_z`` needs to be decided at
+    ``level`` with ``power``: the normal approximation ``((z_{(1+level)/2} + z_power) /
+    d_z)^2`` for the paired t-test, divided by the Wilcoxon test's asymptotic relative
+    efficiency under normality (3 / pi), rounded up; ``inf`` for no effect."""
+    from scipy.stats import norm
+
+    if effect == 0 or np.isnan(effect):
+        return float("inf")
+    if np.isinf(effect):
+        return 2.0
+    n = ((norm.ppf((1 + level) / 2) + norm.ppf(power)) / abs(effect)) ** 2 / (3 / np.pi)
+    return float(max(2, np.ceil(n)))
+
+
+def detectable_effect(n: int, level: float = 0.95, power: float = 0.8) -> float:
+    """The smallest ``|d_z|`` that ``n`` paired inputs decide at ``level`` with ``power``:
+    ``inputs_needed`` solved for the effect (same normal approximation)."""
+    from scipy.stats import norm
+
+    if n < 2:
+        return float("inf")
+    return float((norm.ppf((1 + level) / 2) + norm.ppf(power)) / np.sqrt(n * 3 / np.pi))
