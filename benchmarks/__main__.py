@@ -1,5 +1,5 @@
-"""``python -m benchmarks ig|deeplift|conductance|methods|run|bert|sequence|metrics|long|paths|all
-[out_dir]``."""
+"""``python -m benchmarks ig|deeplift|conductance|methods|run|bert|sequence|metrics|long|paths|
+idg-coarse|all [out_dir]``."""
 
 import importlib
 import sys
@@ -8,7 +8,7 @@ from pathlib import Path
 NAMES = {"ig": "bench_ig", "deeplift": "bench_deeplift", "conductance": "bench_conductance",
          "methods": "bench_methods", "run": "bench_run", "bert": "bench_bert",
          "sequence": "bench_sequence", "metrics": "bench_metrics", "long": "bench_long",
-         "paths": "bench_paths"}
+         "paths": "bench_paths", "idg-coarse": "bench_idg_coarse"}
 
 if __name__ == "__main__":
     which = sys.argv[1] if len(sys.argv) > 1 else "all"

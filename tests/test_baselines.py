@@ -45,3 +45,20 @@ def test_bad_specs_are_named(spec, error, message):
         make_baselines(torch.randn(2, 3, 8, 8), spec)
     with pytest.raises(TypeError, match="ids too"):
         make_baselines(torch.tensor([[1, 2]]), 0.5)
+
+
+def test_blur_of_a_signal_one_pixel_high_is_a_1d_gaussian_along_it():
+    g = torch.Generator().manual_seed(7)
+    s = torch.randn(2, 3, 1, 40, generator=g, dtype=torch.float64)
+    got = gaussian_blur(s, 2.0, 11)
+    t = torch.arange(-5, 6, dtype=torch.float64)
+    k = torch.exp(-0.5 * (t / 2.0) ** 2)
+    k = k / k.sum()
+    padded = torch.nn.functional.pad(s[:, :, 0], (5, 5), mode="reflect")
+    ref = torch.nn.functional.conv1d(padded, k.view(1, 1, -1).expand(3, 1, -1), groups=3)
+    torch.testing.assert_close(got[:, :, 0], ref, rtol=1e-12, atol=1e-12)
+    # an 8 x 8 image: the kernel is capped to 15 per axis, so 11 x 11 stays 11 x 11
+    img = torch.randn(1, 1, 8, 8, generator=g, dtype=torch.float64)
+    k2 = (k[:, None] * k[None, :]).view(1, 1, 11, 11)
+    ref2 = torch.nn.functional.conv2d(torch.nn.functional.pad(img, (5,) * 4, mode="reflect"), k2)
+    torch.testing.assert_close(gaussian_blur(img, 2.0, 11), ref2, rtol=1e-12, atol=1e-12)

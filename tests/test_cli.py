@@ -403,3 +403,19 @@ def test_explain_defaults_to_auto_steps_and_the_other_commands_to_their_count(tm
                "features.relu2", "--top", "2", "--out", tmp_path / "n", "--quiet")[0] == 0
     s = json.loads((tmp_path / "n" / "coffee" / "neurons" / "summary.json").read_text())
     assert s["steps"] == cli.DEFAULT_STEPS
+
+
+def test_evaluate_signals(tmp_path, capsys):
+    from pathattr.zoo.mnist1d import mnist1d_data
+
+    np.savez(tmp_path / "signals.npz", x=mnist1d_data()[2][:5].numpy())  # (5, 1, 40)
+    code, out, _ = run(capsys, "evaluate", "--data", str(tmp_path / "signals.npz"), "--model",
+                       "mnist1d-cnn", "--method", "ig", "--steps", "8", "--curve-steps", "8",
+                       "--metrics", "insertion,road_morf", "--out", tmp_path / "sig", "--quiet")
+    assert code == 0
+    doc = json.loads((tmp_path / "sig" / "evaluation.json").read_text())
+    assert len(doc["inputs"]) == 5 and all(0 <= v <= 1 for v in doc["auc"]["ig"]["road_morf"])
+    assert {"p_holm", "effect", "inputs_needed"} <= set(doc["comparisons"][0])
+    code, _, err = run(capsys, "explain", "photo:coffee", "--model", "mnist1d-cnn",
+                       "--out", tmp_path / "x")
+    assert code != 0 and "1-D signals" in err

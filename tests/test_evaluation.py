@@ -127,7 +127,8 @@ def test_bad_arguments():
         ev.add("y", torch.rand(1, 3, 8, 8), {"a": torch.rand(3, 8, 8)}, 1)
     assert np.isfinite(ev.result.auc["a"]["deletion"]).all()
     # a batch of images is refused, not scored whole and recorded as its first image
-    with pytest.raises(ValueError, match=r"one image \(1, C, H, W\) per add, got \(2, 3, 12"):
+    with pytest.raises(ValueError, match=r"one image \(1, C, H, W\) or signal \(1, C, L\) "
+                                         r"per add, got \(2, 3, 12"):
         ev.add("z", images(2), {"a": torch.rand(2, 3, 12, 12)}, 1)
     assert ev.result.inputs == ["x"]
 
@@ -157,3 +158,37 @@ def test_the_auc_table_lists_the_best_first():
                          RANDOM: {"deletion": [0.3, 0.3], "insertion": [0.5, 0.5]}})
     auc, _ = ev.tables()
     assert [row[0] for row in auc.rows] == ["b", RANDOM, "a"]  # lower deletion AUC is better
+
+
+class Bump(nn.Module):
+    """Signals (B, 1, 20): class 1's logit is the mean of samples 8..11."""
+
+    def forward(self, x):
+        s = x[:, 0, 8:12].mean(1) * 6
+        return torch.stack([torch.full_like(s, 3.0), s], 1)
+
+
+def test_signals_score_as_images_one_pixel_high():
+    g = torch.Generator().manual_seed(2)
+    x = 0.3 * torch.rand(4, 1, 20, generator=g)
+    x[:, :, 8:12] += 0.7
+    truth = torch.zeros(1, 20)
+    truth[:, 8:12] = 1.0
+    ev = Evaluator(Bump(), ["true"], list(metrics_all()), pixels_per_step=1)
+    for i in range(len(x)):
+        curves = ev.add(f"s{i}", x[i:i + 1], {"true": truth + 0.01 * torch.rand(1, 20,
+                                                                            generator=g)}, 1)
+    # the same scores as the image form by hand: (1, 1, 1, 20) through a squeezing model
+    from pathattr.evaluation import Signals
+
+    image = x[-1:, :, None]
+    a = (truth + 0.0)[None, :, None]
+    direct = metrics.deletion(Signals(Bump()), image, a, torch.tensor([1]), pixels_per_step=1)
+    assert curves["true"]["deletion"].fractions.shape == direct.fractions.shape == (21,)
+    assert float(curves["true"]["deletion"].scores[0, 4]) == pytest.approx(
+        float(direct.scores[0, 4]), abs=1e-6)  # the 4 evidence samples gone first
+    result = ev.result
+    for m in ("deletion", "road_morf"):
+        assert np.mean(result.auc["true"][m]) < np.mean(result.auc[RANDOM][m])
+    for m in ("insertion", "road_lerf"):
+        assert np.mean(result.auc["true"][m]) > np.mean(result.auc[RANDOM][m])

@@ -17,8 +17,9 @@ from .validate import check_tensor
 def gaussian_blur(x: Tensor, sigma: float, kernel_size: int | None = None) -> Tensor:
     """Blur each channel of ``(B, C, H, W)`` images with a Gaussian (reflect padding).
 
-    ``kernel_size`` defaults to ``2 * ceil(3 sigma) + 1`` capped to the image size. Cost: two
-    separable 1-D convolutions.
+    ``kernel_size`` defaults to ``2 * ceil(3 sigma) + 1``, capped per axis to what reflect
+    padding allows (an axis of one pixel, e.g. a signal stored as a 1-pixel-high image, is left
+    as it is). Cost: two separable 1-D convolutions.
     """
     if x.dim() != 4:
         raise ValueError(f"blur needs images of shape (B, C, H, W), got {tuple(x.shape)}")
@@ -26,15 +27,20 @@ def gaussian_blur(x: Tensor, sigma: float, kernel_size: int | None = None) -> Te
         return x.clone()
     if kernel_size is None:
         kernel_size = 2 * int(torch.tensor(3.0 * sigma).ceil().item()) + 1
-    kernel_size = min(kernel_size, 2 * (min(x.shape[-2:]) - 1) + 1)
-    half = kernel_size // 2
-    t = torch.arange(kernel_size, dtype=x.dtype, device=x.device) - half
-    k = torch.exp(-0.5 * (t / sigma) ** 2)
-    k = k / k.sum()
     c = x.shape[1]
-    y = torch.nn.functional.pad(x, (half, half, half, half), mode="reflect")
-    y = torch.nn.functional.conv2d(y, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
-    return torch.nn.functional.conv2d(y, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+    y = x
+    for axis, size in ((-1, x.shape[-1]), (-2, x.shape[-2])):
+        half = min(kernel_size, 2 * (size - 1) + 1) // 2
+        if half == 0:
+            continue
+        t = torch.arange(-half, half + 1, dtype=x.dtype, device=x.device)
+        k = torch.exp(-0.5 * (t / sigma) ** 2)
+        k = k / k.sum()
+        pad = (half, half, 0, 0) if axis == -1 else (0, 0, half, half)
+        shape = (c, 1, 1, -1) if axis == -1 else (c, 1, -1, 1)
+        y = torch.nn.functional.conv2d(torch.nn.functional.pad(y, pad, mode="reflect"),
+                                       k.view(1, 1, *shape[2:]).expand(*shape), groups=c)
+    return y
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,8 @@ EXAMPLES = {
     "reproduce": """examples:
   pathattr reproduce ig            # about 1.5 minutes on a quiet 2-core machine
   pathattr reproduce neurons --out results/neurons
-  pathattr reproduce idg --quick""",
+  pathattr reproduce idg --quick
+  pathattr reproduce idg --data digits   # 300 held-out digits: claims with power""",
     "models": """example:
   pathattr models""",
 }
@@ -167,6 +168,11 @@ def build_parser() -> Parser:
                         "Dhamdhere vs DeepLIFT; idg: insertion/deletion of IDG and rivals")
     p.add_argument("--quick", action="store_true", help="tiny sizes (a smoke test, seconds)")
     p.add_argument("--out", type=Path, help="output directory (default: results/NAME)")
+    p.add_argument("--data", default="photos", choices=("photos", "digits", "mnist1d"),
+                   help="idg only: the bundled photos (default; low power), or the first "
+                        "--inputs held-out digits / MNIST-1D signals")
+    p.add_argument("--inputs", type=int, metavar="N",
+                   help="idg on held-out data: how many inputs (default 300)")
     p.set_defaults(run=_reproduce)
 
     p = add("models", "List the built-in models and the available methods.", [])
@@ -314,7 +320,9 @@ def _reproduce(args: argparse.Namespace) -> int:
     from .experiments.__main__ import main as reproduce
 
     return reproduce([args.name, *(["--quick"] if args.quick else []),
-                      *(["--out", str(args.out)] if args.out else [])])
+                      *(["--out", str(args.out)] if args.out else []),
+                      *(["--data", args.data] if args.data != "photos" else []),
+                      *(["--inputs", str(args.inputs)] if args.inputs is not None else [])])
 
 
 def _models(args: argparse.Namespace) -> int:

@@ -27,6 +27,35 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".we
                   ".pgm"}
 
 
+def _digits() -> tuple[np.ndarray, np.ndarray]:
+    from .zoo import digits_data
+
+    _, _, x, y = digits_data()
+    return x.numpy(), y.numpy()
+
+
+def _mnist1d() -> tuple[np.ndarray, np.ndarray]:
+    from .zoo.mnist1d import mnist1d_data
+
+    _, _, x, y = mnist1d_data()
+    return x.numpy(), y.numpy()
+
+
+#: Held-out sets inside installed packages, by name (``--data digits``): the test split's
+#: inputs ``x`` and labels ``y``, read like an NPZ with ``x`` and ``y`` (a file or folder of
+#: that name in the working directory wins).
+PACKAGED = {"digits": _digits, "mnist1d": _mnist1d}
+
+
+def data_id(data: str | Path) -> str:
+    """How a run records its data: a packaged set's name, else the absolute path."""
+    return str(data) if is_packaged(data) else str(Path(data).resolve())
+
+
+def is_packaged(data: str | Path) -> bool:
+    return str(data) in PACKAGED and not Path(data).exists()
+
+
 class ItemError(Exception):
     """One item cannot be used; the message is the reason recorded in the results index."""
 
@@ -47,7 +76,8 @@ class Dataset:
 
     ``DIR``: every image file below it (recursive, hidden files skipped), key = its path relative
     to ``DIR``. ``NPZ``: with an array ``x`` (and optional labels ``y``), item ``i`` is ``x[i]``,
-    key ``str(i)``; otherwise every array is one item, key = its name (shapes may differ).
+    key ``str(i)``; otherwise every array is one item, key = its name (shapes may differ). A
+    name of ``PACKAGED`` (no such path): that held-out set, read like an NPZ with ``x``, ``y``.
     Raises ``FileNotFoundError`` / ``ValueError`` for a path that is neither.
     """
 
@@ -55,7 +85,11 @@ class Dataset:
         self.path = Path(path)
         self._npz = None
         self._keys: list[str] | None = None  # a folder's: listed when first asked for
-        if self.path.is_file():
+        if is_packaged(path):
+            self._npz, self._stacked = {}, True
+            self._x, self._labels = PACKAGED[str(path)]()
+            self._keys = [str(i) for i in range(len(self._x))]
+        elif self.path.is_file():
             if not zipfile.is_zipfile(self.path):
                 raise ValueError(f"{str(self.path)!r} is neither a directory nor an NPZ file")
             self._npz = np.load(self.path, allow_pickle=False)
@@ -65,7 +99,8 @@ class Dataset:
             self._labels = self._npz["y"] if self._stacked and "y" in names else None
             self._keys = [str(i) for i in range(len(self._x))] if self._stacked else list(names)
         elif not self.path.is_dir():
-            raise FileNotFoundError(f"no such file or directory: {str(self.path)!r}")
+            raise FileNotFoundError(f"no such file or directory: {str(self.path)!r} (nor one of "
+                                    f"the packaged sets {', '.join(PACKAGED)})")
 
     @property
     def keys(self) -> list[str]:

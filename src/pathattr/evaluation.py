@@ -9,7 +9,9 @@ against the best one and against the random ranking, so a table says "better" on
 interval excludes 0 and the rank test agrees.
 
 ``Evaluator.add`` takes one image at a time (memory: one image's curves), so the images may
-come from a folder, a data set, or a ``pathattr run`` store.
+come from a folder, a data set, or a ``pathattr run`` store. A 1-D signal ``(1, C, L)`` is
+scored as an image one pixel high (``Signals``): insertion blurs along its length, ROAD imputes
+each removed sample from its two neighbours.
 """
 
 from __future__ import annotations
@@ -153,6 +155,19 @@ class Evaluation:
                                 for c in self.comparisons(reference)]}
 
 
+class Signals(nn.Module):
+    """``model`` on signals ``(B, C, L)`` seen as images ``(B, C, 1, L)``."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+        self.training = model.training  # the eval-mode checks read the wrapper too
+
+    def forward(self, x: Tensor) -> Tensor:
+        # contiguous: a channels-last image squeezed to a signal makes conv1d ~100x slower
+        return self.model(x.squeeze(-2).contiguous())
+
+
 def power_table(evaluation: Evaluation, reference: str | None = None):
     """The comparisons the data did not decide, fewest inputs needed first: the observed
     effect ``d_z`` and how many inputs a new study would need to decide it with 80 % power
@@ -201,6 +216,7 @@ class Evaluator:
             raise ValueError(f"metrics must be a non-empty list of {', '.join(METRICS)}, got "
                              f"{list(metrics)!r}")
         self.model, self.pixels_per_step, self.controls = model, pixels_per_step, controls
+        self._signals: Signals | None = None
         self.points = points
         self.road_kw = {} if road_fractions is None else {"fractions": tuple(road_fractions)}
         self.batch_size, self.seed = batch_size, seed
@@ -215,10 +231,16 @@ class Evaluator:
         ``{row: {metric: Curve}}``. Cost per method: ``2 * (H W / pixels_per_step + 1)``
         forwards for insertion and deletion (twice with the controls), ``2 * 10`` forwards
         and sparse solves for ROAD; the random ranking once per image."""
-        if not isinstance(x, Tensor) or x.dim() != 4 or x.shape[0] != 1:
-            raise ValueError(f"x for {label}: one image (1, C, H, W) per add, got "
-                             f"{tuple(getattr(x, 'shape', ()))}; add each image with its own "
-                             f"label")
+        if not isinstance(x, Tensor) or x.dim() not in (3, 4) or x.shape[0] != 1:
+            raise ValueError(f"x for {label}: one image (1, C, H, W) or signal (1, C, L) per "
+                             f"add, got {tuple(getattr(x, 'shape', ()))}; add each input with "
+                             f"its own label")
+        if x.dim() == 3:  # a signal: an image one pixel high, the model fed the signal
+            if self._signals is None:
+                self._signals = Signals(self.model)
+            attributions = {m: a.reshape(1, *x.shape[1:2], 1, x.shape[-1])
+                            for m, a in attributions.items()}
+            x = x[:, :, None]
         if self.result.inputs and x.shape[-2:] != self._size:
             raise ValueError(f"{label}: {tuple(x.shape[-2:])} pixels, but the images before it "
                              f"have {tuple(self._size)}: curves over a set need one size")
@@ -259,16 +281,17 @@ class Evaluator:
     def _curves(self, x: Tensor, a: Tensor, target: int, ranking: str, seed: int,
                 road_too: bool) -> dict[str, Curve]:
         t = torch.tensor([target], device=x.device)
+        model = self.model if self._signals is None else self._signals
         kw = {"target": t, "pixels_per_step": self.pixels_per_step,
               "batch_size": self.batch_size, "ranking": ranking, "seed": seed}
         out = {}
         for metric in self.result.metrics:
             if metric == "insertion":
-                out[metric] = insertion(self.model, x, a, **kw)
+                out[metric] = insertion(model, x, a, **kw)
             elif metric == "deletion":
-                out[metric] = deletion(self.model, x, a, **kw)
+                out[metric] = deletion(model, x, a, **kw)
             elif road_too:  # ROAD's own control of MoRF is LeRF, and the random ranking
-                out[metric] = road(self.model, x, a, target=t, order=metric[5:],
+                out[metric] = road(model, x, a, target=t, order=metric[5:],
                                    ranking=ranking, seed=seed, batch_size=self.batch_size,
                                    **self.road_kw)
         return out

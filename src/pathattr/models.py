@@ -83,6 +83,8 @@ MODELS = {
                           "pytorch-model weights, the zoo extra); default layer _blocks.20",
     "digits-cnn": "small CNN on scikit-learn's 8x8 handwritten digits, 10 classes (trained on "
                   "first use in ~1 s, then cached); images become 8x8 grey",
+    "mnist1d-cnn": "small 1-D CNN on MNIST-1D signals (1, 40), 10 classes (trained on first "
+                   "use in ~20 s, then cached); NPZ arrays only, e.g. --data mnist1d",
     "minilm": "MiniLM sentence encoder (all-MiniLM-L6-v2) for explain --text",
     "tiny-lm": "character-level GPT-2 trained on the Zen of Python (on first use, ~15 s, then "
                "cached) for explain --text ... --generate N",
@@ -127,10 +129,23 @@ def _digits() -> ModelBundle:
                        "8x8 grey in [0, 1], inverted if light")
 
 
+def _signal_only(img: Image.Image) -> Tensor:
+    raise ValueError("mnist1d-cnn explains 1-D signals (1, 40), not images: give an NPZ of "
+                     "signals or --data mnist1d")
+
+
+def _mnist1d() -> ModelBundle:
+    from .zoo.mnist1d import mnist1d_cnn
+
+    return ModelBundle("mnist1d-cnn", mnist1d_cnn(), _signal_only,
+                       lambda x: torch.sigmoid(x).reshape(1, -1, 1).repeat(6, 1, 3).numpy(), str,
+                       "features.relu3", "signals (1, 40), the data set's standardisation")
+
+
 #: The image models built into pathattr, by name: the only ones loaded from a name read in a
 #: results folder (``summarize``), since they run no code from elsewhere.
 BUILTIN = {"efficientnet-lite0": _efficientnet, "efficientnet-lite1": _efficientnet_lite1,
-           "digits-cnn": _digits}
+           "digits-cnn": _digits, "mnist1d-cnn": _mnist1d}
 
 
 def load_model(spec: str, weights: str | None = None,

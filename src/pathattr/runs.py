@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .datasets import Dataset, ItemError, Raw, decode
+from .datasets import Dataset, ItemError, Raw, data_id, decode
 from .errors import SettingError, one_line
 from .files import write_file
 from .store import BadStore, Outcome, Store, StoreBusy
@@ -217,7 +217,7 @@ def run(model: str, data: str | Path, methods: str | Sequence[str] = "ig",
     if batch_size == "auto":
         batch_size = _stored_batch_size(out) or auto_batch_size(len(dataset.keys))
     # str(target): 3 from Python and "3" from the command line are the same run.
-    settings = Settings(model, weights, str(Path(data).resolve()), steps,
+    settings = Settings(model, weights, data_id(data), steps,
                         None if target is None else str(target), batch_size)
     check_out_dir(out)
     try:

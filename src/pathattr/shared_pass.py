@@ -163,7 +163,8 @@ def explain(
             inner = (a > 0) & (a < 1)
             values = torch.cat(outputs).reshape(n_rows, steps)[:, torch.as_tensor(inner)]
             pts = torch.as_tensor(coarse_points(rule, steps), dtype=s.x.dtype, device=s.x.device)
-            results["idg"] = adaptive_idg(engine, s, f0, f1, pts, values, idg_steps, rule, steps)
+            results["idg"] = adaptive_idg(engine, s, f0, f1, pts, values, idg_steps, rule, steps,
+                                          len(pts))
     for i, (name, _) in enumerate(layers):
         results[("conductance", name)] = total_conductance(
             s, grads[i], acts[i], edge_acts[i], ends[i], plan, steps, out_delta, rule, name,

@@ -91,3 +91,48 @@ def test_cli_reproduce_writes_results(tmp_path, capsys):
     assert cli.main(["reproduce", "ig", "--quick", "--out", str(tmp_path)]) == 0
     assert (tmp_path / "README.md").exists() and (tmp_path / "results.json").exists()
     assert cli.main(["reproduce", "nothing"]) == 2
+
+
+@pytest.mark.parametrize("data, model", [("digits", "digits-cnn"), ("mnist1d", "mnist1d-cnn")])
+def test_idg_quick_on_held_out_data(tmp_path, data, model):
+    out = tmp_path / data
+    n = _load(idg.run(out, quick=True, data=data, inputs=7), out)
+    res = n["models"][model]
+    assert len(res["inputs"]) == 7 and res["inputs"][:2] == ["test #0", "test #1"]
+    assert 0.5 < res["accuracy"] <= 1
+    for c in res["comparisons"]:
+        assert c["p_holm"] >= c["p_value"] and c["inputs_needed"] >= 6
+    for v in res["verdict"].values():
+        assert v["claim"] in ("holds", "does not hold", "cannot be decided")
+        assert set(v["inputs_needed"]) == set(v["no_difference"])
+    text = (out / "README.md").read_text()
+    assert "held-out" in text and "Power: 7 inputs decide" in text and "Holm" in text
+
+
+def test_idg_settings_refuse_bad_data_and_inputs(tmp_path):
+    with pytest.raises(ValueError, match="data must be one of photos, digits, mnist1d"):
+        idg.settings("imagenet", False, None)
+    with pytest.raises(ValueError, match="inputs must be an integer >= 2"):
+        idg.settings("digits", False, 1)
+    s = idg.settings("digits", False, None)
+    assert s["inputs"] == 300 and "IDGI" in s["methods"] and s["pixels_per_step"] == 1
+    with pytest.raises(SystemExit):
+        entry.main(["ig", "--data", "digits", "--out", str(tmp_path / "x")])
+
+
+def test_each_idg_method_name_runs_its_own_method():
+    import torch
+
+    from pathattr.methods.idg import IntegratedDecisionGradients
+    from pathattr.methods.idgi import IDGI
+    from pathattr.zoo import digits_cnn, digits_data
+
+    model, x = digits_cnn(), digits_data()[2][:2]
+    t = model(x).argmax(1)
+    s = idg.settings("digits", False, None)
+    got = {m: idg.attribute(m, model, x, t, s) for m in ("IDGI", "IDG (adaptive)")}
+    torch.testing.assert_close(got["IDGI"], IDGI(model).attribute(x, target=t, steps=50)
+                               .attributions)
+    torch.testing.assert_close(got["IDG (adaptive)"], IntegratedDecisionGradients(model)
+                               .attribute(x, target=t, steps=50).attributions)
+    assert not torch.allclose(got["IDGI"], got["IDG (adaptive)"])

@@ -125,7 +125,71 @@ def test_bad_arguments_and_model_state():
         idg.attribute(x, target=0, steps=0)
     with pytest.raises(ValueError, match="coarse_steps"):
         idg.attribute(x, target=0, coarse_steps=1)
+    with pytest.raises(ValueError, match="coarse_evaluations"):
+        idg.attribute(x, target=0, coarse_evaluations=1)
     with pytest.raises(ValueError, match="out of range"):
         idg.attribute(x, target=9)
     assert model[0].weight.requires_grad and not model[0].training
     assert not model._forward_hooks and not model[0]._forward_hooks
+
+
+class Counting(nn.Module):
+    """Counts the rows each forward-only call evaluates."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner, self.rows = inner, 0
+
+    def forward(self, x):
+        if not torch.is_grad_enabled():
+            self.rows += len(x)
+        return self.inner(x)
+
+
+@pytest.mark.parametrize("coarse_evaluations, measured", [(25, 25), (None, 50), (80, 50)])
+def test_the_coarse_pass_measures_only_coarse_evaluations_points(coarse_evaluations, measured):
+    x = torch.randn(3, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(6))
+
+    def rows(**kw):
+        model = Counting(smooth_mlp())
+        r = IntegratedDecisionGradients(model).attribute(x, target=0, steps=30, **kw)
+        return model.rows, r.info.get("coarse_evaluations")
+
+    uniform, _ = rows(sampling="uniform")  # no coarse pass at all
+    got, n = rows(coarse_evaluations=coarse_evaluations)
+    assert n == measured and got - uniform == 3 * (measured - 2)  # inner points x examples
+
+
+def test_interpolated_coarse_values_keep_the_placement_and_the_accuracy():
+    x = torch.full((2, 4), 0.25, dtype=torch.float64)
+    idg = IntegratedDecisionGradients(Sigmoid1D())
+    exact = idg.attribute(x, steps=50, coarse_evaluations=None)
+    interp = idg.attribute(x, steps=50)
+    for a, b in zip(interp.alphas, exact.alphas, strict=True):
+        assert (a - b).abs().mean() < 0.01  # a sharp rise, read off 25 of the 50 points
+    model = smooth_mlp()
+    x = torch.randn(3, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    base = torch.randn(6, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    t = torch.tensor([2, 0, 1])
+    ref = reference_idg(model, x, base.expand_as(x), t)
+    idg = IntegratedDecisionGradients(model)
+
+    def error(**kw):
+        r = idg.attribute(x, base, t, steps=50, **kw).attributions
+        return float((r - ref).abs().max() / ref.abs().max())
+
+    # the paper's pass and the interpolated one are equally far from the exact integral
+    assert error() <= 1.1 * error(coarse_evaluations=None) < 5e-3
+
+
+def test_coarse_values_interpolate_monotonically_and_exactly_at_the_measured_points():
+    from pathattr.methods.idg import coarse_values
+
+    pts = torch.linspace(0, 1, 50, dtype=torch.float64)
+    measured = torch.linspace(0, 1, 8, dtype=torch.float64)
+    f = torch.tensor(sigmoid_path(measured.numpy()))[None]
+    v = coarse_values(pts, measured, f)
+    assert (v.diff(dim=1) >= 0).all()  # PCHIP: monotone data stays monotone (no overshoot)
+    torch.testing.assert_close(coarse_values(measured, measured, f), f)
+    at = torch.tensor([torch.argmin((pts - m).abs()) for m in (0.0, 1.0)])
+    torch.testing.assert_close(v[0, at], f[0, [0, -1]])

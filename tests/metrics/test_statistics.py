@@ -103,7 +103,10 @@ def test_inputs_needed_gives_the_power_it_promises():
                   .verdict == "a > b" for _ in range(300))
     assert 0.7 < decided / 300 < 0.9  # the promised 80 %, simulated with the Wilcoxon test
     assert metrics.detectable_effect(n) == pytest.approx(0.5, rel=0.02)
-    assert metrics.inputs_needed(0.0) == np.inf and metrics.inputs_needed(np.inf) == 2
+    assert metrics.inputs_needed(0.0) == np.inf
+    # no fewer than the exact test needs to reach p < 0.05 at all: 2 / 2^6 = 0.031
+    assert metrics.inputs_needed(np.inf) == metrics.inputs_needed(5.0) == 6
+    assert metrics.inputs_needed(5.0, level=0.99) == 8  # 2 / 2^8 < 0.01
 
 
 def test_the_verdict_reads_the_adjusted_p_value():

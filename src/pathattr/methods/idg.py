@@ -13,6 +13,15 @@ evenly inside each sub-interval (midpoints of equal cells) and weighted by the s
 over its count. Samples cover every sub-interval that receives one, so they span the whole part of
 [0, 1] where the output moves.
 
+The coarse pass is forward-only but not free (48 forwards, about 0.3 IG on EfficientNet-Lite0).
+By default ``F`` is measured at ``coarse_evaluations = 25`` of the ``coarse_steps`` points and
+read at the others off the monotone cubic (PCHIP) interpolant of those 25: the placement rule
+then runs on the paper's 50-point grid unchanged. PCHIP keeps each piece monotone between
+measured points, so it adds no change the model does not show. Measured on Lite0 photos
+(benchmarks ``idg-coarse``): the samples move by 0.02 in ``alpha`` on average, and the
+attributions stay as far from the converged IDG (400 samples) as the paper's pass does (9.4 %
+vs 9.3 %, relative L2). ``coarse_evaluations=None`` measures every coarse point.
+
 Unlike the authors' public code: there, a sub-interval allotted zero samples still advances the
 running sample index, so later samples shift toward the baseline and the path can stop short of
 ``a = 1``; here every sample stays inside its own sub-interval.
@@ -43,6 +52,20 @@ def coarse_points(rule: str, n: int) -> np.ndarray:
     and unique. ``riemann_trapezoid`` gives the paper's ``n`` uniform points on [0, 1]."""
     a, _ = nodes_weights(rule, n)
     return np.unique(np.concatenate([[0.0], a, [1.0]]))
+
+
+def coarse_values(points: Tensor, measured: Tensor, values: Tensor) -> Tensor:
+    """``F`` at every coarse point ``(R, N)`` from ``values`` ``(R, M)`` measured at
+    ``measured`` ``(M,)`` (both sorted, with the same ends; ``measured is points`` returns
+    ``values``): the monotone cubic (PCHIP) interpolant, exact at the measured points.
+    Cost: ``O(R N)`` on the CPU."""
+    if measured is points:
+        return values
+    from scipy.interpolate import PchipInterpolator
+
+    f = PchipInterpolator(measured.double().cpu().numpy(), values.double().cpu().numpy(), axis=1)
+    return torch.as_tensor(f(points.double().cpu().numpy()), device=values.device,
+                           dtype=values.dtype)
 
 
 def largest_remainder(share: Tensor, m: int) -> Tensor:
@@ -129,6 +152,7 @@ class IntegratedDecisionGradients:
         steps: int = 50,
         sampling: Literal["adaptive", "uniform"] = "adaptive",
         coarse_steps: int = 50,
+        coarse_evaluations: int | None = 25,
         rule: str = "riemann_trapezoid",
         batch_size: int | Literal["auto"] = "auto",
         additional_forward_args: tuple | None = None,
@@ -140,14 +164,20 @@ class IntegratedDecisionGradients:
 
         ``sampling="adaptive"``: ``steps`` gradient samples placed by the output change measured
         at the coarse points ``coarse_points(rule, coarse_steps)`` (the default rule gives
-        ``coarse_steps`` uniform points, as in the paper); ``alphas`` and ``weights`` are then
+        ``coarse_steps`` uniform points, as in the paper), ``F`` measured at
+        ``coarse_points(rule, coarse_evaluations)`` and interpolated at the others (module
+        docstring; ``None``, or as many as ``coarse_steps``: every point measured, the paper's
+        pass); ``alphas`` and ``weights`` are then
         lists with one tensor per example and baseline. ``sampling="uniform"``: the ``rule`` with
         ``steps`` nodes, no coarse pass.
         Cost: ``steps`` forward+backward passes per example and baseline, plus two forward
-        passes for the endpoints and, if adaptive, ``coarse_steps - 2`` forward-only passes.
+        passes for the endpoints and, if adaptive, ``min(coarse_evaluations, coarse_steps) - 2``
+        forward-only passes.
         """
         check_steps(steps)
         check_positive_int(coarse_steps, "coarse_steps", minimum=2)
+        if coarse_evaluations is not None:
+            check_positive_int(coarse_evaluations, "coarse_evaluations", minimum=2)
         if sampling not in SAMPLINGS:
             raise ValueError(f"sampling must be one of {', '.join(SAMPLINGS)}, got {sampling!r}")
         s = setup(self.model, x, baselines, target, additional_forward_args, forward_kwargs,
@@ -157,11 +187,20 @@ class IntegratedDecisionGradients:
             f1, f0 = engine.endpoints()
             if sampling == "uniform":
                 return uniform_idg(engine, s, f0, f1, rule, steps)
-            pts = torch.as_tensor(coarse_points(rule, coarse_steps), dtype=s.x.dtype,
-                                  device=s.x.device)
-            rows, inner = flat_points(len(s.x), pts[1:-1])
-            values = engine.values(rows, inner).reshape(len(s.x), len(pts) - 2)
-            return adaptive_idg(engine, s, f0, f1, pts, values, steps, rule, coarse_steps)
+            def points(n):
+                return torch.as_tensor(coarse_points(rule, n), dtype=s.x.dtype,
+                                       device=s.x.device)
+
+            pts = points(coarse_steps)
+            n = coarse_steps if coarse_evaluations is None else min(coarse_evaluations,
+                                                                    coarse_steps)
+            measured = pts if n == coarse_steps else points(n)
+            rows, inner = flat_points(len(s.x), measured[1:-1])
+            inner = engine.values(rows, inner).reshape(len(s.x), len(measured) - 2)
+            ends = torch.cat([f0[:, None], inner.to(f0.dtype), f1[:, None]], 1)
+            values = coarse_values(pts, measured, ends)[:, 1:-1]
+            return adaptive_idg(engine, s, f0, f1, pts, values, steps, rule, coarse_steps,
+                                len(measured))
 
 
 def uniform_idg(engine: PathEngine, s: Setup, f0: Tensor, f1: Tensor, rule: str,
@@ -176,9 +215,11 @@ def uniform_idg(engine: PathEngine, s: Setup, f0: Tensor, f1: Tensor, rule: str,
 
 
 def adaptive_idg(engine: PathEngine, s: Setup, f0: Tensor, f1: Tensor, points: Tensor,
-                 inner_values: Tensor, steps: int, rule: str, coarse_steps: int) -> Attribution:
+                 inner_values: Tensor, steps: int, rule: str, coarse_steps: int,
+                 measured: int) -> Attribution:
     """IDG with samples placed by the output change at ``points``; ``inner_values`` ``(R, N-2)``
-    is ``F`` at the inner points (the ends come from ``f0``, ``f1``).
+    is ``F`` at the inner points (the ends come from ``f0``, ``f1``), read off ``measured``
+    points (``info["coarse_evaluations"]``, both ends included).
     Cost: ``steps`` forward+backward passes per row."""
     values = torch.cat([f0[:, None], inner_values.to(f0.dtype), f1[:, None]], 1)
     alphas, weights = adaptive_nodes(points, values, steps)
@@ -187,4 +228,5 @@ def adaptive_idg(engine: PathEngine, s: Setup, f0: Tensor, f1: Tensor, points: T
     return acc.result(s, f0, f1, list(alphas), list(weights),
                       {"sampling": "adaptive", "rule": rule, "steps": steps,
                        "coarse_steps": coarse_steps, "coarse_points": points,
+                       "coarse_evaluations": measured,
                        "gradient_evaluations": s.evaluations(steps)})

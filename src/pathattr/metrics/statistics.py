@@ -141,15 +141,18 @@ def inputs_needed(effect: float, level: float = 0.95, power: float = 0.8) -> flo
     """Inputs a two-sided paired comparison of effect ``d_z`` needs to be decided at
     ``level`` with ``power``: the normal approximation ``((z_{(1+level)/2} + z_power) /
     d_z)^2`` for the paired t-test, divided by the Wilcoxon test's asymptotic relative
-    efficiency under normality (3 / pi), rounded up; ``inf`` for no effect."""
+    efficiency under normality (3 / pi), rounded up, and at least the fewest inputs whose exact
+    Wilcoxon test can reach ``1 - level`` at all (6 at 95 %: ``2 / 2^n < 0.05``); ``inf`` for
+    no effect."""
     from scipy.stats import norm
 
+    fewest = float(np.floor(np.log2(2 / (1 - level))) + 1)
     if effect == 0 or np.isnan(effect):
         return float("inf")
     if np.isinf(effect):
-        return 2.0
+        return fewest
     n = ((norm.ppf((1 + level) / 2) + norm.ppf(power)) / abs(effect)) ** 2 / (3 / np.pi)
-    return float(max(2, np.ceil(n)))
+    return float(max(fewest, np.ceil(n)))
 
 
 def detectable_effect(n: int, level: float = 0.95, power: float = 0.8) -> float:
