@@ -89,7 +89,7 @@ def _call(name: str, n_photos: int, steps: int | None, gig_steps: int | None) ->
         "idg": lambda: pathattr.IntegratedDecisionGradients(model).attribute(
             x, **kw, **st, **({} if steps is None else {"coarse_steps": steps})),
         "idg_coarse_pass": coarse_pass,
-        "explain": lambda: explain(model, x, ["ig", "left_ig", "idg_uniform",
+        "explain": lambda: explain(model, x, ["ig", "left-ig", "idg-uniform",
                                               *[("conductance", n) for n in LAYERS]],
                                    **kw, **st, rule=rule),
         "separately": separately,

@@ -167,7 +167,7 @@ def call(method: str, c: Case):
     if method == "layer-deeplift":
         return pathattr.LayerDeepLift(m, layer).attribute(x, base, **kw)
     if method == "explain":
-        r = pathattr.explain(m, x, ["ig", "idg", "left_ig", ("conductance", layer)], base,
+        r = pathattr.explain(m, x, ["ig", "idg", "left-ig", ("conductance", layer)], base,
                              steps=64, path_layer=c.path_layer, **kw)
         return r["ig"]
     raise KeyError(method)

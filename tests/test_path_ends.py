@@ -78,7 +78,7 @@ def test_converged_never_stands_next_to_a_gap_above_tol_in_bfloat16():
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-@pytest.mark.parametrize("method", ["idg", "left_ig", "ig", "deeplift"])
+@pytest.mark.parametrize("method", ["idg", "left-ig", "ig", "deeplift"])
 def test_every_per_token_method_runs_in_float32_and_bfloat16(method, dtype):
     torch.manual_seed(0)
     cfg = T.GPT2Config(vocab_size=40, n_embd=16, n_layer=1, n_head=2, n_positions=20)

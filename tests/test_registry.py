@@ -6,6 +6,7 @@ import inspect
 import pathlib
 
 import pytest
+import torch
 
 import pathattr
 from pathattr import registry
@@ -33,7 +34,8 @@ def test_every_method_is_exported_and_follows_the_protocol(name):
 
 
 def test_explain_and_cli_read_the_registry():
-    assert set(NAMES) == {m.shared for m in registry.METHODS.values() if m.shared}
+    assert set(NAMES) == {n for n, m in registry.METHODS.items() if m.shared}
+    assert set(NAMES) <= set(registry.METHODS)  # one vocabulary
     offered = registry.available()
     assert offered == [n for n, m in registry.METHODS.items() if m.cli]
     with pytest.raises(pathattr.errors.SettingError, match="--method: unknown method 'nope'"):
@@ -68,3 +70,17 @@ def test_auto_steps_mean_the_error_controlled_rule_or_a_stated_fixed_count():
     guided, _ = registry.run("guided-ig", model, x, 1, "auto")
     assert guided.info["steps"] == 200
     assert registry.fixed_steps("auto") == registry.AUTO_FIXED and registry.fixed_steps(12) == 12
+
+
+def test_old_spellings_work_with_a_deprecation_warning():
+    model = torch.nn.Sequential(torch.nn.Linear(3, 2)).eval()
+    x = torch.randn(2, 3)
+    with pytest.warns(DeprecationWarning, match="'left_ig' is deprecated, use 'left-ig'"):
+        old = pathattr.explain(model, x, ["left_ig", "idg-uniform"], target=0, steps=4)
+    new = pathattr.explain(model, x, ["left-ig"], target=0, steps=4)
+    assert list(old) == ["left_ig", "idg-uniform"]  # keyed by what was asked for
+    torch.testing.assert_close(old["left_ig"].attributions, new["left-ig"].attributions)
+    assert registry.canonical("ig") == "ig" and registry.canonical("nope") == "nope"
+    from pathattr.methods.sequence import METHODS
+
+    assert set(METHODS) <= set(registry.METHODS)  # SequenceAttribution speaks the registry's

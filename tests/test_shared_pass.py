@@ -20,9 +20,9 @@ def alone(model, x, base, t, steps, rule, method):
     kw = {"baselines": base, "target": t, "steps": steps}
     if method == "ig":
         return IntegratedGradients(model).attribute(x, rule=rule, **kw)
-    if method == "left_ig":
+    if method == "left-ig":
         return LeftIntegratedGradients(model).attribute(x, rule=rule, saturation=0.7, **kw)
-    if method == "idg_uniform":
+    if method == "idg-uniform":
         return IntegratedDecisionGradients(model).attribute(x, sampling="uniform", rule=rule,
                                                             **kw)
     if method == "idg":
@@ -38,7 +38,7 @@ def test_same_numbers_as_each_method_alone(rule):
     x = torch.randn(3, 2, 5, 5, generator=g)
     base = Several(torch.randn(2, 2, 5, 5, generator=g) * 0.1)
     t = torch.tensor([0, 2, 1])
-    methods = ["ig", "left_ig", "idg_uniform", "idg", ("conductance", "1"),
+    methods = ["ig", "left-ig", "idg-uniform", "idg", ("conductance", "1"),
                ("conductance", "4")]
     got = explain(model, x, methods, base, t, steps=12, rule=rule, saturation=0.7, idg_steps=17,
                   batch_size=7)

@@ -4,7 +4,12 @@
 Each entry says where the class lives (imported lazily, so ``pathattr`` starts fast and a method
 family missing from an installation is just not offered), its constructor and fixed
 ``attribute`` arguments, what it accepts (``space``: the input, or a layer's activations;
-``images``: images only), and the name ``explain`` computes it under in its shared pass.
+``images``: images only), and whether ``explain`` computes it in its shared pass.
+
+Its keys are the one method vocabulary: ``explain``, ``SequenceAttribution``, the command line
+and ``pathattr run`` all take these names. The older underscore spellings (``left_ig``,
+``idg_uniform``, ``input_x_gradient``) still work for one release: the library warns
+(``DeprecationWarning``, ``canonical``), the command line takes both silently.
 """
 
 from __future__ import annotations
@@ -23,8 +28,8 @@ from .errors import SettingError
 class MethodInfo:
     """One method: ``module.cls(model, **init)``, then ``.attribute(x, **attribute, ...)``.
 
-    ``wraps``: another entry whose instance is passed first (SmoothGrad); ``shared``: the key
-    ``explain`` knows it by (None: not computable from the shared pass); ``cli``: offered by
+    ``wraps``: another entry whose instance is passed first (SmoothGrad); ``shared``:
+    computable from ``explain``'s shared pass (under this entry's name); ``cli``: offered by
     ``pathattr explain --method`` (input-space methods that need no layer); ``gap``: what
     its ``delta`` means when it is not a complete method's quadrature error.
     """
@@ -36,7 +41,7 @@ class MethodInfo:
     space: Literal["input", "layer"] = "input"
     images: bool = False
     wraps: str | None = None
-    shared: str | None = None
+    shared: bool = False
     cli: bool = True
     #: What ``delta`` measures, said on the method's card: None for a complete path method
     #: (``delta`` is the quadrature error of ``F(x) - F(x')``, closed by more steps).
@@ -47,18 +52,18 @@ _M = "pathattr.methods."
 IDG_GAP = "not complete by design: δ is IG's gap on the same samples"
 DEEPLIFT_GAP = "δ: summation-to-delta, rounding only"
 METHODS: dict[str, MethodInfo] = {
-    "ig": MethodInfo(_M + "integrated_gradients", "IntegratedGradients", shared="ig"),
+    "ig": MethodInfo(_M + "integrated_gradients", "IntegratedGradients", shared=True),
     "ig-auto": MethodInfo(_M + "integrated_gradients", "IntegratedGradients",
                           attribute={"steps": "auto", "tol": 0.01}),
-    "idg": MethodInfo(_M + "idg", "IntegratedDecisionGradients", shared="idg",
+    "idg": MethodInfo(_M + "idg", "IntegratedDecisionGradients", shared=True,
                       gap=IDG_GAP),
     "idg-uniform": MethodInfo(_M + "idg", "IntegratedDecisionGradients",
-                              attribute={"sampling": "uniform"}, shared="idg_uniform",
+                              attribute={"sampling": "uniform"}, shared=True,
                               cli=False, gap=IDG_GAP),
-    "left-ig": MethodInfo(_M + "left_ig", "LeftIntegratedGradients", shared="left_ig",
+    "left-ig": MethodInfo(_M + "left_ig", "LeftIntegratedGradients", shared=True,
                           gap="δ: against F(x(a*)) - F(x'), the path up to its saturation "
                               "point a*"),
-    "idgi": MethodInfo(_M + "idgi", "IDGI", shared="idgi"),
+    "idgi": MethodInfo(_M + "idgi", "IDGI", shared=True),
     "guided-ig": MethodInfo(_M + "guided_ig", "GuidedIntegratedGradients",
                             gap="δ: the left-Riemann error along the guided path, which moves "
                                 "a few features at a time (it shrinks slowly with steps; "
@@ -89,7 +94,7 @@ METHODS: dict[str, MethodInfo] = {
     "layer-ig": MethodInfo(_M + "integrated_gradients", "LayerIntegratedGradients",
                            space="layer", cli=False),
     "conductance": MethodInfo(_M + "conductance", "LayerConductance", space="layer",
-                              shared="conductance", cli=False),
+                              shared=True, cli=False),
     "neuron-conductance": MethodInfo(_M + "conductance", "NeuronConductance", space="layer",
                                      cli=False),
     "layer-deeplift": MethodInfo(_M + "deeplift", "LayerDeepLift", space="layer", cli=False),
@@ -102,8 +107,23 @@ def classes() -> dict[str, str]:
 
 
 def shared_names() -> tuple[str, ...]:
-    """The keys ``explain`` computes from one shared pass, in registry order."""
-    return tuple(m.shared for m in METHODS.values() if m.shared)
+    """The names ``explain`` computes from one shared pass, in registry order."""
+    return tuple(name for name, m in METHODS.items() if m.shared)
+
+
+def canonical(name: object, known: tuple[str, ...] | None = None) -> object:
+    """``name`` in the registry's spelling: an old underscore spelling (``left_ig``) becomes
+    the registry's (``left-ig``) with a ``DeprecationWarning``; anything else is returned as it
+    is, for the caller to refuse. ``known``: the names the caller accepts (default: all)."""
+    known = tuple(METHODS) if known is None else known
+    if isinstance(name, str) and name not in known and name.replace("_", "-") in known:
+        import warnings
+
+        new = name.replace("_", "-")
+        warnings.warn(f"method name {name!r} is deprecated, use {new!r} (the old spelling "
+                      f"goes in the next release)", DeprecationWarning, stacklevel=3)
+        return new
+    return name
 
 
 def available() -> list[str]:

@@ -32,7 +32,7 @@ from .methods.idgi import RowSteps
 from .methods.integrated_gradients import GradientSum
 from .methods.left_ig import SaturationSum, check_saturation
 from .quadrature import nodes_weights
-from .registry import shared_names
+from .registry import canonical, shared_names
 from .result import Attribution
 from .targets import TargetSpec
 from .validate import check_positive_int
@@ -51,8 +51,8 @@ def _parse(methods: Sequence) -> list[tuple[Hashable, str, object]]:
         if isinstance(m, tuple) and len(m) == 2 and m[0] == "conductance" \
                 and isinstance(m[1], (str, nn.Module)):
             parsed.append((m, "conductance", m[1]))
-        elif isinstance(m, str) and m in _PLAIN:
-            parsed.append((m, m, None))
+        elif isinstance(m, str) and canonical(m, _PLAIN) in _PLAIN:
+            parsed.append((m, canonical(m, _PLAIN), None))
         else:
             raise ValueError(f"unknown method {m!r}; expected one of {', '.join(_PLAIN)} "
                              f"or ('conductance', layer)")
@@ -82,8 +82,8 @@ def explain(
     Each entry equals calling its method alone with the same ``steps`` and ``rule``:
 
     - ``"ig"``: ``IntegratedGradients.attribute(steps=steps, rule=rule)``
-    - ``"left_ig"``: ``LeftIntegratedGradients.attribute(steps=steps, rule=rule, saturation=...)``
-    - ``"idg_uniform"``: ``IntegratedDecisionGradients.attribute(sampling="uniform", ...)``
+    - ``"left-ig"``: ``LeftIntegratedGradients.attribute(steps=steps, rule=rule, saturation=...)``
+    - ``"idg-uniform"``: ``IntegratedDecisionGradients.attribute(sampling="uniform", ...)``
     - ``"idg"``: adaptive IDG with ``idg_steps`` samples (default ``steps``) whose coarse points
       are this pass's nodes and both ends (``coarse_steps=steps, rule=rule``)
     - ``"idgi"``: ``IDGI.attribute(steps=steps)`` (with ``rule="riemann_left"``, its nodes)
@@ -116,8 +116,8 @@ def explain(
         flat_w = weights.repeat(n_rows)
         ig = GradientSum(n_rows, flat_w) if "ig" in names else None
         left = SaturationSum(diff, f0, f1, saturation, alphas, weights) \
-            if "left_ig" in names else None
-        uniform = DecisionSum(diff, flat_w) if "idg_uniform" in names else None
+            if "left-ig" in names else None
+        uniform = DecisionSum(diff, flat_w) if "idg-uniform" in names else None
         if "idgi" in names and rule != "riemann_left":
             raise ValueError(f"'idgi' shares the pass on the nodes k / steps: give "
                              f"rule='riemann_left', got rule={rule!r}")
@@ -152,9 +152,9 @@ def explain(
             results["ig"] = s.result(ig.sums[0], diff, f1 - f0, alphas, weights, info,
                                      structure=not on_layer)
         if left is not None:
-            results["left_ig"] = left.result(engine, s, f0, f1, saturation, alphas, weights, info)
+            results["left-ig"] = left.result(engine, s, f0, f1, saturation, alphas, weights, info)
         if uniform is not None:
-            results["idg_uniform"] = uniform.result(s, f0, f1, alphas, weights,
+            results["idg-uniform"] = uniform.result(s, f0, f1, alphas, weights,
                                                     {"sampling": "uniform", **info})
         if idgi is not None:
             results["idgi"] = s.result(idgi.result(f1), torch.ones_like(diff), f1 - f0,

@@ -54,6 +54,7 @@ def test_cli_explains_a_local_model_like_the_api(models, kind, method, tmp_path,
     out, err = capsys.readouterr()
     assert code == 0, err
     (folder,) = (tmp_path / "generation").iterdir()  # named after the prompt
+    method = method.replace("_", "-")  # the command takes both spellings, writes the registry's
     data = json.loads((folder / method / "tokens.json").read_text())
     assert data["encoder_decoder"] == (kind == "seq2seq") and len(data["targets"]) == 3
     lm = load_language_model(str(directory))

@@ -124,7 +124,7 @@ def test_generation_and_errors():
             logits = model(seq, attention_mask=m,
                            position_ids=(m.cumsum(1) - 1).clamp(min=0)).logits[:, -1]
             assert torch.equal(logits.argmax(-1), r.target_ids[:, t])
-    ixg = pathattr.SequenceAttribution(model, method="input_x_gradient").attribute(
+    ixg = pathattr.SequenceAttribution(model, method="input-x-gradient").attribute(
         ids, r.target_ids, attention_mask=mask)
     assert ixg.scores.shape == r.scores.shape and ixg.info["steps"] == 1
     with pytest.raises(TypeError, match="exactly one of target_ids"):
@@ -336,7 +336,7 @@ def test_left_ig_per_target_equals_left_ig_on_each_prefix():
     model = gpt2()
     ids, mask = prompts()
     targets = torch.tensor([[3, 17, 21], [6, 6, 40]])
-    r = pathattr.SequenceAttribution(model, method="left_ig").attribute(
+    r = pathattr.SequenceAttribution(model, method="left-ig").attribute(
         ids, targets, baselines=0, attention_mask=mask, steps=24, saturation=0.7)
     ref, ref_delta, infos = per_token_input(model, r, pathattr.LeftIntegratedGradients,
                                             steps=24, saturation=0.7)
@@ -345,7 +345,7 @@ def test_left_ig_per_target_equals_left_ig_on_each_prefix():
     cuts = torch.stack([i["saturation_alpha"] for i in infos], 1)
     torch.testing.assert_close(r.info["saturation_alpha"], cuts, rtol=1e-12, atol=1e-12)
     # saturation 1 is IG with the same rule
-    whole = pathattr.SequenceAttribution(model, method="left_ig").attribute(
+    whole = pathattr.SequenceAttribution(model, method="left-ig").attribute(
         ids, targets, baselines=0, attention_mask=mask, steps=24, saturation=1.0)
     ig = pathattr.SequenceAttribution(model).attribute(ids, targets, baselines=0,
                                                        attention_mask=mask, steps=24)
@@ -410,10 +410,10 @@ def test_method_options_are_checked():
         pathattr.SequenceAttribution(model, method="idg").attribute(
             ids, max_new_tokens=1, conductance_layers=["transformer.h.0.mlp.c_proj"])
     with pytest.raises(ValueError, match="steps='auto' is for method='ig'"):
-        pathattr.SequenceAttribution(model, method="left_ig").attribute(
+        pathattr.SequenceAttribution(model, method="left-ig").attribute(
             ids, max_new_tokens=1, steps="auto")
     with pytest.raises(ValueError, match="saturation must be"):
-        pathattr.SequenceAttribution(model, method="left_ig").attribute(
+        pathattr.SequenceAttribution(model, method="left-ig").attribute(
             ids, max_new_tokens=1, saturation=0)
     with pytest.raises(ValueError, match="no MLP output projection"):
         pathattr.mlp_neurons(torch.nn.Linear(2, 2))
@@ -426,7 +426,7 @@ def test_encoder_decoder_methods_on_both_stacks():
     targets = torch.tensor([[3, 17, 21], [6, 6, 30]])
     ig = pathattr.SequenceAttribution(model).attribute(ids, targets, attention_mask=mask,
                                                        steps=16)
-    whole = pathattr.SequenceAttribution(model, method="left_ig").attribute(
+    whole = pathattr.SequenceAttribution(model, method="left-ig").attribute(
         ids, targets, attention_mask=mask, steps=16, saturation=1.0)
     torch.testing.assert_close(whole.scores, ig.scores, rtol=1e-12, atol=1e-14)
     auto = pathattr.SequenceAttribution(model).attribute(ids, targets, attention_mask=mask,
@@ -507,3 +507,10 @@ def test_idgi_per_target_equals_idgi_on_each_prefix_and_is_complete():
     t = pathattr.SequenceAttribution(t5(), method="idgi").attribute(
         torch.tensor([[5, 9, 13, 2]]), torch.tensor([[3, 17]]), steps=8)
     assert t.scores.shape == (1, 2, 6) and t.delta.abs().max() < 1e-12
+
+
+def test_the_old_method_spelling_warns():
+    model = gpt2()
+    with pytest.warns(DeprecationWarning, match="'input_x_gradient' is deprecated"):
+        sa = pathattr.SequenceAttribution(model, method="input_x_gradient")
+    assert sa.method == "input-x-gradient"

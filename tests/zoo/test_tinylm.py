@@ -54,7 +54,7 @@ def test_several_methods_and_prompts_keep_every_report(lm, tmp_path, capsys):
     assert len(folders) == 2  # the second prompt did not replace the first
     for folder in folders:
         runs = {p.parent.name: json.loads(p.read_text()) for p in folder.glob("*/tokens.json")}
-        assert set(runs) == {"deeplift", "left_ig", "idgi"}
+        assert set(runs) == {"deeplift", "left-ig", "idgi"}
         # one continuation, generated once, explained by each method
         assert len({tuple(r["target_ids"]) for r in runs.values()}) == 1
         assert max(runs["idgi"]["relative_delta"]) < 1e-5

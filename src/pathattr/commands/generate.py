@@ -85,13 +85,12 @@ def generation_methods(spec: str) -> list[str]:
 
     if spec.strip() == "all":
         return list(METHODS)
-    chosen = list(dict.fromkeys(m.strip().replace("-", "_") for m in spec.split(",")
+    chosen = list(dict.fromkeys(m.strip().replace("_", "-") for m in spec.split(",")
                                 if m.strip()))
     bad = [m for m in chosen if m not in METHODS]
     if not chosen or bad:
         raise UsageError(f"--method: with --generate / --target-text one or more of "
-                         f"{', '.join(m.replace('_', '-') for m in METHODS)} or all, got "
-                         f"{spec!r}")
+                         f"{', '.join(METHODS)} or all, got {spec!r}")
     return chosen
 
 
@@ -125,7 +124,7 @@ def explain_generation(prompt: str, model: str, generate: int | None, target: st
     texts, reports = [], []
     for method in methods:
         start = time.perf_counter()
-        kw = {} if method in ("deeplift", "input_x_gradient") else \
+        kw = {} if method in ("deeplift", "input-x-gradient") else \
             {"steps": steps if method == "ig" else fixed_steps(steps), "progress": not quiet}
         if kw.get("steps") == "auto":
             kw["tol"] = AUTO_TOL

@@ -52,7 +52,8 @@ from .integrated_gradients import trapezoid_sums
 from .left_ig import check_saturation, saturation_alphas, truncated_weights
 
 SCORES = ("logit", "logprob", "prob")
-METHODS = ("ig", "idg", "left_ig", "idgi", "input_x_gradient", "deeplift")
+#: Registry names (``pathattr.registry``) of the methods that explain every target token.
+METHODS = ("ig", "idg", "left-ig", "idgi", "input-x-gradient", "deeplift")
 
 
 @dataclass
@@ -199,8 +200,9 @@ class SequenceAttribution:
     Causal LMs (GPT-2, Llama, any module taking ``(input_ids, attention_mask=...,
     [position_ids=...])``) and encoder-decoders (``config.is_encoder_decoder``: T5, BART,
     Marian), whose targets are attributed to every encoder token and to the decoder tokens
-    before them. ``method``: "ig" (Integrated Gradients along the shared path) or
-    "input_x_gradient" (the gradient at the input times ``e - e'``). ``layer``: the token
+    before them. ``method``: one of ``METHODS``, e.g. "ig" (Integrated Gradients along the
+    shared path) or "input-x-gradient" (the gradient at the input times ``e - e'``); the old
+    spellings "left_ig", "input_x_gradient" still work, with a ``DeprecationWarning``. ``layer``: the token
     embeddings (default: found with ``get_input_embeddings()``; for encoder-decoders both
     stacks' embeddings, one module called twice when shared: ``"shared@0"``, ``"shared@1"``).
     """
@@ -208,6 +210,9 @@ class SequenceAttribution:
     def __init__(self, model: nn.Module, method: str = "ig", layer: LayerSpec | None = None):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+        from ..registry import canonical
+
+        method = canonical(method, METHODS)
         if method not in METHODS:
             raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
         self.model, self.method = model, method
@@ -330,7 +335,7 @@ class SequenceAttribution:
         Per method: "ig" with ``steps="auto"`` refines each target's own path (``tol``,
         ``max_steps`` as in ``IntegratedGradients``; a point one target asks for serves all,
         ``info["gradient_evaluations"]`` ``(B, T)`` counts each target's nodes,
-        ``info["points"]`` ``(B,)`` the forwards run); "left_ig" cuts each target's path at
+        ``info["points"]`` ``(B,)`` the forwards run); "left-ig" cuts each target's path at
         its own ``a*`` (``saturation``); "idg" with ``sampling="adaptive"`` places the
         ``steps`` samples by the output change of all targets pooled (each target's change
         normalised to sum 1; with one target exactly IDG's placement), so they share one
@@ -342,7 +347,7 @@ class SequenceAttribution:
 
         Cost: two forwards for the ends, then per example ``steps`` forwards and ``steps * T``
         backwards (one forward per path point for all targets); "idg" adaptive adds
-        ``coarse_steps - 2`` forwards, "left_ig" ``T`` forwards at the cuts, conductance
+        ``coarse_steps - 2`` forwards, "left-ig" ``T`` forwards at the cuts, conductance
         forwards at the rule's cell edges; DeepLIFT: two forwards and ``T`` backwards.
         """
         check_eval_mode(self.model)
@@ -352,7 +357,7 @@ class SequenceAttribution:
             raise ValueError(f"steps='auto' is for method='ig', not {self.method!r}")
         if steps != "auto":
             check_steps(steps)
-        if self.method == "left_ig":
+        if self.method == "left-ig":
             saturation = check_saturation(saturation)
         if self.method == "idg":
             check_positive_int(coarse_steps, "coarse_steps", minimum=2)
@@ -483,7 +488,7 @@ class SequenceAttribution:
                 elif self.method == "idgi":
                     scores, delta, alphas, extra = path.idgi(steps)
                 else:
-                    if self.method == "input_x_gradient":
+                    if self.method == "input-x-gradient":
                         rule, steps = None, 1
                         alphas = weights = path.f1.new_ones(1)
                     else:
@@ -491,7 +496,7 @@ class SequenceAttribution:
                     named = [resolve_layer(self.model, n) for n in conductance_layers or ()]
                     p, f, conductance = path.fixed(alphas, weights, named)
                     extra = {"rule": rule, "steps": steps}
-                    if self.method == "left_ig":
+                    if self.method == "left-ig":
                         scores, delta, extra2 = path.left(alphas, weights, p, f, saturation)
                         extra.update(extra2)
                     else:
