@@ -202,7 +202,8 @@ class SequenceAttribution:
     Marian), whose targets are attributed to every encoder token and to the decoder tokens
     before them. ``method``: one of ``METHODS``, e.g. "ig" (Integrated Gradients along the
     shared path) or "input-x-gradient" (the gradient at the input times ``e - e'``); the old
-    spellings "left_ig", "input_x_gradient" still work, with a ``DeprecationWarning``. ``layer``: the token
+    spellings "left_ig", "input_x_gradient" still work, with a ``DeprecationWarning``.
+    ``layer``: the token
     embeddings (default: found with ``get_input_embeddings()``; for encoder-decoders both
     stacks' embeddings, one module called twice when shared: ``"shared@0"``, ``"shared@1"``).
     """
