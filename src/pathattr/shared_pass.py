@@ -163,6 +163,7 @@ def explain(
             inner = (a > 0) & (a < 1)
             values = torch.cat(outputs).reshape(n_rows, steps)[:, torch.as_tensor(inner)]
             pts = torch.as_tensor(coarse_points(rule, steps), dtype=s.x.dtype, device=s.x.device)
+            values = torch.cat([f0[:, None], values.to(f0.dtype), f1[:, None]], 1)
             results["idg"] = adaptive_idg(engine, s, f0, f1, pts, values, idg_steps, rule, steps,
                                           len(pts))
     for i, (name, _) in enumerate(layers):

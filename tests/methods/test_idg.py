@@ -40,6 +40,15 @@ def reference_idg(model, x, base, target, n=200):
     return out * d
 
 
+def reference_case():
+    """A smooth float64 MLP, three inputs, one baseline, targets, and ``reference_idg``."""
+    model = smooth_mlp()
+    x = torch.randn(3, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    base = torch.randn(6, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    t = torch.tensor([2, 0, 1])
+    return model, x, base, t, reference_idg(model, x, base.expand_as(x), t)
+
+
 def test_adaptive_samples_concentrate_where_the_logit_rises():
     x = torch.full((2, 4), 0.25)
     r = IntegratedDecisionGradients(Sigmoid1D()).attribute(x, steps=50, coarse_steps=50)
@@ -89,11 +98,7 @@ def test_adding_a_constant_to_the_logit_changes_nothing(sampling):
 
 
 def test_matches_float64_reference_quadrature():
-    model = smooth_mlp()
-    x = torch.randn(3, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
-    base = torch.randn(6, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
-    t = torch.tensor([2, 0, 1])
-    ref = reference_idg(model, x, base.expand_as(x), t)
+    model, x, base, t, ref = reference_case()
     idg = IntegratedDecisionGradients(model)
     gl = idg.attribute(x, base, t, steps=40, sampling="uniform", rule="gausslegendre")
     torch.testing.assert_close(gl.attributions, ref, rtol=1e-9, atol=1e-12)
@@ -167,11 +172,7 @@ def test_interpolated_coarse_values_keep_the_placement_and_the_accuracy():
     interp = idg.attribute(x, steps=50)
     for a, b in zip(interp.alphas, exact.alphas, strict=True):
         assert (a - b).abs().mean() < 0.01  # a sharp rise, read off 25 of the 50 points
-    model = smooth_mlp()
-    x = torch.randn(3, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
-    base = torch.randn(6, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
-    t = torch.tensor([2, 0, 1])
-    ref = reference_idg(model, x, base.expand_as(x), t)
+    model, x, base, t, ref = reference_case()
     idg = IntegratedDecisionGradients(model)
 
     def error(**kw):

@@ -198,9 +198,8 @@ class IntegratedDecisionGradients:
             rows, inner = flat_points(len(s.x), measured[1:-1])
             inner = engine.values(rows, inner).reshape(len(s.x), len(measured) - 2)
             ends = torch.cat([f0[:, None], inner.to(f0.dtype), f1[:, None]], 1)
-            values = coarse_values(pts, measured, ends)[:, 1:-1]
-            return adaptive_idg(engine, s, f0, f1, pts, values, steps, rule, coarse_steps,
-                                len(measured))
+            return adaptive_idg(engine, s, f0, f1, pts, coarse_values(pts, measured, ends),
+                                steps, rule, coarse_steps, len(measured))
 
 
 def uniform_idg(engine: PathEngine, s: Setup, f0: Tensor, f1: Tensor, rule: str,
@@ -215,13 +214,12 @@ def uniform_idg(engine: PathEngine, s: Setup, f0: Tensor, f1: Tensor, rule: str,
 
 
 def adaptive_idg(engine: PathEngine, s: Setup, f0: Tensor, f1: Tensor, points: Tensor,
-                 inner_values: Tensor, steps: int, rule: str, coarse_steps: int,
+                 values: Tensor, steps: int, rule: str, coarse_steps: int,
                  measured: int) -> Attribution:
-    """IDG with samples placed by the output change at ``points``; ``inner_values`` ``(R, N-2)``
-    is ``F`` at the inner points (the ends come from ``f0``, ``f1``), read off ``measured``
-    points (``info["coarse_evaluations"]``, both ends included).
+    """IDG with samples placed by the output change at ``points``; ``values`` ``(R, N)`` is
+    ``F`` at every point (``f0`` and ``f1`` at the ends), read off ``measured`` points
+    (``info["coarse_evaluations"]``, both ends included).
     Cost: ``steps`` forward+backward passes per row."""
-    values = torch.cat([f0[:, None], inner_values.to(f0.dtype), f1[:, None]], 1)
     alphas, weights = adaptive_nodes(points, values, steps)
     rows = torch.arange(len(s.x), device=s.x.device).repeat_interleave(steps)
     acc = decision_pass(engine, rows, alphas.flatten(), weights.flatten())

@@ -43,6 +43,26 @@ def deterministic(seed: int) -> Iterator[None]:
             torch.set_num_threads(threads)
 
 
+def train_classifier(build: Callable[[], torch.nn.Module], x: Tensor, y: Tensor,
+                     settings: dict) -> dict[str, Tensor]:
+    """A classifier ``build()`` trained on ``(x, y)`` with Adam (``settings["lr"]``) and
+    cross-entropy for ``settings["epochs"]`` epochs of seeded shuffles in batches of
+    ``settings["batch"]``, inside ``deterministic(settings["seed"])``; returns the state dict."""
+    with deterministic(settings["seed"]):
+        model = build()
+        opt = torch.optim.Adam(model.parameters(), lr=settings["lr"])
+        g = torch.Generator().manual_seed(settings["seed"])
+        for _ in range(settings["epochs"]):
+            perm = torch.randperm(len(y), generator=g)
+            for i in range(0, len(y), settings["batch"]):
+                idx = perm[i:i + settings["batch"]]
+                loss = torch.nn.functional.cross_entropy(model(x[idx]), y[idx])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+    return model.state_dict()
+
+
 def cached_state(path: Path, train: Callable[[], dict[str, Tensor]]) -> dict[str, Tensor]:
     """The state dict at ``path`` (``torch.load(weights_only=True)``), or ``train()``'s, written
     there atomically so that concurrent callers never read a partial file. A cache file that

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from . import cache
-from .cache import cached_state, deterministic
+from .cache import cached_state, train_classifier
 
 #: Everything the trained weights depend on; its hash names the cache file.
 SETTINGS = {"arch": "conv16-conv32-pool-fc64-fc10/v1", "seed": 0, "test_fraction": 0.2,
@@ -53,19 +53,7 @@ def train_digits_cnn() -> dict[str, Tensor]:
     Deterministic: seeded init and shuffling, one thread (``cache.deterministic``).
     """
     x, y, _, _ = digits_data()
-    with deterministic(SETTINGS["seed"]):
-        model = build_digits_cnn()
-        opt = torch.optim.Adam(model.parameters(), lr=SETTINGS["lr"])
-        g = torch.Generator().manual_seed(SETTINGS["seed"])
-        for _ in range(SETTINGS["epochs"]):
-            perm = torch.randperm(len(y), generator=g)
-            for i in range(0, len(y), SETTINGS["batch"]):
-                idx = perm[i:i + SETTINGS["batch"]]
-                loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-    return model.state_dict()
+    return train_classifier(build_digits_cnn, x, y, SETTINGS)
 
 
 def weights_path(directory: str | Path | None = None) -> Path:

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from . import cache
-from .cache import cached_state, deterministic
+from .cache import cached_state, train_classifier
 
 #: Everything the trained weights depend on; its hash names the cache file.
 SETTINGS = {"arch": "conv1d32x3-pool-fc64-fc10/v1", "seed": 0, "data_seed": 42, "epochs": 30,
@@ -71,19 +71,7 @@ def train_mnist1d_cnn() -> dict[str, Tensor]:
     """Train from scratch with ``SETTINGS`` (Adam, cosine-free constant rate, seeded shuffles,
     one thread); returns the state dict. Cost: about 20 s on one CPU core."""
     x, y, _, _ = mnist1d_data()
-    with deterministic(SETTINGS["seed"]):
-        model = build_mnist1d_cnn()
-        opt = torch.optim.Adam(model.parameters(), lr=SETTINGS["lr"])
-        g = torch.Generator().manual_seed(SETTINGS["seed"])
-        for _ in range(SETTINGS["epochs"]):
-            perm = torch.randperm(len(y), generator=g)
-            for i in range(0, len(y), SETTINGS["batch"]):
-                idx = perm[i:i + SETTINGS["batch"]]
-                loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-    return model.state_dict()
+    return train_classifier(build_mnist1d_cnn, x, y, SETTINGS)
 
 
 def weights_path(directory: str | Path | None = None) -> Path:
