@@ -5,6 +5,7 @@ import pytest
 import torch
 from torch import nn
 
+from pathattr import IntegratedGradients, per_example, shared
 from pathattr.forward import ModelCall, Packer, choose_output
 
 
@@ -42,6 +43,33 @@ def test_forward_arguments_follow_each_rows_example():
     assert out[:, 0].tolist() == [100.0, 1.0, 10.0]
     with pytest.raises(TypeError, match="forward_kwargs must be a dict"):
         ModelCall(Model(), call.packer, n, forward_kwargs=[1])
+
+
+def test_marked_forward_arguments_are_never_guessed_by_shape():
+    """A shared (2, E) edge list with a batch of two stays whole; per_example always indexes."""
+    class Model(nn.Module):
+        def forward(self, x, edges, weight):
+            # the output depends on every edge: a split edge list changes it
+            return x * edges.float().sum() * weight[:, None]
+
+    n, edges, weight = 2, torch.tensor([[0, 1, 2], [1, 2, 0]]), torch.tensor([1.0, 2.0])
+    x = torch.rand(n, 3, dtype=torch.float64)
+    model = Model().double()
+    res = IntegratedGradients(model).attribute(
+        x, target=0, additional_forward_args=(shared(edges), per_example(weight.double())))
+    plain = model(x, edges, weight.double())[:, 0]
+    assert torch.allclose(res.attributions.sum(1), plain, rtol=1e-12)
+    call = ModelCall(Model(), Packer.of([torch.zeros(n, 3)], single=True), n,
+                     additional_forward_args=(shared(edges), per_example(weight)))
+    seen = []
+    call.model = lambda x, e, w: seen.append((e, w)) or x
+    call(torch.ones(4, 3), torch.tensor([3, 0, 1, 2]))
+    assert seen[0][0] is edges and seen[0][1].tolist() == [2.0, 1.0, 2.0, 1.0]
+    with pytest.raises(ValueError, match=r"additional_forward_args\[0\]: per_example\(\) "
+                                         r"tensor has 3 entries.*batch size 2"):
+        ModelCall(Model(), call.packer, n, additional_forward_args=(per_example(torch.ones(3)),))
+    with pytest.raises(TypeError, match="per_example"):
+        per_example(3.0)
 
 
 def test_a_model_failing_says_what_it_was_given():

@@ -20,6 +20,8 @@ _NAMES = {
     "explain": "pathattr.shared_pass",
     "SequenceAttribution": "pathattr.methods.sequence",
     "mlp_neurons": "pathattr.methods.sequence",
+    "shared": "pathattr.forward",
+    "per_example": "pathattr.forward",
     "run": "pathattr.runs",
     "summarize": "pathattr.runs",
 }
@@ -46,6 +48,7 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # for type checkers and IDEs: the eager imports
     from . import baselines, metrics, quadrature, viz, zoo  # noqa: F401
     from .engine import PathEngine  # noqa: F401
+    from .forward import per_example, shared  # noqa: F401
     from .methods.agi import AdversarialGradientIntegration  # noqa: F401
     from .methods.blur_ig import BlurIntegratedGradients  # noqa: F401
     from .methods.conductance import LayerConductance, NeuronConductance  # noqa: F401

@@ -6,10 +6,13 @@ side by side, so that the path engine and every method see a single tensor; the 
 the inputs unpacked (views of the packed rows). A single tensor of two or more dimensions is
 passed as it is (its memory format matters to conv nets).
 
-A path point belongs to one example, and points of several examples share a chunk: so every
-forward argument (``additional_forward_args``, ``forward_kwargs``) that is a tensor whose first
-dimension is the batch size is indexed with the example of each row; everything else is passed
-unchanged. Row ``r`` of any evaluated batch belongs to example ``r % B``.
+A path point belongs to one example, and points of several examples share a chunk, so a forward
+argument (``additional_forward_args``, ``forward_kwargs``) that holds one entry per example must
+be indexed with the example of each row. Say which with ``per_example(t)`` (always indexed; its
+first dimension must be the batch size) or ``shared(v)`` (passed unchanged, whatever its shape:
+a graph's ``edge_index (2, E)`` with a batch of two). An unmarked argument follows Captum's
+convention: a tensor whose first dimension is the batch size is per example, anything else is
+shared. Row ``r`` of any evaluated batch belongs to example ``r % B``.
 """
 
 from __future__ import annotations
@@ -104,7 +107,48 @@ class Packer:
         return parts[0] if self.single else parts
 
 
+@dataclass(frozen=True)
+class Shared:
+    """A forward argument passed unchanged to every chunk (see ``shared``)."""
+
+    value: Any
+
+
+@dataclass(frozen=True)
+class PerExample:
+    """A forward argument with one entry per example along its first dimension."""
+
+    value: Tensor
+
+
+def shared(value: Any) -> Shared:
+    """Mark a forward argument as the same for every example: it is never indexed per row,
+    whatever its shape. Returns the marker; the model receives ``value``."""
+    return Shared(value)
+
+
+def per_example(value: Tensor) -> PerExample:
+    """Mark a tensor forward argument as one entry per example (first dimension = batch size):
+    each evaluated row receives its example's entry. Returns the marker; the model receives the
+    indexed tensor."""
+    if not isinstance(value, Tensor) or value.dim() == 0:
+        raise TypeError(f"per_example() takes a tensor with a batch dimension, got "
+                        f"{type(value).__name__}" + (" (a scalar)" if isinstance(value, Tensor)
+                                                     else ""))
+    return PerExample(value)
+
+
+def _check_marked(v: object, name: str, n: int) -> None:
+    if isinstance(v, PerExample) and v.value.shape[0] != n:
+        raise ValueError(f"{name}: per_example() tensor has {v.value.shape[0]} entries along "
+                         f"its first dimension, expected the batch size {n}")
+
+
 def _index_batch(v: object, ex: Tensor, n: int) -> object:
+    if isinstance(v, Shared):
+        return v.value
+    if isinstance(v, PerExample):
+        return v.value.index_select(0, ex.to(v.value.device))
     if isinstance(v, Tensor) and v.dim() >= 1 and v.shape[0] == n:
         return v.index_select(0, ex.to(v.device))
     return v
@@ -129,6 +173,10 @@ class ModelCall:
         self.model, self.packer, self.n, self.output = eager(model), packer, n, output
         self.args = additional_forward_args or ()
         self.kwargs = dict(forward_kwargs or {})
+        for i, a in enumerate(self.args):
+            _check_marked(a, f"additional_forward_args[{i}]", n)
+        for k, v in self.kwargs.items():
+            _check_marked(v, f"forward_kwargs[{k!r}]", n)
         if "use_cache" not in self.kwargs and _caches(self.model):
             # a cache is state for the next call, not part of the explained function; writing
             # it (Mamba's ``copy_`` into its cache) has no DeepLIFT rule and costs memory

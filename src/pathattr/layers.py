@@ -9,6 +9,11 @@ module's name: ``"rnn[0]"`` (the LSTM's output sequence), ``"encoder.layer.0.att
 A module that runs several times in one forward (a shared embedding for encoder and decoder,
 one activation module called twice) is tapped at one of its calls with ``@K`` (0-based):
 ``"shared@1"`` is the second call; without it such a module is refused as ambiguous.
+
+A model whose rows are not the first dimension of its layers — a graph network holds the nodes
+of all graphs in one ``(N, d)`` tensor — declares its ``RowLayout`` for the duration of its
+forward (``row_layout``); a tapped activation laid out by nodes (or edges) is then seen padded,
+one row per evaluated example, ``(rows, most nodes, d)``, and put back for the layers after it.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ import difflib
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
@@ -143,6 +150,54 @@ def tensor_elements(name: str, module: nn.Module, use_input: bool,
     return found or [name]
 
 
+@dataclass(frozen=True)
+class RowLayout:
+    """Which row each entry of a node-major (or edge-major) tensor belongs to.
+
+    ``counts``: per layout (``"nodes"``, ``"edges"``) the entries of each of the ``rows``
+    evaluated examples, in order (row 0's first). Entries of one row are contiguous."""
+
+    rows: int
+    counts: Mapping[str, Tensor]
+
+    def kind(self, t: Tensor) -> str | None:
+        """The layout of ``t`` by its first dimension: None when it is one entry per row."""
+        if t.dim() == 0 or t.shape[0] == self.rows:
+            return None
+        for k, c in self.counts.items():
+            if t.shape[0] == int(c.sum()):
+                return k
+        return None
+
+    def _mask(self, kind: str, device: torch.device) -> Tensor:
+        c = self.counts[kind].to(device)
+        width = int(c.max()) if len(c) else 0
+        return torch.arange(width, device=device)[None] < c[:, None]
+
+    def to_rows(self, t: Tensor, kind: str) -> Tensor:
+        """``(entries, *d)`` -> ``(rows, most entries, *d)``, zero where a row has fewer."""
+        mask = self._mask(kind, t.device)
+        out = t.new_zeros(*mask.shape, *t.shape[1:])
+        return out.index_put((mask,), t) if t.requires_grad else out.index_put_((mask,), t)
+
+    def from_rows(self, t: Tensor, kind: str) -> Tensor:
+        """The inverse of ``to_rows``: the padding dropped."""
+        return t[self._mask(kind, t.device)]
+
+
+_LAYOUT: ContextVar[RowLayout | None] = ContextVar("pathattr_row_layout", default=None)
+
+
+@contextmanager
+def row_layout(layout: RowLayout) -> Iterator[None]:
+    """Declare ``layout`` for the forward run inside the block (see ``RowLayout``)."""
+    token = _LAYOUT.set(layout)
+    try:
+        yield
+    finally:
+        _LAYOUT.reset(token)
+
+
 class LayerNotExecuted(RuntimeError):
     pass
 
@@ -217,6 +272,13 @@ class _Tap:
         return value if new is t else set_element(value, self.path, new)
 
     def _take(self, t: Tensor) -> Tensor:
+        layout = _LAYOUT.get()
+        kind = layout.kind(t) if layout is not None else None
+        if kind is not None:
+            return layout.from_rows(self._take_rows(layout.to_rows(t, kind)), kind)
+        return self._take_rows(t)
+
+    def _take_rows(self, t: Tensor) -> Tensor:
         if self.replace is not None:
             t = self.replace(t)
         if t.requires_grad:

@@ -38,7 +38,7 @@ from ..result import Attribution
 from ..targets import TargetSpec
 from ..validate import first_nonfinite
 from ._setup import ConvergenceDelta, Inputs, Setup, setup
-from .deeplift_rules import DeepLiftMode
+from .deeplift_rules import DeepLiftMode, NoDeepLiftRule
 
 if TYPE_CHECKING:
     from ..layers import _Tap
@@ -79,13 +79,24 @@ def _model_ends(s: Setup, mode: DeepLiftMode, rows: Tensor, out: Tensor, out_ref
                 ) -> tuple[Tensor, Tensor]:
     """``F(x), F(x')`` that the gap is measured against: the model's own outputs. A widened
     run (half-precision model) computed its float32 outputs; then the model runs once more on
-    both, plainly (two forwards), so ``delta`` includes the model's own rounding."""
-    if not mode.widen:
+    both, plainly (two forwards), so ``delta`` includes the model's own rounding. So does a run
+    that replaced a detached value by the reference's (a softmax's shift): its output must be
+    the model's, else the detached value mattered and DeepLIFT has no rule for it."""
+    if not (mode.widen or mode.substituted):
         return out.detach(), out_ref
     with torch.no_grad():
-        ends = [s.target.select(s.call(t[rows], rows), rows).float() for t in (s.x, s.baseline)]
+        ends = [s.target.select(s.call(t[rows], rows), rows) for t in (s.x, s.baseline)]
+    if mode.widen:
+        ends = [e.float() for e in ends]
     for values, what in zip(ends, ("input", "baseline")):
         _check_finite(s, rows, values, f"the model's target output at the {what}")
+    if mode.substituted:
+        scale = ends[0].abs().clamp_min(1)
+        if ((out.detach() - ends[0]).abs() > 256 * torch.finfo(out.dtype).eps * scale).any():
+            raise NoDeepLiftRule(
+                "the model uses a detached copy of the attributed signal (Tensor.detach) that "
+                "changes its output: DeepLIFT has no rule for that (a softmax's max shift, "
+                "which cancels, is fine)")
     return ends[0], ends[1]
 
 

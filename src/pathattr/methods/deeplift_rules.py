@@ -73,8 +73,25 @@ LINEAR = _ops(
     "avg_pool2d", "avg_pool3d", "adaptive_avg_pool1d", "adaptive_avg_pool2d",
     "adaptive_avg_pool3d", "pad", "pixel_shuffle", "pixel_unshuffle", "interpolate", "dropout",
     "dropout1d", "dropout2d", "dropout3d", "alpha_dropout", "feature_alpha_dropout",
+    # gathers and scatters by constant indices (message passing: a node's messages summed)
+    "scatter_add", "scatter_add_", "index_add", "index_add_", "index_put", "index_put_",
+    "index_copy", "index_copy_", "masked_scatter", "masked_scatter_", "masked_fill_",
+    "index_fill", "index_fill_", "take", "take_along_dim", "masked_select",
 )
 LINEAR_GETTERS = {"T", "mT"}
+
+
+def _reduce_arg(args: tuple, kwargs: dict, position: int) -> object:
+    return kwargs.get("reduce", args[position] if len(args) > position else None)
+
+
+# Linear only for some arguments: a scatter that sums or averages (``amax`` needs a max rule).
+LINEAR_IF = {
+    **dict.fromkeys(_ops("scatter_reduce", "scatter_reduce_", "index_reduce", "index_reduce_"),
+                    lambda args, kwargs: _reduce_arg(args, kwargs, 4) in ("sum", "mean")),
+    **dict.fromkeys(_ops("scatter", "scatter_"),
+                    lambda args, kwargs: kwargs.get("reduce") in (None, "add")),
+}
 # Linear in the first argument while the others (weights, divisors, statistics) are constant.
 LINEAR_LAYERS = _ops("linear", "conv1d", "conv2d", "conv3d")
 FIRST_ONLY = LINEAR_LAYERS | _ops(
@@ -107,6 +124,8 @@ SHAPED_LIKE = {Tensor.expand_as, Tensor.view_as, Tensor.reshape_as, Tensor.type_
 SCALES = _ops("rsqrt", "reciprocal")
 # ``a / b`` with a varying divisor: ``a * (1 / b)``.
 DIVISION = _ops("div", "divide", "true_divide", "__truediv__", "__rtruediv__")
+# A constant copy of the signal (``_detach``).
+DETACH = _ops("detach")
 # Make constants shaped like their argument.
 CONSTRUCTORS = _ops("zeros_like", "ones_like", "empty_like", "full_like", "new_zeros",
                     "new_ones", "new_empty", "new_full", "new_tensor")
@@ -503,6 +522,8 @@ class DeepLiftMode(TorchFunctionMode):
         self._tape: list[_Entry] = []
         self._next = 0
         self._recording = True
+        #: detached values replaced by the reference run's in the last input run (``_detach``)
+        self.substituted = 0
         from .deeplift_composite import COMPOSITES, DECOMPOSITIONS
 
         self._composites, self._decompositions = COMPOSITES, DECOMPOSITIONS
@@ -526,6 +547,7 @@ class DeepLiftMode(TorchFunctionMode):
         """Enter for the run on the inputs: rules consume the reference tape in call order."""
         self._recording, self._next, self._sources, self._scales = False, 0, {}, {}
         self.counts.clear()
+        self.substituted = 0
         return self
 
     def check_consumed(self) -> None:
@@ -560,6 +582,8 @@ class DeepLiftMode(TorchFunctionMode):
                 return out
             return self._unsupported(func, args, kwargs, "runs with autograd off (in no_grad or a "
                                      "custom autograd.Function)", out)
+        if func in DETACH:
+            return self._detach(func, args, kwargs)
         if func in TRAINING_FLAG and _bound(func, args, kwargs).get("training"):
             raise NoDeepLiftRule(f"{op_name(func)} runs in training mode: its output is random "
                                  f"or mixes examples; call model.eval()")
@@ -604,6 +628,7 @@ class DeepLiftMode(TorchFunctionMode):
                 self.counts["product"] += 1
                 return shapley_product(func, args, kwargs, *factors, a_ref, b_ref)
         linear = (func in LINEAR
+                  or (func in LINEAR_IF and LINEAR_IF[func](args, kwargs))
                   or (func in FIRST_ONLY and len(varying) == 1 and args and varying[0] is args[0])
                   or (func in PRODUCT | ONE_FACTOR and len(varying) == 1)
                   or (_is_getter(func) and func.__self__.__name__ in LINEAR_GETTERS))
@@ -619,6 +644,15 @@ class DeepLiftMode(TorchFunctionMode):
         if self.rule == "revealcancel":
             self._track_source(func, args, kwargs, out)
         return out
+
+    def _detach(self, func, args, kwargs):
+        """A detached value of the signal (a softmax's max shift, PyG's ``softmax``): the same
+        constant in both runs, the reference run's, so no difference hides in it. The caller
+        then checks that the model's output is unchanged by it (``substituted``)."""
+        if self._recording:
+            return self._tensors(func, args[0], func(*args, **kwargs))[0]
+        self.substituted += 1
+        return self._tensors(func, args[0])[0]
 
     def _composite(self, func, args, kwargs, varying):
         """A rule that needs the op's input and its reference at once (``deeplift_composite``);
