@@ -270,9 +270,15 @@ class GraphAttribution:
     def info(self) -> dict[str, Any]:
         return self.result.info
 
-    def node_scores(self) -> Tensor:
-        """``(N,)``: each node's attribution summed over its features."""
-        return self.nodes.sum(-1)
+    def node_scores(self, edges: bool = False) -> Tensor:
+        """``(N,)``: each node's attribution summed over its features; with ``edges``, plus
+        half of each incident edge's (so that a graph's node scores add up to its total)."""
+        s = self.nodes.sum(-1)
+        if edges and self.edges is not None:
+            half = self.edge_scores() / 2
+            ei = self.graphs.edge_index
+            s = s.index_add(0, ei[0], half).index_add(0, ei[1], half)
+        return s
 
     def edge_scores(self) -> Tensor | None:
         """``(E,)``: each edge's attribution summed over its features, if attributed."""
@@ -315,8 +321,11 @@ def attribute_graphs(model: nn.Module, data: Any, method: str | Any = "ig", *,
             if info.space == "layer" else ()
         options = {**info.attribute, **options}
         method = registry.make(name, wrapped, *args)
+    if "baselines" in inspect.signature(method.attribute).parameters:
+        options["baselines"] = _baselines(g, baselines, inputs)
+    elif baselines is not None:
+        raise ValueError(f"{type(method).__name__} takes no baselines")
     result = method.attribute(inputs if len(inputs) > 1 else inputs[0], target=target,
-                              baselines=_baselines(g, baselines, inputs),
                               additional_forward_args=(per_example(torch.arange(
                                   g.num_graphs, device=g.x.device)),), **options)
     a = result.attributions

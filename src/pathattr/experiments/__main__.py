@@ -7,7 +7,7 @@ import argparse
 import importlib
 from pathlib import Path
 
-NAMES = ("ig", "neurons", "idg")
+NAMES = ("ig", "neurons", "idg", "molecules")
 
 
 def main(argv: list[str] | None = None) -> int:
