@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# torch first and pinned: the CPU wheel; anything unpinned pulls GBs of CUDA
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e '.[zoo,graph,test]' torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e '.[zoo,graph,admet,test]' torch==2.13.0
 	touch $(STAMP)
 
 # ruff first: a lint error fails the tests as a failing test would

@@ -207,8 +207,9 @@ def files(tmp_path):
     (["explain", "photo:camera", *DIGITS, "--target", "cat"], "--target: unknown class 'cat'"),
     (["neurons", "photo:camera", *DIGITS, "--layer", "features.relu"],
      "--layer: unknown layer 'features.relu'; close names: features.relu2, features.relu1"),
-    (["explain"], "IMAGE: give images, or --text, or --demo"),
-    (["explain", "photo:camera", "--text", "hi"], "IMAGE: give images, or --text, or --demo"),
+    (["explain"], "IMAGE: give images, or --text, or --smiles, or --demo"),
+    (["explain", "photo:camera", "--text", "hi"],
+     "IMAGE: give images, or --text, or --smiles, or --demo"),
     (["explain", "photo:camera", "--pair", "hi"], "--pair: only with --text"),
     (["explain", "--text", "hi", "--method", "ig"], "--method: not used with --text"),
     (["explain", "--text", " "], "--text: empty sentence"),
@@ -419,3 +420,36 @@ def test_evaluate_signals(tmp_path, capsys):
     code, _, err = run(capsys, "explain", "photo:coffee", "--model", "mnist1d-cnn",
                        "--out", tmp_path / "x")
     assert code != 0 and "1-D signals" in err
+
+
+@pytest.mark.slow
+def test_explain_a_molecule_draws_its_atoms(tmp_path, capsys):
+    pytest.importorskip("torch_geometric")
+    code = cli.main(["explain", "--smiles", "c1ccccc1O", "--model", "molecule-crippen",
+                     "--method", "ig,deeplift", "--steps", "32", "--out", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    (folder,) = (tmp_path / "molecule").iterdir()
+    assert {p.name for p in folder.iterdir()} == {"report.html", "atoms.json", "ig.png",
+                                                  "deeplift.png"}
+    doc = json.loads((folder / "atoms.json").read_text())
+    assert doc["atoms"] == ["C0", "C1", "C2", "C3", "C4", "C5", "O6"]
+    dl = doc["methods"]["deeplift"]
+    # atoms plus bonds add up to F(x) - F(baseline) up to the reported gap
+    assert abs(dl["delta"]) < 1e-4 and len(dl["atoms"]) == 7 and len(dl["bonds"]) == 7
+    assert "O6" in out and "report:" in out
+    html = (folder / "report.html").read_text()
+    assert html.count("data:image/png;base64") >= 3  # the molecule and two maps
+
+
+def test_explain_a_molecule_refuses_bad_input_by_flag(tmp_path, capsys):
+    pytest.importorskip("torch_geometric")
+    for args, msg in ((["--smiles", "C1CC"], "--smiles: RDKit cannot parse"),
+                      (["--smiles", "CCO", "--model", "digits-cnn"], "--model: 'digits-cnn' is "
+                                                                       "not a molecule model"),
+                      (["--smiles", "CCO", "--method", "blur-ig"], "--method: 'blur-ig'"),
+                      (["--smiles", "CCO", "--layer", "x"], "--layer: not used with --smiles"),
+                      (["--smiles", "CCO", "photo:chelsea"], "exactly one")):
+        assert cli.main(["explain", *args, "--out", str(tmp_path)]) == 2
+        assert msg in capsys.readouterr().err
+    assert not (tmp_path / "molecule").exists()

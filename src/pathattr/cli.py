@@ -26,6 +26,7 @@ EXAMPLES = {
   pathattr explain --text "A man is playing a guitar." --pair "Someone plays music."
   pathattr explain --text "Beautiful is" --generate 17 --method deeplift
   pathattr explain --text "Errors should" --target-text " never pass silently."
+  pathattr explain --smiles "O=C(O)c1ccccc1OC(C)=O" --model admet-ai:AMES --method ig,deeplift
   pathattr explain --demo          # bundled photo, EfficientNet-Lite0, every image method""",
     "evaluate": """examples:
   pathattr evaluate photo:chelsea photo:coffee --method ig,idg,saliency
@@ -39,7 +40,8 @@ EXAMPLES = {
   pathattr reproduce ig            # about 1.5 minutes on a quiet 2-core machine
   pathattr reproduce neurons --out results/neurons
   pathattr reproduce idg --quick
-  pathattr reproduce idg --data digits   # 300 held-out digits: claims with power""",
+  pathattr reproduce idg --data digits   # 300 held-out digits: claims with power
+  pathattr reproduce molecules     # atom attributions vs Crippen's contributions""",
     "models": """example:
   pathattr models""",
 }
@@ -132,6 +134,9 @@ def build_parser() -> Parser:
                         "tiny-lm, the default here) and explain every generated token")
     p.add_argument("--target-text", metavar="TEXT",
                    help="with --text: explain this given continuation instead of generating")
+    p.add_argument("--smiles", metavar="SMILES",
+                   help="explain a molecule with a graph net instead (--model molecule-logs, "
+                        "the default here, molecule-crippen or admet-ai:TASK)")
     p.add_argument("--demo", action="store_true", help="photo:chelsea with every image method "
                    "(unless --method), curves and the top channels of the model's default "
                    "layer (EfficientNet-Lite0: _blocks.15)")
@@ -163,9 +168,11 @@ def build_parser() -> Parser:
     p = add("reproduce", "Reproduce a paper's claims on real pretrained models; writes a "
             "markdown table, plots and a JSON of every number to --out (default "
             "results/NAME).", [])
-    p.add_argument("name", choices=("ig", "neurons", "idg"),
+    p.add_argument("name", choices=("ig", "neurons", "idg", "molecules"),
                    help="ig: completeness vs steps and the axioms; neurons: Neuron IG vs "
-                        "Dhamdhere vs DeepLIFT; idg: insertion/deletion of IDG and rivals")
+                        "Dhamdhere vs DeepLIFT; idg: insertion/deletion of IDG and rivals; "
+                        "molecules: IG's chemistry application against Crippen's per-atom "
+                        "ground truth (the graph extra)")
     p.add_argument("--quick", action="store_true", help="tiny sizes (a smoke test, seconds)")
     p.add_argument("--out", type=Path, help="output directory (default: results/NAME)")
     p.add_argument("--data", default="photos", choices=("photos", "digits", "mnist1d"),
@@ -214,9 +221,11 @@ def _explain(args: argparse.Namespace) -> int:
         if args.images or args.demo:
             raise UsageError("IMAGE: not used with --generate / --target-text")
         return _generation(args)
-    given = sum([bool(args.images), args.text is not None, args.demo])
+    given = sum([bool(args.images), args.text is not None, args.demo, args.smiles is not None])
     if given != 1:
-        raise UsageError("IMAGE: give images, or --text, or --demo (exactly one)")
+        raise UsageError("IMAGE: give images, or --text, or --smiles, or --demo (exactly one)")
+    if args.smiles is not None:
+        return _molecule(args)
     if args.pair is not None and args.text is None:
         raise UsageError("--pair: only with --text")
     if args.text is not None:
@@ -236,6 +245,28 @@ def _explain(args: argparse.Namespace) -> int:
         args.method = args.method or "all"
     return _images(args, args.method or DEFAULT_METHODS, curves=args.curves,
                    layer=args.layer, demo=args.demo)
+
+
+def _molecule(args: argparse.Namespace) -> int:
+    from .commands import UsageError
+
+    for flag in ("layer", "target", "weights", "curves", "pair"):
+        if getattr(args, flag) not in (None, False):
+            raise UsageError(f"--{flag}: not used with --smiles")
+    from .commands.molecule import (
+        DEFAULT_METHODS,
+        DEFAULT_MODEL,
+        explain_molecule,
+        molecule_methods,
+    )
+    from .validate import check_out_dir
+
+    methods = molecule_methods(args.method or DEFAULT_METHODS)
+    check_out_dir(args.out)
+    model = DEFAULT_MODEL if args.model == "efficientnet-lite0" else args.model  # the default
+    tables, report = explain_molecule(args.smiles, model, methods, args.steps, args.out)
+    _say(args, *tables, f"report: {report}")
+    return 0
 
 
 def _generation(args: argparse.Namespace) -> int:

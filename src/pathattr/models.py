@@ -88,6 +88,12 @@ MODELS = {
     "minilm": "MiniLM sentence encoder (all-MiniLM-L6-v2) for explain --text",
     "tiny-lm": "character-level GPT-2 trained on the Zen of Python (on first use, ~15 s, then "
                "cached) for explain --text ... --generate N",
+    "molecule-logs": "GINE graph net on aqueous solubility (logS) for explain --smiles (the "
+                     "graph extra; trained on first use in ~20 s, then cached)",
+    "molecule-crippen": "its twin trained on RDKit's Crippen logP, whose per-atom "
+                        "contributions are known (~50 s on first use)",
+    "admet-ai:TASK": "admet-ai's pretrained Chemprop ensembles, 41 ADMET tasks (AMES, hERG, "
+                     "Solubility_AqSolDB, ...) for explain --smiles (the admet extra)",
 }
 
 

@@ -170,6 +170,21 @@ def fixed_steps(steps: int | str) -> int:
     return AUTO_FIXED if steps == "auto" else steps
 
 
+def step_options(name: str, steps: int | str) -> dict:
+    """The ``attribute`` keywords that give method ``name`` the step count ``steps`` (see
+    ``run``), with the entry's fixed ones. Cost: the first import of its module."""
+    m = METHODS[name]
+    params = inspect.signature(getattr(importlib.import_module(m.module), m.cls).attribute
+                               ).parameters
+    out: dict = {}
+    if "steps" in params and steps == "auto":
+        if "tol" in params:
+            out.update(steps="auto", tol=AUTO_TOL)
+    elif "steps" in params:
+        out["steps"] = steps
+    return {**out, **m.attribute}
+
+
 def run(name: str, model: object, x: object, target: int, steps: int | str
         ) -> tuple[object, float]:
     """``(Attribution, seconds)`` of method ``name`` on ``x`` for class ``target``. ``steps``
@@ -178,14 +193,7 @@ def run(name: str, model: object, x: object, target: int, steps: int | str
     rule to ``AUTO_TOL`` where the method has one (a ``tol`` parameter), else the method's
     own default (50, Guided IG 200, Blur IG 100). Cost: the method's."""
     method = make(name, model)
-    params = inspect.signature(method.attribute).parameters
-    kwargs = {"target": target}
-    if "steps" in params and steps == "auto":
-        if "tol" in params:
-            kwargs.update(steps="auto", tol=AUTO_TOL)
-    elif "steps" in params:
-        kwargs["steps"] = steps
-    kwargs.update(METHODS[name].attribute)
+    kwargs = {"target": target, **step_options(name, steps)}
     start = time.perf_counter()
     result = method.attribute(x, **kwargs)
     return result, time.perf_counter() - start
