@@ -22,7 +22,8 @@ from . import UsageError
 
 #: Language models ``--model`` may name with ``--generate`` / ``--target-text`` (besides the
 #: path of a local HuggingFace model directory).
-LANGUAGE_MODELS = {"tiny-lm": "character-level GPT-2 trained on the Zen of Python (cached)"}
+LANGUAGE_MODELS = {"tiny-lm": "character-level GPT-2 trained on the Zen of Python (cached)",
+                   "cn2en": "Chinese-to-English GRU encoder-decoder, pretrained (cn2en)"}
 
 
 @dataclass
@@ -37,6 +38,14 @@ class LanguageModel:
     tokens: Callable[[list[int]], list[str]]
     decode: Callable[[list[int]], str]
     description: str
+    #: An encoder-decoder with a vocabulary per side: the encoder's tokens (default ``tokens``).
+    source_tokens: Callable[[list[int]], list[str]] | None = None
+    #: Its own greedy decoding up to its end token, ``(prompt ids, most tokens) -> ids``
+    #: (default ``SequenceAttribution.generate``: exactly the tokens asked for).
+    generate: Callable[[list[int], int], list[int]] | None = None
+    #: Baseline ids ``(1, prompt + targets)`` for ``(prompt length, targets)`` (default the
+    #: model's pad id).
+    baselines: Callable[[int, int], torch.Tensor] | None = None
 
 
 def load_language_model(name: str, progress: bool = True) -> LanguageModel:
@@ -47,6 +56,8 @@ def load_language_model(name: str, progress: bool = True) -> LanguageModel:
     if name in LANGUAGE_MODELS:
         from ..zoo.tinylm import tiny_lm
 
+        if name == "cn2en":
+            return _translator(f"{name}: {LANGUAGE_MODELS[name]}")
         tok, lm = tiny_lm(progress=progress)
         return LanguageModel(lm, tok, tok, tok.tokens, tok.decode,
                              f"{name}: {LANGUAGE_MODELS[name]}")
@@ -76,6 +87,16 @@ def load_language_model(name: str, progress: bool = True) -> LanguageModel:
         lambda text: tok(text, add_special_tokens=False)["input_ids"],
         tok.convert_ids_to_tokens, lambda ids: tok.decode(ids, skip_special_tokens=True),
         f"{path.name}: {type(lm).__name__} ({kind}) from {path}")
+
+
+def _translator(description: str) -> LanguageModel:
+    from ..zoo.translation import cn2en
+
+    m = cn2en()
+    return LanguageModel(
+        m, m.source_ids, m.target_ids, m.target_tokens,
+        lambda ids: " ".join(m.target_tokens(ids)), description, source_tokens=m.source_tokens,
+        generate=lambda ids, n: m.translate_ids(ids, n), baselines=m.baselines)
 
 
 def generation_methods(spec: str) -> list[str]:
@@ -119,6 +140,10 @@ def explain_generation(prompt: str, model: str, generate: int | None, target: st
         raise UsageError("--text: no tokens")
     if forced is not None and forced.shape[1] == 0:
         raise UsageError("--target-text: empty")
+    if forced is None and lm.generate is not None:  # the model's own decoding, to its end
+        forced = torch.tensor([lm.generate(ids[0].tolist(), generate)])
+        if forced.shape[1] == 0:
+            raise UsageError("--text: the model's translation is empty")
     folder = out / "generation" / text_folder(prompt, f"+{generate}" if target is None
                                               else target)
     texts, reports = [], []
@@ -129,6 +154,9 @@ def explain_generation(prompt: str, model: str, generate: int | None, target: st
         if kw.get("steps") == "auto":
             kw["tol"] = AUTO_TOL
         sa = SequenceAttribution(lm.model, method=method)
+        if lm.baselines is not None:
+            kw["baselines"] = lm.baselines(ids.shape[1], (forced if forced is not None
+                                                          else ids).shape[1])
         r = sa.attribute(ids, forced, None if forced is not None else generate,
                          score="logprob", **kw)
         seconds = time.perf_counter() - start
@@ -145,7 +173,10 @@ def _write(lm: LanguageModel, sa, r, prompt: str, method: str, generated: bool,
     """One method's terminal text; ``tokens.json``, ``heatmap.png`` (targets x positions)
     and ``report.html`` in ``directory``."""
     shift = int(sa.seq2seq)  # an encoder-decoder's targets also see the decoder's start token
-    tokens = [repr(t)[1:-1] for t in lm.tokens(r.input_ids[0].tolist())]
+    ids, n_prompt = r.input_ids[0].tolist(), r.info["prompt_length"]
+    words = (lm.source_tokens(ids[:n_prompt]) + lm.tokens(ids[n_prompt:])
+             if lm.source_tokens is not None else lm.tokens(ids))
+    tokens = [repr(t)[1:-1] for t in words]
     targets = [repr(t)[1:-1] for t in lm.tokens(r.target_ids[0].tolist())]
     scores = r.scores[0].double().numpy()
     relative = (r.delta[0].abs() / r.info["output_delta"][0].abs().clamp_min(1e-12)).tolist()

@@ -373,6 +373,9 @@ class SequenceAttribution:
         embeddings = self.model.get_input_embeddings() \
             if callable(getattr(self.model, "get_input_embeddings", None)) else None
         vocabulary = getattr(embeddings, "num_embeddings", None)
+        # an encoder-decoder may have a vocabulary per side (a translator's two languages)
+        out_vocabulary = getattr(self.model.get_decoder().get_input_embeddings(),
+                                 "num_embeddings", None) if self.seq2seq else vocabulary
         _check_vocabulary(ids, "input_ids", vocabulary)
         if score not in SCORES:
             raise ValueError(f"score must be one of {', '.join(SCORES)}, got {score!r}")
@@ -401,7 +404,7 @@ class SequenceAttribution:
             targets = _ids(torch.as_tensor(target_ids), "target_ids").to(dev)
             if targets.shape[0] != b:
                 raise ValueError(f"target_ids has {targets.shape[0]} rows, expected {b}")
-            _check_vocabulary(targets, "target_ids", vocabulary)
+            _check_vocabulary(targets, "target_ids", out_vocabulary)
         n_prompt, n_targets = ids.shape[1], targets.shape[1]
         foil = None
         if foil_ids is not None:
@@ -410,11 +413,16 @@ class SequenceAttribution:
                 raise ValueError(f"foil_ids must be one id or of shape {(b, n_targets)}, got "
                                  f"{tuple(foil.shape)}")
             foil = foil.expand(b, n_targets)
-            _check_vocabulary(foil, "foil_ids", vocabulary)
+            _check_vocabulary(foil, "foil_ids", out_vocabulary)
         if isinstance(baselines, Tensor) and not baselines.is_floating_point():
-            _check_vocabulary(baselines, "baselines", vocabulary)
+            if self.seq2seq and baselines.shape[-1] == n_prompt + n_targets:
+                _check_vocabulary(baselines[..., :n_prompt], "baselines", vocabulary)
+                _check_vocabulary(baselines[..., n_prompt:], "baselines", out_vocabulary)
+            else:
+                _check_vocabulary(baselines, "baselines", vocabulary)
         elif isinstance(baselines, int):
-            _check_vocabulary(torch.tensor([baselines]), "baselines", vocabulary)
+            for size in {vocabulary, out_vocabulary}:
+                _check_vocabulary(torch.tensor([baselines]), "baselines", size)
         if baselines is None:
             pad = getattr(getattr(self.model, "config", None), "pad_token_id", None)
             baselines = 0 if pad is None else int(pad)

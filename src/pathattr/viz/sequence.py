@@ -17,6 +17,20 @@ from .text import _scaled, colours, tokens_html
 GLYPHS = {" ": "␣", "\n": "⏎", "\t": "⇥", "\\n": "⏎", "\\t": "⇥"}
 
 
+#: Families tried, in order, for glyphs DejaVu Sans lacks (a Chinese source sentence):
+#: whichever is installed (Debian: fonts-wqy-microhei or fonts-noto-cjk).
+CJK_FAMILIES = ("WenQuanYi Micro Hei", "Noto Sans CJK SC", "Noto Sans CJK JP", "Noto Sans SC",
+                "Droid Sans Fallback", "AR PL UMing CN")
+
+
+def label_fonts() -> list[str]:
+    """The font families for token labels: DejaVu Sans, then the installed CJK fallbacks."""
+    from matplotlib import font_manager
+
+    installed = {f.name for f in font_manager.fontManager.ttflist}
+    return ["DejaVu Sans", *(f for f in CJK_FAMILIES if f in installed)]
+
+
 def visible(token: str) -> str:
     """``token`` with spaces, newlines and tabs (raw, or escaped as ``\\n``) drawn as
     ``␣ ⏎ ⇥``; an empty token is ``∅``."""
@@ -56,8 +70,9 @@ def sequence_figure(tokens: Sequence[str], targets: Sequence[str], scores: objec
     cmap = colormaps[SIGNED_CMAP].with_extremes(bad="#dddddd")
     shown = np.ma.masked_where(hidden, s)
     image = ax.imshow(shown, cmap=cmap, vmin=-(top or 1.0), vmax=top or 1.0, aspect="auto")
-    ax.set_xticks(range(len(tokens)), tokens, rotation=90)
-    ax.set_yticks(range(len(targets)), targets)
+    fonts = label_fonts()
+    ax.set_xticks(range(len(tokens)), tokens, rotation=90, fontfamily=fonts)
+    ax.set_yticks(range(len(targets)), targets, fontfamily=fonts)
     ax.set_xlabel("position (prompt, then the targets before each row's)")
     ax.set_ylabel("target token")
     fig.colorbar(image, ax=ax, fraction=0.04)
