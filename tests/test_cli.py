@@ -453,3 +453,19 @@ def test_explain_a_molecule_refuses_bad_input_by_flag(tmp_path, capsys):
         assert cli.main(["explain", *args, "--out", str(tmp_path)]) == 2
         assert msg in capsys.readouterr().err
     assert not (tmp_path / "molecule").exists()
+
+
+@pytest.mark.slow
+def test_explain_a_translation_writes_the_alignment(tmp_path, capsys):
+    pytest.importorskip("cn2en")
+    code = cli.main(["explain", "--text", "我爱你。", "--model", "cn2en", "--generate", "10",
+                     "--method", "ig,deeplift", "--quiet", "--out", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    (folder,) = (tmp_path / "generation").iterdir()
+    doc = json.loads((folder / "deeplift" / "tokens.json").read_text())
+    # the model's own translation, stopped at its end token, not 10 tokens
+    assert doc["targets"] == ["i", "love", "you", "."] and doc["encoder_decoder"]
+    assert doc["tokens"][:5] == ["我", "爱", "你", "。", "EOS"]
+    assert max(doc["relative_delta"]) < 1e-4
+    assert (folder / "ig" / "heatmap.png").stat().st_size > 5000

@@ -176,3 +176,28 @@ def test_molecules_quick(tmp_path):
     assert gaps["32"]["median"] < gaps["8"]["median"]
     # DeepLIFT sums to delta on every molecule (float32 rounding only)
     assert n["faithfulness"]["deeplift"]["max_abs_gap"] < 1e-3
+
+
+def test_translation_quick(tmp_path):
+    pytest.importorskip("cn2en")
+    from pathattr.experiments import translation
+
+    out = tmp_path / "translation"
+    n = _load(translation.run(out, quick=True), out)
+    assert set(n["alignment"]) == {"ig", "deeplift"}
+    gaps = n["completeness"]
+    assert gaps["32"]["median"] < gaps["8"]["median"] and gaps["auto"]["max"] <= 0.01
+
+
+@pytest.mark.slow
+def test_ig_aligns_translated_words_with_their_source_characters():
+    """On every written-down alignment, IG's top source character beats chance by far."""
+    pytest.importorskip("cn2en")
+    from pathattr.experiments import translation
+    from pathattr.metrics.statistics import bootstrap
+    from pathattr.zoo.translation import cn2en
+
+    res, (chance, pairs) = translation.alignment(cn2en(), ("ig",), translation.GOLD, 0.01)
+    assert len(pairs) >= 35
+    ci = bootstrap(res["ig"]["hits"], seed=0)
+    assert ci.low > float(sum(chance) / len(chance)) + 0.3

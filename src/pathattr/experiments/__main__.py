@@ -7,7 +7,7 @@ import argparse
 import importlib
 from pathlib import Path
 
-NAMES = ("ig", "neurons", "idg", "molecules")
+NAMES = ("ig", "neurons", "idg", "molecules", "translation")
 
 
 def main(argv: list[str] | None = None) -> int:

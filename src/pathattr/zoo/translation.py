@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import importlib.util
 import pickle
-from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from types import SimpleNamespace
@@ -201,15 +200,3 @@ def cn2en() -> Cn2En:
     """The translator in eval mode (loaded once per process, about a second)."""
     return _model()
 
-
-@dataclass(frozen=True)
-class Example:
-    """A sentence of the translation reproduction with its reference."""
-
-    chinese: str
-    english: str
-
-
-#: Short sentences cn2en translates as the reference does (checked by the tests).
-EXAMPLES = (Example("我爱你。", "i love you ."), Example("他是我的朋友。", "he's my friend ."),
-            Example("我不知道。", "i don't know ."))
