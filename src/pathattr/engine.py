@@ -214,9 +214,12 @@ class PathEngine:
         for i, layer in enumerate(lp.layers):
             def replace(t: Tensor, i=i, layer=layer) -> Tensor:
                 p = state[i]
-                if t.shape[1:] != p.shape[1:]:
-                    raise ValueError(f"layer {layer!r} changed shape between runs: "
-                                     f"{tuple(p.shape[1:])} then {tuple(t.shape[1:])}")
+                if t.shape[1:] != p.shape[1:] or len(t) != len(p):
+                    raise ValueError(
+                        f"layer {layer!r} changed shape between runs: {tuple(p.shape)} then "
+                        f"{tuple(t.shape)} for {len(p)} path points; a layer whose batch is "
+                        f"not its first dimension (sequence-first, (L, B, d)) needs it "
+                        f"declared: SequenceAttribution(..., batch_dim=1)")
                 return p
             specs.append((*resolve_layer(self.model, layer), lp.use_input, replace))
         return specs

@@ -186,6 +186,20 @@ class RowLayout:
 
 
 _LAYOUT: ContextVar[RowLayout | None] = ContextVar("pathattr_row_layout", default=None)
+#: Layers whose batch dimension is not the first (``id(module) -> dim``), see ``batch_dims``.
+_BATCH_DIMS: ContextVar[Mapping[int, int] | None] = ContextVar("pathattr_batch_dims",
+                                                                default=None)
+
+
+@contextmanager
+def batch_dims(dims: Mapping[nn.Module, int]) -> Iterator[None]:
+    """Inside the block, a tapped layer of ``dims`` has its batch at that dimension (a
+    sequence-first embedding's ``(L, B, d)``: 1); taps see it moved to the front."""
+    token = _BATCH_DIMS.set({**(_BATCH_DIMS.get() or {}), **{id(m): d for m, d in dims.items()}})
+    try:
+        yield
+    finally:
+        _BATCH_DIMS.reset(token)
 
 
 @contextmanager
@@ -272,6 +286,12 @@ class _Tap:
         return value if new is t else set_element(value, self.path, new)
 
     def _take(self, t: Tensor) -> Tensor:
+        dim = (_BATCH_DIMS.get() or {}).get(id(self.module), 0)
+        if dim:
+            if t.dim() <= dim:
+                raise ValueError(f"layer {self.name!r}: batch dimension {dim} asked for, but "
+                                 f"its value has shape {tuple(t.shape)}")
+            return self._take_rows(t.movedim(dim, 0)).movedim(0, dim)
         layout = _LAYOUT.get()
         kind = layout.kind(t) if layout is not None else None
         if kind is not None:

@@ -5,6 +5,7 @@ batch independence with padding."""
 import pytest
 import torch
 from captum import attr as ca
+from torch import nn
 
 import pathattr
 
@@ -514,3 +515,37 @@ def test_the_old_method_spelling_warns():
     with pytest.warns(DeprecationWarning, match="'input_x_gradient' is deprecated"):
         sa = pathattr.SequenceAttribution(model, method="input_x_gradient")
     assert sa.method == "input-x-gradient"
+
+
+class _SeqFirstLM(nn.Module):
+    """A causal GRU LM that embeds sequence-first, ``(L, B, d)``, or batch-first."""
+
+    def __init__(self, seq_first: bool, vocab: int = 20, d: int = 8):
+        super().__init__()
+        self.seq_first = seq_first
+        self.embed, self.rnn = nn.Embedding(vocab, d), nn.GRU(d, d, batch_first=not seq_first)
+        self.head = nn.Linear(d, vocab)
+
+    def get_input_embeddings(self):
+        return self.embed
+
+    def forward(self, input_ids, attention_mask=None):
+        if self.seq_first:
+            return self.head(self.rnn(self.embed(input_ids.T))[0]).transpose(0, 1)
+        return self.head(self.rnn(self.embed(input_ids))[0])
+
+
+@pytest.mark.parametrize("method", ["ig", "deeplift"])
+def test_a_sequence_first_embedding_is_declared_with_batch_dim(method):
+    torch.manual_seed(0)
+    first = _SeqFirstLM(True).double().eval()
+    twin = _SeqFirstLM(False).double().eval()
+    twin.load_state_dict(first.state_dict())
+    ids, targets = torch.tensor([[3, 4, 5, 6], [7, 8, 9, 10]]), torch.tensor([[1, 2], [3, 4]])
+    got = pathattr.SequenceAttribution(first, method, batch_dim=1).attribute(ids, target_ids=targets)
+    want = pathattr.SequenceAttribution(twin, method).attribute(ids, target_ids=targets)
+    torch.testing.assert_close(got.scores, want.scores, rtol=1e-9, atol=1e-12)
+    assert got.delta.abs().max() < 1e-9
+    if method == "ig":
+        with pytest.raises(ValueError, match=r"changed shape between runs.*batch_dim=1"):
+            pathattr.SequenceAttribution(first, method).attribute(ids, target_ids=targets)

@@ -27,12 +27,13 @@ result is independent of the others. ``SequenceResult.input_ids`` is the sequenc
 
 from __future__ import annotations
 
+import functools
 import inspect
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Concatenate, Literal, ParamSpec, TypeVar
 
 import numpy as np
 import torch
@@ -41,7 +42,7 @@ from tqdm import tqdm
 
 from ..engine import Chunk, LayerPath, Tap, accumulation_dtype, guarded
 from ..forward import choose_output
-from ..layers import LayerSpec, resolve_layer
+from ..layers import LayerSpec, batch_dims, resolve_layer
 from ..quadrature import MAX_STEPS, cell_edges, refine
 from ..targets import Target
 from ..validate import check_eval_mode, check_positive_int, check_steps
@@ -51,6 +52,8 @@ from .idg import SAMPLINGS, adaptive_nodes, coarse_points
 from .integrated_gradients import trapezoid_sums
 from .left_ig import check_saturation, saturation_alphas, truncated_weights
 
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 SCORES = ("logit", "logprob", "prob")
 #: Registry names (``pathattr.registry``) of the methods that explain every target token.
 METHODS = ("ig", "idg", "left-ig", "idgi", "input-x-gradient", "deeplift")
@@ -194,6 +197,16 @@ class _EncoderDecoder(nn.Module):
                                         decoder_input_ids=decoder_input_ids))
 
 
+def _in_layout(f: Callable[Concatenate[Any, _P], _R]) -> Callable[Concatenate[Any, _P], _R]:
+    """Run the method with the embeddings' batch dimension declared (``batch_dim``); the
+    signature and docstring stay ``f``'s."""
+    @functools.wraps(f)
+    def run(self, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with self._layout():
+            return f(self, *args, **kwargs)
+    return run
+
+
 class SequenceAttribution:
     """Attribute generated or given continuation tokens of a language model to its inputs.
 
@@ -206,9 +219,12 @@ class SequenceAttribution:
     ``layer``: the token
     embeddings (default: found with ``get_input_embeddings()``; for encoder-decoders both
     stacks' embeddings, one module called twice when shared: ``"shared@0"``, ``"shared@1"``).
+    ``batch_dim``: where the embeddings' output holds the batch, 1 for a sequence-first model
+    (``embed(ids.T)``, ``(L, B, d)``).
     """
 
-    def __init__(self, model: nn.Module, method: str = "ig", layer: LayerSpec | None = None):
+    def __init__(self, model: nn.Module, method: str = "ig", layer: LayerSpec | None = None,
+                 batch_dim: int = 0):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
         from ..registry import canonical
@@ -217,6 +233,7 @@ class SequenceAttribution:
         if method not in METHODS:
             raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
         self.model, self.method = model, method
+        self.batch_dim = check_positive_int(batch_dim, "batch_dim", minimum=0)
         main = getattr(model, "main_input_name", "input_ids")
         if main != "input_ids":
             raise TypeError(
@@ -273,6 +290,17 @@ class SequenceAttribution:
             raise ValueError("the model's config has no decoder_start_token_id")
         return int(start)
 
+    @contextmanager
+    def _layout(self):
+        """The embeddings' batch dimension declared to the taps (``batch_dim``)."""
+        if not self.batch_dim:
+            yield
+            return
+        modules = {resolve_layer(self.call, name)[1]: self.batch_dim for name in self.layers}
+        with batch_dims(modules):
+            yield
+
+    @_in_layout
     def generate(self, ids: Tensor, mask: Tensor, max_new_tokens: int) -> Tensor:
         """Greedy continuation ``(B, max_new_tokens)`` of left-aligned prompts (or encoder
         inputs). Cost: ``max_new_tokens`` forwards over the growing sequence (no cache)."""
@@ -302,6 +330,7 @@ class SequenceAttribution:
                     mask = torch.cat([mask, torch.ones_like(nxt)], 1)
         return torch.cat(new, 1)
 
+    @_in_layout
     def attribute(
         self,
         input_ids: Tensor,
