@@ -201,3 +201,14 @@ def test_ig_aligns_translated_words_with_their_source_characters():
     assert len(pairs) >= 35
     ci = bootstrap(res["ig"]["hits"], seed=0)
     assert ci.low > float(sum(chance) / len(chance)) + 0.3
+
+
+def test_ig_runs_the_papers_other_applications_into_subfolders(tmp_path):
+    pytest.importorskip("torch_geometric")
+    pytest.importorskip("cn2en")
+    apps = ig.other_applications(tmp_path, quick=True)
+    assert set(apps) == {"molecules", "translation"}
+    assert (tmp_path / "molecules" / "README.md").exists()
+    assert (tmp_path / "translation" / "README.md").exists()
+    text = ig._applications(apps)
+    assert "Crippen" in text and "written-down translation" in text

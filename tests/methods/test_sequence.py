@@ -542,7 +542,8 @@ def test_a_sequence_first_embedding_is_declared_with_batch_dim(method):
     twin = _SeqFirstLM(False).double().eval()
     twin.load_state_dict(first.state_dict())
     ids, targets = torch.tensor([[3, 4, 5, 6], [7, 8, 9, 10]]), torch.tensor([[1, 2], [3, 4]])
-    got = pathattr.SequenceAttribution(first, method, batch_dim=1).attribute(ids, target_ids=targets)
+    got = pathattr.SequenceAttribution(first, method, batch_dim=1).attribute(ids,
+                                                                             target_ids=targets)
     want = pathattr.SequenceAttribution(twin, method).attribute(ids, target_ids=targets)
     torch.testing.assert_close(got.scores, want.scores, rtol=1e-9, atol=1e-12)
     assert got.delta.abs().max() < 1e-9
