@@ -51,7 +51,7 @@ def test_bad_targets(target, match):
     ({"steps": "many"}, "steps must be"),
     ({"rule": "simpson"}, "unknown rule 'simpson'"),
     ({"batch_size": 0}, "batch_size must be a positive integer"),
-    ({"steps": "auto", "tol": 0}, "tol must be > 0"),
+    ({"steps": "auto", "tol": 0}, "tol must be a number > 0"),
     ({"steps": "auto", "max_steps": 3}, "max_steps must be an integer >= 16"),
 ])
 def test_bad_options(kw, match):
@@ -187,3 +187,18 @@ def test_ctrl_c_interrupts_a_long_call_within_seconds(tmp_path):
         assert time.monotonic() - sent < 10
     finally:
         proc.kill()
+
+
+def test_check_number_names_the_argument_and_its_range():
+    from pathattr.validate import check_number
+
+    assert check_number(3, "x") == 3.0 and isinstance(check_number(3, "x"), float)
+    assert check_number(0, "x", 0) == 0.0
+    for v, kw, msg in ((0, {"low": 0, "low_open": True}, "x must be a number > 0, got 0"),
+                       (1.5, {"low": 0, "high": 1}, r"x must be a number in \[0, 1\], got 1.5"),
+                       (1, {"low": 0, "high": 1, "high_open": True}, r"in \[0, 1\), got 1"),
+                       (True, {}, r"x must be a number \(finite\), got True"),
+                       (float("nan"), {"low": 0}, "x must be a number >= 0, got nan"),
+                       (float("inf"), {"low": 0}, "got inf"), ("1", {}, "got '1'")):
+        with pytest.raises(ValueError, match=msg):
+            check_number(v, "x", **kw)

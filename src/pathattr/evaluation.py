@@ -25,10 +25,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .experiments.common import jsonable
 from .files import write_file
 from .metrics import Curve, compare, deletion, insertion, road
 from .metrics.statistics import bootstrap, detectable_effect, holm, inputs_needed
+from .serialize import jsonable
 from .viz.curves import INVERSE, RANDOM
 
 #: Each metric's direction: +1 where a higher AUC is better, -1 where lower is.

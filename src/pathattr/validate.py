@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from pathlib import Path
 
@@ -105,6 +106,29 @@ def check_positive_int(v: object, name: str, minimum: int = 1, maximum: int | No
         raise ValueError(f"{name} must be at most {maximum} (got {v}): each one costs a forward "
                          f"and a backward pass")
     return v
+
+
+def check_number(v: object, name: str, low: float | None = None, high: float | None = None,
+                 *, low_open: bool = False, high_open: bool = False) -> float:
+    """Return ``v`` as a float if it is a finite real number within the bounds (``low`` /
+    ``high``, excluded with ``low_open`` / ``high_open``), else raise ``ValueError`` naming
+    ``name`` and the range (``"tol must be a number > 0, got 0"``). Booleans are refused."""
+    ok = not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v)
+    if ok and low is not None:
+        ok = v > low if low_open else v >= low
+    if ok and high is not None:
+        ok = v < high if high_open else v <= high
+    if not ok:
+        if low is not None and high is not None:
+            span = f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        elif low is not None:
+            span = f"{'>' if low_open else '>='} {low:g}"
+        elif high is not None:
+            span = f"{'<' if high_open else '<='} {high:g}"
+        else:
+            span = "(finite)"
+        raise ValueError(f"{name} must be a number {span}, got {v!r}")
+    return float(v)
 
 
 def check_flag(v: object, name: str) -> bool:

@@ -21,6 +21,7 @@ from matplotlib.figure import Figure
 from torch import Tensor
 
 from ..files import write_file
+from ..serialize import jsonable
 from ..viz import figure_png
 
 #: Distributions whose versions decide the numbers.
@@ -84,25 +85,6 @@ def table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(fmt(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
-
-
-def jsonable(v: object) -> object:
-    """Tensors and numpy values as (nested) lists and Python scalars; NaN/inf as strings."""
-    if isinstance(v, torch.Tensor):
-        v = v.detach().cpu().numpy()
-    if isinstance(v, np.ndarray):
-        return jsonable(v.tolist())
-    if isinstance(v, Mapping):
-        return {str(k): jsonable(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [jsonable(x) for x in v]
-    if isinstance(v, (np.floating, float)):
-        return float(v) if math.isfinite(v) else str(float(v))
-    if isinstance(v, np.integer):
-        return int(v)
-    if isinstance(v, (np.bool_, bool)):
-        return bool(v)
-    return v
 
 
 def write_results(out_dir: Path, name: str, settings: Mapping, numbers: Mapping, report: str,

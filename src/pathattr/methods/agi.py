@@ -26,7 +26,7 @@ from ..engine import chunk_size, guarded, point_gradients, point_values
 from ..forward import OutputSpec
 from ..result import Attribution
 from ..targets import TargetSpec, resolve_target
-from ..validate import check_steps
+from ..validate import check_number, check_steps
 from ._setup import Inputs, setup
 
 
@@ -120,8 +120,7 @@ class AdversarialGradientIntegration:
         paths of all examples run as one batch.
         """
         check_steps(steps)
-        if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)) or not epsilon > 0:
-            raise ValueError(f"epsilon must be a positive number, got {epsilon!r}")
+        check_number(epsilon, "epsilon", 0, low_open=True)
         if baselines is not None:
             raise TypeError("AGI takes no baselines: its paths are adversarial (pass target= "
                             "by keyword)")

@@ -24,7 +24,7 @@ from ..forward import OutputSpec
 from ..quadrature import nodes_weights
 from ..result import Attribution
 from ..targets import TargetSpec
-from ..validate import check_flag, check_tensor
+from ..validate import check_flag, check_number, check_tensor
 from ._setup import setup
 from .idgi import Steps
 
@@ -101,9 +101,7 @@ class BlurIntegratedGradients:
         check_tensor(x, "x")
         if x.dim() != 4:
             raise ValueError(f"Blur IG needs images of shape (B, C, H, W), got {tuple(x.shape)}")
-        if isinstance(max_sigma, bool) or not isinstance(max_sigma, (int, float)) \
-                or not 0 < max_sigma < math.inf:
-            raise ValueError(f"max_sigma must be a positive number, got {max_sigma!r}")
+        check_number(max_sigma, "max_sigma", 0, low_open=True)
         check_flag(idgi, "idgi")
         if idgi and rule not in (None, "riemann_left"):
             raise ValueError(f"Blur IG with idgi=True walks the nodes k / steps (rule "

@@ -23,7 +23,7 @@ from ..engine import chunk_size, guarded, point_gradients
 from ..forward import OutputSpec
 from ..result import Attribution
 from ..targets import TargetSpec
-from ..validate import check_flag, check_steps
+from ..validate import check_flag, check_number, check_steps
 from ._setup import Inputs, setup
 from .idgi import Steps
 
@@ -99,9 +99,8 @@ class GuidedIntegratedGradients:
         """
         check_steps(steps)
         check_flag(idgi, "idgi")
-        for name, v in (("fraction", fraction), ("max_dist", max_dist)):
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1:
-                raise ValueError(f"{name} must be a number in [0, 1], got {v!r}")
+        check_number(fraction, "fraction", 0, 1)
+        check_number(max_dist, "max_dist", 0, 1)
         s = setup(self.model, x, baselines, target, additional_forward_args, forward_kwargs,
                   output)
         shape = s.x.shape

@@ -18,7 +18,7 @@ from ..layers import LayerSpec, resolve_layer
 from ..quadrature import MAX_STEPS, refine, trapezoid_weights
 from ..result import Attribution
 from ..targets import TargetSpec
-from ..validate import check_positive_int
+from ..validate import check_number, check_positive_int
 from ._setup import (
     ConvergenceDelta,
     Inputs,
@@ -129,8 +129,7 @@ def _adaptive(engine: PathEngine, s: Setup, tol: float, max_steps: int):
     weighted gradient sums (one per input or layer), per-row nodes and weights, and the info.
     """
     check_positive_int(max_steps, "max_steps", minimum=16, maximum=MAX_STEPS)
-    if not tol > 0:
-        raise ValueError(f"tol must be > 0, got {tol!r}")
+    check_number(tol, "tol", 0, low_open=True)
     path = engine.layer_path
     diffs = [engine.diff] if path is None else [e - b for b, e in zip(path.start, path.end)]
     dev, dt = s.x.device, diffs[0].dtype

@@ -27,14 +27,12 @@ from ..forward import OutputSpec
 from ..quadrature import cell_edges
 from ..result import Attribution
 from ..targets import TargetSpec
+from ..validate import check_number
 from ._setup import Inputs, Setup, flat_points, rule_tensors, setup
 
 
 def check_saturation(saturation: object) -> float:
-    if isinstance(saturation, bool) or not isinstance(saturation, (int, float)) \
-            or not 0 < saturation <= 1:
-        raise ValueError(f"saturation must be a number in (0, 1], got {saturation!r}")
-    return float(saturation)
+    return check_number(saturation, "saturation", 0, 1, low_open=True)
 
 
 def saturation_alphas(alphas: np.ndarray, f: np.ndarray, f0: np.ndarray, f1: np.ndarray,

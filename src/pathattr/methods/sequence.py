@@ -45,7 +45,7 @@ from ..forward import choose_output
 from ..layers import LayerSpec, batch_dims, resolve_layer
 from ..quadrature import MAX_STEPS, cell_edges, refine
 from ..targets import Target
-from ..validate import check_eval_mode, check_positive_int, check_steps
+from ..validate import check_eval_mode, check_number, check_positive_int, check_steps
 from ._setup import Setup, flat_points, rule_tensors, setup
 from .deeplift import layer_pass
 from .idg import SAMPLINGS, adaptive_nodes, coarse_points
@@ -776,8 +776,7 @@ class _SharedPath:
         ``b * T + t``); the points of one example are shared, so a node any target asks for
         is free to the others (one forward and ``T`` backwards, computed once)."""
         check_positive_int(max_steps, "max_steps", minimum=16, maximum=MAX_STEPS)
-        if not tol > 0:
-            raise ValueError(f"tol must be > 0, got {tol!r}")
+        check_number(tol, "tol", 0, low_open=True)
         dt, dev = self.ends[0][0].dtype, self.f1.device
         cache: dict[tuple[int, float], tuple[Tensor, Tensor]] = {}
         kept: dict[int, tuple[Tensor]] = {}

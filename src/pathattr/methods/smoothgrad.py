@@ -24,15 +24,13 @@ from torch import Tensor
 
 from ..quadrature import MAX_STEPS
 from ..result import Attribution
-from ..validate import check_positive_int, check_tensor
+from ..validate import check_number, check_positive_int, check_tensor
 
 KINDS = ("smoothgrad", "smoothgrad_sq", "vargrad")
 
 
 def _number(v: object, name: str) -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0:
-        raise ValueError(f"{name} must be a number >= 0, got {v!r}")
-    return float(v)
+    return check_number(v, name, 0)
 
 
 def _map(fn, *trees):

@@ -27,7 +27,7 @@ from ..errors import NonFiniteOutput
 from ..forward import choose_output
 from ..guard import model_guard
 from ..targets import TargetSpec, resolve_target, select
-from ..validate import check_eval_mode, check_tensor
+from ..validate import check_eval_mode, check_number, check_tensor
 from .curve import Curve
 from .perturbation import _ranked, _saliency
 
@@ -106,8 +106,7 @@ def road(model: nn.Module, x: Tensor, attributions: Tensor, target: TargetSpec =
     f = list(fractions)
     if not f or any(not 0 <= v < 1 for v in f) or f != sorted(f):
         raise ValueError(f"fractions must be sorted numbers in [0, 1), got {fractions!r}")
-    if not noise >= 0:
-        raise ValueError(f"noise must be >= 0, got {noise!r}")
+    check_number(noise, "noise", 0)
     check_eval_mode(model)
     importance = _ranked(_saliency(attributions, x).to(x.device), ranking, seed)
     if order == "lerf":

@@ -74,8 +74,9 @@ def bootstrap(values: Sequence[float] | np.ndarray, level: float = 0.95,
     """The mean of ``values`` with a percentile-bootstrap interval (seeded). Cost:
     ``n_resamples`` means of ``len(values)`` draws."""
     v = _values(values, "values")
-    if not 0 < level < 1:
-        raise ValueError(f"level must be in (0, 1), got {level}")
+    from ..validate import check_number
+
+    check_number(level, "level", 0, 1, low_open=True, high_open=True)
     rng = np.random.default_rng(seed)
     means = v[rng.integers(0, v.size, (n_resamples, v.size))].mean(1)
     lo, hi = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])

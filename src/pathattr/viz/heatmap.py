@@ -49,8 +49,9 @@ def normalize(attr: object, signed: bool = True, percentile: float = 99.0) -> np
     """The map scaled by the ``percentile`` of its absolute values and clipped: to [-1, 1] if
     ``signed``, else its absolute value in [0, 1]. A few extreme pixels would otherwise wash out
     the rest. An all-zero map stays zero. Cost: one percentile (a sort) of H*W values."""
-    if not 0 < percentile <= 100:
-        raise ValueError(f"percentile must be in (0, 100], got {percentile!r}")
+    from ..validate import check_number
+
+    check_number(percentile, "percentile", 0, 100, low_open=True)
     m = attribution_map(attr)
     scale = np.percentile(np.abs(m), percentile)
     if scale <= 0:
