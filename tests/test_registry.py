@@ -38,8 +38,11 @@ def test_explain_and_cli_read_the_registry():
     assert set(NAMES) <= set(registry.METHODS)  # one vocabulary
     offered = registry.available()
     assert offered == [n for n, m in registry.METHODS.items() if m.cli]
-    with pytest.raises(pathattr.errors.SettingError, match="--method: unknown method 'nope'"):
+    with pytest.raises(pathattr.errors.SettingError, match="^method: unknown method 'nope'") as e:
         registry.parse_methods("ig,nope")
+    # the library names the parameter; the command line shows it as its flag
+    assert e.value.param == "method"
+    assert e.value.flag_message().startswith("--method: unknown method 'nope'")
     assert registry.parse_methods("left_ig,left-ig,input_x_gradient") == ["left-ig",
                                                                            "input-x-gradient"]
 

@@ -55,7 +55,7 @@ def test_ray_engine_matches_local(digits, reference, tmp_path):
     ray.init(num_cpus=2, include_dashboard=False, logging_level="warning")
     try:
         result = run("digits-cnn", digits, out=tmp_path, engine="ray", workers=2, **SETTINGS)
-        with pytest.raises(UsageError, match="--layer: unknown layer 'nope'"):  # as itself
+        with pytest.raises(UsageError, match="^layer: unknown layer 'nope'"):  # as itself
             run("digits-cnn", digits, out=tmp_path / "bad", engine="ray", layer="nope",
                 **SETTINGS)
     finally:
@@ -262,8 +262,12 @@ def test_layer_neurons_per_channel(digits, tmp_path):
 
 
 def test_refuses_bad_layer_other_settings_and_explains_missing_ray(digits, reference, monkeypatch):
-    with pytest.raises(UsageError, match="--layer: unknown layer 'nope'"):
+    with pytest.raises(UsageError, match="^layer: unknown layer 'nope'") as e:
         run("digits-cnn", digits, out=reference, layer="nope", **SETTINGS)
+    assert e.value.flag_message() == "--layer: unknown layer 'nope'"
+    with pytest.raises(UsageError, match="^batch_size, workers, steps: must be positive") as e:
+        run("digits-cnn", digits, out=reference, **{**SETTINGS, "workers": 0})
+    assert e.value.flag_message().startswith("--batch-size, --workers, --steps: ")
     with pytest.raises(UsageError, match="steps 8 -> 16"):
         run("digits-cnn", digits, out=reference, **{**SETTINGS, "steps": 16})
     monkeypatch.setitem(sys.modules, "ray", None)

@@ -204,7 +204,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with contextlib.redirect_stdout(EscapedStream(sys.stdout)):
             return args.run(args)
     except UsageError as e:
-        print(f"pathattr: error: {printable(str(e))}", file=sys.stderr)
+        print(f"pathattr: error: {printable(e.flag_message())}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("pathattr: interrupted", file=sys.stderr)

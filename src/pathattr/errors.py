@@ -1,13 +1,26 @@
 """The library's own error for a bad setting (a model spec, a method name, a run's options), and
 ``first_line`` / ``one_line``, how one-line reasons are cut from exceptions.
 
-Its message starts with the name of the setting, as the command line spells it (``--model:``),
-so the ``pathattr`` command shows it as it is and exits with code 2.
+Its message starts with the name of the Python parameter (``model:``); the ``pathattr`` command
+shows it as its flag (``--model:``) and exits with code 2.
 """
 
 
 class SettingError(ValueError):
-    """A bad setting; the message starts with the setting's name."""
+    """A bad setting. ``param``: the Python parameter(s) it concerns (``"batch_size"``, or
+    several: ``"workers, steps"``), which start the message (``"batch_size: must be ..."``);
+    the command line shows them as its flags (``flag_message``: ``"--batch-size: ..."``)."""
+
+    def __init__(self, message: str, param: str | None = None):
+        self.param, self.reason = param, message
+        super().__init__(f"{param}: {message}" if param else message)
+
+    def flag_message(self) -> str:
+        """The message as the command line says it, each parameter as its flag."""
+        if not self.param:
+            return str(self)
+        flags = ", ".join("--" + p.strip().replace("_", "-") for p in self.param.split(","))
+        return f"{flags}: {self.reason}"
 
 
 class NonFiniteOutput(ValueError):

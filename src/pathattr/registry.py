@@ -142,11 +142,11 @@ def parse_methods(spec: str) -> list[str]:
     chosen = list(dict.fromkeys(s.strip().replace("_", "-") for s in spec.split(",")
                                 if s.strip()))
     if not chosen:
-        raise SettingError("--method: no method given")
+        raise SettingError("no method given", param="method")
     for name in chosen:
         if name not in names:
-            raise SettingError(f"--method: unknown method {name!r}; available: "
-                               f"{', '.join(names)}, or all")
+            raise SettingError(f"unknown method {name!r}; available: "
+                               f"{', '.join(names)}, or all", param="method")
     return chosen
 
 

@@ -92,7 +92,7 @@ class Worker:
             try:
                 resolve_layer(self.bundle.model, layer)
             except ValueError as e:
-                raise SettingError(f"--layer: {e}") from None
+                raise SettingError(str(e), param="layer") from None
 
     def compute(self, work: Work) -> list[Outcome]:
         """Every (item, method) of ``work``: decode, group items by shape (a wrong-shaped item
@@ -206,14 +206,14 @@ def run(model: str, data: str | Path, methods: str | Sequence[str] = "ig",
     layers = [layer] if isinstance(layer, str) else list(layer or ())
     names += [f"{LAYER_METHOD}@{name}" for name in layers]
     if engine not in ("local", "ray"):
-        raise SettingError(f"--engine: expected local or ray, got {engine!r}")
+        raise SettingError(f"expected local or ray, got {engine!r}", param="engine")
     if (batch_size != "auto" and (not isinstance(batch_size, int) or batch_size < 1)) or \
             (workers is not None and workers < 1) or (steps != "auto" and steps < 1):
-        raise SettingError("--batch-size, --workers, --steps: must be positive")
+        raise SettingError("must be positive", param="batch_size, workers, steps")
     try:
         dataset = Dataset(data)
     except (OSError, ValueError) as e:
-        raise SettingError(f"--data: {e}") from None
+        raise SettingError(str(e), param="data") from None
     if batch_size == "auto":
         batch_size = _stored_batch_size(out) or auto_batch_size(len(dataset.keys))
     # str(target): 3 from Python and "3" from the command line are the same run.
@@ -223,22 +223,22 @@ def run(model: str, data: str | Path, methods: str | Sequence[str] = "ig",
     try:
         store = Store(out, write=True)
     except (StoreBusy, BadStore) as e:
-        raise SettingError(f"--out: {e}") from None
+        raise SettingError(str(e), param="out") from None
     except (OSError, sqlite3.Error) as e:
-        raise SettingError(f"--out: cannot write a results store in {str(out)!r}: "
-                           f"{one_line(e)}") from None
+        raise SettingError(f"cannot write a results store in {str(out)!r}: "
+                           f"{one_line(e)}", param="out") from None
     with store:
         try:
             saved = store.settings()
         except BadStore as e:
-            raise SettingError(f"--out: {e}") from None
+            raise SettingError(str(e), param="out") from None
         if saved is None:
             store.save_settings(settings.identity())
         elif saved != settings.identity():
             changed = ", ".join(f"{k} {saved.get(k)!r} -> {v!r}"
                                 for k, v in settings.identity().items() if saved.get(k) != v)
-            raise SettingError(f"--out: {str(out)!r} holds a run with other settings ({changed});"
-                             f" resume with the same settings or choose another --out")
+            raise SettingError(f"{str(out)!r} holds a run with other settings ({changed});"
+                             f" resume with the same settings or choose another --out", param="out")
         done, corrupt = store.check()
         if corrupt:
             warnings.warn(f"{len(corrupt)} stored result(s) in {str(out)!r} failed verification "
@@ -320,7 +320,8 @@ def _ray(settings: Settings, layers: list[str], batches: Iterator[Work], address
     try:
         import ray
     except ImportError:
-        raise SettingError("--engine ray: Ray is not installed; pip install 'pathattr[ray]'") \
+        raise SettingError("ray: Ray is not installed; pip install 'pathattr[ray]'",
+                           param="engine") \
             from None
     started = not ray.is_initialized()
     if started:
@@ -577,7 +578,7 @@ def evaluate_results(results: str | Path, metrics: Sequence[str] = ("insertion",
     try:
         store = Store(results)
     except FileNotFoundError as e:
-        raise SettingError(f"--results: {e}") from None
+        raise SettingError(str(e), param="results") from None
     with store:
         settings = store.settings() or {}
         rows = [r for r in store.rows("status = 'done'")
@@ -588,13 +589,15 @@ def evaluate_results(results: str | Path, metrics: Sequence[str] = ("insertion",
             by_key.setdefault(r["key"], []).append(r)
         keys = [k for k, rs in by_key.items() if len(rs) == len(methods)]
         if not keys:
-            raise SettingError(f"--results: {str(results)!r} holds no item that every input "
-                               f"method ({', '.join(methods) or 'none'}) completed")
+            raise SettingError(f"{str(results)!r} holds no item that every input "
+                               f"method ({', '.join(methods) or 'none'}) completed",
+                               param="results")
         if model is None:
             model, weights = settings.get("model"), settings.get("weights")
             if model not in BUILTIN:
-                raise SettingError(f"--model: the run's model {model!r} is not built in, and "
-                                   f"code named in a results folder is never run: give --model")
+                raise SettingError(f"the run's model {model!r} is not built in, and "
+                                   f"code named in a results folder is never run: give one",
+                                   param="model")
         bundle = load_model(model, weights)
         dataset = Dataset(settings["data"])
         evaluator = Evaluator(bundle.model, methods, metrics, controls=controls,
@@ -605,8 +608,9 @@ def evaluate_results(results: str | Path, metrics: Sequence[str] = ("insertion",
                 attrs: dict[str, dict[str, np.ndarray]] = {}
                 for row, a, reason in store.results([r for k in batch for r in by_key[k]]):
                     if reason is not None:
-                        raise SettingError(f"--results: {row['key']} ({row['method']}): "
-                                           f"{reason}; rerun `pathattr run` to recompute it")
+                        raise SettingError(f"{row['key']} ({row['method']}): "
+                                           f"{reason}; rerun `pathattr run` to recompute it",
+                                           param="results")
                     attrs.setdefault(row["key"], {})[row["method"]] = a
                 for raw in dataset.read(batch):
                     x = decode(raw, bundle.preprocess)[None]
