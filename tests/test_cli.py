@@ -285,7 +285,7 @@ def test_model_failing_on_its_input_says_how_it_was_preprocessed(tmp_path, capsy
 
 
 def test_default_preprocessing_is_efficientnets():
-    from pathattr.models import Preprocessing
+    from pathattr.named import Preprocessing
     from pathattr.zoo import photo, preprocess
 
     img = photo("rocket")
@@ -293,7 +293,7 @@ def test_default_preprocessing_is_efficientnets():
 
 
 def test_sixteen_bit_images_are_scaled_not_clipped(tmp_path):
-    from pathattr.models import load_image
+    from pathattr.named import load_image
 
     grey = np.linspace(0, 65535, 64 * 64).astype(np.uint16).reshape(64, 64)
     Image.fromarray(grey).save(tmp_path / "deep.png")

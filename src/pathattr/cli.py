@@ -314,7 +314,7 @@ def _neurons(args: argparse.Namespace) -> int:
 def _images(args: argparse.Namespace, method_spec: str | None, curves: bool, layer: str | None,
             demo: bool = False, command: str = "explain") -> int:
     from .commands import image
-    from .models import Preprocessing, load_image, load_model
+    from .named import Preprocessing, load_image, load_model
     from .registry import parse_methods
     from .validate import check_out_dir
 
@@ -357,7 +357,7 @@ def _reproduce(args: argparse.Namespace) -> int:
 
 
 def _models(args: argparse.Namespace) -> int:
-    from .models import MODELS
+    from .named import MODELS
     from .registry import available
 
     width = max(map(len, MODELS))

@@ -85,7 +85,7 @@ class Worker:
 
     def _load(self, layers: Sequence[str]) -> None:
         from .layers import resolve_layer
-        from .models import load_model
+        from .named import load_model
 
         self.bundle = load_model(self.settings.model, self.settings.weights)
         for layer in layers:
@@ -118,7 +118,7 @@ class Worker:
     def _group(self, shape: tuple, members: list) -> list[Outcome]:
         import torch
 
-        from .models import parse_target
+        from .named import parse_target
 
         x = torch.stack([m[2] for m in members])
         try:
@@ -534,7 +534,7 @@ def _sample_images(settings: dict, keys: list[str], model: str | None, weights: 
     """The sample's inputs as the model saw them, for overlays, and None; or no images and the
     reason (the report then shows bare heatmaps): the run's model is not built in and none was
     given, or the data or model is no longer loadable."""
-    from .models import BUILTIN, load_model
+    from .named import BUILTIN, load_model
 
     if model is None:
         model, weights = settings.get("model"), None
@@ -572,7 +572,7 @@ def evaluate_results(results: str | Path, metrics: Sequence[str] = ("insertion",
     from tqdm import tqdm
 
     from .evaluation import Evaluator, write_evaluation
-    from .models import BUILTIN, load_model
+    from .named import BUILTIN, load_model
 
     results = Path(results)
     try:

@@ -1,7 +1,7 @@
 """What the ``pathattr`` command does, one module per concern; ``cli.py`` only parses arguments.
 
 image: the per-image pipeline (attributions, curves, neurons, files, report); text: sentences;
-run: the dataset-runner subcommands. Models, images and targets come from ``pathattr.models``,
+run: the dataset-runner subcommands. Models, images and targets come from ``pathattr.named``,
 methods from ``pathattr.registry``; their ``SettingError`` is the command's usage error.
 """
 

@@ -19,7 +19,7 @@ from ..errors import one_line, printable
 from ..evaluation import Evaluation, Evaluator
 from ..files import safe_name, write_file, write_npz
 from ..layers import resolve_layer
-from ..models import ModelBundle, parse_target
+from ..named import ModelBundle, parse_target
 from ..viz.report import map_cells
 from . import UsageError
 

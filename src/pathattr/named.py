@@ -1,5 +1,6 @@
-"""Models, images and targets named on the command line, with one-line errors that name the
-bad argument (``SettingError``, exit code 2)."""
+"""Models, images and targets named by a string — the vocabulary of the command line and of
+``pathattr.run`` (built-in names, ``module:factory``, TorchScript files, ``photo:NAME``) — with
+one-line errors that name the bad argument (``SettingError``, exit code 2)."""
 
 from __future__ import annotations
 
