@@ -18,7 +18,7 @@ import pytest
 import torch
 
 import pathattr
-from pathattr.methods.deeplift_rules import NoDeepLiftRule
+from pathattr.methods.deeplift import NoDeepLiftRule
 
 T = pytest.importorskip("transformers")
 V, L = 40, 6  # vocabulary, tokens per prompt

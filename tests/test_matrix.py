@@ -17,7 +17,7 @@ from nets import Recurrent
 from torch import nn
 
 import pathattr
-from pathattr.methods.deeplift_rules import NoDeepLiftRule
+from pathattr.methods.deeplift import NoDeepLiftRule
 
 transformers = pytest.importorskip("transformers")
 D = torch.float64

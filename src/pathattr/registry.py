@@ -81,10 +81,10 @@ METHODS: dict[str, MethodInfo] = {
     "agi": MethodInfo(_M + "agi", "AdversarialGradientIntegration",
                       gap="not complete: AGI sums paths toward other classes; δ is against "
                           "the score lost on them, not F(x) - F(x')"),
-    "deeplift": MethodInfo(_M + "deeplift", "DeepLift", init={"nonlinearity": "rescale"},
+    "deeplift": MethodInfo(_M + "deeplift.method", "DeepLift", init={"nonlinearity": "rescale"},
                            gap=DEEPLIFT_GAP),
-    "deeplift-rc": MethodInfo(_M + "deeplift", "DeepLift", init={"nonlinearity": "revealcancel"},
-                              gap=DEEPLIFT_GAP),
+    "deeplift-rc": MethodInfo(_M + "deeplift.method", "DeepLift",
+                              init={"nonlinearity": "revealcancel"}, gap=DEEPLIFT_GAP),
     "smoothgrad": MethodInfo(_M + "smoothgrad", "SmoothGrad", wraps="saliency",
                              gap="no completeness: an average of gradients at noisy copies"),
     "saliency": MethodInfo(_M + "gradient", "Saliency",
@@ -97,7 +97,7 @@ METHODS: dict[str, MethodInfo] = {
                               shared=True, cli=False),
     "neuron-conductance": MethodInfo(_M + "conductance", "NeuronConductance", space="layer",
                                      cli=False),
-    "layer-deeplift": MethodInfo(_M + "deeplift", "LayerDeepLift", space="layer", cli=False),
+    "layer-deeplift": MethodInfo(_M + "deeplift.method", "LayerDeepLift", space="layer", cli=False),
 }
 
 

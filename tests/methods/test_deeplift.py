@@ -12,8 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pathattr.baselines import Several
-from pathattr.methods.deeplift import DeepLift, LayerDeepLift
-from pathattr.methods.deeplift_rules import NoDeepLiftRule
+from pathattr.methods.deeplift import DeepLift, LayerDeepLift, NoDeepLiftRule
 
 RULES = ["rescale", "revealcancel"]
 ACTIVATIONS = [nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Sigmoid, nn.Tanh,

@@ -13,7 +13,7 @@ import transformers
 from torch import nn
 
 import pathattr
-from pathattr.methods import deeplift_composite as dc
+from pathattr.methods.deeplift import composite as dc
 
 D = torch.float64
 RULES = ["rescale", "revealcancel"]

@@ -13,7 +13,7 @@ each target adds one backward on that forward's graph (``engine.per_output_grads
 attribution (Captum's ``LLMGradientAttribution``) runs a forward per target and path point.
 
 ``method="deeplift"`` (Rescale, exact summation-to-delta through attention, softmax and
-normalisation, see ``deeplift_composite``) needs no path: one forward on the baseline sequence,
+normalisation, see ``deeplift.composite``) needs no path: one forward on the baseline sequence,
 one on the sequence, then one backward per target, all from the token embeddings.
 
 Encoder-decoders (T5, BART, Marian): the same over the encoder tokens and the decoder tokens

@@ -44,14 +44,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .deeplift_rules import (
-    NoDeepLiftRule,
-    Pair,
-    Rescale,
-    rescale_multiplier,
-    scaled,
-    shapley_product,
-)
+from .multipliers import Pair, Rescale, rescale_multiplier, scaled, shapley_product
+from .ops import NoDeepLiftRule
 
 
 def elementwise(f: Callable[[Tensor], Tensor], p: Pair) -> Pair:

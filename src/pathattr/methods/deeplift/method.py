@@ -4,7 +4,7 @@ a layer's neurons.
     C_i = (x_i - x'_i) * M_i,    sum_i C_i = F(x) - F(x')   (summation-to-delta)
 
 where the multiplier ``M`` is the chain rule with each nonlinearity's derivative replaced by
-its DeepLIFT multiplier (``deeplift_rules``). One forward on ``x'`` that records what the rules
+its DeepLIFT multiplier (``deeplift.mode``). One forward on ``x'`` that records what the rules
 need, one forward on ``x`` and one backward on ``x`` alone.
 
 Rules work per operation, not per module: a module called twice, functional activations
@@ -29,19 +29,20 @@ from typing import TYPE_CHECKING, Literal
 import torch
 from torch import Tensor, nn
 
-from ..baselines import BaselineSpec
-from ..engine import MEMORY_BUDGET, chunk_size, guarded, per_output_grads
-from ..errors import NonFiniteOutput
-from ..forward import OutputSpec, Packer
-from ..layers import LayerSpec, check_reached, resolve_layer, tap_layers, tensor_elements
-from ..result import Attribution
-from ..targets import TargetSpec
-from ..validate import first_nonfinite
-from ._setup import ConvergenceDelta, Inputs, Setup, setup
-from .deeplift_rules import DeepLiftMode, NoDeepLiftRule
+from ...baselines import BaselineSpec
+from ...engine import MEMORY_BUDGET, chunk_size, guarded, per_output_grads
+from ...errors import NonFiniteOutput
+from ...forward import OutputSpec, Packer
+from ...layers import LayerSpec, check_reached, resolve_layer, tap_layers, tensor_elements
+from ...result import Attribution
+from ...targets import TargetSpec
+from ...validate import first_nonfinite
+from .._setup import ConvergenceDelta, Inputs, Setup, setup
+from .mode import DeepLiftMode
+from .ops import NoDeepLiftRule
 
 if TYPE_CHECKING:
-    from ..layers import _Tap
+    from ...layers import _Tap
 
 Nonlinearity = Literal["rescale", "revealcancel"]
 #: Batches of at most this many rows run as one chunk without measuring the model.
