@@ -18,13 +18,15 @@ $(STAMP): pyproject.toml
 	$(BIN)/python tools/install_cn2en.py
 	touch $(STAMP)
 
-# ruff first: a lint error fails the tests as a failing test would
+# ruff and the import graph (no cycle, no back-arrow) first: either fails the tests as a
+# failing test would
 test: venv
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks tools
+	$(BIN)/python tools/import_graph.py
 	$(BIN)/python -m pytest -q -x -p no:cacheprovider
 
 lint: venv
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks tools
 
 demo: venv
 	$(BIN)/pathattr explain --demo --out results/demo

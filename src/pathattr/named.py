@@ -18,8 +18,8 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor, nn
 
-from .datasets import to_rgb
 from .errors import SettingError, one_line, printable
+from .images import to_rgb
 
 
 @dataclass

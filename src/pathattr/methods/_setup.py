@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from ..baselines import BaselineSpec, make_baselines
-from ..engine import LayerPath, PathEngine, accumulation_dtype
+from ..engine import LayerPath, PathEngine, accumulation_dtype, guarded
 from ..forward import ModelCall, OutputSpec, Packer
 from ..layers import LayerSpec, resolve_layer
 from ..quadrature import nodes_weights
@@ -92,8 +92,6 @@ class ConvergenceDelta:
                                   output: OutputSpec = None) -> Tensor:
         """``sum(attributions) - (F(end_point) - F(start_point))`` per example: see
         ``pathattr.metrics.convergence_delta``. Cost: two forwards."""
-        from ..metrics.completeness import convergence_delta
-
         return convergence_delta(self.model, attributions, start_point, end_point, target,
                                  additional_forward_args, forward_kwargs=forward_kwargs,
                                  output=output)
@@ -241,3 +239,32 @@ def flat_points(n_rows: int, alphas: Tensor) -> tuple[Tensor, Tensor]:
     """Every row at every alpha, row-major: ``(rows, alphas)`` of length ``n_rows * m``."""
     rows = torch.arange(n_rows, device=alphas.device).repeat_interleave(len(alphas))
     return rows, alphas.repeat(n_rows)
+
+
+def convergence_delta(model, attributions: Tensor | tuple[Tensor, ...], start_point,
+                      end_point, target=None, additional_forward_args: tuple | None = None, *,
+                      forward_kwargs: dict | None = None, output=None) -> Tensor:
+    """``sum(attributions) - (F(end_point) - F(start_point))`` per example, ``(B,)``: the
+    completeness gap of attributions computed elsewhere or post-processed (Captum's
+    ``compute_convergence_delta``). ``end_point`` is the input, ``start_point`` its baseline (a
+    number, a tensor broadcast to it, or one per input of a tuple); ``target``,
+    ``additional_forward_args``, ``forward_kwargs`` and ``output`` as in ``attribute``.
+    Attributions may be an input's or a layer's: only their sum per example is read. Cost:
+    two forwards, in float32 or wider. Raises on several baselines (their gap is not one
+    number per example) and on attributions with another batch size."""
+    s = setup(model, end_point, start_point, target, additional_forward_args, forward_kwargs,
+              output, integers=True)
+    if s.k != 1:
+        raise ValueError(f"start_point gives {s.k} baselines per example; give one")
+    parts = attributions if isinstance(attributions, tuple) else (attributions,)
+    if not parts or not all(isinstance(a, Tensor) for a in parts):
+        raise TypeError("attributions must be a tensor or a tuple of tensors")
+    if any(a.dim() == 0 or a.shape[0] != s.b for a in parts):
+        raise ValueError(f"attributions have batch sizes {[tuple(a.shape) for a in parts]}, "
+                         f"end_point {s.b} examples")
+    wide = torch.promote_types(parts[0].dtype, torch.float32)
+    total = sum(a.detach().reshape(s.b, -1).to(wide).sum(1) for a in parts)
+    rows = torch.arange(s.b, device=s.x.device)
+    with guarded(model), torch.no_grad():
+        f1, f0 = (s.target.select(s.call(t, rows), rows).to(wide) for t in (s.x, s.baseline))
+    return total.to(f1.device) - (f1 - f0)

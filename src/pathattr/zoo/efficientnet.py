@@ -47,7 +47,7 @@ def _load(name: str, path: str) -> nn.Module:
 def to_pil(image: Image.Image | np.ndarray) -> Image.Image:
     """An RGB PIL image from a PIL image or an (H, W) / (H, W, 3|4) uint8 or [0, 1] float array."""
     if isinstance(image, Image.Image):
-        from ..datasets import to_rgb
+        from ..images import to_rgb
 
         return to_rgb(image)
     a = np.asarray(image)
