@@ -23,6 +23,8 @@ $(STAMP): pyproject.toml
 test: venv
 	$(BIN)/ruff check src tests benchmarks tools
 	$(BIN)/python tools/import_graph.py
+	# basic mode on the modules typed so far (pyrightconfig.json excludes the others)
+	$(BIN)/pyright
 	$(BIN)/python -m pytest -q -x -p no:cacheprovider
 
 lint: venv

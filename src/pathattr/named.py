@@ -122,7 +122,7 @@ def _efficientnet_lite1() -> ModelBundle:
 def _digits_preprocess(img: Image.Image) -> Tensor:
     """Grey, 8x8 (box filter), in [0, 1]; dark ink on light paper is inverted to match the
     training data (bright strokes on black)."""
-    a = np.asarray(img.convert("L").resize((8, 8), Image.BOX), dtype=np.float32) / 255.0
+    a = np.asarray(img.convert("L").resize((8, 8), Image.Resampling.BOX), dtype=np.float32) / 255.0
     if a.mean() > 0.5:
         a = 1.0 - a
     return torch.from_numpy(a)[None]

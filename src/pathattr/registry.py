@@ -167,7 +167,7 @@ AUTO_TOL, AUTO_FIXED = 0.01, 50
 
 def fixed_steps(steps: int | str) -> int:
     """``steps`` for a method without an error-controlled rule (``"auto"``: ``AUTO_FIXED``)."""
-    return AUTO_FIXED if steps == "auto" else steps
+    return AUTO_FIXED if steps == "auto" else int(steps)
 
 
 def step_options(name: str, steps: int | str) -> dict:

@@ -71,7 +71,7 @@ def resize_and_crop(img: Image.Image, crop: int, shorter: int) -> Image.Image:
     if nw * nh > limit:
         raise ValueError(f"a {w} x {h} image would be resized to {nw} x {nh} pixels, more "
                          f"than the {limit} allowed; crop it to a usual aspect ratio first")
-    img = img.resize((nw, nh), Image.BICUBIC)
+    img = img.resize((nw, nh), Image.Resampling.BICUBIC)
     left, top = (nw - crop) // 2, (nh - crop) // 2
     return img.crop((left, top, left + crop, top + crop))
 
