@@ -81,7 +81,7 @@ def test_public_explain_is_the_function_whatever_was_imported_first():
     import pathattr.shared_pass
 
     assert pathattr.explain is pathattr.shared_pass.explain
-    assert pathattr.run.__module__ == "pathattr.runs"
+    assert pathattr.run.__module__ == "pathattr.runs.driver"
 
 
 def test_idgi_shares_the_left_riemann_pass():
