@@ -55,8 +55,8 @@ def _pair_guided_ig(model, x: torch.Tensor, target: torch.Tensor, steps: int) ->
 def _call(name: str, n_photos: int, steps: int | None, gig_steps: int | None) -> float:
     """Run one method in this process; return its wall time in seconds."""
     import pathattr
+    from pathattr.call import flat_points, setup
     from pathattr.engine import guarded
-    from pathattr.methods._setup import flat_points, setup
     from pathattr.methods.idg import coarse_points
     from pathattr.shared_pass import explain
     from pathattr.zoo import efficientnet_lite0, photo_batch

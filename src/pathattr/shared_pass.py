@@ -15,10 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from .baselines import BaselineSpec
-from .engine import Tap, guarded
-from .forward import OutputSpec
-from .layers import LayerSpec, resolve_layer
-from .methods._setup import (
+from .call import (
     Inputs,
     LayerNoise,
     embedding_path,
@@ -26,6 +23,9 @@ from .methods._setup import (
     rule_tensors,
     setup,
 )
+from .engine import Tap, guarded
+from .forward import OutputSpec
+from .layers import LayerSpec, resolve_layer
 from .methods.conductance import edge_plan, total_conductance
 from .methods.idg import DecisionSum, adaptive_idg, coarse_points
 from .methods.idgi import RowSteps

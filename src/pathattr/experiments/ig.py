@@ -19,8 +19,8 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import LogLocator, ScalarFormatter
 from torch import Tensor, nn
 
+from ..call import flat_points, setup
 from ..engine import guarded
-from ..methods._setup import flat_points, setup
 from ..methods.integrated_gradients import IntegratedGradients
 from ..quadrature import RULES, nodes_weights
 from ..viz import overlay

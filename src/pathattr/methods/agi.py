@@ -22,12 +22,12 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from ..call import Inputs, setup
 from ..engine import chunk_size, guarded, point_gradients, point_values
 from ..forward import OutputSpec
 from ..result import Attribution
 from ..targets import TargetSpec, resolve_target
 from ..validate import check_number, check_steps
-from ._setup import Inputs, setup
 
 
 def _predicted(out: Tensor) -> Tensor:

@@ -19,13 +19,13 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from ..call import setup
 from ..engine import chunk_size, guarded, point_gradients, point_values
 from ..forward import OutputSpec
 from ..quadrature import nodes_weights
 from ..result import Attribution
 from ..targets import TargetSpec
 from ..validate import check_flag, check_number, check_tensor
-from ._setup import setup
 from .idgi import Steps
 
 

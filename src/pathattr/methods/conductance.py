@@ -30,13 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from ..baselines import BaselineSpec
-from ..engine import PathEngine, Tap, guarded
-from ..forward import OutputSpec
-from ..layers import LayerSpec, check_reached, resolve_layer, tap_layers, tensor_elements
-from ..quadrature import cell_edges, nodes_weights
-from ..result import Attribution
-from ..targets import TargetSpec
-from ._setup import (
+from ..call import (
     ConvergenceDelta,
     Inputs,
     LayerNoise,
@@ -45,6 +39,12 @@ from ._setup import (
     rule_tensors,
     setup,
 )
+from ..engine import PathEngine, Tap, guarded
+from ..forward import OutputSpec
+from ..layers import LayerSpec, check_reached, resolve_layer, tap_layers, tensor_elements
+from ..quadrature import cell_edges, nodes_weights
+from ..result import Attribution
+from ..targets import TargetSpec
 
 #: A neuron: a flat index into one example's layer output, or its multi-index.
 NeuronSpec = int | Sequence[int]

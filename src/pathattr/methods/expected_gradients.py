@@ -21,12 +21,12 @@ import torch
 from torch import Tensor
 
 from ..baselines import Several
+from ..call import ConvergenceDelta, Inputs, setup
 from ..engine import PathEngine, accumulation_dtype, guarded
 from ..forward import OutputSpec
 from ..result import Attribution
 from ..targets import TargetSpec
 from ..validate import check_positive_int
-from ._setup import ConvergenceDelta, Inputs, setup
 from .integrated_gradients import IntegratedGradients
 
 SAMPLINGS = ("random", "quadrature")

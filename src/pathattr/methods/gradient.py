@@ -7,11 +7,11 @@ from typing import Literal
 import torch
 
 from ..baselines import BaselineSpec
+from ..call import Inputs, Setup, setup
 from ..engine import guarded
 from ..forward import OutputSpec
 from ..result import Attribution
 from ..targets import TargetSpec
-from ._setup import Inputs, Setup, setup
 
 
 def _gradient(model, x: Inputs, baselines, target: TargetSpec, batch_size, forward: tuple

@@ -19,12 +19,12 @@ import torch
 from torch import Tensor
 
 from ..baselines import BaselineSpec
+from ..call import Inputs, setup
 from ..engine import chunk_size, guarded, point_gradients
 from ..forward import OutputSpec
 from ..result import Attribution
 from ..targets import TargetSpec
 from ..validate import check_flag, check_number, check_steps
-from ._setup import Inputs, setup
 from .idgi import Steps
 
 #: Relative and absolute tolerance of "the step has covered its L1 distance" (PAIR's value).

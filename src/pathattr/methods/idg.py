@@ -36,13 +36,13 @@ import torch
 from torch import Tensor
 
 from ..baselines import BaselineSpec
+from ..call import Inputs, Setup, flat_points, rule_tensors, setup
 from ..engine import Chunk, PathEngine, guarded
 from ..forward import OutputSpec
 from ..quadrature import nodes_weights
 from ..result import Attribution
 from ..targets import TargetSpec
 from ..validate import check_positive_int, check_steps
-from ._setup import Inputs, Setup, flat_points, rule_tensors, setup
 
 SAMPLINGS = ("adaptive", "uniform")
 

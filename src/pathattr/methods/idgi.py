@@ -22,12 +22,12 @@ import torch
 from torch import Tensor
 
 from ..baselines import BaselineSpec
+from ..call import ConvergenceDelta, Inputs, flat_points, setup
 from ..engine import Chunk, accumulation_dtype, guarded
 from ..forward import OutputSpec
 from ..result import Attribution
 from ..targets import TargetSpec
 from ..validate import check_steps
-from ._setup import ConvergenceDelta, Inputs, flat_points, setup
 
 
 def shares(g: Tensor) -> Tensor:

@@ -12,14 +12,7 @@ import torch
 from torch import Tensor
 
 from ..baselines import BaselineSpec
-from ..engine import Chunk, LayerPath, PathEngine, accumulation_dtype, guarded
-from ..forward import OutputSpec
-from ..layers import LayerSpec, resolve_layer
-from ..quadrature import MAX_STEPS, refine, trapezoid_weights
-from ..result import Attribution
-from ..targets import TargetSpec
-from ..validate import check_number, check_positive_int
-from ._setup import (
+from ..call import (
     ConvergenceDelta,
     Inputs,
     LayerNoise,
@@ -29,6 +22,13 @@ from ._setup import (
     rule_tensors,
     setup,
 )
+from ..engine import Chunk, LayerPath, PathEngine, accumulation_dtype, guarded
+from ..forward import OutputSpec
+from ..layers import LayerSpec, resolve_layer
+from ..quadrature import MAX_STEPS, refine, trapezoid_weights
+from ..result import Attribution
+from ..targets import TargetSpec
+from ..validate import check_number, check_positive_int
 
 
 class GradientSum:

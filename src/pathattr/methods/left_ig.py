@@ -22,13 +22,13 @@ import torch
 from torch import Tensor
 
 from ..baselines import BaselineSpec
+from ..call import Inputs, Setup, flat_points, rule_tensors, setup
 from ..engine import Chunk, PathEngine, guarded
 from ..forward import OutputSpec
 from ..quadrature import cell_edges
 from ..result import Attribution
 from ..targets import TargetSpec
 from ..validate import check_number
-from ._setup import Inputs, Setup, flat_points, rule_tensors, setup
 
 
 def check_saturation(saturation: object) -> float:

@@ -40,13 +40,13 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from ..call import Setup, flat_points, rule_tensors, setup
 from ..engine import Chunk, LayerPath, Tap, accumulation_dtype, guarded
 from ..forward import choose_output
 from ..layers import LayerSpec, batch_dims, resolve_layer
 from ..quadrature import MAX_STEPS, cell_edges, refine
 from ..targets import Target
 from ..validate import check_eval_mode, check_number, check_positive_int, check_steps
-from ._setup import Setup, flat_points, rule_tensors, setup
 from .deeplift import layer_pass
 from .idg import SAMPLINGS, adaptive_nodes, coarse_points
 from .integrated_gradients import trapezoid_sums

@@ -13,10 +13,10 @@ import torch
 from torch import Tensor, nn
 
 from ..baselines import BaselineSpec
+from ..call import Inputs, Setup, setup
 from ..forward import OutputSpec
 from ..guard import model_guard
 from ..layers import LayerSpec, StopForward, resolve_layer, stop_when_tapped, tap_layers
-from ..methods._setup import Inputs, Setup, setup
 from ..targets import TargetSpec
 from ..validate import check_finite, check_positive_int, check_tensor
 from .curve import Curve

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from ..methods._setup import convergence_delta  # noqa: F401 -- public as a metric here
+from ..call import convergence_delta  # noqa: F401 -- public as a metric here
 from ..result import Attribution
 
 

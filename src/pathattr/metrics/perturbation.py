@@ -17,11 +17,11 @@ import torch
 from torch import Tensor, nn
 
 from ..baselines import gaussian_blur
+from ..call import setup
 from ..engine import chunk_size, guarded, is_conv
 from ..errors import NonFiniteOutput
 from ..forward import OutputSpec, choose_output
 from ..guard import model_guard
-from ..methods._setup import setup
 from ..targets import TargetSpec, resolve_target, select
 from ..validate import check_eval_mode, check_positive_int, check_tensor
 from .curve import Curve, baseline_like

@@ -21,8 +21,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
+from ..call import setup
 from ..engine import chunk_size, guarded
-from ..methods._setup import setup
 from ..targets import TargetSpec
 from ..validate import check_finite, check_positive_int, check_tensor
 

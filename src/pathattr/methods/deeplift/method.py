@@ -30,6 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from ...baselines import BaselineSpec
+from ...call import ConvergenceDelta, Inputs, Setup, setup
 from ...engine import MEMORY_BUDGET, chunk_size, guarded, per_output_grads
 from ...errors import NonFiniteOutput
 from ...forward import OutputSpec, Packer
@@ -37,7 +38,6 @@ from ...layers import LayerSpec, check_reached, resolve_layer, tap_layers, tenso
 from ...result import Attribution
 from ...targets import TargetSpec
 from ...validate import first_nonfinite
-from .._setup import ConvergenceDelta, Inputs, Setup, setup
 from .mode import DeepLiftMode
 from .ops import NoDeepLiftRule
 

@@ -1,4 +1,4 @@
-"""methods/_setup.py: the preparation every method shares — rows k * B + b, dtype and device,
+"""call.py: the prepared call every method shares — rows k * B + b, dtype and device,
 packing, the baselines' expansion and the result's assembly."""
 
 import pytest
@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from pathattr.baselines import Several
-from pathattr.methods._setup import flat_points, rule_tensors, setup
+from pathattr.call import flat_points, rule_tensors, setup
 
 
 class Two(nn.Module):

@@ -1,4 +1,5 @@
-"""The preparation every method shares: validate, place, pack inputs, expand baselines.
+"""The call protocol every method shares: ``setup`` validates, places and packs the inputs and
+expands the baselines into a ``Setup``, whose engine evaluates the path.
 
 Every method's ``attribute`` calls ``setup`` and reads its arithmetic off the ``Setup``; the
 conventions that follow live here once:
@@ -21,14 +22,14 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..baselines import BaselineSpec, make_baselines
-from ..engine import LayerPath, PathEngine, accumulation_dtype, guarded
-from ..forward import ModelCall, OutputSpec, Packer
-from ..layers import LayerSpec, resolve_layer
-from ..quadrature import nodes_weights
-from ..result import Attribution
-from ..targets import Target, TargetSpec, resolve_target
-from ..validate import check_eval_mode, check_repeatable, check_tensor
+from .baselines import BaselineSpec, make_baselines
+from .engine import LayerPath, PathEngine, accumulation_dtype, guarded
+from .forward import ModelCall, OutputSpec, Packer
+from .layers import LayerSpec, resolve_layer
+from .quadrature import nodes_weights
+from .result import Attribution
+from .targets import Target, TargetSpec, resolve_target
+from .validate import check_eval_mode, check_repeatable, check_tensor
 
 Inputs = Tensor | tuple[Tensor, ...]
 #: Moves a layer activation at the input end of the path (``(B, *S) -> (B, *S)``).
