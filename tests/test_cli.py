@@ -447,7 +447,8 @@ def test_explain_a_molecule_refuses_bad_input_by_flag(tmp_path, capsys):
     for args, msg in ((["--smiles", "C1CC"], "--smiles: RDKit cannot parse"),
                       (["--smiles", "CCO", "--model", "digits-cnn"], "--model: 'digits-cnn' is "
                                                                        "not a molecule model"),
-                      (["--smiles", "CCO", "--method", "blur-ig"], "--method: 'blur-ig'"),
+                      (["--smiles", "CCO", "--method", "blur-ig"],
+                       "--method: unknown method 'blur-ig' for molecules"),
                       (["--smiles", "CCO", "--layer", "x"], "--layer: not used with --smiles"),
                       (["--smiles", "CCO", "photo:chelsea"], "exactly one")):
         assert cli.main(["explain", *args, "--out", str(tmp_path)]) == 2

@@ -18,6 +18,7 @@ import importlib
 import importlib.util
 import inspect
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -132,11 +133,13 @@ def available() -> list[str]:
             if m.cli and importlib.util.find_spec(m.module) is not None]
 
 
-def parse_methods(spec: str) -> list[str]:
+def parse_methods(spec: str, offered: Sequence[str] | None = None, where: str = ""
+                  ) -> list[str]:
     """``"ig,idg"`` or ``"all"`` -> method names, in the order given, without repeats
     (``left_ig`` is read as ``left-ig``: the language-model spelling works here too).
-    Raises ``SettingError`` naming an unknown method."""
-    names = available()
+    ``offered``: the names accepted (default: ``available()``); ``where``: the context said
+    in the error (``"with --generate"``). Raises ``SettingError`` naming an unknown method."""
+    names = list(available() if offered is None else offered)
     if spec.strip() == "all":
         return names
     chosen = list(dict.fromkeys(s.strip().replace("_", "-") for s in spec.split(",")
@@ -145,8 +148,8 @@ def parse_methods(spec: str) -> list[str]:
         raise SettingError("no method given", param="method")
     for name in chosen:
         if name not in names:
-            raise SettingError(f"unknown method {name!r}; available: "
-                               f"{', '.join(names)}, or all", param="method")
+            raise SettingError(f"unknown method {name!r}{' ' + where if where else ''}; "
+                               f"available: {', '.join(names)}, or all", param="method")
     return chosen
 
 

@@ -103,16 +103,9 @@ def generation_methods(spec: str) -> list[str]:
     """``"ig,left-ig"`` or ``"all"`` -> ``SequenceAttribution`` methods; the image commands'
     spelling (``left-ig``) and the library's (``left_ig``) both work. Raises ``UsageError``."""
     from ..methods.sequence import METHODS
+    from ..registry import parse_methods
 
-    if spec.strip() == "all":
-        return list(METHODS)
-    chosen = list(dict.fromkeys(m.strip().replace("_", "-") for m in spec.split(",")
-                                if m.strip()))
-    bad = [m for m in chosen if m not in METHODS]
-    if not chosen or bad:
-        raise UsageError(f"--method: with --generate / --target-text one or more of "
-                         f"{', '.join(METHODS)} or all, got {spec!r}")
-    return chosen
+    return parse_methods(spec, METHODS, "with --generate / --target-text")
 
 
 def explain_generation(prompt: str, model: str, generate: int | None, target: str | None,

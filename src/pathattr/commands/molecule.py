@@ -24,15 +24,7 @@ MOLECULE_METHODS = tuple(n for n, m in registry.METHODS.items()
 def molecule_methods(spec: str) -> list[str]:
     """``"ig,deeplift"`` -> names (``all``: every molecule method); ``UsageError`` naming an
     unknown one."""
-    if spec.strip() == "all":
-        return list(MOLECULE_METHODS)
-    names = list(dict.fromkeys(s.strip().replace("_", "-") for s in spec.split(",")
-                               if s.strip()))
-    bad = [n for n in names if n not in MOLECULE_METHODS]
-    if bad or not names:
-        raise UsageError(f"--method: {', '.join(map(repr, bad)) or 'none given'}: molecules "
-                         f"take {', '.join(MOLECULE_METHODS)}, or all")
-    return names
+    return registry.parse_methods(spec, MOLECULE_METHODS, "for molecules")
 
 
 def load_molecule_model(name: str):
