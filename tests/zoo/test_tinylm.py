@@ -60,7 +60,8 @@ def test_several_methods_and_prompts_keep_every_report(lm, tmp_path, capsys):
         assert max(runs["idgi"]["relative_delta"]) < 1e-5
     code = cli.main(["explain", "--text", "Now is", "--generate", "3", "--method", "nope",
                      "--out", str(out)])
-    assert code == 2 and "--method: with --generate" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert code == 2 and "--method: unknown method 'nope' with --generate" in err
 
 
 @pytest.mark.parametrize("args, message", [
@@ -69,7 +70,8 @@ def test_several_methods_and_prompts_keep_every_report(lm, tmp_path, capsys):
     (["--text", "hi", "--generate", "2", "--pair", "x"], "--pair: not used"),
     (["--text", "hi@", "--generate", "2"], "never saw: '@'"),
     (["--text", "hi", "--generate", "2", "--model", "digits-cnn"], "not a language model"),
-    (["--text", "hi", "--generate", "2", "--method", "guided_ig"], "--method: with --generate"),
+    (["--text", "hi", "--generate", "2", "--method", "guided_ig"],
+     "--method: unknown method 'guided-ig' with --generate"),
 ])
 def test_cli_refuses_bad_generation_arguments(lm, args, message, capsys):
     assert cli.main(["explain", *args]) == 2
