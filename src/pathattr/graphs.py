@@ -62,15 +62,15 @@ class Graphs:
         if data is not None:
             x, edge_index = getattr(data, "x", None), getattr(data, "edge_index", None)
             edge_attr, batch = getattr(data, "edge_attr", None), getattr(data, "batch", None)
-        x = check_tensor(x, "x")
-        if x.dim() != 2:
-            raise ValueError(f"x: node features must be (nodes, features), got shape "
-                             f"{tuple(x.shape)}")
-        if batch is None:
+        if batch is None and isinstance(x, Tensor):
             batch = torch.zeros(len(x), dtype=torch.long, device=x.device)
         return cls(x, edge_index, batch, edge_attr)
 
     def __post_init__(self):
+        self.x = check_tensor(self.x, "x")
+        if self.x.dim() != 2:
+            raise ValueError(f"x: node features must be (nodes, features), got shape "
+                             f"{tuple(self.x.shape)}")
         n = len(self.x)
         ei = self.edge_index
         if not isinstance(ei, Tensor) or ei.dim() != 2 or ei.shape[0] != 2 \
@@ -107,7 +107,6 @@ class Graphs:
             if self.edge_attr.dim() != 2 or len(self.edge_attr) != ei.shape[1]:
                 raise ValueError(f"edge_attr must be (edges, features) with {ei.shape[1]} "
                                  f"edges, got shape {tuple(self.edge_attr.shape)}")
-        check_tensor(self.x, "x")
 
     def _pad(self, values: Tensor, graph: Tensor, local: Tensor, counts: Tensor) -> Tensor:
         width = int(counts.max()) if len(counts) else 0
@@ -176,6 +175,10 @@ class GraphModel(nn.Module):
         # each graph's edges as local node indices, padded: rows index it by their graph
         self.register_buffer("local_edges", graphs.pad_edges(
             graphs.node_local[graphs.edge_index].T.contiguous()), persistent=False)
+        # edge features the model reads but that are not attributed: fixed, padded once
+        self.register_buffer("fixed_edges", graphs.pad_edges(graphs.edge_attr)
+                             if self.takes_edges and not self.edges else None,
+                             persistent=False)
 
     def forward(self, nodes: Tensor, *rest: Tensor) -> Any:
         *edge_values, ids = rest
@@ -195,10 +198,9 @@ class GraphModel(nn.Module):
         if self.edges:
             edge_attr = layout.from_rows(edge_values[0][:, :widest_edges],
                                          "edges")
-        elif self.takes_edges:
-            edge_attr = layout.from_rows(
-                g.pad_edges(g.edge_attr).to(nodes.device)[ids][
-                    :, :widest_edges], "edges")
+        elif self.fixed_edges is not None:
+            edge_attr = layout.from_rows(self.fixed_edges.to(nodes.device)[ids][
+                :, :widest_edges], "edges")
         else:
             edge_attr = None
         with row_layout(layout):
