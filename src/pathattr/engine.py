@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import nullcontext, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import Tensor, nn
@@ -21,11 +21,13 @@ from .guard import model_guard
 from .layers import (
     LayerNotReached,
     StopForward,
+    Tap,
     check_reached,
-    resolve_layer,
     stop_when_tapped,
     tap_layers,
 )
+
+__all__ = ["Chunk", "LayerPath", "PathEngine", "Tap", "chunk_size"]
 from .targets import Target
 
 #: Default memory budget for one chunk's activations and gradients (bytes).
@@ -49,14 +51,6 @@ SINGULAR_ALPHA = 1e-5
 #: The part of ``F(x) - F(x')`` that may change between ``0`` and ``SINGULAR_ALPHA``: a smooth
 #: path changes by about ``SINGULAR_ALPHA`` of it there, a singular one by nearly all of it.
 SINGULAR_SHARE = 0.5
-
-
-@dataclass
-class Tap:
-    """Where to read the gradient: a layer's output (or input), by name or module."""
-
-    layer: str | nn.Module
-    use_input: bool = False
 
 
 @dataclass
@@ -202,10 +196,7 @@ class PathEngine:
         p = base + _expand(alphas, base) * self.diff[rows]
         return p.contiguous(memory_format=torch.channels_last) if self.channels_last else p
 
-    def _resolve(self, taps: list[Tap]) -> list[tuple[str, nn.Module, bool]]:
-        return [(*resolve_layer(self.model, t.layer), t.use_input) for t in taps]
-
-    def path_specs(self, state: dict[int, Tensor]) -> list:
+    def path_specs(self, state: dict[int, Tensor]) -> list[Tap]:
         """Hooks that replace each layer of ``self.layer_path`` by its point in ``state``."""
         lp = self.layer_path
         if lp is None:
@@ -221,7 +212,7 @@ class PathEngine:
                         f"not its first dimension (sequence-first, (L, B, d)) needs it "
                         f"declared: SequenceAttribution(..., batch_dim=1)")
                 return p
-            specs.append((*resolve_layer(self.model, layer), lp.use_input, replace))
+            specs.append(Tap(layer, lp.use_input, replace))
         return specs
 
     def inputs_at(self, r: Tensor, a: Tensor, state: dict[int, Tensor], grad: bool) -> Tensor:
@@ -247,7 +238,7 @@ class PathEngine:
         gradient no autograd graph is built below the first tapped layer. Cost: one forward and
         one backward per point.
         """
-        specs = [(n, m, u, None) for n, m, u in self._resolve(list(taps))]
+        specs = list(taps)
         state: dict[int, Tensor] = {}
         path_specs = self.path_specs(state)
         n_path = len(path_specs)
@@ -257,10 +248,10 @@ class PathEngine:
                 # Only the first tapped layer reached is cut: a later tap already depends on
                 # it, and cutting there too would drop the earlier layer's gradient through it.
                 return t if t.requires_grad else t.detach().requires_grad_(True)
-            specs = [(n, m, u, cut) for n, m, u, _ in specs]
+            specs = [replace(t, replace=cut) for t in specs]
         n_points = len(rows)
         bs = self.batch_size(n_points)
-        with tap_layers(path_specs + specs) as hooks, torch.enable_grad():
+        with tap_layers(self.model, path_specs + specs) as hooks, torch.enable_grad():
             # no points (an empty batch): one empty chunk still gives every shape
             for start in range(0, max(n_points, 1), bs):
                 span = slice(start, min(start + bs, n_points))
@@ -274,7 +265,7 @@ class PathEngine:
                 wrt = [*points, *tapped] if input_grad else tapped
                 if not input_grad:
                     check_reached(out, self.layer_path.layers if on_path else
-                                  [n for n, *_ in specs])
+                                  [h.name for h in hooks[n_path:]])
                 if out.dim() == 2:  # several outputs per row: one backward each
                     grads = per_output_grads(out, wrt)
                 else:
@@ -423,15 +414,15 @@ class PathEngine:
         Activations are copied when their layer runs, so later in-place ops cannot change them.
         With ``stop`` each forward ends once every layer has run, and the output is empty.
         """
-        specs = [(*resolve_layer(self.model, layer), use_input, None) for layer in layers]
+        specs = [Tap(layer, use_input) for layer in layers]
         state: dict[int, Tensor] = {}
         path_specs = self.path_specs(state)
         n = len(rows)
         bs = self.batch_size(n)
         out: list[Tensor] = []
         acts: list[list[Tensor]] = [[] for _ in specs]
-        with tap_layers(path_specs, copy=True) as path_taps, \
-                tap_layers(specs, copy=True) as taps, torch.inference_mode(), \
+        with tap_layers(self.model, path_specs, copy=True) as path_taps, \
+                tap_layers(self.model, specs, copy=True) as taps, torch.inference_mode(), \
                 (stop_when_tapped(taps) if stop else nullcontext()):
             for start in range(0, max(n, 1), bs):  # an empty chunk when there are no points
                 r = rows[start:start + bs]

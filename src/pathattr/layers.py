@@ -232,8 +232,18 @@ def check_reached(out: Tensor, layers: Sequence[object]) -> None:
             f"to the output")
 
 
-class _Tap:
-    """Per-forward record of one layer call; ``replace`` may swap the activation."""
+@dataclass(frozen=True)
+class Tap:
+    """Where to read an activation: ``layer``'s output, or its positional input with
+    ``use_input``; ``replace`` may swap what the forward goes on with."""
+
+    layer: LayerSpec
+    use_input: bool = False
+    replace: Callable[[Tensor], Tensor] | None = None
+
+
+class Reading:
+    """Per-forward record of one tapped layer call (``tap_layers``)."""
 
     def __init__(self, name: str, module: nn.Module, use_input: bool,
                  replace: Callable[[Tensor], Tensor] | None, copy: bool = False):
@@ -313,20 +323,20 @@ class _Tap:
 
 
 @contextmanager
-def tap_layers(
-    specs: list[tuple[str, nn.Module, bool, Callable[[Tensor], Tensor] | None]],
-    copy: bool = False,
-) -> Iterator[list[_Tap]]:
-    """Install hooks for ``(name, module, use_input, replace)`` and remove them on exit.
+def tap_layers(model: nn.Module, taps: Sequence[Tap], copy: bool = False
+               ) -> Iterator[list[Reading]]:
+    """Install a hook for each of ``taps`` (layers of ``model``) and remove them on exit.
 
-    Each tap keeps the activation its layer produced (or its replacement; with ``copy`` a copy
+    Each reading keeps the activation its layer produced (or its replacement; with ``copy`` a copy
     of it) in the last forward; ``tap.check()`` returns it, raising if the layer ran zero or
     several times.
     """
-    taps, handles = [], []
+    readings, handles = [], []
     try:
-        for name, module, use_input, replace in specs:
-            tap = _Tap(name, module, use_input, replace, copy)
+        for spec in taps:
+            name, module = resolve_layer(model, spec.layer)
+            use_input = spec.use_input
+            tap = Reading(name, module, use_input, spec.replace, copy)
             if use_input:
                 def pre(_m, args, tap=tap):
                     if not args:
@@ -339,8 +349,8 @@ def tap_layers(
                     new = tap.take(out)
                     return new if new is not out else None
                 handles.append(module.register_forward_hook(post))
-            taps.append(tap)
-        yield taps
+            readings.append(tap)
+        yield readings
     finally:
         for h in handles:
             h.remove()
@@ -351,7 +361,7 @@ class StopForward(Exception):
 
 
 @contextmanager
-def stop_when_tapped(taps: list[_Tap]) -> Iterator[None]:
+def stop_when_tapped(taps: list[Reading]) -> Iterator[None]:
     """Abort the forward pass as soon as every tap has seen its layer.
 
     Enter it after ``tap_layers``: its hooks then run after the taps' own, which record first.

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from ..engine import guarded
 from ..forward import choose_output
-from ..layers import resolve_layer, tap_layers
+from ..layers import Tap, resolve_layer, tap_layers
 from ..methods.conductance import LayerConductance, NeuronConductance
 from ..methods.deeplift import LayerDeepLift
 from ..metrics import bootstrap, compare, neuron_ablation, random_scores
@@ -55,7 +55,7 @@ def layer_gradient(model: nn.Module, layer: str, x: Tensor, target: Tensor
     Cost: one forward and one backward down to the layer."""
     name, module = resolve_layer(model, layer)
     with guarded(model), torch.enable_grad(), tap_layers(
-            [(name, module, False, lambda t: t.detach().requires_grad_(True))]) as (tap,):
+            model, [Tap(name, False, lambda t: t.detach().requires_grad_(True))]) as (tap,):
         out = select(choose_output(model(x)), target)
         act = tap.check()
         (grad,) = torch.autograd.grad(out.sum(), act)

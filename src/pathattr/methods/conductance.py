@@ -39,9 +39,9 @@ from ..call import (
     rule_tensors,
     setup,
 )
-from ..engine import PathEngine, Tap, guarded
+from ..engine import PathEngine, guarded
 from ..forward import OutputSpec
-from ..layers import LayerSpec, check_reached, resolve_layer, tap_layers, tensor_elements
+from ..layers import LayerSpec, Tap, check_reached, resolve_layer, tap_layers, tensor_elements
 from ..quadrature import cell_edges, nodes_weights
 from ..result import Attribution
 from ..targets import TargetSpec
@@ -281,7 +281,8 @@ def neuron_gradient_sums(engine: PathEngine, layer: tuple[str, nn.Module], use_i
     lp = engine.layer_path
     shape = engine.x.shape if lp is None else lp.start[0].shape
     acc = torch.zeros((k, *shape), dtype=weights.dtype, device=engine.x.device)
-    with tap_layers([*engine.path_specs(state), (*layer, use_input, None)]) as hooks, \
+    with tap_layers(engine.model, [*engine.path_specs(state), Tap(layer[0], use_input)]
+                    ) as hooks, \
             torch.enable_grad():
         tap = hooks[-1]
         for start in range(0, n_points, bs):

@@ -16,7 +16,7 @@ from ..baselines import BaselineSpec
 from ..call import Inputs, Setup, setup
 from ..forward import OutputSpec
 from ..guard import model_guard
-from ..layers import LayerSpec, StopForward, resolve_layer, stop_when_tapped, tap_layers
+from ..layers import LayerSpec, StopForward, Tap, resolve_layer, stop_when_tapped, tap_layers
 from ..targets import TargetSpec
 from ..validate import check_finite, check_positive_int, check_tensor
 from .curve import Curve
@@ -75,7 +75,7 @@ def neuron_ablation(model: nn.Module, x: Inputs, layer: LayerSpec, scores: Tenso
         counts = ks_t.repeat(b)
         state: dict[str, Tensor] = {}
         out = []
-        with tap_layers([(name, module, False, lambda a: torch.where(
+        with tap_layers(s.call.model, [Tap(name, False, lambda a: torch.where(
                 state["mask"], state["reset"], a))]) as (tap,):
             for i in range(0, len(rows), batch_size):
                 r = rows[i:i + batch_size]
@@ -91,7 +91,7 @@ def neuron_ablation(model: nn.Module, x: Inputs, layer: LayerSpec, scores: Tenso
 
 def _activation(s: Setup, name: str, module: nn.Module, x: Tensor, rows: Tensor) -> Tensor:
     """The layer's output on ``x`` (rows ``rows`` of the batch); the forward stops there."""
-    with tap_layers([(name, module, False, None)]) as (tap,), stop_when_tapped([tap]):
+    with tap_layers(s.call.model, [Tap(name)]) as (tap,), stop_when_tapped([tap]):
         with contextlib.suppress(StopForward):
             s.call(x, rows)
         return tap.check()

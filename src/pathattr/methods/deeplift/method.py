@@ -34,7 +34,7 @@ from ...call import ConvergenceDelta, Inputs, Setup, setup
 from ...engine import MEMORY_BUDGET, chunk_size, guarded, per_output_grads
 from ...errors import NonFiniteOutput
 from ...forward import OutputSpec, Packer
-from ...layers import LayerSpec, check_reached, resolve_layer, tap_layers, tensor_elements
+from ...layers import LayerSpec, Tap, check_reached, resolve_layer, tap_layers, tensor_elements
 from ...result import Attribution
 from ...targets import TargetSpec
 from ...validate import first_nonfinite
@@ -42,7 +42,7 @@ from .mode import DeepLiftMode
 from .ops import NoDeepLiftRule
 
 if TYPE_CHECKING:
-    from ...layers import _Tap
+    from ...layers import Reading
 
 Nonlinearity = Literal["rescale", "revealcancel"]
 #: Batches of at most this many rows run as one chunk without measuring the model.
@@ -59,7 +59,7 @@ def _check(model: object, nonlinearity: str) -> None:
 
 
 def _forward(s: Setup, mode: DeepLiftMode, rows: Tensor, x: Tensor, x_ref: Tensor,
-             taps: list[_Tap] = ()) -> tuple[Tensor, Tensor, list[Tensor]]:
+             taps: list[Reading] = ()) -> tuple[Tensor, Tensor, list[Tensor]]:
     """The two runs every DeepLIFT chunk makes on its ``rows``: the target at the inputs
     (differentiable) and at the references (recording, detached), each ``(n,)`` or ``(n, T)``,
     and the tapped layers' activations on the reference run (detached)."""
@@ -137,7 +137,8 @@ def layer_pass(s: Setup, layers: list[tuple[str, nn.Module]], nonlinearity: str,
     counts: Counter = Counter()
     widen = runs_in_half(s.call.model)
     with guarded(s.call.model), torch.enable_grad(), \
-            tap_layers([(name, module, use_input, cut) for name, module in layers]) as taps:
+            tap_layers(s.call.model, [Tap(name, use_input, cut) for name, _ in layers]
+                       ) as taps:
         for rows in _chunks(s, batch_size):
             mode = DeepLiftMode(nonlinearity, fallback, widen=widen)
             for t in taps:
