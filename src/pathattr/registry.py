@@ -30,7 +30,9 @@ class MethodInfo:
     """One method: ``module.cls(model, **init)``, then ``.attribute(x, **attribute, ...)``.
 
     ``wraps``: another entry whose instance is passed first (SmoothGrad); ``shared``:
-    computable from ``explain``'s shared pass (under this entry's name); ``cli``: offered by
+    computable from ``explain``'s shared pass (under this entry's name); ``integrator``: the
+    class in ``module`` that integrates it on a shared path (``integrate.Integrator``), which
+    is how ``explain`` and ``SequenceAttribution`` compute it; ``cli``: offered by
     ``pathattr explain --method`` (input-space methods that need no layer); ``gap``: what
     its ``delta`` means when it is not a complete method's quadrature error.
     """
@@ -43,6 +45,7 @@ class MethodInfo:
     images: bool = False
     wraps: str | None = None
     shared: bool = False
+    integrator: str | None = None
     cli: bool = True
     #: What ``delta`` measures, said on the method's card: None for a complete path method
     #: (``delta`` is the quadrature error of ``F(x) - F(x')``, closed by more steps).
@@ -53,18 +56,20 @@ _M = "pathattr.methods."
 IDG_GAP = "not complete by design: δ is IG's gap on the same samples"
 DEEPLIFT_GAP = "δ: summation-to-delta, rounding only"
 METHODS: dict[str, MethodInfo] = {
-    "ig": MethodInfo(_M + "integrated_gradients", "IntegratedGradients", shared=True),
+    "ig": MethodInfo(_M + "integrated_gradients", "IntegratedGradients", shared=True,
+                     integrator="GradientIntegral"),
     "ig-auto": MethodInfo(_M + "integrated_gradients", "IntegratedGradients",
                           attribute={"steps": "auto", "tol": 0.01}),
     "idg": MethodInfo(_M + "idg", "IntegratedDecisionGradients", shared=True,
-                      gap=IDG_GAP),
+                      integrator="DecisionIntegral", gap=IDG_GAP),
     "idg-uniform": MethodInfo(_M + "idg", "IntegratedDecisionGradients",
                               attribute={"sampling": "uniform"}, shared=True,
-                              cli=False, gap=IDG_GAP),
+                              integrator="DecisionIntegral", cli=False, gap=IDG_GAP),
     "left-ig": MethodInfo(_M + "left_ig", "LeftIntegratedGradients", shared=True,
+                          integrator="SaturationIntegral",
                           gap="δ: against F(x(a*)) - F(x'), the path up to its saturation "
                               "point a*"),
-    "idgi": MethodInfo(_M + "idgi", "IDGI", shared=True),
+    "idgi": MethodInfo(_M + "idgi", "IDGI", shared=True, integrator="StepIntegral"),
     "guided-ig": MethodInfo(_M + "guided_ig", "GuidedIntegratedGradients",
                             gap="δ: the left-Riemann error along the guided path, which moves "
                                 "a few features at a time (it shrinks slowly with steps; "
@@ -110,6 +115,20 @@ def classes() -> dict[str, str]:
 def shared_names() -> tuple[str, ...]:
     """The names ``explain`` computes from one shared pass, in registry order."""
     return tuple(name for name, m in METHODS.items() if m.shared)
+
+
+def integrated() -> tuple[str, ...]:
+    """The names with an integrator (``explain`` and ``SequenceAttribution`` take them)."""
+    return tuple(name for name, m in METHODS.items() if m.integrator)
+
+
+def integrator(name: str, options: dict) -> object:
+    """A fresh ``Integrator`` of method ``name`` from a caller's ``options`` (``steps``,
+    ``rule``, ``saturation``, ...; the entry's fixed ``attribute`` keywords win). Cost: the
+    first import of its module."""
+    m = METHODS[name]
+    cls = getattr(importlib.import_module(m.module), m.integrator)
+    return cls.of({**options, **m.attribute})
 
 
 def canonical(name: object, known: tuple[str, ...] | None = None) -> object:

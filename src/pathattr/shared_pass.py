@@ -11,26 +11,17 @@ from __future__ import annotations
 from collections.abc import Hashable, Sequence
 from typing import Literal
 
-import torch
 from torch import Tensor, nn
 
+from . import registry
 from .baselines import BaselineSpec
-from .call import (
-    Inputs,
-    LayerNoise,
-    embedding_path,
-    flat_points,
-    rule_tensors,
-    setup,
-)
-from .engine import Tap, guarded
+from .call import Inputs, LayerNoise, embedding_path, setup
+from .engine import Chunk, guarded
 from .forward import OutputSpec
-from .layers import LayerSpec, resolve_layer
+from .integrate import Path, integrate
+from .layers import LayerSpec, Tap, resolve_layer
 from .methods.conductance import edge_plan, total_conductance
-from .methods.idg import DecisionSum, adaptive_idg, coarse_points
-from .methods.idgi import RowSteps
-from .methods.integrated_gradients import GradientSum
-from .methods.left_ig import SaturationSum, check_saturation
+from .methods.left_ig import check_saturation
 from .quadrature import nodes_weights
 from .registry import canonical, shared_names
 from .result import Attribution
@@ -93,7 +84,12 @@ def explain(
     (no graph below the layers if only conductance is asked), two forward passes for the
     endpoints, the forward passes conductance needs at cell edges that are not nodes (stopped
     after the last tapped layer), one forward per row for left-IG, and ``idg_steps``
-    forward+backward passes for adaptive IDG.
+    forward+backward passes for adaptive IDG (whose coarse pass, asked with no other method,
+    is ``steps`` forwards instead of the shared gradient pass).
+
+    Every plain entry is the registry's integrator (``registry.integrator``) on one
+    ``integrate.Path``: a method with an integrator entry is computed here with no change to
+    this function.
     """
     specs = _parse(methods)
     saturation = check_saturation(saturation)
@@ -101,74 +97,43 @@ def explain(
     names = {name for _, name, _ in specs}
     layers = list(dict.fromkeys(resolve_layer(model, layer) for _, n, layer in specs
                                 if n == "conductance"))
+    if "idgi" in names and rule != "riemann_left":
+        raise ValueError(f"'idgi' shares the pass on the nodes k / steps: give "
+                         f"rule='riemann_left', got rule={rule!r}")
     s = setup(model, x, baselines, target, additional_forward_args, forward_kwargs, output,
               integers=True)
     a, w = nodes_weights(rule, steps)
-    n_rows = len(s.x)
-    need_input = bool(names - {"conductance"})
+    options = {"steps": steps, "rule": rule, "saturation": saturation, "samples": idg_steps,
+               "coarse_steps": steps}
+    plain = [name for name in dict.fromkeys(n for _, n, _ in specs) if name != "conductance"]
     with guarded(model):
         engine = s.engine(batch_size)
-        diff = embedding_path(engine, path_layer, layer_noise)
+        embedding_path(engine, path_layer, layer_noise)
         on_layer = engine.layer_path is not None
         f1, f0, ends = engine.ends([n for n, _ in layers])
-        alphas, weights = rule_tensors(rule, steps, diff)
-        rows, flat_a = flat_points(n_rows, alphas)
-        flat_w = weights.repeat(n_rows)
-        ig = GradientSum(n_rows, flat_w) if "ig" in names else None
-        left = SaturationSum(diff, f0, f1, saturation, alphas, weights) \
-            if "left-ig" in names else None
-        uniform = DecisionSum(diff, flat_w) if "idg-uniform" in names else None
-        if "idgi" in names and rule != "riemann_left":
-            raise ValueError(f"'idgi' shares the pass on the nodes k / steps: give "
-                             f"rule='riemann_left', got rule={rule!r}")
-        idgi = RowSteps(diff) if "idgi" in names else None
+        path = Path.of(s, engine, f0, f1, rule, steps)
         plan = edge_plan(a, w)
         grads: list[list[Tensor]] = [[] for _ in layers]
         acts: list[list[Tensor]] = [[] for _ in layers]
-        outputs = []
-        for ch in engine.gradients(rows, flat_a, [Tap(n) for n, _ in layers],
-                                   input_grad=need_input,
-                                   want_acts=bool(layers) and plan.uses_node_acts):
-            g, layer_grads = (ch.grads[0], ch.grads[1:]) if need_input else (None, ch.grads)
-            outputs.append(ch.output)
-            if ig is not None:
-                ig.add(ch, [g])
-            if left is not None:
-                left.add(ch, g)
-            if uniform is not None:
-                uniform.add(ch, g)
-            if idgi is not None:
-                idgi.add(ch, g)
-            for lst, t in zip(grads, layer_grads, strict=True):
+
+        def collect(ch: Chunk) -> None:
+            n_space = len(path.diffs) if plain else 0
+            for lst, t in zip(grads, ch.grads[n_space:], strict=True):
                 lst.append(t)
-            for lst, t in zip(acts, ch.acts or [None] * len(acts), strict=True):
-                if t is not None:
-                    lst.append(t)
+            for lst, t in zip(acts, ch.acts):
+                lst.append(t)
+
+        integrals = integrate(path, [registry.integrator(n, options) for n in plain],
+                              [Tap(n) for n, _ in layers], collect, input_grad=bool(plain),
+                              want_acts=bool(layers) and plan.uses_node_acts)
+        results: dict[Hashable, Attribution] = {
+            name: integral.result(path, structure=not on_layer)
+            for name, integral in zip(plain, integrals)}
         edge_acts = plan.edge_activations(engine, [n for n, _ in layers]) if layers else []
-        out_delta = s.mean(f1 - f0)
-        info = {"rule": rule, "steps": steps, "gradient_evaluations": s.evaluations(steps)}
-        results: dict[Hashable, Attribution] = {}
-        if ig is not None:
-            results["ig"] = s.result(ig.sums[0], diff, f1 - f0, alphas, weights, info,
-                                     structure=not on_layer)
-        if left is not None:
-            results["left-ig"] = left.result(engine, s, f0, f1, saturation, alphas, weights, info)
-        if uniform is not None:
-            results["idg-uniform"] = uniform.result(s, f0, f1, alphas, weights,
-                                                    {"sampling": "uniform", **info})
-        if idgi is not None:
-            results["idgi"] = s.result(idgi.result(f1), torch.ones_like(diff), f1 - f0,
-                                       alphas, None, info, structure=not on_layer)
-        if "idg" in names:
-            inner = (a > 0) & (a < 1)
-            values = torch.cat(outputs).reshape(n_rows, steps)[:, torch.as_tensor(inner)]
-            pts = torch.as_tensor(coarse_points(rule, steps), dtype=s.x.dtype, device=s.x.device)
-            values = torch.cat([f0[:, None], values.to(f0.dtype), f1[:, None]], 1)
-            results["idg"] = adaptive_idg(engine, s, f0, f1, pts, values, idg_steps, rule, steps,
-                                          len(pts))
+    out_delta = s.mean(f1 - f0)
     for i, (name, _) in enumerate(layers):
         results[("conductance", name)] = total_conductance(
             s, grads[i], acts[i], edge_acts[i], ends[i], plan, steps, out_delta, rule, name,
-            alphas, weights)
+            path.alphas, path.weights)
     return {key: results[("conductance", resolve_layer(model, layer)[0])
                          if name == "conductance" else name] for key, name, layer in specs}

@@ -36,9 +36,10 @@ import torch
 from torch import Tensor
 
 from ..baselines import BaselineSpec
-from ..call import Inputs, Setup, flat_points, rule_tensors, setup
-from ..engine import Chunk, PathEngine, guarded
+from ..call import Inputs, flat_points, setup
+from ..engine import guarded
 from ..forward import OutputSpec
+from ..integrate import Integral, Integrator, Path, Step, integrate
 from ..quadrature import nodes_weights
 from ..result import Attribution
 from ..targets import TargetSpec
@@ -101,40 +102,107 @@ def adaptive_nodes(points: Tensor, values: Tensor, m: int) -> tuple[Tensor, Tens
     return (alphas.reshape(-1, m).to(values.dtype), weights.reshape(-1, m).to(values.dtype))
 
 
-class DecisionSum:
-    """Running sums over one pass: ``sum_k w_k s_k g_k`` and ``sum_k w_k s_k`` per row, with
-    ``s_k = g_k . (x - x')`` the exact ``dF/da`` at the point."""
+def pooled_progress(values: Tensor) -> Tensor:
+    """``(R, N)`` from each row's targets' outputs ``(R, N, T)`` at the coarse points: the
+    running sum of the targets' absolute changes, each target's normalised to total 1 (a
+    target whose output does not move counts 0). Its changes are what ``adaptive_nodes``
+    shares the samples by, so ``T`` targets share one set of samples per row."""
+    change = (values[:, 1:] - values[:, :-1]).double().abs()
+    total_change = change.sum(1, keepdim=True)
+    pooled = torch.where(total_change > 0, change / total_change.clamp_min(1e-300), 0.0).sum(-1)
+    return torch.cat([pooled.new_zeros(len(pooled), 1), pooled.cumsum(1)], 1)
 
-    def __init__(self, diff: Tensor, weights: Tensor):
-        self.diff, self.weights = diff, weights
-        self.grad = torch.zeros_like(diff)
-        self.slope = diff.new_zeros(diff.shape[0])
 
-    def add(self, ch: Chunk, grad: Tensor) -> None:
-        s = (grad * self.diff[ch.rows]).flatten(1).sum(1)
-        ws = self.weights[ch.span] * s
-        self.grad.index_add_(0, ch.rows, grad * ws.reshape(-1, *([1] * (grad.dim() - 1))))
-        self.slope.index_add_(0, ch.rows, ws)
+class DecisionIntegral(Integrator):
+    """IDG: ``sum_k w_k s_k g_k`` and ``sum_k w_k s_k`` per row and target, with
+    ``s_k = g_k . (x - x')`` the exact ``dF/da`` at the point.
 
-    def result(self, s: Setup, f0: Tensor, f1: Tensor, alphas, weights, info: dict
-               ) -> Attribution:
+    ``sampling="uniform"`` rides the shared pass (the path's rule); ``"adaptive"`` places
+    ``steps`` samples by the output change at ``coarse_points(rule, coarse_steps)``: read off
+    the shared pass when it ran on that grid, else measured at ``coarse_evaluations`` of them
+    (all with None) and interpolated (``coarse_values``). With a target axis the targets'
+    changes are pooled (``pooled_progress``): one set of samples per row.
+    """
+
+    def __init__(self, sampling: str = "adaptive", steps: int = 50,
+                 rule: str = "riemann_trapezoid", coarse_steps: int = 50,
+                 coarse_evaluations: int | None = None):
+        if sampling not in SAMPLINGS:
+            raise ValueError(f"sampling must be one of {', '.join(SAMPLINGS)}, got {sampling!r}")
+        self.sampling, self.steps, self.rule = sampling, check_steps(steps), rule
+        self.coarse_steps = check_positive_int(coarse_steps, "coarse_steps", minimum=2)
+        if coarse_evaluations is not None:
+            check_positive_int(coarse_evaluations, "coarse_evaluations", minimum=2)
+        self.coarse_evaluations = coarse_evaluations
+        self.rides = sampling == "uniform"
+        self.grad: list[Tensor] = []
+        self.info: dict = {}
+
+    @classmethod
+    def of(cls, options: dict) -> Integrator:
+        """IDG as ``explain`` and ``SequenceAttribution`` ask for it: ``samples`` adaptive
+        samples (default ``steps``) on the coarse grid ``(rule, coarse_steps)``."""
+        sampling = options.get("sampling", "adaptive")
+        steps = options["steps"] if sampling == "uniform" else options.get("samples",
+                                                                           options["steps"])
+        return cls(sampling, steps, options.get("rule", "riemann_trapezoid"),
+                   options.get("coarse_steps", 50), options.get("coarse_evaluations"))
+
+    def plan(self, path: Path, shared: tuple[Tensor, Tensor] | None
+             ) -> tuple[Tensor, Tensor, Tensor]:
+        """The coarse pass (forward only, unless the shared pass gives it) and the samples.
+        Cost: ``min(coarse_evaluations, coarse_steps) - 2`` forwards per row."""
+        dt, dev = path.diffs[0].dtype, path.s.x.device
+
+        def points(n):
+            return torch.as_tensor(coarse_points(self.rule, n), dtype=dt, device=dev)
+
+        pts = points(self.coarse_steps)
+        f0, f1 = path.column(path.f0), path.column(path.f1)
+        if shared is not None and path.rule == self.rule and path.steps == self.coarse_steps:
+            nodes, values = shared
+            measured = pts
+            inner = values[:, (nodes > 0) & (nodes < 1)]
+        else:
+            n = self.coarse_steps if self.coarse_evaluations is None else min(
+                self.coarse_evaluations, self.coarse_steps)
+            measured = pts if n == self.coarse_steps else points(n)
+            rows, flat = flat_points(path.rows, measured[1:-1])
+            inner = path.column(path.engine.values(rows, flat)).reshape(
+                path.rows, len(measured) - 2, path.n_targets)
+        ends = torch.cat([f0[:, None], inner.to(f0.dtype), f1[:, None]], 1)
+        values = coarse_values(pts, measured, ends)
+        progress = pooled_progress(values) if path.targets else values[..., 0]
+        alphas, weights = (t.to(dt) for t in adaptive_nodes(pts, progress, self.steps))
+        self.info = {"coarse_steps": self.coarse_steps, "coarse_points": pts,
+                     "coarse_evaluations": len(measured)}
+        self.alphas, self.weights = list(alphas), list(weights)
+        rows = torch.arange(path.rows, device=dev).repeat_interleave(self.steps)
+        return rows, alphas.flatten(), weights.flatten()
+
+    def add(self, step: Step) -> None:
+        ws = step.weights.to(step.slope.dtype)[:, None] * step.slope  # (n, T)
+        if not self.grad:
+            self.grad = [k.new_zeros((step.path.rows, *k.shape[1:])) for k in step.kept]
+            self.slope = ws.new_zeros((step.path.rows, ws.shape[1]))
+        for acc, k in zip(self.grad, step.kept):
+            acc.index_add_(0, step.rows, k * ws.to(k.dtype).reshape(*ws.shape,
+                                                                   *[1] * (k.dim() - 2)))
+        self.slope.index_add_(0, step.rows, ws)
+
+    def finish(self, path: Path) -> Integral:
         """IDG with ``delta`` = the IG-style completeness gap of the same samples,
         ``sum_k w_k dF/da(a_k) - (F(x) - F(x'))``: IDG itself is not complete (its sum is
         ``int (dF/da)^2 da``), but this gap says whether the samples resolve the path."""
-        attr = s.mean(self.grad * self.diff)
-        out_delta = s.mean(f1 - f0)
-        delta = s.mean(self.slope) - out_delta
-        return Attribution(s.structure(attr), delta, alphas, weights,
-                           {**info, "output_delta": out_delta})
-
-
-def decision_pass(engine: PathEngine, rows: Tensor, alphas: Tensor, weights: Tensor
-                  ) -> DecisionSum:
-    """One gradient pass accumulating IDG. Cost: one forward+backward per point."""
-    acc = DecisionSum(engine.path_diff, weights)
-    for ch in engine.gradients(rows, alphas):
-        acc.add(ch, ch.grads[0])
-    return acc
+        out = path.out_delta()
+        attrs = [path.mean(path.attribution(acc, i)) for i, acc in enumerate(self.grad)]
+        info = {"sampling": self.sampling, "rule": self.rule if self.sampling == "adaptive"
+                else path.rule, "steps": self.steps,
+                "gradient_evaluations": path.evaluations(self.steps), **self.info,
+                "output_delta": path.mean(out)}
+        if self.sampling == "uniform":
+            return Integral(attrs, path.mean(self.slope - out), path.alphas, path.weights, info)
+        return Integral(attrs, path.mean(self.slope - out), self.alphas, self.weights, info)
 
 
 class IntegratedDecisionGradients:
@@ -174,57 +242,12 @@ class IntegratedDecisionGradients:
         passes for the endpoints and, if adaptive, ``min(coarse_evaluations, coarse_steps) - 2``
         forward-only passes.
         """
-        check_steps(steps)
-        check_positive_int(coarse_steps, "coarse_steps", minimum=2)
-        if coarse_evaluations is not None:
-            check_positive_int(coarse_evaluations, "coarse_evaluations", minimum=2)
-        if sampling not in SAMPLINGS:
-            raise ValueError(f"sampling must be one of {', '.join(SAMPLINGS)}, got {sampling!r}")
+        idg = DecisionIntegral(sampling, steps, rule, coarse_steps, coarse_evaluations)
         s = setup(self.model, x, baselines, target, additional_forward_args, forward_kwargs,
                   output)
         with guarded(self.model):
             engine = s.engine(batch_size)
             f1, f0 = engine.endpoints()
-            if sampling == "uniform":
-                return uniform_idg(engine, s, f0, f1, rule, steps)
-            def points(n):
-                return torch.as_tensor(coarse_points(rule, n), dtype=s.x.dtype,
-                                       device=s.x.device)
-
-            pts = points(coarse_steps)
-            n = coarse_steps if coarse_evaluations is None else min(coarse_evaluations,
-                                                                    coarse_steps)
-            measured = pts if n == coarse_steps else points(n)
-            rows, inner = flat_points(len(s.x), measured[1:-1])
-            inner = engine.values(rows, inner).reshape(len(s.x), len(measured) - 2)
-            ends = torch.cat([f0[:, None], inner.to(f0.dtype), f1[:, None]], 1)
-            return adaptive_idg(engine, s, f0, f1, pts, coarse_values(pts, measured, ends),
-                                steps, rule, coarse_steps, len(measured))
-
-
-def uniform_idg(engine: PathEngine, s: Setup, f0: Tensor, f1: Tensor, rule: str,
-                steps: int) -> Attribution:
-    """IDG with the fixed ``rule``. Cost: ``steps`` forward+backward passes per row."""
-    alphas, weights = rule_tensors(rule, steps, s.x)
-    rows, flat_a = flat_points(len(s.x), alphas)
-    acc = decision_pass(engine, rows, flat_a, weights.repeat(len(s.x)))
-    return acc.result(s, f0, f1, alphas, weights,
-                      {"sampling": "uniform", "rule": rule, "steps": steps,
-                       "gradient_evaluations": s.evaluations(steps)})
-
-
-def adaptive_idg(engine: PathEngine, s: Setup, f0: Tensor, f1: Tensor, points: Tensor,
-                 values: Tensor, steps: int, rule: str, coarse_steps: int,
-                 measured: int) -> Attribution:
-    """IDG with samples placed by the output change at ``points``; ``values`` ``(R, N)`` is
-    ``F`` at every point (``f0`` and ``f1`` at the ends), read off ``measured`` points
-    (``info["coarse_evaluations"]``, both ends included).
-    Cost: ``steps`` forward+backward passes per row."""
-    alphas, weights = adaptive_nodes(points, values, steps)
-    rows = torch.arange(len(s.x), device=s.x.device).repeat_interleave(steps)
-    acc = decision_pass(engine, rows, alphas.flatten(), weights.flatten())
-    return acc.result(s, f0, f1, list(alphas), list(weights),
-                      {"sampling": "adaptive", "rule": rule, "steps": steps,
-                       "coarse_steps": coarse_steps, "coarse_points": points,
-                       "coarse_evaluations": measured,
-                       "gradient_evaluations": s.evaluations(steps)})
+            path = Path.of(s, engine, f0, f1, rule, steps)
+            (integral,) = integrate(path, [idg])
+        return integral.result(path)

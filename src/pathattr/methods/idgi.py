@@ -22,9 +22,10 @@ import torch
 from torch import Tensor
 
 from ..baselines import BaselineSpec
-from ..call import ConvergenceDelta, Inputs, flat_points, setup
-from ..engine import Chunk, accumulation_dtype, guarded
+from ..call import ConvergenceDelta, Inputs, setup
+from ..engine import guarded
 from ..forward import OutputSpec
+from ..integrate import Integral, Integrator, Path, Step, integrate, total
 from ..result import Attribution
 from ..targets import TargetSpec
 from ..validate import check_steps
@@ -65,31 +66,52 @@ class Steps:
         return self.sum
 
 
-class RowSteps:
-    """IDGI of every row's straight path from the engine's chunks, each row's nodes visited
-    in increasing alpha starting at 0 (``flat_points`` order); ``result(f1)`` closes each
-    row's last step at ``F(x)``. Memory: two tensors of the rows' shape."""
+class StepIntegral(Integrator):
+    """IDGI of every row's and target's straight path on the shared pass, whose nodes must be
+    ``k / steps`` (``rule="riemann_left"``), visited per row in increasing alpha from 0
+    (``flat_points`` order). Each node's shares ``g^2 / ||g||^2`` (over every space of the
+    path) wait for the next node's output, which closes the step; ``finish`` closes each
+    row's last step at ``F(x)``. Memory: two tensors of the kept shape per row and target."""
 
-    def __init__(self, like: Tensor):
-        dtype = accumulation_dtype(like.dtype)
-        self.acc = torch.zeros(like.shape, dtype=dtype, device=like.device)
-        self.share = torch.zeros_like(self.acc)  # the previous node's g^2 / ||g||^2, per row
-        self.f_prev = torch.zeros(len(like), dtype=dtype, device=like.device)
+    @classmethod
+    def of(cls, options: dict) -> Integrator:
+        return cls()
 
-    def add(self, ch: Chunk, g: Tensor) -> None:
-        """One chunk of points with ``g``, the gradient at each (input or path layer)."""
-        if ch.output.dim() != 1:
-            raise ValueError("IDGI needs one target output per example")
-        now = shares(g.to(self.acc.dtype))
-        for j, (r, a) in enumerate(zip(ch.rows.tolist(), ch.alphas.tolist())):
-            f = ch.output[j].to(self.acc.dtype)
-            if a > 0:  # the step from the previous node of this row ends here
-                self.acc[r] += self.share[r] * (f - self.f_prev[r])
-            self.share[r], self.f_prev[r] = now[j], f
+    def __init__(self) -> None:
+        self.acc: list[Tensor] = []
 
-    def result(self, f1: Tensor) -> Tensor:
-        change = (f1.to(self.acc.dtype) - self.f_prev).reshape(-1, *[1] * (self.acc.dim() - 1))
-        return self.acc + self.share * change
+    def add(self, step: Step) -> None:
+        path = step.path
+        if path.rule != "riemann_left":
+            raise ValueError(f"IDGI walks the nodes k / steps: give rule='riemann_left', got "
+                             f"rule={path.rule!r}")
+        sq = step.squares
+        norm = sum(total(q) for q in sq)  # (n, T)
+        norm = torch.where(norm > 0, norm, 1.0)
+        now = [q / norm.reshape(*norm.shape, *[1] * (q.dim() - 2)) for q in sq]
+        if not self.acc:
+            self.acc = [q.new_zeros((path.rows, *q.shape[1:])) for q in now]
+            self.share = [torch.zeros_like(a) for a in self.acc]  # the previous node's
+            self.f_prev = norm.new_zeros((path.rows, norm.shape[1]))
+        f = step.output.to(norm.dtype)
+        for j, (r, a) in enumerate(zip(step.rows.tolist(), step.alphas.tolist())):
+            change = f[j] - self.f_prev[r]
+            for acc, share, q in zip(self.acc, self.share, now):
+                if a > 0:  # the step from the previous node of this row ends here
+                    acc[r] += share[r] * change.reshape(-1, *[1] * (q.dim() - 2))
+                share[r] = q[j]
+            self.f_prev[r] = f[j]
+
+    def finish(self, path: Path) -> Integral:
+        f1 = path.column(path.f1).to(self.f_prev.dtype)
+        change = f1 - self.f_prev
+        attrs = [acc + share * change.reshape(*change.shape, *[1] * (acc.dim() - 2))
+                 for acc, share in zip(self.acc, self.share)]
+        out = path.column(path.f1 - path.f0).to(attrs[0].dtype)
+        return Integral([path.mean(a) for a in attrs],
+                        path.mean(sum(total(a) for a in attrs) - out), path.alphas, None,
+                        {"steps": path.steps, "gradient_evaluations":
+                         path.evaluations(path.steps), "output_delta": path.mean(out)})
 
 
 class IDGI(ConvergenceDelta):
@@ -116,15 +138,6 @@ class IDGI(ConvergenceDelta):
         with guarded(self.model):
             engine = s.engine(batch_size)
             f1, f0 = engine.endpoints()
-            alphas = torch.arange(steps, dtype=s.x.dtype, device=s.x.device) / steps
-            rows, flat_a = flat_points(len(s.x), alphas)
-            along = RowSteps(s.x)
-            for ch in engine.gradients(rows, flat_a):
-                along.add(ch, ch.grads[0])
-            acc = along.result(f1)
-        dtype = acc.dtype
-        attr = s.mean(acc)
-        out = s.mean((f1 - f0).to(dtype))
-        return Attribution(s.structure(attr), attr.flatten(1).sum(1) - out, alphas, None,
-                           {"steps": steps, "gradient_evaluations": s.evaluations(steps),
-                            "output_delta": out})
+            path = Path.of(s, engine, f0, f1, "riemann_left", steps)
+            (integral,) = integrate(path, [StepIntegral()])
+        return integral.result(path)

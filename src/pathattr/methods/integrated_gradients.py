@@ -8,22 +8,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from ..baselines import BaselineSpec
-from ..call import (
-    ConvergenceDelta,
-    Inputs,
-    LayerNoise,
-    Setup,
-    flat_points,
-    noisy,
-    rule_tensors,
-    setup,
-)
-from ..engine import Chunk, LayerPath, PathEngine, accumulation_dtype, guarded
+from ..call import ConvergenceDelta, Inputs, LayerNoise, Setup, noisy, setup
+from ..engine import LayerPath, PathEngine, guarded
 from ..forward import OutputSpec
+from ..integrate import Integral, Integrator, Path, Step, integrate, steps_of, total
 from ..layers import LayerSpec, resolve_layer
 from ..quadrature import MAX_STEPS, refine, trapezoid_weights
 from ..result import Attribution
@@ -31,32 +24,116 @@ from ..targets import TargetSpec
 from ..validate import check_number, check_positive_int
 
 
-class GradientSum:
-    """Running ``sum_k w_k grad(a_k)`` per row over one pass; ``weights``: one per point of the
-    pass, in point order. ``sums``: one ``(n_rows, *shape)`` tensor per gradient added."""
+class GradientIntegral(Integrator):
+    """IG on the shared pass: ``sum_k w_k g(a_k)`` per row (and target), times ``x - x'``.
 
-    def __init__(self, n_rows: int, weights: Tensor):
-        self.n, self.weights = n_rows, weights
+    ``multiply_by_inputs=False`` shows the path-averaged gradient itself; ``delta`` stays the
+    gap of the multiplied attributions.
+    """
+
+    def __init__(self, multiply_by_inputs: bool = True):
+        self.multiply_by_inputs = multiply_by_inputs
         self.sums: list[Tensor] = []
 
-    def add(self, ch: Chunk, grads: Sequence[Tensor]) -> None:
-        w = self.weights[ch.span]
+    @classmethod
+    def of(cls, options: dict) -> Integrator:
+        """IG as ``explain`` and ``SequenceAttribution`` ask for it: ``steps="auto"`` is the
+        error-controlled rule (``tol``, ``max_steps``)."""
+        if options.get("steps") == "auto":
+            return AdaptiveIntegral(options.get("tol", 0.01), options.get("max_steps", 512))
+        return cls()
+
+    def add(self, step: Step) -> None:
+        w = step.weights
         if not self.sums:
-            self.sums = [g.new_zeros((self.n, *g.shape[1:]), dtype=accumulation_dtype(g.dtype))
-                         for g in grads]
-        for acc, g in zip(self.sums, grads):
-            w_acc = w.to(acc.dtype).reshape(-1, *([1] * (g.dim() - 1)))
-            acc.index_add_(0, ch.rows, g.to(acc.dtype) * w_acc)
+            self.sums = [k.new_zeros((step.path.rows, *k.shape[1:])) for k in step.kept]
+        for acc, k in zip(self.sums, step.kept):
+            acc.index_add_(0, step.rows, k * w.to(acc.dtype).reshape(-1, *[1] * (k.dim() - 1)))
+
+    def finish(self, path: Path) -> Integral:
+        attrs = [path.attribution(acc, i) for i, acc in enumerate(self.sums)]
+        out = path.out_delta()
+        delta = path.mean(sum(total(a) for a in attrs) - out)
+        shown = attrs if self.multiply_by_inputs or path.reduce is not None else self.sums
+        return Integral([path.mean(a) for a in shown], delta, path.alphas, path.weights,
+                        {"rule": path.rule, "steps": path.steps,
+                         "gradient_evaluations": path.evaluations(path.steps),
+                         "output_delta": path.mean(out)})
 
 
-def weighted_gradient_sum(engine: PathEngine, rows: Tensor, alphas: Tensor, weights: Tensor
-                          ) -> list[Tensor]:
-    """``sum_k w_k grad(a_k)`` per row, for the path point (input or layers) and every tap.
-    Cost: one forward and one backward per point."""
-    acc = GradientSum(len(engine.x), weights)
-    for ch in engine.gradients(rows, alphas):
-        acc.add(ch, ch.grads)
-    return acc.sums
+class AdaptiveIntegral(Integrator):
+    """IG with error-controlled refinement (``quadrature.refine``) of every row's and
+    target's own path (path ``r * T + t``), in input space or along a layer path.
+
+    A point one target asks for serves all targets of its row (one forward, ``T``
+    backwards, computed once). Keeps each node's kept gradients (memory: nodes x what
+    ``Path.keep`` keeps, per path). ``info["converged"]`` only where the result's own gap is
+    within ``tol``: the refinement's bookkeeping is in the model's dtype, per baseline.
+    """
+
+    rides = False
+
+    def __init__(self, tol: float = 0.01, max_steps: int = 512,
+                 multiply_by_inputs: bool = True):
+        self.multiply_by_inputs = multiply_by_inputs
+        self.max_steps = check_positive_int(max_steps, "max_steps", minimum=16,
+                                            maximum=MAX_STEPS)
+        self.tol = check_number(tol, "tol", 0, low_open=True)
+
+    def run(self, path: Path, shared=None) -> Integral:
+        t_count, dev = path.n_targets, path.s.x.device
+        dt = path.diffs[0].dtype
+        cache: dict[tuple[int, float], tuple[Tensor, list[Tensor], Tensor]] = {}
+        kept: dict[int, list[Tensor]] = {}
+
+        def evaluate(ids, paths, t):
+            ex, tok = paths // t_count, paths % t_count
+            todo = sorted({(int(e), float(a)) for e, a in zip(ex, t)} - cache.keys())
+            if todo:
+                rows = torch.as_tensor([e for e, _ in todo], device=dev)
+                alphas = torch.as_tensor([a for _, a in todo], dtype=dt, device=dev)
+                for step in steps_of(path, rows, alphas, None):
+                    for j, key in enumerate(todo[step.chunk.span]):
+                        cache[key] = (step.output[j], [k[j] for k in step.kept],
+                                      step.slope[j])
+            fs, ds = [], []
+            for i, e, a, k in zip(ids, ex, t, tok):
+                f, parts, slope = cache[(int(e), float(a))]
+                kept[int(i)] = [p[k] for p in parts]
+                fs.append(float(f[k]))
+                ds.append(float(slope[k]))
+            return np.array(fs), np.array(ds)
+
+        nodes, ids, _, evals, converged = refine(evaluate, path.rows * t_count, self.tol,
+                                                 self.max_steps)
+        per_path, alphas, weights = trapezoid_sums(nodes, ids, kept, dt, dev)
+        sums = []
+        for i, d in enumerate(path.diffs):
+            if not per_path:  # no rows: an empty batch
+                sums.append(d.new_zeros((0, t_count, *d.shape[1:])))
+                continue
+            stacked = torch.stack([row[i] for row in per_path])
+            sums.append(stacked.reshape(path.rows, t_count, *stacked.shape[1:]))
+        attrs = [path.attribution(acc, i) for i, acc in enumerate(sums)]
+        out = path.out_delta()
+        gap = sum(total(a) for a in attrs) - out
+        evals_t = torch.as_tensor(evals, dtype=torch.int64).reshape(path.rows, t_count)
+        ok = torch.as_tensor(converged, dtype=torch.bool).reshape(path.rows, t_count)
+        info: dict = {"rule": "adaptive trapezoid", "steps": "auto", "tol": self.tol,
+                      "output_delta": path.mean(out)}
+        delta, out_mean = path.mean(gap), path.mean(out)
+        if path.targets:  # each target its own count; the forwards run per row
+            info["gradient_evaluations"] = evals_t.reshape(path.s.k, path.s.b, t_count).sum(0)
+            info["points"] = torch.bincount(torch.as_tensor([e for e, _ in cache],
+                                                            dtype=torch.long),
+                                            minlength=path.rows)
+        else:
+            info["gradient_evaluations"] = path.evaluations(evals_t[:, 0])
+        within = (delta.detach().double().abs() <= self.tol * out_mean.double().abs()).cpu()
+        every = ok.reshape(path.s.k, path.s.b, t_count).all(0)  # every baseline's path
+        info["converged"] = (every if path.targets else every[:, 0]) & within
+        shown = attrs if self.multiply_by_inputs or path.reduce is not None else sums
+        return Integral([path.mean(a) for a in shown], delta, alphas, weights, info)
 
 
 class IntegratedGradients(ConvergenceDelta):
@@ -99,66 +176,24 @@ class IntegratedGradients(ConvergenceDelta):
         with guarded(self.model):
             engine = s.engine(batch_size)
             f1, f0 = engine.endpoints()
-            if steps == "auto":
-                (grad_sum,), alphas, weights, info = _adaptive(engine, s, tol, max_steps)
-            else:
-                alphas, weights = rule_tensors(rule, steps, s.x)
-                rows, flat_a = flat_points(s.x.shape[0], alphas)
-                (grad_sum,) = weighted_gradient_sum(engine, rows, flat_a, weights.repeat(len(s.x)))
-                info = {"rule": rule, "steps": steps,
-                        "gradient_evaluations": s.evaluations(steps)}
-        return confirm_convergence(s.result(grad_sum, engine.diff, f1 - f0, alphas, weights,
-                                            info, self.multiply_by_inputs))
+            path = _path(s, engine, f0, f1, steps, rule)
+            (integral,) = integrate(path, [_integrator(steps, tol, max_steps,
+                                                       self.multiply_by_inputs)])
+        return integral.result(path)
 
 
-def confirm_convergence(r: Attribution) -> Attribution:
-    """``info["converged"]`` only where the result's own gap, ``|delta|``, is at most ``tol``
-    of ``|F(x) - F(x')|``: the refinement's bookkeeping is per baseline and in the model's
-    dtype, the result's gap is what a user reads."""
-    if "converged" in r.info:
-        gap, total = r.delta.detach().double().abs(), r.info["output_delta"].double().abs()
-        r.info["converged"] = r.info["converged"] & (gap <= r.info["tol"] * total).cpu()
-    return r
+def _path(s: Setup, engine: PathEngine, f0: Tensor, f1: Tensor, steps: int | str, rule: str
+          ) -> Path:
+    if steps == "auto":  # no shared pass: the refinement places every point
+        return Path.of(s, engine, f0, f1, None, 0, alphas=None, weights=None)
+    return Path.of(s, engine, f0, f1, rule, steps)
 
 
-def _adaptive(engine: PathEngine, s: Setup, tol: float, max_steps: int):
-    """Error-controlled refinement (``quadrature.refine``) of every row's path, in input space
-    or along the engine's ``layer_path``.
-
-    Keeps each node's gradients (memory: nodes x input or layer size per row). Returns the
-    weighted gradient sums (one per input or layer), per-row nodes and weights, and the info.
-    """
-    check_positive_int(max_steps, "max_steps", minimum=16, maximum=MAX_STEPS)
-    check_number(tol, "tol", 0, low_open=True)
-    path = engine.layer_path
-    diffs = [engine.diff] if path is None else [e - b for b, e in zip(path.start, path.end)]
-    dev, dt = s.x.device, diffs[0].dtype
-    flat_diffs = [d.flatten(1) for d in diffs]
-    grads: dict[int, list[Tensor]] = {}
-
-    def evaluate(ids, ex, t):
-        rows = torch.as_tensor(ex, device=dev)
-        f, d = [], []
-        for ch in engine.gradients(rows, torch.as_tensor(t, dtype=dt, device=dev)):
-            gs = ch.grads[:len(diffs)]
-            f.append(ch.output)
-            d.append(sum((g.flatten(1) * fd[ch.rows]).sum(1) for g, fd in zip(gs, flat_diffs)))
-            for j, i in enumerate(ids[ch.span]):
-                grads[int(i)] = [g[j].to(accumulation_dtype(g.dtype)) for g in gs]
-        return torch.cat(f).double().cpu().numpy(), torch.cat(d).double().cpu().numpy()
-
-    nodes, ids, gap, evals, converged = refine(evaluate, len(s.x), tol, max_steps)
-    per_row, alphas, weights = trapezoid_sums(nodes, ids, grads, dt, dev)
-    sums = [torch.stack([row[k] for row in per_row]) if per_row else torch.zeros_like(d)
-            for k, d in enumerate(diffs)]  # no rows: an empty batch
-    info = {
-        "rule": "adaptive trapezoid",
-        "steps": "auto",
-        "tol": tol,
-        "gradient_evaluations": s.evaluations(evals),
-        "converged": torch.as_tensor(converged, dtype=torch.bool).reshape(s.k, s.b).all(0),
-    }
-    return sums, alphas, weights, info
+def _integrator(steps: int | str, tol: float, max_steps: int, multiply_by_inputs: bool
+                ) -> Integrator:
+    if steps == "auto":
+        return AdaptiveIntegral(tol, max_steps, multiply_by_inputs)
+    return GradientIntegral(multiply_by_inputs)
 
 
 def trapezoid_sums(nodes: list, ids: list, kept: dict[int, Sequence[Tensor]], dtype, device
@@ -242,20 +277,10 @@ class LayerIntegratedGradients(ConvergenceDelta):
                 rows = torch.arange(len(s.x), device=s.x.device)
                 f1 = engine.values(rows, torch.ones(len(rows), dtype=ends[0][0].dtype,
                                                     device=s.x.device))
-            if steps == "auto":
-                sums, alphas, weights, info = _adaptive(engine, s, tol, max_steps)
-            else:
-                alphas, weights = rule_tensors(rule, steps, ends[0][0])
-                rows, flat_a = flat_points(len(s.x), alphas)
-                sums = weighted_gradient_sum(engine, rows, flat_a, weights.repeat(len(s.x)))
-                info = {"rule": rule, "steps": steps, "gradient_evaluations": s.evaluations(steps)}
-        acc = accumulation_dtype(f1.dtype)
-        out_delta = s.mean(f1.to(acc) - f0.to(acc))
-        attrs = [s.mean(g * (e - b)) for g, (b, e) in zip(sums, ends)]
-        delta = sum(a.flatten(1).sum(1) for a in attrs) - out_delta
-        if not self.multiply_by_inputs:
-            attrs = [s.mean(g) for g in sums]
-        info = {**info, "output_delta": out_delta,
-                "layer": [n for n, _ in named] if self.several else named[0][0]}
-        return confirm_convergence(Attribution(tuple(attrs) if self.several else attrs[0], delta,
-                                               alphas, weights, info))
+            path = _path(s, engine, f0, f1, steps, rule)
+            (integral,) = integrate(path, [_integrator(steps, tol, max_steps,
+                                                       self.multiply_by_inputs)])
+        attrs = integral.attributions
+        info = {**integral.info, "layer": [n for n, _ in named] if self.several else named[0][0]}
+        return Attribution(tuple(attrs) if self.several else attrs[0], integral.delta,
+                           integral.alphas, integral.weights, info)

@@ -22,9 +22,10 @@ import torch
 from torch import Tensor
 
 from ..baselines import BaselineSpec
-from ..call import Inputs, Setup, flat_points, rule_tensors, setup
-from ..engine import Chunk, PathEngine, guarded
+from ..call import Inputs, setup
+from ..engine import guarded
 from ..forward import OutputSpec
+from ..integrate import Integral, Integrator, Path, Step, integrate, total
 from ..quadrature import cell_edges
 from ..result import Attribution
 from ..targets import TargetSpec
@@ -63,94 +64,117 @@ def truncated_weights(cut: Tensor, weights: Tensor) -> Tensor:
     return (cut[:, None].to(weights.dtype) - lo).clamp(min=0).minimum(weights)
 
 
-class SaturationSum:
-    """Running ``sum_k c_k g_k`` per row over one pass of a fixed rule in point order, with
-    ``c_k = clip(a* - t_{k-1}, 0, w_k)``.
+class SaturationIntegral(Integrator):
+    """Left-IG on the shared pass of a fixed rule, in point order: ``sum_k c_k g_k`` per row
+    and target (path ``r * T + t``), with ``c_k = clip(a* - t_{k-1}, 0, w_k)`` and each
+    path's own ``a*``.
 
-    ``a*`` of a row is known once a node reaches the level; until then every node but the row's
-    latest has its full weight (its cell ends before the latest node, hence before ``a*``), so
-    only the latest gradient per row waits.
+    ``a*`` of a path is known once a node reaches the level; until then every node but the
+    path's latest has its full weight (its cell ends before the latest node, hence before
+    ``a*``), so only the latest term per path waits.
     """
 
-    def __init__(self, diff: Tensor, f0: Tensor, f1: Tensor, saturation: float, alphas: Tensor,
-                 weights: Tensor):
-        self.m = len(alphas)
-        self.alphas = alphas.double().cpu().numpy()
-        self.lo = torch.as_tensor(cell_edges(weights.double().cpu().numpy())[:-1],
-                                  dtype=weights.dtype, device=weights.device)
-        self.w = weights
-        lo, hi = f0.double().cpu().numpy(), f1.double().cpu().numpy()
+    def __init__(self, saturation: float):
+        self.saturation = check_saturation(saturation)
+        self.started = False
+
+    @classmethod
+    def of(cls, options: dict) -> Integrator:
+        return cls(options.get("saturation", 0.9))
+
+    def _start(self, path: Path, like: list[Tensor]) -> None:
+        self.started, self.t = True, path.n_targets
+        self.m = len(path.alphas)
+        self.alphas = path.alphas.double().cpu().numpy()
+        w = path.weights
+        self.lo = torch.as_tensor(cell_edges(w.double().cpu().numpy())[:-1], dtype=w.dtype,
+                                  device=w.device)
+        self.w = w
+        lo = path.column(path.f0).flatten().double().cpu().numpy()
+        hi = path.column(path.f1).flatten().double().cpu().numpy()
         self.f1 = hi
-        self.level = lo + saturation * (hi - lo)
+        self.level = lo + self.saturation * (hi - lo)
         self.sign = np.where(hi >= lo, 1.0, -1.0)
         # saturation 1 is the whole path: a* = +inf makes every c_k = w_k exactly
-        self.cut = np.full(len(lo), math.inf if saturation == 1 else math.nan)
+        self.cut = np.full(len(lo), math.inf if self.saturation == 1 else math.nan)
         # F(x) = F(x'): the level F(x') is reached at a = 0 (attributions 0, by definition)
-        self.cut[(hi == lo) & (saturation < 1)] = 0.0
+        self.cut[(hi == lo) & (self.saturation < 1)] = 0.0
         self.prev_a, self.prev_f = np.zeros(len(lo)), lo.copy()
-        self.grad = torch.zeros_like(diff)
-        self.pending = torch.zeros_like(diff)
-        self.pending_k = np.full(len(lo), -1)
+        n = path.rows * self.t
+        self.sums = [k.new_zeros((n, *k.shape[2:])) for k in like]
+        self.pending = [torch.zeros_like(acc) for acc in self.sums]
+        self.pending_k = np.full(n, -1)
 
-    def add(self, ch: Chunk, grad: Tensor) -> None:
-        k_all = np.arange(ch.span.start, ch.span.stop) % self.m
-        f_all = ch.output.double().cpu().numpy()
-        rows, counts = torch.unique_consecutive(ch.rows.cpu(), return_counts=True)
+    def add(self, step: Step) -> None:
+        if not self.started:
+            self._start(step.path, step.kept)
+        k_all = np.arange(step.chunk.span.start, step.chunk.span.stop) % self.m
+        f_all = step.output.double().cpu().numpy()
+        rows, counts = torch.unique_consecutive(step.rows.cpu(), return_counts=True)
         start = 0
         for r, n in zip(rows.tolist(), counts.tolist(), strict=True):
             seg = slice(start, start + n)
             start += n
-            if math.isnan(self.cut[r]):
-                self._find_cut(r, self.alphas[k_all[seg]], f_all[seg])
-            self._take(r, k_all[seg], grad[seg])
+            for t in range(self.t):
+                p = r * self.t + t
+                if math.isnan(self.cut[p]):
+                    self._find_cut(p, self.alphas[k_all[seg]], f_all[seg, t])
+                self._take(p, k_all[seg], [k[seg, t] for k in step.kept])
 
-    def _find_cut(self, r: int, a: np.ndarray, f: np.ndarray) -> None:
-        a = np.concatenate([[self.prev_a[r]], a])
-        f = np.concatenate([[self.prev_f[r]], f])
-        reached = np.flatnonzero(self.sign[r] * (f[1:] - self.level[r]) >= 0)
+    def _find_cut(self, p: int, a: np.ndarray, f: np.ndarray) -> None:
+        a = np.concatenate([[self.prev_a[p]], a])
+        f = np.concatenate([[self.prev_f[p]], f])
+        reached = np.flatnonzero(self.sign[p] * (f[1:] - self.level[p]) >= 0)
         if len(reached):
             j = reached[0]
-            self.cut[r] = a[j] + (self.level[r] - f[j]) / (f[j + 1] - f[j]) * (a[j + 1] - a[j])
+            self.cut[p] = a[j] + (self.level[p] - f[j]) / (f[j + 1] - f[j]) * (a[j + 1] - a[j])
         else:
-            self.prev_a[r], self.prev_f[r] = a[-1], f[-1]
+            self.prev_a[p], self.prev_f[p] = a[-1], f[-1]
 
-    def _take(self, r: int, k: np.ndarray, g: Tensor) -> None:
-        """Add the terms of row ``r`` whose weights are known; keep its latest one pending."""
-        if self.pending_k[r] >= 0:
-            k = np.concatenate([[self.pending_k[r]], k])
-            g = torch.cat([self.pending[r:r + 1], g])
+    def _take(self, p: int, k: np.ndarray, gs: list[Tensor]) -> None:
+        """Add the terms of path ``p`` whose weights are known; keep its latest one pending."""
+        if self.pending_k[p] >= 0:
+            k = np.concatenate([[self.pending_k[p]], k])
+            gs = [torch.cat([pend[p:p + 1], g]) for pend, g in zip(self.pending, gs)]
         if len(k) == 0:
             return
         kt = torch.as_tensor(k, device=self.w.device)
-        known = not math.isnan(self.cut[r])
-        c = (self.cut[r] - self.lo[kt]).clamp(min=0).minimum(self.w[kt]) if known else self.w[kt]
+        known = not math.isnan(self.cut[p])
+        c = (self.cut[p] - self.lo[kt]).clamp(min=0).minimum(self.w[kt]) if known else self.w[kt]
         n = len(k) if known else len(k) - 1
-        self.grad[r] += (g[:n] * c[:n].reshape(-1, *([1] * (g.dim() - 1)))).sum(0)
-        self.pending_k[r] = -1 if known else k[-1]
-        if not known:
-            self.pending[r] = g[-1]
+        for acc, pend, g in zip(self.sums, self.pending, gs):
+            acc[p] += (g[:n] * c[:n].to(g.dtype).reshape(-1, *([1] * (g.dim() - 1)))).sum(0)
+            if not known:
+                pend[p] = g[-1]
+        self.pending_k[p] = -1 if known else k[-1]
 
-    def finish(self) -> np.ndarray:
-        """Rows whose nodes never reached the level cross it after the last node (``F`` reaches
-        ``F(x)`` at ``a = 1``). Returns ``a*`` per row (``1`` for ``saturation = 1``)."""
-        for r in np.flatnonzero(np.isnan(self.cut)):
-            a, f = self.prev_a[r], self.prev_f[r]
-            self.cut[r] = a + (self.level[r] - f) / (self.f1[r] - f) * (1 - a)
-            self._take(r, np.zeros(0, dtype=int), self.grad[:0])
-        return np.minimum(self.cut, 1.0)
-
-    def result(self, engine: PathEngine, s: Setup, f0: Tensor, f1: Tensor, saturation: float,
-               alphas: Tensor, weights: Tensor, info: dict) -> Attribution:
+    def finish(self, path: Path) -> Integral:
         """Left-IG with ``delta = sum - (F(x(a*)) - F(x'))``, the completeness gap of the
-        truncated path. Cost: one forward pass per row (``F`` at ``a*``)."""
-        cut = torch.as_tensor(self.finish(), dtype=f0.dtype, device=f0.device)
-        f_cut = engine.values(torch.arange(len(cut), device=cut.device), cut)
-        attr_rows = self.grad * engine.path_diff
-        delta = s.mean(attr_rows.flatten(1).sum(1) - (f_cut - f0))
-        return Attribution(s.structure(s.mean(attr_rows)), delta, alphas, weights,
-                           {**info, "saturation": saturation, "saturation_alpha": cut,
-                            "left_output_delta": s.mean(f_cut - f0),
-                            "output_delta": s.mean(f1 - f0)})
+        truncated path. Paths whose nodes never reached the level cross it after the last
+        node (``F`` reaches ``F(x)`` at ``a = 1``). Cost: one forward per row and target
+        (``F`` at its ``a*``)."""
+        for p in np.flatnonzero(np.isnan(self.cut)):
+            a, f = self.prev_a[p], self.prev_f[p]
+            self.cut[p] = a + (self.level[p] - f) / (self.f1[p] - f) * (1 - a)
+            self._take(p, np.zeros(0, dtype=int), [acc[:0] for acc in self.sums])
+        r, t = path.rows, self.t
+        cut = torch.as_tensor(np.minimum(self.cut, 1.0), dtype=path.f0.dtype,
+                              device=path.f0.device)
+        rows = torch.arange(r, device=cut.device).repeat_interleave(t)
+        # each target's own score at its own cut: the diagonal of (R, T at cut, T scores)
+        f_cut = path.engine.values(rows, cut).reshape(r, t, t).diagonal(dim1=1, dim2=2)
+        attrs = [path.attribution(acc.reshape(r, t, *acc.shape[1:]), i)
+                 for i, acc in enumerate(self.sums)]
+        acc_dtype = attrs[0].dtype
+        left = f_cut.to(acc_dtype) - path.column(path.f0).to(acc_dtype)
+        delta = path.mean(sum(total(a) for a in attrs) - left)
+        return Integral([path.mean(a) for a in attrs], delta, path.alphas, path.weights,
+                        {"rule": path.rule, "steps": path.steps,
+                         "gradient_evaluations": path.evaluations(path.steps),
+                         "saturation": self.saturation,
+                         "saturation_alpha": path.shown(cut.reshape(r, t)),
+                         "left_output_delta": path.mean(left),
+                         "output_delta": path.mean(path.out_delta())})
 
 
 class LeftIntegratedGradients:
@@ -182,14 +206,9 @@ class LeftIntegratedGradients:
         saturation = check_saturation(saturation)
         s = setup(self.model, x, baselines, target, additional_forward_args, forward_kwargs,
                   output)
-        alphas, weights = rule_tensors(rule, steps, s.x)
         with guarded(self.model):
             engine = s.engine(batch_size)
             f1, f0 = engine.endpoints()
-            rows, flat_a = flat_points(len(s.x), alphas)
-            acc = SaturationSum(engine.diff, f0, f1, saturation, alphas, weights)
-            for ch in engine.gradients(rows, flat_a):
-                acc.add(ch, ch.grads[0])
-            return acc.result(engine, s, f0, f1, saturation, alphas, weights,
-                              {"rule": rule, "steps": steps,
-                               "gradient_evaluations": s.evaluations(steps)})
+            path = Path.of(s, engine, f0, f1, rule, steps)
+            (integral,) = integrate(path, [SaturationIntegral(saturation)])
+        return integral.result(path)

@@ -29,28 +29,27 @@ from __future__ import annotations
 
 import functools
 import inspect
-import sys
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Concatenate, Literal, ParamSpec, TypeVar
 
-import numpy as np
 import torch
 from torch import Tensor, nn
-from tqdm import tqdm
 
-from ..call import Setup, flat_points, rule_tensors, setup
-from ..engine import Chunk, LayerPath, Tap, accumulation_dtype, guarded
+from .. import registry
+from ..call import Setup, flat_points, setup
+from ..engine import Chunk, LayerPath, accumulation_dtype, guarded
 from ..forward import choose_output
-from ..layers import LayerSpec, batch_dims, resolve_layer
-from ..quadrature import MAX_STEPS, cell_edges, refine
+from ..integrate import Path, integrate
+from ..layers import LayerSpec, Tap, batch_dims, resolve_layer
+from ..quadrature import cell_edges
 from ..targets import Target
-from ..validate import check_eval_mode, check_number, check_positive_int, check_steps
+from ..validate import check_eval_mode, check_positive_int, check_steps
 from .deeplift import layer_pass
-from .idg import SAMPLINGS, adaptive_nodes, coarse_points
-from .integrated_gradients import trapezoid_sums
-from .left_ig import check_saturation, saturation_alphas, truncated_weights
+from .idg import SAMPLINGS
+from .integrated_gradients import GradientIntegral
+from .left_ig import check_saturation
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -300,6 +299,57 @@ class SequenceAttribution:
         with batch_dims(modules):
             yield
 
+    def _path(self, s: Setup, rule: str, steps: int | str, batch_size: int | str,
+              progress: bool) -> Path:
+        """The straight path in embedding space of one call, shared by every target token:
+        each point's forward serves all ``T`` targets, and what any method keeps of a point
+        is each target's gradient times ``e - e'`` per position. Cost: four forwards per
+        example (the ends, and the layer path's check)."""
+        engine = s.engine(batch_size, channels_last=False)
+        f1, f0, ends = engine.ends(self.layers)
+        engine.use_layer_path(LayerPath(self.layers, [a for a, _ in ends],
+                                        [e for _, e in ends]), f1, f0)
+        kw = {"reduce": _embedding_sum, "progress": progress}
+        if self.method == "input-x-gradient":  # the gradient at the input alone
+            one = engine.path_diff.new_ones(1)
+            return Path.of(s, engine, f0, f1, None, 1, alphas=one, weights=one, **kw)
+        if steps == "auto":  # the refinement places every point
+            return Path.of(s, engine, f0, f1, None, 0, alphas=None, weights=None, **kw)
+        return Path.of(s, engine, f0, f1, "riemann_left" if self.method == "idgi" else rule,
+                       steps, **kw)
+
+    def _conductance(self, path: Path, layers: Sequence[LayerSpec]):
+        """Taps and a chunk listener accumulating, during the shared pass (memory: the
+        neurons at the cell edges, not their gradients at every point), each layer's input
+        neurons' total conductance ``sum_k dS_t/dy(a_k) (y(t_k) - y(t_{k-1}))`` per target,
+        ``(B, T, *shape)``, into the returned dict. Cost: ``m - 1`` forwards per example
+        (the inner cell edges), stopped after the last layer, and two for their ends."""
+        named = [resolve_layer(self.model, n) for n in layers]
+        out: dict[str, Tensor] = {}
+        if not named:
+            return (), None, out
+        b, m, engine = path.rows, len(path.alphas), path.engine
+        modules = [module for _, module in named]  # the model's names; the call may wrap it
+        edges = cell_edges(path.weights.double().cpu().numpy())
+        inner = torch.as_tensor(edges[1:-1], dtype=path.alphas.dtype, device=path.alphas.device)
+        _, _, ends = engine.ends(modules, use_input=True)
+        mid = engine.activations(modules, *flat_points(b, inner), use_input=True)
+        steps_y = []
+        for (y0, y1), ym in zip(ends, mid):
+            y = torch.cat([y0[:, None], ym.reshape(b, m - 1, *y0.shape[1:]), y1[:, None]], 1)
+            steps_y.append((y[:, 1:] - y[:, :-1]).flatten(0, 1))  # row b * m + k
+        names = [name for name, _ in named]
+
+        def add(ch: Chunk) -> None:
+            for i, dy in enumerate(steps_y):
+                g = ch.grads[len(self.layers) + i]
+                if names[i] not in out:
+                    out[names[i]] = g.new_zeros((b, *g.shape[1:]))
+                step = dy[torch.arange(ch.span.start, ch.span.stop, device=dy.device)]
+                out[names[i]].index_add_(0, ch.rows, g * step[:, None].to(g.dtype))
+
+        return [Tap(module, True) for module in modules], add, out
+
     @_in_layout
     def generate(self, ids: Tensor, mask: Tensor, max_new_tokens: int) -> Tensor:
         """Greedy continuation ``(B, max_new_tokens)`` of left-aligned prompts (or encoder
@@ -510,37 +560,23 @@ class SequenceAttribution:
             delta = scores.sum(-1) - out_delta
             info["rules"] = dict(counts)
         else:
+            options = {"steps": steps, "rule": rule, "saturation": saturation,
+                       "sampling": sampling, "coarse_steps": coarse_steps, "tol": tol,
+                       "max_steps": max_steps}
             with guarded(self.model), head.active():
-                path = _SharedPath(s, self.layers, batch_size, progress, n_targets)
-                out_delta = path.f1 - path.f0
-                if self.method == "ig" and steps == "auto":
-                    scores, alphas, weights, extra = path.adaptive(tol, max_steps)
-                    acc = accumulation_dtype(out_delta.dtype)
-                    delta = scores.to(acc).sum(-1) - out_delta.to(acc)
-                    # the result's own gap decides, not the refinement's bookkeeping
-                    extra["converged"] = extra["converged"] & (
-                        delta.double().abs() <= tol * out_delta.double().abs()).cpu()
-                elif self.method == "idg":
-                    scores, delta, alphas, weights, extra = path.idg(
-                        rule, steps, sampling, coarse_steps)
-                elif self.method == "idgi":
-                    scores, delta, alphas, extra = path.idgi(steps)
+                path = self._path(s, rule, steps, batch_size, progress)
+                if self.method == "input-x-gradient":
+                    integrator = GradientIntegral()
                 else:
-                    if self.method == "input-x-gradient":
-                        rule, steps = None, 1
-                        alphas = weights = path.f1.new_ones(1)
-                    else:
-                        alphas, weights = rule_tensors(rule, steps, path.ends[0][0])
-                    named = [resolve_layer(self.model, n) for n in conductance_layers or ()]
-                    p, f, conductance = path.fixed(alphas, weights, named)
-                    extra = {"rule": rule, "steps": steps}
-                    if self.method == "left-ig":
-                        scores, delta, extra2 = path.left(alphas, weights, p, f, saturation)
-                        extra.update(extra2)
-                    else:
-                        scores = torch.einsum("k,bktl->btl", weights.to(p.dtype), p)
-                        delta = scores.sum(-1) - out_delta
-            info.update(extra)
+                    integrator = registry.integrator(self.method, options)
+                taps, on_chunk, conductance = self._conductance(path, conductance_layers or ())
+                (integral,) = integrate(path, [integrator], taps, on_chunk)
+            scores = torch.cat(integral.attributions, 2)
+            delta, alphas, weights = integral.delta, integral.alphas, integral.weights
+            out_delta = integral.info["output_delta"]
+            if self.method == "idg" and isinstance(alphas, list):  # one set per example
+                alphas, weights = torch.stack(alphas), torch.stack(weights)
+            info.update(integral.info)
         info["output_delta"] = out_delta
         return SequenceResult(seq, seq_mask, targets, scores, delta, alphas, weights, info,
                               conductance)
@@ -616,13 +652,6 @@ class _Head:
         return val.detach() + (lin - lin.detach()).to(val.dtype)
 
 
-def _squares(grads: Sequence[Tensor]) -> Tensor:
-    """``(n, T, L)``: each target's squared gradient summed over the embedding, per layer and
-    concatenated along positions (IDGI's shares before normalising)."""
-    acc = accumulation_dtype(grads[0].dtype)
-    return torch.cat([g.to(acc).square().flatten(3).sum(-1) for g in grads], 2)
-
-
 def _positions(grads: Sequence[Tensor], diffs: Sequence[Tensor]) -> Tensor:
     """``(n, T, L)``: each target's gradient times ``e - e'`` summed over the embedding, per
     layer (encoder, decoder) and concatenated along positions."""
@@ -631,192 +660,9 @@ def _positions(grads: Sequence[Tensor], diffs: Sequence[Tensor]) -> Tensor:
                       for g, d in zip(grads, diffs)], 2)
 
 
-class _SharedPath:
-    """The straight path in embedding space of one call, shared by every target token.
-
-    Each point's forward serves all ``T`` targets; what any method needs from a point is
-    ``p`` ``(T, L)``, each target's gradient times ``e - e'`` per position, and ``S`` ``(T,)``:
-    IG, IDG and left-IG differ only in the weights they give the points.
-    """
-
-    def __init__(self, s: Setup, layers: list[str], batch_size: int | str, progress: bool,
-                 n_targets: int):
-        self.s, self.layers, self.t = s, layers, n_targets
-        self.engine = s.engine(batch_size, channels_last=False)
-        self.f1, self.f0, self.ends = self.engine.ends(layers)
-        self.engine.use_layer_path(LayerPath(layers, [a for a, _ in self.ends],
-                                             [e for _, e in self.ends]), self.f1, self.f0)
-        self.diffs = [e - a for a, e in self.ends]
-        self.b = len(self.f1)
-        self.progress = progress
-
-    def products(self, rows: Tensor, alphas: Tensor, taps: Sequence[Tap] = (),
-                 on_chunk=None, squares: bool = False) -> tuple[Tensor, Tensor]:
-        """``p`` ``(n, T, L)`` and ``S`` ``(n, T)`` at each point; ``on_chunk(ch)`` sees each
-        chunk (its tap gradients and activations); ``squares``: ``p`` holds each position's
-        squared gradient instead (``_squares``). Cost: a forward and ``T`` backwards per
-        point."""
-        n = len(self.layers)
-        ps, fs = [], []
-        with tqdm(total=len(rows) * self.t, unit="backward", disable=not self.progress,
-                  file=sys.stderr, desc=f"{self.t} targets", leave=False) as bar:
-            for ch in self.engine.gradients(rows, alphas, list(taps)):
-                ps.append(_squares(ch.grads[:n]) if squares else
-                          _positions(ch.grads[:n], [d[ch.rows] for d in self.diffs]))
-                fs.append(ch.output)
-                if on_chunk is not None:
-                    on_chunk(ch)
-                bar.update(len(ch.rows) * self.t)
-        return torch.cat(ps), torch.cat(fs)
-
-    def fixed(self, alphas: Tensor, weights: Tensor, named: list[tuple[str, nn.Module]]
-              ) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
-        """Every example at the rule's ``alphas``: ``p`` ``(B, m, T, L)``, ``S`` ``(B, m, T)``
-        and, accumulated during the pass (memory: the neurons at the cell edges, not their
-        gradients at every point), each ``named`` layer's input neurons' total conductance
-        ``sum_k dS_t/dy(a_k) (y(t_k) - y(t_{k-1}))`` per target, ``(B, T, *shape)``.
-        Cost with layers: ``m - 1`` more forwards per example (the inner cell edges), stopped
-        after the last layer, and two for their ends."""
-        m = len(alphas)
-        rows, flat_a = flat_points(self.b, alphas)
-        modules = [module for _, module in named]  # the model's names; the call may wrap it
-        steps_y: list[Tensor] = []
-        if modules:
-            edges = cell_edges(weights.double().cpu().numpy())
-            inner = torch.as_tensor(edges[1:-1], dtype=alphas.dtype, device=alphas.device)
-            _, _, ends = self.engine.ends(modules, use_input=True)
-            mid = self.engine.activations(modules, *flat_points(self.b, inner), use_input=True)
-            for (y0, y1), ym in zip(ends, mid):
-                y = torch.cat([y0[:, None], ym.reshape(self.b, m - 1, *y0.shape[1:]),
-                               y1[:, None]], 1)
-                steps_y.append((y[:, 1:] - y[:, :-1]).flatten(0, 1))  # row b * m + k
-        total: list[Tensor] = []
-
-        def add(ch: Chunk) -> None:
-            for i, dy in enumerate(steps_y):
-                g = ch.grads[len(self.layers) + i]
-                if len(total) <= i:
-                    total.append(g.new_zeros((self.b, *g.shape[1:])))
-                step = dy[torch.arange(ch.span.start, ch.span.stop, device=dy.device)]
-                total[i].index_add_(0, ch.rows, g * step[:, None].to(g.dtype))
-
-        p, f = self.products(rows, flat_a, [Tap(module, True) for module in modules], add)
-        return (p.reshape(self.b, m, *p.shape[1:]), f.reshape(self.b, m, -1),
-                dict(zip([name for name, _ in named], total)))
-
-    def left(self, alphas: Tensor, weights: Tensor, p: Tensor, f: Tensor, saturation: float
-             ) -> tuple[Tensor, Tensor, dict]:
-        """Left-IG per target from a fixed rule's points: each target's cells cut at its own
-        ``a*``; ``delta`` against ``S_t(x(a*)) - S_t(x')``. Cost: ``T`` forwards per example
-        (each target's ``S`` at its cut)."""
-        f_rows = f.permute(0, 2, 1).reshape(self.b * self.t, -1)  # row b * T + t
-        cut = saturation_alphas(alphas.double().cpu().numpy(), f_rows.double().cpu().numpy(),
-                                self.f0.flatten().double().cpu().numpy(),
-                                self.f1.flatten().double().cpu().numpy(), saturation)
-        cut_t = torch.as_tensor(np.minimum(cut, 1.0), dtype=weights.dtype, device=f.device)
-        c = truncated_weights(cut_t, weights).reshape(self.b, self.t, -1)
-        scores = torch.einsum("btk,bktl->btl", c.to(p.dtype), p)
-        rows = torch.arange(self.b, device=f.device).repeat_interleave(self.t)
-        at_cut = self.engine.values(rows, cut_t).reshape(self.b, self.t, self.t)
-        f_cut = at_cut.diagonal(dim1=1, dim2=2)
-        return scores, scores.sum(-1) - (f_cut - self.f0), {
-            "saturation": saturation, "saturation_alpha": cut_t.reshape(self.b, self.t),
-            "left_output_delta": f_cut - self.f0}
-
-    def idg(self, rule: str, steps: int, sampling: str, coarse_steps: int
-            ) -> tuple[Tensor, Tensor, Tensor, Tensor, dict]:
-        """IDG per target, ``sum_k w_k s_k p_k`` with ``s_k = dS_t/da`` at the point; ``delta``
-        the IG-style gap of the same samples (IDG itself is not complete). Samples uniform
-        (the rule) or adaptive on the pooled output change (one set per example)."""
-        extra: dict[str, Any] = {"sampling": sampling, "steps": steps}
-        if sampling == "uniform":
-            alphas, weights = rule_tensors(rule, steps, self.ends[0][0])
-            rows, flat_a = flat_points(self.b, alphas)
-            w = weights.expand(self.b, -1)
-            extra["rule"] = rule
-        else:
-            pts = torch.as_tensor(coarse_points(rule, coarse_steps), device=self.f1.device,
-                                  dtype=self.ends[0][0].dtype)
-            rows, inner = flat_points(self.b, pts[1:-1])
-            inner_f = self.engine.values(rows, inner).reshape(self.b, len(pts) - 2, self.t)
-            values = torch.cat([self.f0[:, None], inner_f.to(self.f0.dtype), self.f1[:, None]], 1)
-            alphas, w = (t.to(pts.dtype) for t in adaptive_nodes(pts, pooled_progress(values),
-                                                                steps))
-            weights = w
-            rows = torch.arange(self.b, device=w.device).repeat_interleave(steps)
-            flat_a = alphas.flatten()
-            extra.update(rule=rule, coarse_steps=coarse_steps, coarse_points=pts)
-        p, _ = self.products(rows, flat_a)
-        p = p.reshape(self.b, steps, self.t, -1)
-        slope = p.sum(-1)  # dS_t/da at each point: (B, m, T)
-        w = w.to(p.dtype)
-        scores = torch.einsum("bk,bkt,bktl->btl", w, slope, p)
-        delta = torch.einsum("bk,bkt->bt", w, slope) - (self.f1 - self.f0)
-        return scores, delta, alphas, weights, extra
-
-    def idgi(self, steps: int) -> tuple[Tensor, Tensor, Tensor, dict]:
-        """IDGI per target on the nodes ``k / steps``: target ``t``'s change of ``S_t`` over
-        each step, shared among the positions by their part of ``|dS_t/de|^2`` at the step's
-        start. ``delta`` is rounding (and the change of a step with zero gradient)."""
-        dt = self.ends[0][0].dtype
-        alphas = torch.arange(steps, dtype=dt, device=self.f1.device) / steps
-        q, f = self.products(*flat_points(self.b, alphas), squares=True)
-        q = q.reshape(self.b, steps, self.t, -1)
-        f = f.reshape(self.b, steps, self.t).to(q.dtype)
-        norm = q.sum(-1, keepdim=True)
-        share = q / torch.where(norm > 0, norm, 1.0)
-        change = torch.cat([f[:, 1:], self.f1[:, None].to(q.dtype)], 1) - f
-        scores = torch.einsum("bktl,bkt->btl", share, change)
-        delta = scores.sum(-1) - (self.f1 - self.f0).to(q.dtype)
-        return scores, delta, alphas, {
-            "steps": steps, "gradient_evaluations": torch.full((self.b, self.t), steps)}
-
-    def adaptive(self, tol: float, max_steps: int) -> tuple[Tensor, list, list, dict]:
-        """IG with ``quadrature.refine`` on every target's own path, ``B * T`` paths (path
-        ``b * T + t``); the points of one example are shared, so a node any target asks for
-        is free to the others (one forward and ``T`` backwards, computed once)."""
-        check_positive_int(max_steps, "max_steps", minimum=16, maximum=MAX_STEPS)
-        check_number(tol, "tol", 0, low_open=True)
-        dt, dev = self.ends[0][0].dtype, self.f1.device
-        cache: dict[tuple[int, float], tuple[Tensor, Tensor]] = {}
-        kept: dict[int, tuple[Tensor]] = {}
-
-        def evaluate(ids, paths, t):
-            ex, tok = paths // self.t, paths % self.t
-            todo = sorted({(int(e), float(a)) for e, a in zip(ex, t)} - cache.keys())
-            if todo:
-                rows = torch.as_tensor([e for e, _ in todo], device=dev)
-                p, f = self.products(rows, torch.as_tensor([a for _, a in todo], dtype=dt,
-                                                           device=dev))
-                cache.update({key: (p[i], f[i]) for i, key in enumerate(todo)})
-            fs, ds = [], []
-            for i, e, a, k in zip(ids, ex, t, tok):
-                p, f = cache[(int(e), float(a))]
-                kept[int(i)] = (p[k].to(accumulation_dtype(p.dtype)),)
-                fs.append(float(f[k]))
-                ds.append(float(p[k].sum()))
-            return np.array(fs), np.array(ds)
-
-        nodes, ids, _, evals, converged = refine(evaluate, self.b * self.t, tol, max_steps)
-        per_path, alphas, weights = trapezoid_sums(nodes, ids, kept, dt, dev)
-        scores = torch.stack([row[0] for row in per_path])
-        points = torch.bincount(torch.as_tensor([e for e, _ in cache]), minlength=self.b)
-        return scores.reshape(self.b, self.t, -1), alphas, weights, {
-            "rule": "adaptive trapezoid", "steps": "auto", "tol": tol,
-            "gradient_evaluations": torch.as_tensor(evals).reshape(self.b, self.t),
-            "points": points,
-            "converged": torch.as_tensor(converged).reshape(self.b, self.t)}
-
-
-def pooled_progress(values: Tensor) -> Tensor:
-    """``(R, N)`` from each row's targets' outputs ``(R, N, T)`` at the coarse points: the
-    running sum of the targets' absolute changes, each target's normalised to total 1 (a
-    target whose output does not move counts 0). Its changes are what ``adaptive_nodes``
-    shares the samples by; for ``T = 1`` the same shares as the output itself."""
-    change = (values[:, 1:] - values[:, :-1]).double().abs()
-    total = change.sum(1, keepdim=True)
-    pooled = torch.where(total > 0, change / total.clamp_min(1e-300), 0.0).sum(-1)
-    return torch.cat([pooled.new_zeros(len(pooled), 1), pooled.cumsum(1)], 1)
+def _embedding_sum(t: Tensor) -> Tensor:
+    """``(n, T, L, d) -> (n, T, L)``: what a sequence keeps of each point, per position."""
+    return t.flatten(3).sum(-1)
 
 
 def mlp_neurons(model: nn.Module) -> list[str]:
