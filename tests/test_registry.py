@@ -2,6 +2,7 @@
 library modules never import the command line."""
 
 import ast
+import importlib
 import inspect
 import pathlib
 
@@ -10,6 +11,7 @@ import torch
 
 import pathattr
 from pathattr import registry
+from pathattr.integrate import Integrator
 from pathattr.shared_pass import NAMES
 
 SRC = pathlib.Path(pathattr.__file__).parent
@@ -36,6 +38,14 @@ def test_every_method_is_exported_and_follows_the_protocol(name):
 def test_explain_and_cli_read_the_registry():
     assert set(NAMES) == {n for n, m in registry.METHODS.items() if m.shared}
     assert set(NAMES) <= set(registry.METHODS)  # one vocabulary
+    # every method explain computes, but conductance (which comes with a layer), is an
+    # integrator of its own module, and SequenceAttribution takes those without fixed options
+    for name in NAMES:
+        m = registry.METHODS[name]
+        assert (m.integrator is None) == (name == "conductance"), name
+        if m.integrator:
+            cls = getattr(importlib.import_module(m.module), m.integrator)
+            assert issubclass(cls, Integrator) and callable(cls.of), name
     offered = registry.available()
     assert offered == [n for n, m in registry.METHODS.items() if m.cli]
     with pytest.raises(pathattr.errors.SettingError, match="^method: unknown method 'nope'") as e:

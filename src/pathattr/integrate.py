@@ -132,6 +132,14 @@ def total(t: Tensor) -> Tensor:
     return t.flatten(2).sum(2)
 
 
+def totals(ts: Sequence[Tensor]) -> Tensor:
+    """``total`` of several spaces' tensors, added (one space: its own)."""
+    out = total(ts[0])
+    for t in ts[1:]:
+        out = out + total(t)
+    return out
+
+
 @dataclass
 class Step:
     """One chunk of path points as integrators read it: ``output`` ``(n, T)``, ``grads`` one
@@ -159,10 +167,10 @@ class Step:
     def slope(self) -> Tensor:
         """``dF/da`` at each point ``(n, T)``: the gradient times ``x - x'``, summed."""
         if self.path.reduce is not None:
-            return sum(total(k) for k in self.kept)
+            return totals(self.kept)
         acc = accumulation_dtype(self.grads[0].dtype)
-        return sum(total(g.to(acc) * d[self.rows][:, None].to(acc))
-                   for g, d in zip(self.grads, self.path.diffs))
+        return totals([g.to(acc) * d[self.rows][:, None].to(acc)
+                       for g, d in zip(self.grads, self.path.diffs)])
 
     @cached_property
     def squares(self) -> list[Tensor]:
@@ -183,7 +191,8 @@ class Integral:
     def result(self, path: Path, structure: bool = True) -> Attribution:
         """As an ``Attribution`` of one space (the input's structure with ``structure``)."""
         (attr,) = self.attributions
-        return Attribution(path.s.structure(attr) if structure else attr, self.delta,
+        shown: Any = path.s.structure(attr) if structure else attr
+        return Attribution(shown, self.delta,
                            self.alphas, self.weights, self.info)
 
 

@@ -30,10 +30,10 @@ from .validate import check_positive_int
 
 #: What the shared pass computes, from the registry; "conductance" comes with a layer.
 NAMES = shared_names()
-_PLAIN = tuple(n for n in NAMES if n != "conductance")
 
 
 def _parse(methods: Sequence) -> list[tuple[Hashable, str, object]]:
+    _PLAIN = tuple(n for n in shared_names() if n != "conductance")
     if isinstance(methods, (str, tuple)) or not isinstance(methods, Sequence) or not methods:
         raise TypeError(f"methods must be a non-empty list such as ['ig', 'idg', "
                         f"('conductance', 'layer.name')], got {methods!r}")

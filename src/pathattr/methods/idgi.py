@@ -25,7 +25,7 @@ from ..baselines import BaselineSpec
 from ..call import ConvergenceDelta, Inputs, setup
 from ..engine import guarded
 from ..forward import OutputSpec
-from ..integrate import Integral, Integrator, Path, Step, integrate, total
+from ..integrate import Integral, Integrator, Path, Step, integrate, totals
 from ..result import Attribution
 from ..targets import TargetSpec
 from ..validate import check_steps
@@ -86,7 +86,7 @@ class StepIntegral(Integrator):
             raise ValueError(f"IDGI walks the nodes k / steps: give rule='riemann_left', got "
                              f"rule={path.rule!r}")
         sq = step.squares
-        norm = sum(total(q) for q in sq)  # (n, T)
+        norm = totals(sq)  # (n, T)
         norm = torch.where(norm > 0, norm, 1.0)
         now = [q / norm.reshape(*norm.shape, *[1] * (q.dim() - 2)) for q in sq]
         if not self.acc:
@@ -109,7 +109,7 @@ class StepIntegral(Integrator):
                  for acc, share in zip(self.acc, self.share)]
         out = path.column(path.f1 - path.f0).to(attrs[0].dtype)
         return Integral([path.mean(a) for a in attrs],
-                        path.mean(sum(total(a) for a in attrs) - out), path.alphas, None,
+                        path.mean(totals(attrs) - out), path.alphas, None,
                         {"steps": path.steps, "gradient_evaluations":
                          path.evaluations(path.steps), "output_delta": path.mean(out)})
 

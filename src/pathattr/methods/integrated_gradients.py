@@ -16,7 +16,7 @@ from ..baselines import BaselineSpec
 from ..call import ConvergenceDelta, Inputs, LayerNoise, Setup, noisy, setup
 from ..engine import LayerPath, PathEngine, guarded
 from ..forward import OutputSpec
-from ..integrate import Integral, Integrator, Path, Step, integrate, steps_of, total
+from ..integrate import Integral, Integrator, Path, Step, integrate, steps_of, totals
 from ..layers import LayerSpec, resolve_layer
 from ..quadrature import MAX_STEPS, refine, trapezoid_weights
 from ..result import Attribution
@@ -53,7 +53,7 @@ class GradientIntegral(Integrator):
     def finish(self, path: Path) -> Integral:
         attrs = [path.attribution(acc, i) for i, acc in enumerate(self.sums)]
         out = path.out_delta()
-        delta = path.mean(sum(total(a) for a in attrs) - out)
+        delta = path.mean(totals(attrs) - out)
         shown = attrs if self.multiply_by_inputs or path.reduce is not None else self.sums
         return Integral([path.mean(a) for a in shown], delta, path.alphas, path.weights,
                         {"rule": path.rule, "steps": path.steps,
@@ -116,7 +116,7 @@ class AdaptiveIntegral(Integrator):
             sums.append(stacked.reshape(path.rows, t_count, *stacked.shape[1:]))
         attrs = [path.attribution(acc, i) for i, acc in enumerate(sums)]
         out = path.out_delta()
-        gap = sum(total(a) for a in attrs) - out
+        gap = totals(attrs) - out
         evals_t = torch.as_tensor(evals, dtype=torch.int64).reshape(path.rows, t_count)
         ok = torch.as_tensor(converged, dtype=torch.bool).reshape(path.rows, t_count)
         info: dict = {"rule": "adaptive trapezoid", "steps": "auto", "tol": self.tol,

@@ -25,7 +25,7 @@ from ..baselines import BaselineSpec
 from ..call import Inputs, setup
 from ..engine import guarded
 from ..forward import OutputSpec
-from ..integrate import Integral, Integrator, Path, Step, integrate, total
+from ..integrate import Integral, Integrator, Path, Step, integrate, totals
 from ..quadrature import cell_edges
 from ..result import Attribution
 from ..targets import TargetSpec
@@ -167,7 +167,7 @@ class SaturationIntegral(Integrator):
                  for i, acc in enumerate(self.sums)]
         acc_dtype = attrs[0].dtype
         left = f_cut.to(acc_dtype) - path.column(path.f0).to(acc_dtype)
-        delta = path.mean(sum(total(a) for a in attrs) - left)
+        delta = path.mean(totals(attrs) - left)
         return Integral([path.mean(a) for a in attrs], delta, path.alphas, path.weights,
                         {"rule": path.rule, "steps": path.steps,
                          "gradient_evaluations": path.evaluations(path.steps),

@@ -1,29 +1,5 @@
-"""Attribute every token of a continuation to the prompt and the tokens before it — the IG
-paper's translation experiment, for today's language models — on one shared path.
-
-Teacher forcing: the sequence is ``s = prompt + targets``; target ``t`` (at position ``P + t``)
-is scored from the logits at position ``P + t - 1``, which a causal LM computes from positions
-``<= P + t - 1`` only. On one straight path in embedding space over the whole sequence,
-
-    IG_t(s)_l = (e_l - e'_l) . int_0^1 dS_t/de_l (e' + a (e - e')) da,
-
-the gradient of ``S_t`` at positions ``l >= P + t`` is exactly zero, so IG of target ``t`` on the
-shared path equals IG on its prefix alone. One forward per path point serves all ``T`` targets;
-each target adds one backward on that forward's graph (``engine.per_output_grads``). Per-token
-attribution (Captum's ``LLMGradientAttribution``) runs a forward per target and path point.
-
-``method="deeplift"`` (Rescale, exact summation-to-delta through attention, softmax and
-normalisation, see ``deeplift.composite``) needs no path: one forward on the baseline sequence,
-one on the sequence, then one backward per target, all from the token embeddings.
-
-Encoder-decoders (T5, BART, Marian): the same over the encoder tokens and the decoder tokens
-``<= t`` (the start token and the targets before ``t``), both embeddings on one path.
-
-Prompts of a batch may be padded (left or right): each prompt is moved to the right end (left
-padding), position ids count real tokens only (``cumsum(mask) - 1``, when the model takes
-``position_ids``), and the attention mask travels with every path point, so each prompt's
-result is independent of the others. ``SequenceResult.input_ids`` is the sequence as explained.
-"""
+"""``SequenceAttribution``: every target token on one shared path in embedding space
+(the package docstring says how)."""
 
 from __future__ import annotations
 
@@ -31,169 +7,48 @@ import functools
 import inspect
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import Any, Concatenate, Literal, ParamSpec, TypeVar
 
 import torch
 from torch import Tensor, nn
 
-from .. import registry
-from ..call import Setup, flat_points, setup
-from ..engine import Chunk, LayerPath, accumulation_dtype, guarded
-from ..forward import choose_output
-from ..integrate import Path, integrate
-from ..layers import LayerSpec, Tap, batch_dims, resolve_layer
-from ..quadrature import cell_edges
-from ..targets import Target
-from ..validate import check_eval_mode, check_positive_int, check_steps
-from .deeplift import layer_pass
-from .idg import SAMPLINGS
-from .integrated_gradients import GradientIntegral
-from .left_ig import check_saturation
+from ... import registry
+from ...call import Setup, flat_points, setup
+from ...engine import Chunk, LayerPath, accumulation_dtype, guarded
+from ...forward import choose_output
+from ...integrate import Path, integrate
+from ...layers import LayerSpec, Tap, batch_dims, resolve_layer
+from ...quadrature import cell_edges
+from ...targets import Target
+from ...validate import check_eval_mode, check_positive_int, check_steps
+from ..deeplift import layer_pass
+from ..idg import SAMPLINGS
+from ..integrated_gradients import GradientIntegral
+from ..left_ig import check_saturation
+from .head import _Head
+from .result import SequenceResult
+from .tokens import (
+    MAX_NEW_TOKENS,
+    _check_mask,
+    _check_vocabulary,
+    _EncoderDecoder,
+    _ids,
+    left_align,
+)
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
 SCORES = ("logit", "logprob", "prob")
-#: Registry names (``pathattr.registry``) of the methods that explain every target token.
-METHODS = ("ig", "idg", "left-ig", "idgi", "input-x-gradient", "deeplift")
+#: Registry names (``pathattr.registry``) of the methods that explain every target token:
+#: every integrator entry (one with fixed options is a setting here, e.g. ``sampling=``),
+#: the gradient at the input, and DeepLIFT.
+def sequence_methods() -> tuple[str, ...]:
+    """The methods ``SequenceAttribution`` takes, read off the registry when called."""
+    return (*(n for n in registry.integrated() if not registry.METHODS[n].attribute),
+            "input-x-gradient", "deeplift")
 
 
-@dataclass
-class SequenceResult:
-    """Attributions of each target token to the sequence before it.
-
-    input_ids, attention_mask: ``(B, L)`` the explained sequence, prompt (left-padded) then
-    targets, ``L = P + T``. target_ids: ``(B, T)`` the explained tokens. scores: ``(B, T, L)``
-    attribution of target ``t`` to each position (summed over the embedding dimension; 0 at
-    positions ``>= P + t``). delta: ``(B, T)`` completeness gap per target token, ``scores.sum(-1)
-    - (S_t(x) - S_t(x'))``. alphas, weights: the path's rule (None for DeepLIFT, which has no
-    path). info: ``output_delta`` ``(B, T)``, the score, method, rule, steps and
-    ``prompt_length`` ``P``.
-    """
-
-    input_ids: Tensor
-    attention_mask: Tensor
-    target_ids: Tensor
-    scores: Tensor
-    delta: Tensor
-    alphas: Tensor | None
-    weights: Tensor | None
-    info: dict[str, Any] = field(default_factory=dict)
-    conductance: dict[str, Tensor] = field(default_factory=dict)
-
-    def _repr_html_(self) -> str:
-        """Jupyter's view: each example's target x position matrix (``viz.notebook``)."""
-        from ..viz.notebook import sequence_html_view
-
-        return sequence_html_view(self)
-
-    def aggregate(self, groups: Tensor, reduce: Literal["sum", "mean", "absmax"] = "sum"
-                  ) -> Tensor:
-        """Scores per group of positions, e.g. words from their sub-word pieces (a fast
-        tokenizer's ``word_ids()``, aligned with ``input_ids``). ``groups`` ``(B, L)``: each
-        position's group, ``-1`` to leave it out (padding, special tokens). Returns
-        ``(B, T, G)`` with ``G = groups.max() + 1``: the sum, the mean, or the signed score of
-        largest magnitude ("absmax") of each group. Cost: a few scatters."""
-        if reduce not in ("sum", "mean", "absmax"):
-            raise ValueError(f"reduce must be 'sum', 'mean' or 'absmax', got {reduce!r}")
-        g = torch.as_tensor(groups, device=self.scores.device).long()
-        if g.shape != self.input_ids.shape:
-            raise ValueError(f"groups has shape {tuple(g.shape)}, expected "
-                             f"{tuple(self.input_ids.shape)} (one group per position)")
-        keep = (g >= 0)[:, None, :].expand_as(self.scores)
-        idx = g.clamp(min=0)[:, None, :].expand_as(self.scores)
-        src = self.scores.where(keep, 0.0)
-        shape = (*self.scores.shape[:2], int(g.max()) + 1 if g.numel() else 0)
-        total = self.scores.new_zeros(shape).scatter_add_(2, idx, src)
-        if reduce == "sum":
-            return total
-        if reduce == "mean":
-            count = self.scores.new_zeros(shape).scatter_add_(2, idx, keep.to(src.dtype))
-            return total / count.clamp(min=1)
-        hi = self.scores.new_zeros(shape).scatter_reduce_(2, idx, src, "amax", include_self=False)
-        lo = self.scores.new_zeros(shape).scatter_reduce_(2, idx, src, "amin", include_self=False)
-        return torch.where(hi.abs() >= lo.abs(), hi, lo)
-
-
-def word_groups(offsets: Tensor) -> Tensor:
-    """Word ids per position from a tokenizer's character offsets (``offset_mapping`` of a fast
-    HuggingFace tokenizer, ``(B, L, 2)``, aligned with the sequence to aggregate): a piece
-    that starts where the previous one ended continues its word (so "fine," is one word); a gap
-    (whitespace) starts a new one; special tokens and padding (empty spans) get ``-1``. For
-    tokenizers without ``word_ids()``. Returns ``(B, L)`` long, for
-    ``SequenceResult.aggregate``. Cost: a loop over positions."""
-    off = torch.as_tensor(offsets)
-    if off.dim() != 3 or off.shape[-1] != 2:
-        raise ValueError(f"offsets must be (B, L, 2) character spans, got {tuple(off.shape)}")
-    groups = torch.full(off.shape[:2], -1, dtype=torch.long)
-    for b, row in enumerate(off.tolist()):
-        word, end = -1, None
-        for i, (start, stop) in enumerate(row):
-            if stop <= start:
-                end = None  # a special token ends the word before it
-                continue
-            if end is None or start > end:
-                word += 1
-            groups[b, i], end = word, stop
-    return groups
-
-
-def _ids(t: object, name: str, shape: tuple[int, ...] | None = None) -> Tensor:
-    if not isinstance(t, Tensor) or t.is_floating_point() or t.dtype == torch.bool \
-            or t.dim() != 2:
-        raise TypeError(f"{name} must be an integer tensor of shape (batch, tokens), got "
-                        f"{getattr(t, 'dtype', type(t).__name__)} "
-                        f"{tuple(t.shape) if isinstance(t, Tensor) else ''}")
-    if shape is not None and tuple(t.shape) != shape:
-        raise ValueError(f"{name} has shape {tuple(t.shape)}, expected {shape}")
-    return t.long()
-
-
-#: The most tokens ``max_new_tokens`` may ask for where the model states no context length.
-MAX_NEW_TOKENS = 4096
-
-
-def _check_mask(mask: Tensor) -> None:
-    """An attention mask of 0s and 1s with at least one 1 per row; anything else would be
-    reordered or explained as if it were a prompt."""
-    if not bool(((mask == 0) | (mask == 1)).all()):
-        bad = mask[(mask != 0) & (mask != 1)][0]
-        raise ValueError(f"attention_mask must hold only 0 and 1, got {int(bad)}")
-    empty = (mask.sum(1) == 0).nonzero()
-    if len(empty):
-        raise ValueError(f"attention_mask row {int(empty[0, 0])} is all 0: that example has no "
-                         f"token to explain")
-
-
-def _check_vocabulary(t: Tensor, name: str, size: int | None) -> None:
-    """Token ids in ``[0, size)``: named here, not as an embedding's index error."""
-    if size is None or t.numel() == 0:
-        return
-    bad = (t < 0) | (t >= size)
-    if bool(bad.any()):
-        raise ValueError(f"{name} holds id {int(t[bad][0])}, outside the vocabulary of "
-                         f"{size} ids (0 to {size - 1})")
-
-
-def left_align(ids: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
-    """Each row's real tokens moved to the right end, in order (left padding)."""
-    order = torch.argsort(mask, dim=1, stable=True)
-    return ids.gather(1, order), mask.gather(1, order)
-
-
-class _EncoderDecoder(nn.Module):
-    """An encoder-decoder called with its encoder and decoder ids positionally, so that both
-    are inputs (and both lie on the path)."""
-
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        self.model = model
-        self.training = False  # this wrapper's own flag only; the model's stays the user's
-
-    def forward(self, input_ids: Tensor, decoder_input_ids: Tensor,
-                attention_mask: Tensor | None = None) -> Tensor:
-        return choose_output(self.model(input_ids=input_ids, attention_mask=attention_mask,
-                                        decoder_input_ids=decoder_input_ids))
+METHODS = sequence_methods()
 
 
 def _in_layout(f: Callable[Concatenate[Any, _P], _R]) -> Callable[Concatenate[Any, _P], _R]:
@@ -226,11 +81,10 @@ class SequenceAttribution:
                  batch_dim: int = 0):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
-        from ..registry import canonical
-
-        method = canonical(method, METHODS)
-        if method not in METHODS:
-            raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+        known = sequence_methods()
+        method = registry.canonical(method, known)
+        if method not in known:
+            raise ValueError(f"method must be one of {', '.join(known)}, got {method!r}")
         self.model, self.method = model, method
         self.batch_dim = check_positive_int(batch_dim, "batch_dim", minimum=0)
         main = getattr(model, "main_input_name", "input_ids")
@@ -573,83 +427,13 @@ class SequenceAttribution:
                 (integral,) = integrate(path, [integrator], taps, on_chunk)
             scores = torch.cat(integral.attributions, 2)
             delta, alphas, weights = integral.delta, integral.alphas, integral.weights
-            out_delta = integral.info["output_delta"]
+            out_delta = path.mean(path.out_delta())
             if self.method == "idg" and isinstance(alphas, list):  # one set per example
                 alphas, weights = torch.stack(alphas), torch.stack(weights)
             info.update(integral.info)
         info["output_delta"] = out_delta
         return SequenceResult(seq, seq_mask, targets, scores, delta, alphas, weights, info,
                               conductance)
-
-
-class _Head:
-    """Each target's backward without the LM head's: ``logits = h W^T + b`` (the model's
-    ``get_output_embeddings()``, an ``nn.Linear``), so ``dS_t/dh`` at target ``t``'s row is
-    known in closed form (logit: ``W[y]``; log-probability: ``W[y] - p W``; probability:
-    ``p_y (W[y] - p W)``; a foil subtracts its own), and the score returned is
-    ``S + (h . g - (h . g).detach())`` with ``g`` fixed: the value ``S`` exactly, the gradient
-    ``g . dh``. Autograd would otherwise run every target's backward through the whole head
-    (vocabulary x hidden for every kept position), most of a small LM's backward.
-
-    Used only where the model returns the head's output unchanged (the same tensor): a model
-    that adds a bias or caps the logits after the head (BART's ``final_logits_bias``, Gemma's
-    soft-capping) gets the plain backward. Hooks live only inside ``active()``.
-    """
-
-    def __init__(self, model: nn.Module):
-        get = getattr(model, "get_output_embeddings", None)
-        found = get() if callable(get) else None
-        self.linear = found if isinstance(found, nn.Linear) else None
-        self.h: Tensor | None = None
-        self.out: Tensor | None = None
-
-    @contextmanager
-    def active(self):
-        if self.linear is None:
-            yield
-            return
-
-        def keep_input(_m, args):
-            self.h = args[0]
-
-        def keep_output(_m, _args, out):
-            self.out = out
-
-        handles = [self.linear.register_forward_pre_hook(keep_input),
-                   self.linear.register_forward_hook(keep_output)]
-        try:
-            yield
-        finally:
-            for h in handles:
-                h.remove()
-            self.h = self.out = None
-
-    def read(self, logits: Tensor) -> bool:
-        """Whether ``logits`` are this forward's head output, unchanged."""
-        return self.out is not None and logits is self.out and self.h is not None
-
-    def rowwise(self, val: Tensor, raw: Tensor, positions: Tensor, score: str, y: Tensor,
-                foil: Tensor | None) -> Tensor:
-        """``val`` (``(n, T)``, computed from ``raw`` logits at ``positions``) with its
-        gradient routed through the head's input rows alone."""
-        w = self.linear.weight
-
-        def grad_of(ids: Tensor, p: Tensor | None) -> Tensor:
-            g = w[ids]
-            if score == "logit":
-                return g
-            g = g - p @ w
-            if score == "prob":
-                g = p.gather(2, ids[..., None]) * g
-            return g
-
-        with torch.no_grad():
-            p = None if score == "logit" else raw.softmax(-1)
-            g = grad_of(y, p)
-            if foil is not None:
-                g = g - grad_of(foil, p)
-        lin = (self.h[:, positions] * g.to(self.h.dtype)).sum(-1)
-        return val.detach() + (lin - lin.detach()).to(val.dtype)
 
 
 def _positions(grads: Sequence[Tensor], diffs: Sequence[Tensor]) -> Tensor:
