@@ -38,18 +38,6 @@ def test_rows_pair_example_b_with_baseline_k_in_the_models_dtype():
     assert s.evaluations([1, 2, 3, 4, 5, 6]).tolist() == [5, 7, 9]
 
 
-def test_the_result_sums_to_the_gap_of_the_mean():
-    s = setup(nn.Linear(4, 1).double(), torch.randn(2, 4, dtype=torch.float64),
-              Several(torch.randn(3, 4, dtype=torch.float64)), target=0)
-    grad_sum = torch.ones(6, 4, dtype=torch.float64)
-    diff = s.x - s.baseline
-    out = torch.arange(6.0, dtype=torch.float64)
-    r = s.result(grad_sum, diff, out, None, None, {"steps": 1})
-    torch.testing.assert_close(r.attributions, s.mean(diff))
-    torch.testing.assert_close(r.delta, s.mean(diff).sum(1) - s.mean(out))
-    assert r.info["steps"] == 1 and torch.equal(r.info["output_delta"], s.mean(out))
-
-
 def test_points_and_rules():
     rows, alphas = flat_points(2, torch.tensor([0.25, 0.75]))
     assert rows.tolist() == [0, 0, 1, 1] and alphas.tolist() == [0.25, 0.75, 0.25, 0.75]

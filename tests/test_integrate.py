@@ -10,10 +10,12 @@ from torch import nn
 
 import pathattr
 from pathattr import registry
+from pathattr.baselines import Several
 from pathattr.call import setup
 from pathattr.engine import guarded
 from pathattr.integrate import Integral, Integrator, Path, Step, integrate, totals
 from pathattr.methods.integrated_gradients import GradientIntegral, IntegratedGradients
+from pathattr.methods.sequence import METHODS  # noqa: F401  (imported before any entry is added)
 from pathattr.targets import Target
 
 
@@ -100,3 +102,23 @@ def test_the_target_axis_gives_each_target_its_own_integral():
         f = model(x)[:, cls] - model(torch.zeros_like(x))[:, cls]
         torch.testing.assert_close(integral.delta[:, t], attr[:, t].sum(1) - f, rtol=0,
                                    atol=1e-12)
+
+
+def test_several_baselines_average_and_the_gap_is_that_of_the_mean():
+    torch.manual_seed(2)
+    model = nn.Sequential(nn.Linear(4, 5), nn.Tanh(), nn.Linear(5, 2)).double().eval()
+    x = torch.randn(2, 4, dtype=torch.float64)
+    bases = torch.randn(3, 4, dtype=torch.float64)
+    s = setup(model, x, Several(bases), target=1)
+    with guarded(model):
+        engine = s.engine(16)
+        f1, f0 = engine.endpoints()
+        path = Path.of(s, engine, f0, f1, "gausslegendre", 32)
+        (integral,) = integrate(path, [GradientIntegral()])
+    r = integral.result(path)
+    each = [IntegratedGradients(model).attribute(x, b[None], target=1, steps=32)
+            for b in bases]
+    torch.testing.assert_close(r.attributions, sum(e.attributions for e in each) / 3,
+                               rtol=1e-12, atol=1e-14)
+    gap = torch.stack([model(x)[:, 1] - model(b[None])[:, 1] for b in bases]).mean(0)
+    torch.testing.assert_close(r.delta, r.attributions.sum(1) - gap, rtol=0, atol=1e-12)

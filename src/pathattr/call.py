@@ -23,11 +23,10 @@ import torch
 from torch import Tensor, nn
 
 from .baselines import BaselineSpec, make_baselines
-from .engine import LayerPath, PathEngine, accumulation_dtype, guarded
+from .engine import LayerPath, PathEngine, guarded
 from .forward import ModelCall, OutputSpec, Packer
 from .layers import LayerSpec, resolve_layer
 from .quadrature import nodes_weights
-from .result import Attribution
 from .targets import Target, TargetSpec, resolve_target
 from .validate import check_eval_mode, check_repeatable, check_tensor
 
@@ -66,19 +65,6 @@ class Setup:
     def structure(self, attr: Tensor) -> Tensor | tuple[Tensor, ...]:
         """Packed ``(B, *S)`` attributions in the structure of the user's ``x``."""
         return self.packer.structure(attr)
-
-    def result(self, grad_sum: Tensor, diff: Tensor, out_delta: Tensor, alphas, weights,
-               info: dict, multiply_by_inputs: bool = True, structure: bool = True
-               ) -> Attribution:
-        """The result of a gradient-integrating method: ``grad_sum * diff`` averaged over the
-        baselines (or ``grad_sum`` alone without ``multiply_by_inputs``), in the structure of
-        ``x`` (``structure``), with ``delta = sum - mean(out_delta)`` per example."""
-        attr = self.mean(grad_sum * diff)
-        out = self.mean(out_delta.to(accumulation_dtype(out_delta.dtype)))
-        shown = attr if multiply_by_inputs else self.mean(grad_sum)
-        return Attribution(self.structure(shown) if structure else shown,
-                           attr.flatten(1).sum(1) - out, alphas, weights,
-                           {**info, "output_delta": out})
 
 
 class ConvergenceDelta:
