@@ -3,7 +3,16 @@ import torch
 from nets import cnn, mlp
 from torch import nn
 
-from pathattr.engine import LayerPath, PathEngine, Tap, activation_bytes, chunk_size
+from pathattr import engine
+from pathattr.engine import (
+    ChunkSize,
+    LayerPath,
+    PathEngine,
+    PointEvaluator,
+    Tap,
+    activation_bytes,
+    chunk_size,
+)
 from pathattr.guard import model_guard
 from pathattr.targets import resolve_target
 
@@ -98,3 +107,57 @@ def test_chunk_size():
     assert chunk_size(m, x, "auto", 3) == 3
     with pytest.raises(ValueError, match="batch_size"):
         chunk_size(m, x, -1, 10)
+
+
+def test_chunk_size_is_checked_at_once_and_measured_once(monkeypatch):
+    m = cnn(0)
+    x = torch.randn(2, 2, 5, 5, dtype=torch.float64)
+    with pytest.raises(ValueError, match="batch_size"):
+        ChunkSize(m, x, 0)
+    per = activation_bytes(m, x)
+    calls = []
+    monkeypatch.setattr(engine, "activation_bytes", lambda *a: calls.append(a) or per)
+    size = ChunkSize(m, x, "auto", budget=per * 5)
+    assert calls == []  # nothing measured until a pass asks
+    assert [size(100), size(3), size(100)] == [5, 3, 5]
+    assert len(calls) == 1
+
+
+def test_point_evaluator_matches_autograd_at_each_point():
+    from pathattr.forward import ModelCall, Packer
+
+    m = cnn(0)
+    x = torch.randn(5, 2, 5, 5, dtype=torch.float64)
+    call = ModelCall(m, Packer.of([x], single=True), 5)
+    at = PointEvaluator(call, ChunkSize(call, x, 2))
+    target = resolve_target([0, 1, 2, 0, 1], 5, x.device)
+    with model_guard(m):
+        f, g = at.gradients(x, target)
+        v = at.values(x, target)
+    p = x.clone().requires_grad_()
+    out = m(p)[torch.arange(5), torch.tensor([0, 1, 2, 0, 1])]
+    (ref,) = torch.autograd.grad(out.sum(), p)
+    torch.testing.assert_close(f, out.detach(), rtol=0, atol=1e-12)
+    torch.testing.assert_close(v, out.detach(), rtol=0, atol=1e-12)
+    torch.testing.assert_close(g, ref, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("method", ["guided", "blur", "agi"])
+def test_point_methods_size_their_chunks_once_per_call(method, monkeypatch):
+    from pathattr.methods.agi import AdversarialGradientIntegration
+    from pathattr.methods.blur_ig import BlurIntegratedGradients as BlurIG
+    from pathattr.methods.guided_ig import GuidedIntegratedGradients
+
+    m = cnn(0)
+    x = torch.randn(2, 2, 5, 5, dtype=torch.float64)
+    measured = []
+    real = engine.activation_bytes
+    monkeypatch.setattr(engine, "activation_bytes", lambda *a: measured.append(1) or real(*a))
+    explainer, kw = {
+        "guided": (GuidedIntegratedGradients, {"steps": 6}),
+        "blur": (BlurIG, {"steps": 6}),
+        "agi": (AdversarialGradientIntegration, {"steps": 4, "epsilon": 0.05, "classes": 2}),
+    }[method]
+    r = explainer(m).attribute(x, target=0, **kw)
+    assert torch.isfinite(r.attributions).all()
+    assert len(measured) == 1

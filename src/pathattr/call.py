@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from .baselines import BaselineSpec, make_baselines
-from .engine import LayerPath, PathEngine, guarded
+from .engine import ChunkSize, LayerPath, PathEngine, PointEvaluator, guarded
 from .forward import ModelCall, OutputSpec, Packer
 from .layers import LayerSpec, resolve_layer
 from .quadrature import nodes_weights
@@ -47,9 +47,14 @@ class Setup:
     k: int
     b: int
 
-    def engine(self, batch_size, channels_last="auto") -> PathEngine:
+    def engine(self, batch_size: int | str, channels_last: bool | str = "auto") -> PathEngine:
+        """The engine on the straight paths from ``baseline`` to ``x``."""
         return PathEngine(self.call, self.x, self.baseline, self.target, batch_size,
                           channels_last)
+
+    def evaluator(self, batch_size: int | str) -> PointEvaluator:
+        """Evaluation at arbitrary points of this call, in chunks sized once from ``x``."""
+        return PointEvaluator(self.call, ChunkSize(self.call, self.x, batch_size))
 
     def mean(self, t: Tensor) -> Tensor:
         """Average per-row results over the K baselines: ``(K*B, ...) -> (B, ...)``."""
@@ -194,12 +199,29 @@ def embedding_path(engine: PathEngine, path_layer: LayerSpec | None,
                             "path_layer= (the layer whose output the path runs through, e.g. "
                             "the token embeddings)")
     name, _ = resolve_layer(engine.model, path_layer)
-    f1, f0, ((start, end),) = engine.ends([name])  # the name keeps an element or call (@K)
-    if not start.is_floating_point():
-        raise TypeError(f"path_layer {name!r} output is {start.dtype}; choose a layer with a "
-                        f"floating-point output")
-    engine.use_layer_path(LayerPath([name], [start], [noisy(end, layer_noise)]), f1, f0)
+    layer_path(engine, [name], layer_noise=layer_noise, what="path_layer")
     return engine.path_diff
+
+
+def layer_path(engine: PathEngine, layers: Sequence[str | nn.Module], use_input: bool = False,
+               layer_noise: LayerNoise | None = None, what: str = "layer"
+               ) -> tuple[Tensor, Tensor]:
+    """Put the engine's path in the space of ``layers``' outputs (inputs with ``use_input``):
+    from each layer's activation at the baseline to its activation at ``x``, moved by
+    ``layer_noise``. ``layers`` are resolved names (an element or call, ``@K``, is kept) or
+    modules. Returns ``F(x)`` and ``F(x')`` from the plain forwards (``F(x)`` is not the
+    path's end when noise moves it). Raises ``TypeError`` for a layer whose activation is not
+    floating-point (``what`` names the argument). Cost: four forwards per row (the ends, and
+    ``use_layer_path``'s check of the path's start)."""
+    f1, f0, ends = engine.ends(list(layers), use_input)
+    side = "input" if use_input else "output"
+    for name, (start, _) in zip(layers, ends):
+        if not start.is_floating_point():
+            raise TypeError(f"{what} {name!r} {side} is {start.dtype}; choose a layer with a "
+                            f"floating-point {side}")
+    engine.use_layer_path(LayerPath(list(layers), [a for a, _ in ends],
+                                    [noisy(b, layer_noise) for _, b in ends], use_input), f1, f0)
+    return f1, f0
 
 
 def noisy(end: Tensor, layer_noise: LayerNoise | None) -> Tensor:

@@ -27,7 +27,7 @@ from .layers import (
     tap_layers,
 )
 
-__all__ = ["Chunk", "LayerPath", "PathEngine", "Tap", "chunk_size"]
+__all__ = ["Chunk", "ChunkSize", "LayerPath", "PathEngine", "PointEvaluator", "Tap", "chunk_size"]
 from .targets import Target
 
 #: Default memory budget for one chunk's activations and gradients (bytes).
@@ -145,6 +145,25 @@ def chunk_size(call: ModelCall | nn.Module, example: Tensor, batch_size: int | s
     return int(max(1, min(n_points, budget // per_point, cap)))
 
 
+class ChunkSize:
+    """Points per chunk for every pass of one call: ``batch_size`` if an int (checked now),
+    else measured from the memory budget on first use (``chunk_size``) and kept.
+
+    ``size(n)`` returns the chunk for a pass over ``n`` points. Cost: the first ``"auto"`` use
+    runs one forward of one example; later uses are free.
+    """
+
+    def __init__(self, call: ModelCall | nn.Module, example: Tensor, batch_size: int | str,
+                 budget: int = MEMORY_BUDGET):
+        self.call, self.example, self.budget = call, example, budget
+        self._bs = chunk_size(call, example, batch_size, 1) if batch_size != "auto" else None
+
+    def __call__(self, n_points: int) -> int:
+        if self._bs is None:
+            self._bs = chunk_size(self.call, self.example, "auto", 1 << 30, self.budget)
+        return max(1, min(self._bs, n_points))
+
+
 class PathEngine:
     """Chunked evaluation of ``model`` along straight paths from ``baseline`` to ``x``.
 
@@ -158,7 +177,7 @@ class PathEngine:
     """
 
     def __init__(self, call: ModelCall | Callable, x: Tensor, baseline: Tensor, target: Target,
-                 batch_size: int | str = "auto", channels_last: bool | str = "auto",
+                 batch_size: int | str | ChunkSize = "auto", channels_last: bool | str = "auto",
                  examples: Tensor | None = None, layer_path: LayerPath | None = None):
         if not isinstance(call, ModelCall):  # a bare model taking x as it is
             call = ModelCall(call, Packer.of([x], single=True), len(x))
@@ -168,8 +187,8 @@ class PathEngine:
         self.examples = (torch.arange(len(x), device=x.device) % max(call.n, 1)
                          if examples is None else examples)
         self.diff = x - baseline
-        self._batch_size = batch_size
-        self._bs: int | None = None
+        self.batch_size = (batch_size if isinstance(batch_size, ChunkSize)
+                           else ChunkSize(call, x, batch_size))
         self.channels_last = is_conv(self.model, x) if channels_last == "auto" else channels_last
 
     @property
@@ -178,11 +197,9 @@ class PathEngine:
         lp = self.layer_path
         return self.diff if lp is None else lp.end[0] - lp.start[0]
 
-    def batch_size(self, n_points: int) -> int:
-        """Points per chunk for a pass over ``n_points`` (the budget is measured once)."""
-        if self._bs is None:
-            self._bs = chunk_size(self.call, self.x, self._batch_size, 1 << 30)
-        return max(1, min(self._bs, n_points))
+    def evaluator(self) -> PointEvaluator:
+        """Evaluation at arbitrary points of this call, in this engine's chunks."""
+        return PointEvaluator(self.call, self.batch_size)
 
     def points(self, rows: Tensor, alphas: Tensor) -> Tensor:
         base = self.baseline[rows]
@@ -439,29 +456,33 @@ class PathEngine:
         return (torch.cat(out) if out else empty), [torch.cat(a) for a in acts]
 
 
-def point_engine(call: ModelCall, points: Tensor, target: Target, batch_size: int,
-                 examples: Tensor | None = None) -> PathEngine:
-    """The engine on a path that stays at each of ``points`` (``target`` resolved for these
-    rows, or for the examples when row ``r`` is example ``r % n``; ``examples``: the example of
-    each point, default ``r % call.n``)."""
-    return PathEngine(call, points, points, target, batch_size, examples=examples)
+class PointEvaluator:
+    """``F`` and ``dF/dx`` at arbitrary points of one call, for methods whose points are not on
+    a straight path (Guided IG, Blur IG, AGI). ``chunk``: the call's ``ChunkSize``, so that the
+    budget is measured once however many evaluations a method makes.
 
+    ``target`` is resolved for the points' rows, or for the examples when row ``r`` is example
+    ``r % n``; ``examples``: the example of each point, default ``r % call.n``.
+    """
 
-def point_gradients(call: ModelCall, points: Tensor, target: Target, batch_size: int,
-                    examples: Tensor | None = None) -> tuple[Tensor, Tensor]:
-    """``F`` and ``dF/dx`` at arbitrary points (see ``point_engine``).
-    Cost: one forward+backward per point, chunked."""
-    engine = point_engine(call, points, target, batch_size, examples)
-    rows = torch.arange(len(points), device=points.device)
-    chunks = list(engine.gradients(rows, points.new_ones(len(points))))
-    return torch.cat([c.output for c in chunks]), torch.cat([c.grads[0] for c in chunks])
+    def __init__(self, call: ModelCall, chunk: ChunkSize):
+        self.call, self.chunk = call, chunk
 
+    def _engine(self, points: Tensor, target: Target, examples: Tensor | None) -> PathEngine:
+        return PathEngine(self.call, points, points, target, self.chunk, examples=examples)
 
-def point_values(call: ModelCall, points: Tensor, target: Target, batch_size: int,
-                 examples: Tensor | None = None) -> Tensor:
-    """``F`` at arbitrary points, forward only. Cost: one forward per point."""
-    return point_engine(call, points, target, batch_size, examples).values(
-        torch.arange(len(points), device=points.device), points.new_ones(len(points)))
+    def gradients(self, points: Tensor, target: Target, examples: Tensor | None = None
+                  ) -> tuple[Tensor, Tensor]:
+        """``(F, dF/dx)`` at each point. Cost: one forward+backward per point, chunked."""
+        rows = torch.arange(len(points), device=points.device)
+        chunks = list(self._engine(points, target, examples).gradients(
+            rows, points.new_ones(len(points))))
+        return torch.cat([c.output for c in chunks]), torch.cat([c.grads[0] for c in chunks])
+
+    def values(self, points: Tensor, target: Target, examples: Tensor | None = None) -> Tensor:
+        """``F`` at each point, forward only. Cost: one forward per point, chunked."""
+        return self._engine(points, target, examples).values(
+            torch.arange(len(points), device=points.device), points.new_ones(len(points)))
 
 
 def per_output_grads(out: Tensor, wrt: list[Tensor]) -> list[Tensor]:

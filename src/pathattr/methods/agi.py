@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from ..call import Inputs, setup
-from ..engine import chunk_size, guarded, point_gradients, point_values
+from ..engine import PointEvaluator, guarded
 from ..forward import OutputSpec
 from ..result import Attribution
 from ..targets import TargetSpec, resolve_target
@@ -60,32 +60,32 @@ def _false_classes(logits: Tensor, target: Tensor,
 PATHS_PER_CHUNK = 4
 
 
-def _walk(call, xp: Tensor, j: Tensor, i: Tensor, example: Tensor, steps: int, epsilon: float,
-          bs: int, dev) -> tuple[Tensor, Tensor, Tensor]:
+def _walk(at: PointEvaluator, xp: Tensor, j: Tensor, i: Tensor, example: Tensor, steps: int,
+          epsilon: float, dev) -> tuple[Tensor, Tensor, Tensor]:
     """FGSM-sign steps from each row of ``xp`` toward class ``j`` until the model predicts it
     (or ``steps``), integrating ``-grad f_i . step``: ``(attributions, f_i at the end, steps
     taken)`` per path. Cost: per step two forward+backward passes and one forward pass per
-    active path, in chunks of ``bs``."""
+    active path, in the chunks of ``at``."""
     xp = xp.clone()
     attr = torch.zeros_like(xp)
     active = j != i
     taken = torch.zeros(len(j), dtype=torch.long, device=dev)
     for _ in range(steps):
         idx = active.nonzero()[:, 0]
-        arrived = point_values(call, xp[idx], resolve_target(_predicted, len(idx), dev), bs,
-                               example[idx]).long() == j[idx]
+        arrived = at.values(xp[idx], resolve_target(_predicted, len(idx), dev),
+                            example[idx]).long() == j[idx]
         active[idx[arrived]] = False
         idx = idx[~arrived]
         if len(idx) == 0:
             break
-        _, g = point_gradients(call, torch.cat([xp[idx], xp[idx]]),
-                               resolve_target(torch.cat([j[idx], i[idx]]), 2 * len(idx), dev),
-                               bs, example[idx].repeat(2))
+        _, g = at.gradients(torch.cat([xp[idx], xp[idx]]),
+                            resolve_target(torch.cat([j[idx], i[idx]]), 2 * len(idx), dev),
+                            example[idx].repeat(2))
         step = epsilon * g[: len(idx)].sign()
         attr[idx] -= g[len(idx):] * step
         xp[idx] += step
         taken[idx] += 1
-    f_end = point_values(call, xp, resolve_target(i, len(i), dev), bs, example)
+    f_end = at.values(xp, resolve_target(i, len(i), dev), example)
     return attr, f_end, taken
 
 
@@ -130,7 +130,8 @@ class AdversarialGradientIntegration:
         b = len(s.x)
         dev = s.x.device
         with guarded(self.model):
-            bs = chunk_size(s.call, s.x, batch_size, b)
+            at = s.evaluator(batch_size)
+            bs = at.chunk(b)
             with torch.inference_mode():
                 logits = torch.cat([s.call(s.x[i:i + bs], torch.arange(i, min(i + bs, b),
                                                                        device=dev))
@@ -151,8 +152,8 @@ class AdversarialGradientIntegration:
             group = PATHS_PER_CHUNK * bs
             for start in range(0, len(j), group):
                 g = slice(start, start + group)
-                a_g, f_end[g], taken[g] = _walk(s.call, s.x[example[g]], j[g], i[g], example[g],
-                                                steps, epsilon, bs, dev)
+                a_g, f_end[g], taken[g] = _walk(at, s.x[example[g]], j[g], i[g], example[g],
+                                                steps, epsilon, dev)
                 attr.index_add_(0, example[g], a_g)
         f_x = logits.gather(1, classes_of[:, None])[:, 0]
         drop = (f_x.repeat_interleave(k) - f_end).where(j != i, 0.0).reshape(b, k).sum(1)

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from ..call import setup
-from ..engine import chunk_size, guarded, point_gradients, point_values
+from ..engine import guarded
 from ..forward import OutputSpec
 from ..quadrature import nodes_weights
 from ..result import Attribution
@@ -115,12 +115,13 @@ class BlurIntegratedGradients:
         attr = torch.zeros_like(s.x)
         along = Steps() if idgi else None
         with guarded(self.model):
-            bs = chunk_size(s.call, s.x, batch_size, b * steps)
-            group = max(1, bs // max(b, 1))  # nodes per model batch: keep chunks full
+            at = s.evaluator(batch_size)
+            # nodes per model batch: keep chunks full
+            group = max(1, at.chunk(b * steps) // max(b, 1))
             for start in range(0, steps, group):
                 nodes = range(start, min(start + group, steps))
                 pairs = [blur_and_derivative(s.x, max_sigma * (1 - a[k])) for k in nodes]
-                f, g = point_gradients(s.call, torch.cat([p for p, _ in pairs]), tgt, bs)
+                f, g = at.gradients(torch.cat([p for p, _ in pairs]), tgt)
                 if along is not None:  # points in path order: node k's rows are k * b ...
                     for fk, gk in zip(f.split(b), g.split(b)):
                         along.add(fk, gk)
@@ -130,7 +131,7 @@ class BlurIntegratedGradients:
                 g = g.reshape(len(nodes), b, *s.x.shape[1:]) * torch.stack([v for _, v in pairs])
                 attr += (g * coef.reshape(-1, 1, 1, 1, 1)).sum(0)
             ends = torch.cat([s.x, blur_and_derivative(s.x, max_sigma)[0]])
-            f = point_values(s.call, ends, tgt, bs)
+            f = at.values(ends, tgt)
         if along is not None:
             attr = along.end(f[:b])
         out_delta = f[:b] - f[b:]

@@ -20,7 +20,7 @@ from torch import Tensor
 
 from ..baselines import BaselineSpec
 from ..call import Inputs, setup
-from ..engine import chunk_size, guarded, point_gradients
+from ..engine import guarded
 from ..forward import OutputSpec
 from ..result import Attribution
 from ..targets import TargetSpec
@@ -113,10 +113,9 @@ class GuidedIntegratedGradients:
         with guarded(self.model):
             engine = s.engine(batch_size)
             f1, f0 = engine.endpoints()
-            bs = chunk_size(s.call, s.x, batch_size, len(s.x))
+            at = engine.evaluator()
             for step in range(steps):
-                f, grad = point_gradients(s.call, point.to(s.x.dtype).reshape(shape),
-                                          s.target, bs)
+                f, grad = at.gradients(point.to(s.x.dtype).reshape(shape), s.target)
                 grad = grad.flatten(1).double()
                 if along is not None:
                     along.add(f.double(), grad)

@@ -13,8 +13,8 @@ import torch
 from torch import Tensor
 
 from ..baselines import BaselineSpec
-from ..call import ConvergenceDelta, Inputs, LayerNoise, Setup, noisy, setup
-from ..engine import LayerPath, PathEngine, guarded
+from ..call import ConvergenceDelta, Inputs, LayerNoise, Setup, layer_path, setup
+from ..engine import PathEngine, guarded
 from ..forward import OutputSpec
 from ..integrate import Integral, Integrator, Path, Step, integrate, steps_of, totals
 from ..layers import LayerSpec, resolve_layer
@@ -262,20 +262,11 @@ class LayerIntegratedGradients(ConvergenceDelta):
                   output, integers=True)
         with guarded(self.model):
             engine = s.engine(batch_size, channels_last=False)
-            f1, f0, ends = engine.ends([n for n, _ in named], attribute_to_layer_input)
-            for (name, _), (start, _) in zip(named, ends):
-                if not start.is_floating_point():
-                    what = "input" if attribute_to_layer_input else "output"
-                    raise TypeError(f"layer {name!r} {what} is {start.dtype}; choose a layer "
-                                    f"with a floating-point {what}")
-            if layer_noise is not None:
-                ends = [(a, noisy(b, layer_noise)) for a, b in ends]
-            engine.use_layer_path(LayerPath([n for n, _ in named], [a for a, _ in ends],
-                                             [b for _, b in ends], attribute_to_layer_input),
-                                  f1, f0)
+            f1, f0 = layer_path(engine, [n for n, _ in named], attribute_to_layer_input,
+                                layer_noise)
             if layer_noise is not None:
                 rows = torch.arange(len(s.x), device=s.x.device)
-                f1 = engine.values(rows, torch.ones(len(rows), dtype=ends[0][0].dtype,
+                f1 = engine.values(rows, torch.ones(len(rows), dtype=engine.path_diff.dtype,
                                                     device=s.x.device))
             path = _path(s, engine, f0, f1, steps, rule)
             (integral,) = integrate(path, [_integrator(steps, tol, max_steps,

@@ -31,7 +31,7 @@ from torch import Tensor, nn
 
 from ...baselines import BaselineSpec
 from ...call import ConvergenceDelta, Inputs, Setup, setup
-from ...engine import MEMORY_BUDGET, chunk_size, guarded, per_output_grads
+from ...engine import MEMORY_BUDGET, ChunkSize, guarded, per_output_grads
 from ...errors import NonFiniteOutput
 from ...forward import OutputSpec, Packer
 from ...layers import LayerSpec, Tap, check_reached, resolve_layer, tap_layers, tensor_elements
@@ -181,7 +181,7 @@ def _chunks(s: Setup, batch_size: int | str) -> Iterator[Tensor]:
     n = len(s.x)
     # Sizing "auto" costs a forward of one row; up to SMALL rows run as one chunk unmeasured.
     bs = max(n, 1) if batch_size == "auto" and n <= SMALL else \
-        chunk_size(s.call, s.x, batch_size, n, MEMORY_BUDGET // 3)
+        ChunkSize(s.call, s.x, batch_size, MEMORY_BUDGET // 3)(n)
     for start in range(0, max(n, 1), bs):
         yield torch.arange(start, min(start + bs, n), device=s.x.device)
 

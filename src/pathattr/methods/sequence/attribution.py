@@ -13,8 +13,8 @@ import torch
 from torch import Tensor, nn
 
 from ... import registry
-from ...call import Setup, flat_points, setup
-from ...engine import Chunk, LayerPath, accumulation_dtype, guarded
+from ...call import Setup, flat_points, layer_path, setup
+from ...engine import Chunk, accumulation_dtype, guarded
 from ...forward import choose_output
 from ...integrate import Path, integrate
 from ...layers import LayerSpec, Tap, batch_dims, resolve_layer
@@ -160,9 +160,7 @@ class SequenceAttribution:
         is each target's gradient times ``e - e'`` per position. Cost: four forwards per
         example (the ends, and the layer path's check)."""
         engine = s.engine(batch_size, channels_last=False)
-        f1, f0, ends = engine.ends(self.layers)
-        engine.use_layer_path(LayerPath(self.layers, [a for a, _ in ends],
-                                        [e for _, e in ends]), f1, f0)
+        f1, f0 = layer_path(engine, self.layers)
         kw = {"reduce": _embedding_sum, "progress": progress}
         if self.method == "input-x-gradient":  # the gradient at the input alone
             one = engine.path_diff.new_ones(1)
