@@ -11,6 +11,7 @@ import torch
 
 import pathattr
 from pathattr import registry
+from pathattr.call import Explainer
 from pathattr.integrate import Integrator
 from pathattr.shared_pass import NAMES
 
@@ -33,6 +34,8 @@ def test_every_method_is_exported_and_follows_the_protocol(name):
     assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in rest), (name, rest)
     for option in ("additional_forward_args", "forward_kwargs", "output"):
         assert option in names, (name, option)
+    if info.cls != "SequenceAttribution":  # prepares its own call (the LM adaptation)
+        assert issubclass(cls, Explainer), name  # the one place a call is prepared
 
 
 def test_explain_and_cli_read_the_registry():

@@ -72,10 +72,27 @@ class Setup:
         return self.packer.structure(attr)
 
 
-class ConvergenceDelta:
-    """``compute_convergence_delta`` on a method whose attributions sum to ``F(x) - F(x')``."""
+class Explainer:
+    """What every method class shares: the model it explains and the prepared call.
 
-    model: Any
+    Each method keeps its own ``attribute`` with its keywords spelled out (IDEs and
+    ``registry`` read them); ``prepare`` is the first line of each.
+    """
+
+    def __init__(self, model: Any):
+        self.model = model
+
+    def prepare(self, x: Inputs, baselines: BaselineSpec | tuple, target: TargetSpec,
+                additional_forward_args: tuple | None = None,
+                forward_kwargs: Mapping | None = None, output: Any = None,
+                integers: bool = False) -> Setup:
+        """``setup`` on this method's model (see there)."""
+        return setup(self.model, x, baselines, target, additional_forward_args, forward_kwargs,
+                     output, integers=integers)
+
+
+class ConvergenceDelta(Explainer):
+    """``compute_convergence_delta`` on a method whose attributions sum to ``F(x) - F(x')``."""
 
     def compute_convergence_delta(self, attributions: Tensor | tuple[Tensor, ...], start_point,
                                   end_point, target: TargetSpec = None,

@@ -22,7 +22,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from ..call import Inputs, setup
+from ..call import Explainer, Inputs
 from ..engine import PointEvaluator, guarded
 from ..forward import OutputSpec
 from ..result import Attribution
@@ -89,11 +89,8 @@ def _walk(at: PointEvaluator, xp: Tensor, j: Tensor, i: Tensor, example: Tensor,
     return attr, f_end, taken
 
 
-class AdversarialGradientIntegration:
+class AdversarialGradientIntegration(Explainer):
     """AGI: integrated gradients along adversarial paths toward false classes."""
-
-    def __init__(self, model):
-        self.model = model
 
     def attribute(
         self,
@@ -124,8 +121,7 @@ class AdversarialGradientIntegration:
         if baselines is not None:
             raise TypeError("AGI takes no baselines: its paths are adversarial (pass target= "
                             "by keyword)")
-        s = setup(self.model, x, None, target, additional_forward_args, forward_kwargs,
-                  output)
+        s = self.prepare(x, None, target, additional_forward_args, forward_kwargs, output)
         classes_of = s.target.classes  # AGI moves toward other classes: one class per example
         b = len(s.x)
         dev = s.x.device

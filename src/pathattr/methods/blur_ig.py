@@ -19,7 +19,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from ..call import setup
+from ..call import Explainer
 from ..engine import guarded
 from ..forward import OutputSpec
 from ..quadrature import nodes_weights
@@ -61,11 +61,8 @@ def blur_and_derivative(x: Tensor, sigma: float) -> tuple[Tensor, Tensor]:
     return blurred, dmh @ rows_blurred + mh @ (x @ dmw.T)
 
 
-class BlurIntegratedGradients:
+class BlurIntegratedGradients(Explainer):
     """Blur IG: the path from the image blurred with ``max_sigma`` to the image."""
-
-    def __init__(self, model):
-        self.model = model
 
     def attribute(
         self,
@@ -108,8 +105,7 @@ class BlurIntegratedGradients:
                              f"'riemann_left'), got rule={rule!r}")
         rule = rule or ("riemann_left" if idgi else "gausslegendre")
         a, w = nodes_weights(rule, steps)
-        s = setup(self.model, x, None, target, additional_forward_args, forward_kwargs,
-                  output)
+        s = self.prepare(x, None, target, additional_forward_args, forward_kwargs, output)
         b = len(s.x)
         tgt = s.target
         attr = torch.zeros_like(s.x)

@@ -32,12 +32,12 @@ from torch import Tensor, nn
 from ..baselines import BaselineSpec
 from ..call import (
     ConvergenceDelta,
+    Explainer,
     Inputs,
     LayerNoise,
     embedding_path,
     flat_points,
     rule_tensors,
-    setup,
 )
 from ..engine import PathEngine, guarded
 from ..forward import OutputSpec
@@ -129,8 +129,8 @@ class LayerConductance(ConvergenceDelta):
         edges that are not nodes (``steps - 1`` for Gauss-Legendre, none for Riemann
         left/right); per example and baseline.
         """
-        s = setup(self.model, x, baselines, target, additional_forward_args, forward_kwargs,
-                  output, integers=True)
+        s = self.prepare(x, baselines, target, additional_forward_args, forward_kwargs,
+                         output, integers=True)
         a, w = nodes_weights(rule, steps)
         plan = edge_plan(a, w)
         with guarded(self.model):
@@ -171,7 +171,7 @@ class LayerConductance(ConvergenceDelta):
                             "per_layer": dict(zip(map(str, names), results))})
 
 
-class NeuronConductance:
+class NeuronConductance(Explainer):
     """Conductance of chosen neurons of one layer to every input feature.
 
     Token ids: the features are those of ``path_layer``'s output (default: the model's
@@ -181,7 +181,8 @@ class NeuronConductance:
 
     def __init__(self, model: nn.Module, layer: LayerSpec, *,
                  path_layer: LayerSpec | None = None, multiply_by_inputs: bool = True):
-        self.model, self.layer, self.path_layer = model, layer, path_layer
+        super().__init__(model)
+        self.layer, self.path_layer = layer, path_layer
         self.multiply_by_inputs = multiply_by_inputs
         resolve_layer(model, layer)
 
@@ -217,8 +218,8 @@ class NeuronConductance:
         backward to the layer are shared by all neurons).
         """
         name, module = resolve_layer(self.model, self.layer)
-        s = setup(self.model, x, baselines, target, additional_forward_args, forward_kwargs,
-                  output, integers=True)
+        s = self.prepare(x, baselines, target, additional_forward_args, forward_kwargs,
+                         output, integers=True)
         with guarded(self.model):
             engine = s.engine(batch_size)
             diff = embedding_path(engine, self.path_layer, layer_noise)

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from ..baselines import Several
-from ..call import ConvergenceDelta, Inputs, setup
+from ..call import ConvergenceDelta, Inputs
 from ..engine import PathEngine, accumulation_dtype, guarded
 from ..forward import OutputSpec
 from ..result import Attribution
@@ -56,9 +56,6 @@ def _data(x: Inputs, baselines: object) -> Several | tuple[Several, ...]:
 
 class ExpectedGradients(ConvergenceDelta):
     """IG averaged over the baselines of a data set, sampled or integrated."""
-
-    def __init__(self, model):
-        self.model = model
 
     def attribute(
         self,
@@ -109,7 +106,7 @@ class ExpectedGradients(ConvergenceDelta):
         check_positive_int(samples, "samples", minimum=2)
         if seed is not None:
             check_positive_int(seed, "seed", minimum=0)
-        s = setup(self.model, x, None, target, additional_forward_args, forward_kwargs, output)
+        s = self.prepare(x, None, target, additional_forward_args, forward_kwargs, output)
         b = s.b
         specs = (data,) if isinstance(data, Several) else data
         # the data set packed like x, K rows (not K copies of every example)

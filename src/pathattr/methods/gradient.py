@@ -7,17 +7,17 @@ from typing import Literal
 import torch
 
 from ..baselines import BaselineSpec
-from ..call import Inputs, Setup, setup
+from ..call import Explainer, Inputs, Setup
 from ..engine import guarded
 from ..forward import OutputSpec
 from ..result import Attribution
 from ..targets import TargetSpec
 
 
-def _gradient(model, x: Inputs, baselines, target: TargetSpec, batch_size, forward: tuple
-              ) -> tuple[Setup, torch.Tensor]:
-    s = setup(model, x, baselines, target, *forward)
-    with guarded(model):
+def _gradient(method: Explainer, x: Inputs, baselines, target: TargetSpec, batch_size,
+              forward: tuple) -> tuple[Setup, torch.Tensor]:
+    s = method.prepare(x, baselines, target, *forward)
+    with guarded(method.model):
         engine = s.engine(batch_size)
         rows = torch.arange(len(s.x), device=s.x.device)
         ones = torch.ones(len(s.x), dtype=s.x.dtype, device=s.x.device)
@@ -25,11 +25,8 @@ def _gradient(model, x: Inputs, baselines, target: TargetSpec, batch_size, forwa
     return s, torch.cat(grads) if grads else torch.zeros_like(s.x)
 
 
-class Saliency:
+class Saliency(Explainer):
     """The gradient of the target at the input (absolute value by default)."""
-
-    def __init__(self, model):
-        self.model = model
 
     def attribute(self, x: Inputs, baselines: None = None, target: TargetSpec = None, *,
                   abs: bool = True, batch_size: int | Literal["auto"] = "auto",
@@ -40,16 +37,13 @@ class Saliency:
         must be None (a gradient has no reference). Cost: one forward+backward."""
         if baselines is not None:
             raise TypeError("Saliency takes no baselines (pass target= by keyword)")
-        s, g = _gradient(self.model, x, None, target, batch_size,
+        s, g = _gradient(self, x, None, target, batch_size,
                          (additional_forward_args, forward_kwargs, output))
         return Attribution(s.structure(g.abs() if abs else g))
 
 
-class InputXGradient:
+class InputXGradient(Explainer):
     """``(x - x') * dF/dx``: with the default zero baseline, Input x Gradient."""
-
-    def __init__(self, model):
-        self.model = model
 
     def attribute(self, x: Inputs, baselines: BaselineSpec | tuple = None,
                   target: TargetSpec = None, *, batch_size: int | Literal["auto"] = "auto",
@@ -57,6 +51,6 @@ class InputXGradient:
                   forward_kwargs: dict | None = None, output: OutputSpec = None
                   ) -> Attribution:
         """Return ``(x - x') * dF/dx`` in the structure of ``x``. Cost: one forward+backward."""
-        s, g = _gradient(self.model, x, baselines, target, batch_size,
+        s, g = _gradient(self, x, baselines, target, batch_size,
                          (additional_forward_args, forward_kwargs, output))
         return Attribution(s.structure(s.mean((s.x - s.baseline) * g)))

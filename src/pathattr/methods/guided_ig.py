@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from ..baselines import BaselineSpec
-from ..call import Inputs, setup
+from ..call import Explainer, Inputs
 from ..engine import guarded
 from ..forward import OutputSpec
 from ..result import Attribution
@@ -65,11 +65,8 @@ def _guided_step(x: Tensor, grad: Tensor, base: Tensor, diff: Tensor, l1_total: 
     return grad * (x - start)
 
 
-class GuidedIntegratedGradients:
+class GuidedIntegratedGradients(Explainer):
     """Guided IG from each baseline to the input, on the bounded adaptive path."""
-
-    def __init__(self, model):
-        self.model = model
 
     def attribute(
         self,
@@ -101,8 +98,7 @@ class GuidedIntegratedGradients:
         check_flag(idgi, "idgi")
         check_number(fraction, "fraction", 0, 1)
         check_number(max_dist, "max_dist", 0, 1)
-        s = setup(self.model, x, baselines, target, additional_forward_args, forward_kwargs,
-                  output)
+        s = self.prepare(x, baselines, target, additional_forward_args, forward_kwargs, output)
         shape = s.x.shape
         base = s.baseline.flatten(1).double()
         diff = s.x.flatten(1).double() - base

@@ -36,7 +36,7 @@ import torch
 from torch import Tensor
 
 from ..baselines import BaselineSpec
-from ..call import Inputs, flat_points, setup
+from ..call import Explainer, Inputs, flat_points
 from ..engine import guarded
 from ..forward import OutputSpec
 from ..integrate import Integral, Integrator, Path, Step, integrate
@@ -205,11 +205,8 @@ class DecisionIntegral(Integrator):
         return Integral(attrs, path.mean(self.slope - out), self.alphas, self.weights, info)
 
 
-class IntegratedDecisionGradients:
+class IntegratedDecisionGradients(Explainer):
     """Integrated Decision Gradients on the straight path from each baseline to the input."""
-
-    def __init__(self, model):
-        self.model = model
 
     def attribute(
         self,
@@ -243,8 +240,7 @@ class IntegratedDecisionGradients:
         forward-only passes.
         """
         idg = DecisionIntegral(sampling, steps, rule, coarse_steps, coarse_evaluations)
-        s = setup(self.model, x, baselines, target, additional_forward_args, forward_kwargs,
-                  output)
+        s = self.prepare(x, baselines, target, additional_forward_args, forward_kwargs, output)
         with guarded(self.model):
             engine = s.engine(batch_size)
             f1, f0 = engine.endpoints()

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from ..baselines import BaselineSpec
-from ..call import ConvergenceDelta, Inputs, setup
+from ..call import ConvergenceDelta, Inputs
 from ..engine import guarded
 from ..forward import OutputSpec
 from ..integrate import Integral, Integrator, Path, Step, integrate, totals
@@ -117,9 +117,6 @@ class StepIntegral(Integrator):
 class IDGI(ConvergenceDelta):
     """Integrated Gradients with each step's output change attributed along its gradient."""
 
-    def __init__(self, model):
-        self.model = model
-
     def attribute(self, x: Inputs, baselines: BaselineSpec | tuple = None,
                   target: TargetSpec = None, *, steps: int = 50,
                   batch_size: int | Literal["auto"] = "auto",
@@ -133,8 +130,7 @@ class IDGI(ConvergenceDelta):
         for the endpoints; memory of IG's plus one input-sized tensor per example.
         """
         check_steps(steps)
-        s = setup(self.model, x, baselines, target, additional_forward_args, forward_kwargs,
-                  output)
+        s = self.prepare(x, baselines, target, additional_forward_args, forward_kwargs, output)
         with guarded(self.model):
             engine = s.engine(batch_size)
             f1, f0 = engine.endpoints()

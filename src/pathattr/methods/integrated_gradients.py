@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from ..baselines import BaselineSpec
-from ..call import ConvergenceDelta, Inputs, LayerNoise, Setup, layer_path, setup
+from ..call import ConvergenceDelta, Inputs, LayerNoise, Setup, layer_path
 from ..engine import PathEngine, guarded
 from ..forward import OutputSpec
 from ..integrate import Integral, Integrator, Path, Step, integrate, steps_of, totals
@@ -171,8 +171,7 @@ class IntegratedGradients(ConvergenceDelta):
         Cost: ``steps`` (or the adaptive count) forward+backward passes per example and
         baseline, plus two forward passes for the endpoints.
         """
-        s = setup(self.model, x, baselines, target, additional_forward_args, forward_kwargs,
-                  output)
+        s = self.prepare(x, baselines, target, additional_forward_args, forward_kwargs, output)
         with guarded(self.model):
             engine = s.engine(batch_size)
             f1, f0 = engine.endpoints()
@@ -258,8 +257,8 @@ class LayerIntegratedGradients(ConvergenceDelta):
         adaptive count) forward+backward passes per example and baseline.
         """
         named = [resolve_layer(self.model, spec) for spec in self.layers]
-        s = setup(self.model, x, baselines, target, additional_forward_args, forward_kwargs,
-                  output, integers=True)
+        s = self.prepare(x, baselines, target, additional_forward_args, forward_kwargs,
+                         output, integers=True)
         with guarded(self.model):
             engine = s.engine(batch_size, channels_last=False)
             f1, f0 = layer_path(engine, [n for n, _ in named], attribute_to_layer_input,

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from ..baselines import BaselineSpec
-from ..call import Inputs, setup
+from ..call import Explainer, Inputs
 from ..engine import guarded
 from ..forward import OutputSpec
 from ..integrate import Integral, Integrator, Path, Step, integrate, totals
@@ -177,11 +177,8 @@ class SaturationIntegral(Integrator):
                          "output_delta": path.mean(path.out_delta())})
 
 
-class LeftIntegratedGradients:
+class LeftIntegratedGradients(Explainer):
     """IG integrated only up to where the output reaches ``saturation`` of its total change."""
-
-    def __init__(self, model):
-        self.model = model
 
     def attribute(
         self,
@@ -204,8 +201,7 @@ class LeftIntegratedGradients:
         ``pathattr.explain`` share the pass with IG), plus one forward pass per row.
         """
         saturation = check_saturation(saturation)
-        s = setup(self.model, x, baselines, target, additional_forward_args, forward_kwargs,
-                  output)
+        s = self.prepare(x, baselines, target, additional_forward_args, forward_kwargs, output)
         with guarded(self.model):
             engine = s.engine(batch_size)
             f1, f0 = engine.endpoints()

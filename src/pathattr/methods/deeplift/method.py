@@ -30,7 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from ...baselines import BaselineSpec
-from ...call import ConvergenceDelta, Inputs, Setup, setup
+from ...call import ConvergenceDelta, Inputs, Setup
 from ...engine import MEMORY_BUDGET, ChunkSize, guarded, per_output_grads
 from ...errors import NonFiniteOutput
 from ...forward import OutputSpec, Packer
@@ -253,8 +253,7 @@ class DeepLift(ConvergenceDelta):
         chunks of ``batch_size`` rows, plus a few elementwise passes per nonlinearity
         (RevealCancel: one extra linear map forward and backward at each site).
         """
-        s = setup(self.model, x, baselines, target, additional_forward_args, forward_kwargs,
-                  output)
+        s = self.prepare(x, baselines, target, additional_forward_args, forward_kwargs, output)
         grads, outs, refs, counts = [], [], [], Counter()
         widen = runs_in_half(self.model)
         with guarded(self.model), torch.enable_grad():
@@ -313,8 +312,8 @@ class LayerDeepLift(ConvergenceDelta):
         backward down to the layer; a layer named without an element one more forward of one
         row (to see its structure).
         """
-        s = setup(self.model, x, baselines, target, additional_forward_args, forward_kwargs,
-                  output, integers=True)
+        s = self.prepare(x, baselines, target, additional_forward_args, forward_kwargs,
+                         output, integers=True)
         name, module = resolve_layer(self.model, self.layer)
         rows = torch.zeros(min(len(s.x), 1), dtype=torch.long, device=s.x.device)
         names = tensor_elements(name, module, attribute_to_layer_input,

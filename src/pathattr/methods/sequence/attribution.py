@@ -438,7 +438,7 @@ def _positions(grads: Sequence[Tensor], diffs: Sequence[Tensor]) -> Tensor:
     """``(n, T, L)``: each target's gradient times ``e - e'`` summed over the embedding, per
     layer (encoder, decoder) and concatenated along positions."""
     acc = accumulation_dtype(grads[0].dtype)  # float32 sums for a half-precision model
-    return torch.cat([(g.to(acc) * d[:, None].to(acc)).flatten(3).sum(-1)
+    return torch.cat([_embedding_sum(g.to(acc) * d[:, None].to(acc))
                       for g, d in zip(grads, diffs)], 2)
 
 
