@@ -149,8 +149,8 @@ class ChunkSize:
     """Points per chunk for every pass of one call: ``batch_size`` if an int (checked now),
     else measured from the memory budget on first use (``chunk_size``) and kept.
 
-    ``size(n)`` returns the chunk for a pass over ``n`` points. Cost: the first ``"auto"`` use
-    runs one forward of one example; later uses are free.
+    Called with ``n``, returns the chunk for a pass over ``n`` points. Cost: the first
+    ``"auto"`` call runs one forward of one example; later calls are free.
     """
 
     def __init__(self, call: ModelCall | nn.Module, example: Tensor, batch_size: int | str,
