@@ -155,9 +155,8 @@ def _float_baselines(x: Tensor, spec: BaselineSpec) -> Tensor:
         raise ValueError(f"baselines has shape {tuple(b.shape)}, expected {tuple(x.shape)} "
                          f"(one per example) or {tuple(x.shape[1:])} (shared); for several "
                          f"baselines per example use pathattr.baselines.Several")
-    if hasattr(spec, "make"):
-        out = spec.make(x)
-        check_tensor(out, "baselines")
-        return out
+    make = getattr(spec, "make", None)
+    if callable(make):
+        return check_tensor(make(x), "baselines")
     raise TypeError(f"baselines must be None, a number, a tensor, a name or a baseline spec, "
                     f"got {type(spec).__name__}")

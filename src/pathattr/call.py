@@ -60,7 +60,7 @@ class Setup:
         """Average per-row results over the K baselines: ``(K*B, ...) -> (B, ...)``."""
         return t.reshape(self.k, self.b, *t.shape[1:]).mean(0)
 
-    def evaluations(self, per_row: int | Sequence[int]) -> Tensor:
+    def evaluations(self, per_row: int | Sequence[int] | Tensor) -> Tensor:
         """``info["gradient_evaluations"]``, one type for every method: ``(B,)`` int64, each
         example's gradient evaluations over all its baselines (``per_row``: a count for
         every row, or one per row ``k * B + b``)."""
@@ -165,7 +165,7 @@ def setup(model: Any, x: Inputs, baselines: BaselineSpec | tuple = None,
         if len(baselines) != len(xs):
             raise ValueError(f"baselines is a tuple of {len(baselines)}, but x has {len(xs)} "
                              f"inputs: give one baseline per input, or one for all")
-        specs = list(baselines)
+        specs: list[Any] = list(baselines)
     else:
         specs = [baselines] * len(xs)
     bases = []
@@ -210,11 +210,12 @@ def embedding_path(engine: PathEngine, path_layer: LayerSpec | None,
         return engine.diff
     if path_layer is None:
         get = getattr(engine.model, "get_input_embeddings", None)
-        path_layer = get() if callable(get) else None
-        if path_layer is None:
+        found = get() if callable(get) else None
+        if not isinstance(found, nn.Module):
             raise TypeError("x holds integer ids, which have no straight path: give "
                             "path_layer= (the layer whose output the path runs through, e.g. "
                             "the token embeddings)")
+        path_layer = found
     name, _ = resolve_layer(engine.model, path_layer)
     layer_path(engine, [name], layer_noise=layer_noise, what="path_layer")
     return engine.path_diff
@@ -269,7 +270,7 @@ def flat_points(n_rows: int, alphas: Tensor) -> tuple[Tensor, Tensor]:
 
 def convergence_delta(model, attributions: Tensor | tuple[Tensor, ...], start_point,
                       end_point, target=None, additional_forward_args: tuple | None = None, *,
-                      forward_kwargs: dict | None = None, output=None) -> Tensor:
+                      forward_kwargs: Mapping | None = None, output=None) -> Tensor:
     """``sum(attributions) - (F(end_point) - F(start_point))`` per example, ``(B,)``: the
     completeness gap of attributions computed elsewhere or post-processed (Captum's
     ``compute_convergence_delta``). ``end_point`` is the input, ``start_point`` its baseline (a
@@ -289,7 +290,7 @@ def convergence_delta(model, attributions: Tensor | tuple[Tensor, ...], start_po
         raise ValueError(f"attributions have batch sizes {[tuple(a.shape) for a in parts]}, "
                          f"end_point {s.b} examples")
     wide = torch.promote_types(parts[0].dtype, torch.float32)
-    total = sum(a.detach().reshape(s.b, -1).to(wide).sum(1) for a in parts)
+    total = torch.stack([a.detach().reshape(s.b, -1).to(wide).sum(1) for a in parts]).sum(0)
     rows = torch.arange(s.b, device=s.x.device)
     with guarded(model), torch.no_grad():
         f1, f0 = (s.target.select(s.call(t, rows), rows).to(wide) for t in (s.x, s.baseline))

@@ -8,7 +8,7 @@ one backward of the summed target gives every row its own gradient.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import nullcontext, suppress
 from dataclasses import dataclass, field, replace
 
@@ -62,7 +62,7 @@ class LayerPath:
     point; gradients are taken with respect to those points (first in ``Chunk.grads``).
     """
 
-    layers: list[str | nn.Module]
+    layers: Sequence[str | nn.Module]
     start: list[Tensor]
     end: list[Tensor]
     use_input: bool = False
@@ -245,7 +245,7 @@ class PathEngine:
         inp = self.x[r]
         return inp.contiguous(memory_format=torch.channels_last) if self.channels_last else inp
 
-    def gradients(self, rows: Tensor, alphas: Tensor, taps: list[Tap] = (),
+    def gradients(self, rows: Tensor, alphas: Tensor, taps: Sequence[Tap] = (),
                   input_grad: bool = True, want_acts: bool = False) -> Iterator[Chunk]:
         """Forward and backward at each point; yields chunks in point order.
 
@@ -281,7 +281,8 @@ class PathEngine:
                 points, tapped = (vals[:n_path], vals[n_path:]) if on_path else ([inp], vals)
                 wrt = [*points, *tapped] if input_grad else tapped
                 if not input_grad:
-                    check_reached(out, self.layer_path.layers if on_path else
+                    lp = self.layer_path
+                    check_reached(out, lp.layers if lp is not None else
                                   [h.name for h in hooks[n_path:]])
                 if out.dim() == 2:  # several outputs per row: one backward each
                     grads = per_output_grads(out, wrt)
@@ -315,7 +316,7 @@ class PathEngine:
         f1, f0, _ = self.ends([])
         return f1, f0
 
-    def ends(self, layers: list[str | nn.Module], use_input: bool = False
+    def ends(self, layers: Sequence[str | nn.Module], use_input: bool = False
              ) -> tuple[Tensor, Tensor, list[tuple[Tensor, Tensor]]]:
         """``F(x)``, ``F(baseline)`` per example and, from the same forward passes, each layer's
         activation (or input) at both ends as ``(at baseline, at x)``, each ``(B, *shape)``.
@@ -415,7 +416,7 @@ class PathEngine:
                 f"layer that everything the output depends on passes through")
         self.check_smooth_start(f1, g0, v[b:].reshape(g0.shape))
 
-    def activations(self, layers: list[str | nn.Module], rows: Tensor, alphas: Tensor,
+    def activations(self, layers: Sequence[str | nn.Module], rows: Tensor, alphas: Tensor,
                     use_input: bool = False) -> list[Tensor]:
         """Each layer's activation (or input) at each point, ``(n, *shape)`` per layer.
 
@@ -424,7 +425,7 @@ class PathEngine:
         """
         return self._forward_only(rows, alphas, layers, use_input, stop=True)[1]
 
-    def _forward_only(self, rows: Tensor, alphas: Tensor, layers: list[str | nn.Module],
+    def _forward_only(self, rows: Tensor, alphas: Tensor, layers: Sequence[str | nn.Module],
                       use_input: bool, stop: bool = False) -> tuple[Tensor, list[Tensor]]:
         """Target output ``(n,)`` and the layers' activations at each point, inference mode.
 

@@ -52,6 +52,9 @@ class EscapedStream:
         self._stream.write(printable(text))
         return len(text)
 
+    def flush(self) -> None:
+        self._stream.flush()
+
     def __getattr__(self, name):
         return getattr(self._stream, name)
 

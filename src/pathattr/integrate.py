@@ -91,7 +91,7 @@ class Path:
         """Per-row ``(R, T, ...)`` averaged over the baselines, in the caller's layout."""
         return self.s.mean(self.shown(t))
 
-    def evaluations(self, per_row: int | Sequence[int]) -> Tensor:
+    def evaluations(self, per_row: int | Sequence[int] | Tensor) -> Tensor:
         """``info["gradient_evaluations"]``: ``(B,)``, or ``(B, T)`` with a target axis."""
         n = self.s.evaluations(per_row)
         return n[:, None].expand(-1, self.n_targets).clone() if self.targets else n

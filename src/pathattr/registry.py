@@ -20,9 +20,12 @@ import inspect
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from .errors import SettingError
+
+if TYPE_CHECKING:
+    from .integrate import Integrator
 
 
 @dataclass(frozen=True)
@@ -122,11 +125,13 @@ def integrated() -> tuple[str, ...]:
     return tuple(name for name, m in METHODS.items() if m.integrator)
 
 
-def integrator(name: str, options: dict) -> object:
+def integrator(name: str, options: dict) -> Integrator:
     """A fresh ``Integrator`` of method ``name`` from a caller's ``options`` (``steps``,
     ``rule``, ``saturation``, ...; the entry's fixed ``attribute`` keywords win). Cost: the
     first import of its module."""
     m = METHODS[name]
+    if m.integrator is None:
+        raise ValueError(f"method {name!r} has no integrator: it does not share a path pass")
     cls = getattr(importlib.import_module(m.module), m.integrator)
     return cls.of({**options, **m.attribute})
 
@@ -172,7 +177,7 @@ def parse_methods(spec: str, offered: Sequence[str] | None = None, where: str = 
     return chosen
 
 
-def make(name: str, model: object, *args: object) -> object:
+def make(name: str, model: object, *args: object) -> Any:
     """A fresh instance of method ``name`` for ``model`` (``args``: a layer, for layer methods).
     Cost: the first import of its module."""
     m = METHODS[name]

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeAlias
 
 import torch
 from torch import Tensor
+
+#: One tensor, or a tuple with one per input or layer (a layer of several tensors: a tuple).
+Attributions: TypeAlias = "Tensor | tuple[Attributions, ...]"
 
 
 @dataclass
@@ -14,7 +17,8 @@ class Attribution:
     """Attributions plus the evidence of their error.
 
     attributions: same shape as what is attributed to (the input, or a layer's activation);
-        for neuron conductance ``(n_neurons, *x.shape)``.
+        for neuron conductance ``(n_neurons, *x.shape)``; a tuple with one tensor per input
+        (or layer) when those were given as a tuple.
     delta: per example, ``attributions.sum() - (F(x) - F(x'))``: the completeness gap
         (quadrature error for path methods, summation-to-delta error for DeepLIFT).
         ``None`` for methods without a completeness property (plain gradients).
@@ -23,7 +27,7 @@ class Attribution:
     info: method-specific facts (gradient evaluations, whether a tolerance was met, ...).
     """
 
-    attributions: Tensor
+    attributions: Attributions
     delta: Tensor | None = None
     alphas: Tensor | list[Tensor] | None = None
     weights: Tensor | list[Tensor] | None = None
@@ -40,11 +44,14 @@ class Attribution:
 
         Returns ``(batch, channels)``; ``reduce="none"`` returns the attributions unchanged.
         """
+        a = self.attributions
+        if not isinstance(a, Tensor):
+            raise TypeError("neuron_totals needs one attribution tensor; this result has one "
+                            "per input (a tuple): call it on each")
         if reduce == "none":
-            return self.attributions
+            return a
         if reduce != "channel":
             raise ValueError(f"reduce must be 'channel' or 'none', got {reduce!r}")
-        a = self.attributions
         if a.dim() <= 2:
             return a
         return a.flatten(2).sum(-1)

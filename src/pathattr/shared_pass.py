@@ -32,18 +32,18 @@ from .validate import check_positive_int
 NAMES = shared_names()
 
 
-def _parse(methods: Sequence) -> list[tuple[Hashable, str, object]]:
+def _parse(methods: Sequence) -> list[tuple[Hashable, str, LayerSpec | None]]:
     _PLAIN = tuple(n for n in shared_names() if n != "conductance")
     if isinstance(methods, (str, tuple)) or not isinstance(methods, Sequence) or not methods:
         raise TypeError(f"methods must be a non-empty list such as ['ig', 'idg', "
                         f"('conductance', 'layer.name')], got {methods!r}")
-    parsed = []
+    parsed: list[tuple[Hashable, str, LayerSpec | None]] = []
     for m in methods:
         if isinstance(m, tuple) and len(m) == 2 and m[0] == "conductance" \
                 and isinstance(m[1], (str, nn.Module)):
             parsed.append((m, "conductance", m[1]))
-        elif isinstance(m, str) and canonical(m, _PLAIN) in _PLAIN:
-            parsed.append((m, canonical(m, _PLAIN), None))
+        elif isinstance(m, str) and (name := canonical(m, _PLAIN)) in _PLAIN:
+            parsed.append((m, str(name), None))
         else:
             raise ValueError(f"unknown method {m!r}; expected one of {', '.join(_PLAIN)} "
                              f"or ('conductance', layer)")
@@ -95,8 +95,8 @@ def explain(
     saturation = check_saturation(saturation)
     idg_steps = steps if idg_steps is None else check_positive_int(idg_steps, "idg_steps")
     names = {name for _, name, _ in specs}
-    layers = list(dict.fromkeys(resolve_layer(model, layer) for _, n, layer in specs
-                                if n == "conductance"))
+    layers = list(dict.fromkeys(resolve_layer(model, layer) for _, _, layer in specs
+                                if layer is not None))
     if "idgi" in names and rule != "riemann_left":
         raise ValueError(f"'idgi' shares the pass on the nodes k / steps: give "
                          f"rule='riemann_left', got rule={rule!r}")
@@ -136,4 +136,4 @@ def explain(
             s, grads[i], acts[i], edge_acts[i], ends[i], plan, steps, out_delta, rule, name,
             path.alphas, path.weights)
     return {key: results[("conductance", resolve_layer(model, layer)[0])
-                         if name == "conductance" else name] for key, name, layer in specs}
+                         if layer is not None else name] for key, name, layer in specs}

@@ -135,8 +135,8 @@ def resolve_target(target: TargetSpec, batch: int, device: torch.device | str = 
         return Target(batch, torch.tensor(idx, device=device).expand(batch, -1).clone())
     if isinstance(target, Sequence) and not isinstance(target, str) and target and all(
             isinstance(v, tuple) for v in target):
-        rows = [_index_tuple(v) for v in target]
-        if any(r is None for r in rows) or len({len(r) for r in rows}) != 1:
+        rows = [r for r in map(_index_tuple, target) if r is not None]
+        if len(rows) != len(target) or len({len(r) for r in rows}) != 1:
             raise TypeError(f"target tuples must hold ints and have one length, got {target!r}")
         t = torch.tensor(rows, dtype=torch.long, device=device)
     else:

@@ -113,11 +113,12 @@ def check_number(v: object, name: str, low: float | None = None, high: float | N
     """Return ``v`` as a float if it is a finite real number within the bounds (``low`` /
     ``high``, excluded with ``low_open`` / ``high_open``), else raise ``ValueError`` naming
     ``name`` and the range (``"tol must be a number > 0, got 0"``). Booleans are refused."""
-    ok = not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v)
+    f = float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else math.nan
+    ok = math.isfinite(f)
     if ok and low is not None:
-        ok = v > low if low_open else v >= low
+        ok = f > low if low_open else f >= low
     if ok and high is not None:
-        ok = v < high if high_open else v <= high
+        ok = f < high if high_open else f <= high
     if not ok:
         if low is not None and high is not None:
             span = f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
@@ -128,7 +129,7 @@ def check_number(v: object, name: str, low: float | None = None, high: float | N
         else:
             span = "(finite)"
         raise ValueError(f"{name} must be a number {span}, got {v!r}")
-    return float(v)
+    return f
 
 
 def check_flag(v: object, name: str) -> bool:

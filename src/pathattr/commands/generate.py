@@ -133,10 +133,13 @@ def explain_generation(prompt: str, model: str, generate: int | None, target: st
         raise UsageError("--text: no tokens")
     if forced is not None and forced.shape[1] == 0:
         raise UsageError("--target-text: empty")
-    if forced is None and lm.generate is not None:  # the model's own decoding, to its end
-        forced = torch.tensor([lm.generate(ids[0].tolist(), generate)])
-        if forced.shape[1] == 0:
-            raise UsageError("--text: the model's translation is empty")
+    if forced is None:
+        if generate is None:
+            raise UsageError("--generate, --target-text: give one (generate, or force a text)")
+        if lm.generate is not None:  # the model's own decoding, to its end
+            forced = torch.tensor([lm.generate(ids[0].tolist(), generate)])
+            if forced.shape[1] == 0:
+                raise UsageError("--text: the model's translation is empty")
     folder = out / "generation" / text_folder(prompt, f"+{generate}" if target is None
                                               else target)
     texts, reports = [], []

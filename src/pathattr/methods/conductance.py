@@ -23,7 +23,7 @@ error and converge together as ``steps`` grow.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Literal, NamedTuple
+from typing import Literal, NamedTuple, cast
 
 import numpy as np
 import torch
@@ -61,7 +61,8 @@ def _joint(results: list[Attribution], groups: list[list[str]], out_delta: Tenso
         if len(group) == 1:
             joined.append(part[0])
             continue
-        delta = sum(r.delta for r in part) + (len(part) - 1) * out_delta
+        deltas = [r.delta for r in part if r.delta is not None]  # conductance always has one
+        delta = sum(deltas[1:], deltas[0]) + (len(part) - 1) * out_delta
         joined.append(Attribution(tuple(r.attributions for r in part), delta, part[0].alphas,
                                   part[0].weights, {**part[0].info, "layer": group,
                                                     "per_tensor": part}))
@@ -92,7 +93,8 @@ class LayerConductance(ConvergenceDelta):
         self.model, self.path_layer = model, path_layer
         self.multiply_by_inputs = multiply_by_inputs
         self.several = layers is not None
-        self.layers = list(layers) if self.several else [layer]
+        self.layers: list[LayerSpec] = list(layers) if layers is not None else \
+            [layer] if layer is not None else []
         named = [resolve_layer(model, spec) for spec in self.layers]
         names = [n for n, _ in named]
         if len(set(names)) != len(names):
@@ -166,7 +168,7 @@ class LayerConductance(ConvergenceDelta):
             return results[0]
         names = [r.info["layer"] for r in results]
         return Attribution(tuple(r.attributions for r in results),
-                           torch.stack([r.delta for r in results], 1), alphas, weights,
+                           torch.stack([_delta(r) for r in results], 1), alphas, weights,
                            {**results[0].info, "layer": names,
                             "per_layer": dict(zip(map(str, names), results))})
 
@@ -227,12 +229,12 @@ class NeuronConductance(Explainer):
             shape = engine.activations([name], one, torch.ones(len(one), dtype=diff.dtype,
                                        device=s.x.device), attribute_to_neuron_input)[0].shape[1:]
             chosen = _selectors(neurons)
-            idx = flat_neurons(neurons, tuple(shape), name) if chosen is None else None
+            which = chosen if chosen is not None else \
+                flat_neurons(neurons, tuple(shape), name).to(s.x.device)
             alphas, weights = rule_tensors(rule, steps, diff)
             rows, flat_a = flat_points(s.x.shape[0], alphas)
             grad_sum = neuron_gradient_sums(engine, (name, module), attribute_to_neuron_input,
-                                            idx.to(s.x.device) if chosen is None else chosen,
-                                            rows, flat_a, weights.repeat(s.x.shape[0]))
+                                            which, rows, flat_a, weights.repeat(s.x.shape[0]))
         k = len(grad_sum)
         attr = (grad_sum * diff).reshape(k, s.k, s.b, *diff.shape[1:]).mean(1)
         shown = attr if self.multiply_by_inputs else \
@@ -240,9 +242,9 @@ class NeuronConductance(Explainer):
         if engine.layer_path is None and s.packer.packed:
             parts = tuple(torch.stack(p) for p in zip(*[s.packer.unpack(a) for a in shown]))
             shown = parts[0] if s.packer.single else parts
-        named = [getattr(f, "__name__", repr(f)) for f in chosen] if chosen is not None else \
-            [tuple(int(v) for v in m)
-             for m in torch.stack(torch.unravel_index(idx, tuple(shape)), 1)]
+        named = [getattr(f, "__name__", repr(f)) for f in which] if isinstance(which, list) \
+            else [tuple(int(v) for v in m)
+                  for m in torch.stack(torch.unravel_index(which, tuple(shape)), 1)]
         return Attribution(shown, None, alphas, weights,
                            {"rule": rule, "steps": steps, "layer": name, "neurons": named,
                             "total_conductance": attr.flatten(2).sum(2)})
@@ -321,12 +323,18 @@ def neuron_gradient_sums(engine: PathEngine, layer: tuple[str, nn.Module], use_i
     return acc
 
 
+def _delta(r: Attribution) -> Tensor:
+    """A conductance result's gap (every conductance result has one)."""
+    assert r.delta is not None
+    return r.delta
+
+
 def _selectors(neurons: object) -> list[Callable[[Tensor], Tensor]] | None:
     """``neurons`` as selector functions (one callable, or a list of them); None for indices."""
     if callable(neurons) and not isinstance(neurons, Tensor):
-        return [neurons]
+        return [cast(Callable[[Tensor], Tensor], neurons)]
     if isinstance(neurons, (list, tuple)) and neurons and all(callable(n) for n in neurons):
-        return list(neurons)
+        return [cast(Callable[[Tensor], Tensor], n) for n in neurons]
     return None
 
 
@@ -382,7 +390,7 @@ class EdgePlan(NamedTuple):
         """Whether some inner edge reuses a node's activation from the gradient pass."""
         return bool((self.node_of_edge[1:-1] >= 0).any())
 
-    def edge_activations(self, engine: PathEngine, layers: list[nn.Module],
+    def edge_activations(self, engine: PathEngine, layers: Sequence[str | nn.Module],
                          use_input: bool = False) -> list[Tensor | None]:
         """Each layer's activations at the ``missing`` edges of every row, ``(rows * edges,
         *shape)`` per layer (``None`` when none are missing). Cost: one forward per row and
@@ -392,7 +400,8 @@ class EdgePlan(NamedTuple):
         x, diff = engine.x, engine.path_diff
         rows, alphas = flat_points(len(x), torch.as_tensor(self.edges[self.missing],
                                                            dtype=diff.dtype, device=x.device))
-        return engine.activations(layers, rows, alphas, use_input)
+        acts: list[Tensor | None] = [*engine.activations(layers, rows, alphas, use_input)]
+        return acts
 
 
 def edge_plan(a: np.ndarray, w: np.ndarray) -> EdgePlan:
@@ -427,6 +436,7 @@ def total_conductance(s, grads: list[Tensor], node_acts: list[Tensor], edge_acts
         hit = np.flatnonzero(node_of_edge >= 0)
         y[:, hit] = acts[:, node_of_edge[hit]]
     if len(missing):
+        assert edge_acts is not None  # measured for every missing edge (edge_activations)
         y[:, missing] = edge_acts.reshape(n_rows, len(missing), *g.shape[2:]).to(y)
     attr = s.mean((g * (y[:, 1:] - y[:, :-1])).sum(1))
     widths = torch.as_tensor(np.diff(edges), dtype=g.dtype, device=g.device)

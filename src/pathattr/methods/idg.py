@@ -181,6 +181,7 @@ class DecisionIntegral(Integrator):
         return rows, alphas.flatten(), weights.flatten()
 
     def add(self, step: Step) -> None:
+        assert step.weights is not None  # IDG's points always come with their weights
         ws = step.weights.to(step.slope.dtype)[:, None] * step.slope  # (n, T)
         if not self.grad:
             self.grad = [k.new_zeros((step.path.rows, *k.shape[1:])) for k in step.kept]

@@ -51,6 +51,8 @@ class Steps:
         self._f: Tensor | None = None
 
     def _close(self, f: Tensor) -> None:
+        if self._share is None or self._f is None:
+            raise ValueError("IDGI's Steps: end() before any add()")
         change = (f - self._f).reshape(-1, *[1] * (self._share.dim() - 1))
         self.sum = self._share * change if self.sum is None else self.sum + self._share * change
 
@@ -63,6 +65,7 @@ class Steps:
     def end(self, f: Tensor) -> Tensor:
         """The attributions ``(B, *S)``, summing to ``f - F(first node)``."""
         self._close(f)
+        assert self.sum is not None  # _close set it
         return self.sum
 
 

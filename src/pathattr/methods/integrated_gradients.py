@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import Literal, cast
 
 import numpy as np
 import torch
@@ -45,6 +45,7 @@ class GradientIntegral(Integrator):
 
     def add(self, step: Step) -> None:
         w = step.weights
+        assert w is not None  # a fixed rule's points come with their weights
         if not self.sums:
             self.sums = [k.new_zeros((step.path.rows, *k.shape[1:])) for k in step.kept]
         for acc, k in zip(self.sums, step.kept):
@@ -185,7 +186,7 @@ def _path(s: Setup, engine: PathEngine, f0: Tensor, f1: Tensor, steps: int | str
           ) -> Path:
     if steps == "auto":  # no shared pass: the refinement places every point
         return Path.of(s, engine, f0, f1, None, 0, alphas=None, weights=None)
-    return Path.of(s, engine, f0, f1, rule, steps)
+    return Path.of(s, engine, f0, f1, rule, cast(int, steps))  # the rule checks it
 
 
 def _integrator(steps: int | str, tol: float, max_steps: int, multiply_by_inputs: bool
@@ -195,7 +196,7 @@ def _integrator(steps: int | str, tol: float, max_steps: int, multiply_by_inputs
     return GradientIntegral(multiply_by_inputs)
 
 
-def trapezoid_sums(nodes: list, ids: list, kept: dict[int, Sequence[Tensor]], dtype, device
+def trapezoid_sums(nodes: list, ids: list, kept: dict[int, list[Tensor]], dtype, device
                    ) -> tuple[list[list[Tensor]], list[Tensor], list[Tensor]]:
     """After ``quadrature.refine``: per path, the trapezoid-weighted sum over its nodes of each
     tensor ``kept[node id]`` holds, and the path's nodes and weights as tensors."""
@@ -222,7 +223,8 @@ class LayerIntegratedGradients(ConvergenceDelta):
     def __init__(self, model, layer: LayerSpec | Sequence[LayerSpec],
                  multiply_by_inputs: bool = True):
         self.several = isinstance(layer, (list, tuple))
-        self.layers = list(layer) if self.several else [layer]
+        self.layers: list[LayerSpec] = list(layer) if isinstance(layer, (list, tuple)) \
+            else [cast(LayerSpec, layer)]
         if not self.layers:
             raise ValueError("layer must be a layer or a non-empty list of layers")
         names = [resolve_layer(model, spec)[0] for spec in self.layers]

@@ -156,7 +156,7 @@ class SaturationIntegral(Integrator):
         for p in np.flatnonzero(np.isnan(self.cut)):
             a, f = self.prev_a[p], self.prev_f[p]
             self.cut[p] = a + (self.level[p] - f) / (self.f1[p] - f) * (1 - a)
-            self._take(p, np.zeros(0, dtype=int), [acc[:0] for acc in self.sums])
+            self._take(int(p), np.zeros(0, dtype=int), [acc[:0] for acc in self.sums])
         r, t = path.rows, self.t
         cut = torch.as_tensor(np.minimum(self.cut, 1.0), dtype=path.f0.dtype,
                               device=path.f0.device)

@@ -69,6 +69,7 @@ class SmoothGrad:
             if t.numel() == 0:  # an empty batch
                 return t
             flat = t.reshape(len(t), -1)
+            assert self.sigma is not None  # one of sigma, stdevs is set (__init__)
             std = self.sigma * (flat.max(1).values - flat.min(1).values)
             std = std.reshape(-1, *([1] * (t.dim() - 1)))
         return t + std * torch.randn(t.shape, generator=gen, dtype=t.dtype).to(t.device)

@@ -95,7 +95,7 @@ def compare(values_a: Sequence[float] | np.ndarray, values_b: Sequence[float] | 
         raise ValueError(f"values_a and values_b must be paired (the same inputs): got "
                          f"{a.size} and {b.size} values")
     d = a - b
-    p = 1.0 if not np.any(d) else float(wilcoxon(a, b).pvalue)
+    p = 1.0 if not np.any(d) else float(wilcoxon(a, b)[1])
     return Comparison(bootstrap(d, level, n_resamples, seed), p, effect_size(d),
                       rank_biserial(d))
 

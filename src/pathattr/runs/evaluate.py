@@ -64,7 +64,7 @@ def evaluate_results(results: str | Path, metrics: Sequence[str] = ("insertion",
                 batch = keys[i:i + 16]
                 attrs: dict[str, dict[str, np.ndarray]] = {}
                 for row, a, reason in store.results([r for k in batch for r in by_key[k]]):
-                    if reason is not None:
+                    if a is None:  # store.results gives an attribution or the reason why not
                         raise SettingError(f"{row['key']} ({row['method']}): "
                                            f"{reason}; rerun `pathattr run` to recompute it",
                                            param="results")

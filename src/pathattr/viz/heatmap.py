@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import numpy as np
+import torch
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 
@@ -15,7 +16,7 @@ ABSOLUTE_CMAP = "inferno"
 
 def as_array(a: object) -> np.ndarray:
     """A float numpy array from a numpy array or a (CPU or GPU) torch tensor."""
-    if hasattr(a, "detach"):
+    if isinstance(a, torch.Tensor):
         a = a.detach().float().cpu().numpy()
     return np.asarray(a, dtype=np.float64)
 

@@ -274,6 +274,8 @@ def multi_head_attention_forward(
     n_q, batch, embed = query.shape
     n_k, head = key.shape[0], embed // num_heads
     if use_separate_proj_weight:
+        if q_proj_weight is None or k_proj_weight is None or v_proj_weight is None:
+            raise TypeError("use_separate_proj_weight needs q_, k_ and v_proj_weight")
         weights = (q_proj_weight, k_proj_weight, v_proj_weight)
     else:
         weights = in_proj_weight.chunk(3)
@@ -336,7 +338,7 @@ def _recurrent(cell: Callable, n_states: int, gates: int, input: Tensor, hx, par
                 state = cell(F.linear(x[t], w[0], b_ih).chunk(gates, -1),
                              F.linear(state[0], w[1], b_hh).chunk(gates, -1), state)
                 seq[t] = state[0]
-            outputs.append(torch.stack(seq))
+            outputs.append(torch.stack([t for t in seq if t is not None]))  # every step ran
             for finals_k, s in zip(finals, state):
                 finals_k.append(s)
         x = torch.cat(outputs, -1) if dirs == 2 else outputs[0]

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import inspect
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Literal
 
 import torch
@@ -59,7 +59,7 @@ def _check(model: object, nonlinearity: str) -> None:
 
 
 def _forward(s: Setup, mode: DeepLiftMode, rows: Tensor, x: Tensor, x_ref: Tensor,
-             taps: list[Reading] = ()) -> tuple[Tensor, Tensor, list[Tensor]]:
+             taps: Sequence[Reading] = ()) -> tuple[Tensor, Tensor, list[Tensor]]:
     """The two runs every DeepLIFT chunk makes on its ``rows``: the target at the inputs
     (differentiable) and at the references (recording, detached), each ``(n,)`` or ``(n, T)``,
     and the tapped layers' activations on the reference run (detached)."""
@@ -200,6 +200,7 @@ def _result(s: Setup, diff: Tensor, multipliers: Tensor, out: Tensor, out_ref: T
     if custom is None:
         rows = diff * multipliers
     else:
+        assert ends is not None  # given with custom
         at_x, at_ref = ends
         split = packer.unpack
         got = custom(*[split(t) for t in (multipliers, at_x, at_ref)][:_arity(custom)])

@@ -115,7 +115,8 @@ class _ForwardOfCustomFunctions:
     @classmethod
     def enter(cls, mode) -> None:
         if not cls.modes:
-            torch.autograd.Function.apply = classmethod(_apply_as_forward)
+            # deliberate: custom autograd Functions run as plain forwards inside the mode
+            torch.autograd.Function.apply = classmethod(_apply_as_forward)  # pyright: ignore
         cls.modes.append(mode)
 
     @classmethod
@@ -272,7 +273,7 @@ class DeepLiftMode(TorchFunctionMode):
                         ((b, b_ref), (a, a_ref))
                     return scaled(Pair(*p), Pair(*q)).t
                 self.counts["product"] += 1
-                return shapley_product(func, args, kwargs, *factors, a_ref, b_ref)
+                return shapley_product(func, args, kwargs, factors[0], factors[1], a_ref, b_ref)
         linear = (func in LINEAR
                   or (func in LINEAR_IF and LINEAR_IF[func](args, kwargs))
                   or (func in FIRST_ONLY and len(varying) == 1 and args and varying[0] is args[0])

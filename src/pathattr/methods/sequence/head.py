@@ -58,12 +58,14 @@ class _Head:
                 foil: Tensor | None) -> Tensor:
         """``val`` (``(n, T)``, computed from ``raw`` logits at ``positions``) with its
         gradient routed through the head's input rows alone."""
-        w = self.linear.weight
+        assert self.linear is not None and self.h is not None  # read() said so
+        w, h = self.linear.weight, self.h
 
         def grad_of(ids: Tensor, p: Tensor | None) -> Tensor:
             g = w[ids]
             if score == "logit":
                 return g
+            assert p is not None  # the softmax, for every score but "logit"
             g = g - p @ w
             if score == "prob":
                 g = p.gather(2, ids[..., None]) * g
@@ -74,5 +76,5 @@ class _Head:
             g = grad_of(y, p)
             if foil is not None:
                 g = g - grad_of(foil, p)
-        lin = (self.h[:, positions] * g.to(self.h.dtype)).sum(-1)
+        lin = (h[:, positions] * g.to(h.dtype)).sum(-1)
         return val.detach() + (lin - lin.detach()).to(val.dtype)
