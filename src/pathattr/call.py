@@ -148,7 +148,7 @@ def _inputs(x: object, integers: bool) -> tuple[list[Tensor], bool]:
 
 
 def setup(model: Any, x: Inputs, baselines: BaselineSpec | tuple = None,
-          target: TargetSpec = None, additional_forward_args: tuple | None = None,
+          target: TargetSpec | Target = None, additional_forward_args: tuple | None = None,
           forward_kwargs: Mapping[str, Any] | None = None, output: OutputSpec = None, *,
           integers: bool = False) -> Setup:
     """Validate ``x``, move it to the model's device and dtype, pack it, expand baselines and

@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -58,7 +59,7 @@ def split_element(name: str) -> tuple[str, tuple[int | str, ...]]:
     return base, tuple(path)
 
 
-def get_element(value: object, path: tuple[int | str, ...], name: str) -> object:
+def get_element(value: Any, path: tuple[int | str, ...], name: str) -> Any:
     for p in path:
         if isinstance(value, Tensor):
             raise ValueError(f"layer {name!r}: its value is a tensor, which has no element "
@@ -71,17 +72,18 @@ def get_element(value: object, path: tuple[int | str, ...], name: str) -> object
     return value
 
 
-def set_element(value: object, path: tuple[int | str, ...], new: object) -> object:
+def set_element(value: Any, path: tuple[int | str, ...], new: object) -> Any:
     """A shallow copy of ``value`` with the element at ``path`` replaced by ``new``."""
     if not path:
         return new
-    head = path[0]
+    head: Any = path[0]  # an int for sequences, a key for mappings
     if isinstance(value, (tuple, list)) and isinstance(head, int) and head < 0:
         head += len(value)
     inner = set_element(value[head], path[1:], new)
     if isinstance(value, tuple):
-        if hasattr(value, "_replace"):  # a named tuple (PackedSequence, ...) keeps its type
-            return value._replace(**{value._fields[head]: inner})
+        named: Any = value
+        if hasattr(named, "_replace"):  # a named tuple (PackedSequence, ...) keeps its type
+            return named._replace(**{named._fields[head]: inner})
         return (*value[:head], inner, *value[head + 1:])
     out = copy.copy(value)
     out[head] = inner
@@ -126,7 +128,7 @@ def tensor_elements(name: str, module: nn.Module, use_input: bool,
     if split_element(name)[1]:
         return [name]
     call = split_call(name)[1] or 0
-    seen: list[object] = []
+    seen: list[Any] = []  # a module's output or inputs: any container
 
     def keep(_m, args, out=None):
         seen.append(args if use_input else out)
@@ -265,11 +267,11 @@ class Reading:
     def check(self) -> Tensor:
         what = "input" if self.use_input else "output"
         if self.call is not None:
-            if not self.seen:
+            if not self.seen or self.value is None:
                 raise LayerNotExecuted(f"layer {self.name!r}: call {self.call} never happened "
                                        f"(the module ran {self.calls} times)")
             return self.value
-        if self.calls == 0:
+        if self.calls == 0 or self.value is None:
             raise LayerNotExecuted(f"layer {self.name!r} was never executed in the forward pass")
         if self.calls > 1:
             raise RuntimeError(
@@ -304,7 +306,7 @@ class Reading:
             return self._take_rows(t.movedim(dim, 0)).movedim(0, dim)
         layout = _LAYOUT.get()
         kind = layout.kind(t) if layout is not None else None
-        if kind is not None:
+        if layout is not None and kind is not None:
             return layout.from_rows(self._take_rows(layout.to_rows(t, kind)), kind)
         return self._take_rows(t)
 

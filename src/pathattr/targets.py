@@ -113,7 +113,7 @@ def _index_tuple(v: object) -> tuple[int, ...] | None:
     return None
 
 
-def resolve_target(target: TargetSpec, batch: int, device: torch.device | str = "cpu"
+def resolve_target(target: TargetSpec | Target, batch: int, device: torch.device | str = "cpu"
                    ) -> Target:
     """Normalise ``target`` for ``batch`` examples (see the module docstring)."""
     if isinstance(target, Target):

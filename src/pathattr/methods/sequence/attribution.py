@@ -7,7 +7,7 @@ import functools
 import inspect
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
-from typing import Any, Concatenate, Literal, ParamSpec, TypeVar
+from typing import Any, Concatenate, Literal, ParamSpec, TypeVar, cast
 
 import torch
 from torch import Tensor, nn
@@ -82,10 +82,10 @@ class SequenceAttribution:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
         known = sequence_methods()
-        method = registry.canonical(method, known)
-        if method not in known:
+        name = registry.canonical(method, known)
+        if name not in known:
             raise ValueError(f"method must be one of {', '.join(known)}, got {method!r}")
-        self.model, self.method = model, method
+        self.model, self.method = model, str(name)
         self.batch_dim = check_positive_int(batch_dim, "batch_dim", minimum=0)
         main = getattr(model, "main_input_name", "input_ids")
         if main != "input_ids":
@@ -114,7 +114,7 @@ class SequenceAttribution:
             return layer
         get = getattr(model, "get_input_embeddings", None)
         found = get() if callable(get) else None
-        if found is None:
+        if not isinstance(found, nn.Module):
             raise TypeError("give layer= (the token embeddings): the model has no "
                             "get_input_embeddings()")
         return found
@@ -123,8 +123,8 @@ class SequenceAttribution:
         if layer is not None:
             raise TypeError("an encoder-decoder's embeddings are found from its encoder and "
                             "decoder; layer= is for causal LMs")
-        enc = self._embeddings(self.model.get_encoder(), None)
-        dec = self._embeddings(self.model.get_decoder(), None)
+        enc = self._embeddings(_part(self.model, "get_encoder"), None)
+        dec = self._embeddings(_part(self.model, "get_decoder"), None)
         names = [resolve_layer(self.call, m)[0] for m in (enc, dec)]
         return [f"{names[0]}@0", f"{names[0]}@1"] if enc is dec else names
 
@@ -168,7 +168,7 @@ class SequenceAttribution:
         if steps == "auto":  # the refinement places every point
             return Path.of(s, engine, f0, f1, None, 0, alphas=None, weights=None, **kw)
         return Path.of(s, engine, f0, f1, "riemann_left" if self.method == "idgi" else rule,
-                       steps, **kw)
+                       cast(int, steps), **kw)  # the rule checks it
 
     def _conductance(self, path: Path, layers: Sequence[LayerSpec]):
         """Taps and a chunk listener accumulating, during the shared pass (memory: the
@@ -203,7 +203,7 @@ class SequenceAttribution:
         return [Tap(module, True) for module in modules], add, out
 
     @_in_layout
-    def generate(self, ids: Tensor, mask: Tensor, max_new_tokens: int) -> Tensor:
+    def generate(self, ids: Tensor, mask: Tensor, max_new_tokens: int | None) -> Tensor:
         """Greedy continuation ``(B, max_new_tokens)`` of left-aligned prompts (or encoder
         inputs). Cost: ``max_new_tokens`` forwards over the growing sequence (no cache)."""
         config = getattr(self.model, "config", None)
@@ -214,18 +214,18 @@ class SequenceAttribution:
         if room < 1:
             raise ValueError(f"input_ids has {ids.shape[1]} tokens, the model's context of "
                              f"{context}: no room for max_new_tokens")
-        check_positive_int(max_new_tokens, "max_new_tokens", maximum=room)
+        n_new = check_positive_int(max_new_tokens, "max_new_tokens", maximum=room)
         new: list[Tensor] = []
         dec = ids.new_full((len(ids), 1), self._start_id()) if self.seq2seq else None
         with guarded(self.model), torch.inference_mode():
-            for _ in range(max_new_tokens):
+            for _ in range(n_new):
                 if self.seq2seq:
                     logits = self.call(ids, dec, mask)
                 else:
                     logits = choose_output(self.model(ids, **self._kwargs(mask, 1)))
                 nxt = logits[:, -1].argmax(-1, keepdim=True)
                 new.append(nxt)
-                if self.seq2seq:
+                if dec is not None:  # an encoder-decoder's decoder input grows
                     dec = torch.cat([dec, nxt], 1)
                 else:
                     ids = torch.cat([ids, nxt], 1)
@@ -301,11 +301,11 @@ class SequenceAttribution:
         mask = torch.ones_like(ids) if attention_mask is None else \
             _ids(attention_mask, "attention_mask", tuple(ids.shape))
         _check_mask(mask)
-        embeddings = self.model.get_input_embeddings() \
-            if callable(getattr(self.model, "get_input_embeddings", None)) else None
+        get = getattr(self.model, "get_input_embeddings", None)
+        embeddings = get() if callable(get) else None
         vocabulary = getattr(embeddings, "num_embeddings", None)
         # an encoder-decoder may have a vocabulary per side (a translator's two languages)
-        out_vocabulary = getattr(self.model.get_decoder().get_input_embeddings(),
+        out_vocabulary = getattr(_part(self.model, "get_decoder").get_input_embeddings(),
                                  "num_embeddings", None) if self.seq2seq else vocabulary
         _check_vocabulary(ids, "input_ids", vocabulary)
         if score not in SCORES:
@@ -345,27 +345,29 @@ class SequenceAttribution:
                                  f"{tuple(foil.shape)}")
             foil = foil.expand(b, n_targets)
             _check_vocabulary(foil, "foil_ids", out_vocabulary)
-        if isinstance(baselines, Tensor) and not baselines.is_floating_point():
-            if self.seq2seq and baselines.shape[-1] == n_prompt + n_targets:
-                _check_vocabulary(baselines[..., :n_prompt], "baselines", vocabulary)
-                _check_vocabulary(baselines[..., n_prompt:], "baselines", out_vocabulary)
+        base = cast(Any, baselines)  # token ids; a (encoder, decoder) pair for seq2seq below
+        if isinstance(base, Tensor) and not base.is_floating_point():
+            if self.seq2seq and base.shape[-1] == n_prompt + n_targets:
+                _check_vocabulary(base[..., :n_prompt], "baselines", vocabulary)
+                _check_vocabulary(base[..., n_prompt:], "baselines", out_vocabulary)
             else:
-                _check_vocabulary(baselines, "baselines", vocabulary)
-        elif isinstance(baselines, int):
+                _check_vocabulary(base, "baselines", vocabulary)
+        elif isinstance(base, int):
             for size in {vocabulary, out_vocabulary}:
-                _check_vocabulary(torch.tensor([baselines]), "baselines", size)
-        if baselines is None:
+                _check_vocabulary(torch.tensor([base]), "baselines", size)
+        if base is None:
             pad = getattr(getattr(self.model, "config", None), "pad_token_id", None)
-            baselines = 0 if pad is None else int(pad)
+            base = 0 if pad is None else int(pad)
         if self.seq2seq:
             dec_in = torch.cat([targets.new_full((b, 1), self._start_id()), targets[:, :-1]], 1)
             x, kwargs = (ids, dec_in), {"attention_mask": mask}
-            if isinstance(baselines, Tensor):  # one id per position: the encoder's, the decoder's
-                if baselines.shape[-1] != n_prompt + n_targets:
-                    raise ValueError(f"baselines has {baselines.shape[-1]} positions, expected "
+            if isinstance(base, Tensor):  # one id per position: the encoder's, the decoder's
+                both = cast(Tensor, base)
+                if both.shape[-1] != n_prompt + n_targets:
+                    raise ValueError(f"baselines has {both.shape[-1]} positions, expected "
                                      f"{n_prompt + n_targets} (encoder {n_prompt}, decoder "
                                      f"{n_targets})")
-                baselines = (baselines[..., :n_prompt], baselines[..., n_prompt:])
+                base = (both[..., :n_prompt], both[..., n_prompt:])
             seq = torch.cat([ids, dec_in], 1)
             seq_mask = torch.cat([mask, torch.ones_like(dec_in)], 1)
             positions = torch.arange(n_targets, device=dev)
@@ -395,7 +397,7 @@ class SequenceAttribution:
             return val
 
         target = Target(b, fn=scores_of, outputs=n_targets)
-        s = setup(self.call, x, baselines, target, None, kwargs, integers=True)
+        s = setup(self.call, x, base, target, None, kwargs, integers=True)
         if s.k != 1:
             raise ValueError("SequenceAttribution takes one baseline sequence per example")
         info: dict[str, Any] = {"score": score, "method": self.method,
@@ -432,6 +434,11 @@ class SequenceAttribution:
         info["output_delta"] = out_delta
         return SequenceResult(seq, seq_mask, targets, scores, delta, alphas, weights, info,
                               conductance)
+
+
+def _part(model: nn.Module, getter: str) -> Any:
+    """An encoder-decoder's ``get_encoder()`` or ``get_decoder()`` (HuggingFace's names)."""
+    return getattr(model, getter)()
 
 
 def _positions(grads: Sequence[Tensor], diffs: Sequence[Tensor]) -> Tensor:
