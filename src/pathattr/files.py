@@ -17,7 +17,7 @@ import stat
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -62,7 +62,8 @@ def write_file(path: str | Path, data: bytes | str) -> Path:
 
 def write_npz(path: str | Path, **arrays: np.ndarray) -> Path:
     """``np.savez_compressed`` through ``write_atomic``."""
-    return write_atomic(path, lambda f: np.savez_compressed(f, **arrays))
+    members: dict[str, Any] = arrays  # every keyword is a member, none an option
+    return write_atomic(path, lambda f: np.savez_compressed(f, **members))
 
 
 def safe_name(label: str, used: set[str]) -> str:

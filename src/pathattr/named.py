@@ -50,8 +50,8 @@ class Preprocessing:
     std=(0.229, 0.224, 0.225)``."""
 
     size: int = 224
-    mean: tuple[float, float, float] = (127 / 255,) * 3
-    std: tuple[float, float, float] = (128 / 255,) * 3
+    mean: tuple[float, float, float] = (127 / 255, 127 / 255, 127 / 255)
+    std: tuple[float, float, float] = (128 / 255, 128 / 255, 128 / 255)
 
     def __call__(self, image: Image.Image) -> Tensor:
         from .zoo.efficientnet import resize_and_crop, to_pil

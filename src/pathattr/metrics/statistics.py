@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -95,7 +96,8 @@ def compare(values_a: Sequence[float] | np.ndarray, values_b: Sequence[float] | 
         raise ValueError(f"values_a and values_b must be paired (the same inputs): got "
                          f"{a.size} and {b.size} values")
     d = a - b
-    p = 1.0 if not np.any(d) else float(wilcoxon(a, b)[1])
+    test: Any = wilcoxon(a, b) if np.any(d) else None  # scipy leaves its result untyped
+    p = 1.0 if test is None else float(test.pvalue)
     return Comparison(bootstrap(d, level, n_resamples, seed), p, effect_size(d),
                       rank_biserial(d))
 

@@ -4,6 +4,7 @@ several methods on one figure, the controls beside them."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from matplotlib import colormaps
@@ -17,7 +18,7 @@ INVERSE = " (inverse)"
 RANDOM = "random ranking"
 
 
-def curves_figure(curves: Mapping[str, Mapping[str, object]],
+def curves_figure(curves: Mapping[str, Mapping[str, Any]],
                   kinds: Sequence[str] = ("insertion", "deletion"), columns: int = 6,
                   panel: tuple[float, float] = (2.3, 2.0)) -> Figure:
     """Small multiples: for each kind (``KINDS``) a row of panels, one per method, each with

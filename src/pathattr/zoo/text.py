@@ -9,6 +9,7 @@ a plain ``nn.Module``, so attribution hooks see an ordinary module tree. Importi
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -68,7 +69,7 @@ def minilm() -> tuple[object, SentenceEncoder]:
     return tokenizer, SentenceEncoder(bert).eval()
 
 
-def similarity_model(tokenizer: object, model: SentenceEncoder, other_sentence: str) -> nn.Module:
+def similarity_model(tokenizer: Any, model: SentenceEncoder, other_sentence: str) -> nn.Module:
     """A ``SimilarityModel`` comparing its input with ``other_sentence`` (embedded once now).
 
     It shares ``model``'s weights (no copy). Cost: one forward of ``other_sentence``.
