@@ -127,6 +127,12 @@ class Path:
         return rows, flat_a, self.weights.repeat(self.rows)
 
 
+def given(options: dict, *names: str) -> dict:
+    """The entries of a caller's ``options`` among ``names``, for an integrator's constructor
+    (whose own defaults fill in the rest, so that they are written once)."""
+    return {n: options[n] for n in names if n in options}
+
+
 def total(t: Tensor) -> Tensor:
     """``(R, T, ...) -> (R, T)``: the sum over everything after the target axis."""
     return t.flatten(2).sum(2)

@@ -39,7 +39,7 @@ from ..baselines import BaselineSpec
 from ..call import Explainer, Inputs, flat_points
 from ..engine import guarded
 from ..forward import OutputSpec
-from ..integrate import Integral, Integrator, Path, Step, integrate
+from ..integrate import Integral, Integrator, Path, Step, given, integrate
 from ..quadrature import nodes_weights
 from ..result import Attribution
 from ..targets import TargetSpec
@@ -145,8 +145,7 @@ class DecisionIntegral(Integrator):
         sampling = options.get("sampling", "adaptive")
         steps = options["steps"] if sampling == "uniform" else options.get("samples",
                                                                            options["steps"])
-        return cls(sampling, steps, options.get("rule", "riemann_trapezoid"),
-                   options.get("coarse_steps", 50), options.get("coarse_evaluations"))
+        return cls(sampling, steps, **given(options, "rule", "coarse_steps", "coarse_evaluations"))
 
     def plan(self, path: Path, shared: tuple[Tensor, Tensor] | None
              ) -> tuple[Tensor, Tensor, Tensor]:

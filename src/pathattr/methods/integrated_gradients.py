@@ -16,7 +16,7 @@ from ..baselines import BaselineSpec
 from ..call import ConvergenceDelta, Inputs, LayerNoise, Setup, layer_path
 from ..engine import PathEngine, guarded
 from ..forward import OutputSpec
-from ..integrate import Integral, Integrator, Path, Step, integrate, steps_of, totals
+from ..integrate import Integral, Integrator, Path, Step, given, integrate, steps_of, totals
 from ..layers import LayerSpec, resolve_layer
 from ..quadrature import MAX_STEPS, refine, trapezoid_weights
 from ..result import Attribution
@@ -40,7 +40,7 @@ class GradientIntegral(Integrator):
         """IG as ``explain`` and ``SequenceAttribution`` ask for it: ``steps="auto"`` is the
         error-controlled rule (``tol``, ``max_steps``)."""
         if options.get("steps") == "auto":
-            return AdaptiveIntegral(options.get("tol", 0.01), options.get("max_steps", 512))
+            return AdaptiveIntegral(**given(options, "tol", "max_steps"))
         return cls()
 
     def add(self, step: Step) -> None:
@@ -120,9 +120,9 @@ class AdaptiveIntegral(Integrator):
         gap = totals(attrs) - out
         evals_t = torch.as_tensor(evals, dtype=torch.int64).reshape(path.rows, t_count)
         ok = torch.as_tensor(converged, dtype=torch.bool).reshape(path.rows, t_count)
-        info: dict = {"rule": "adaptive trapezoid", "steps": "auto", "tol": self.tol,
-                      "output_delta": path.mean(out)}
         delta, out_mean = path.mean(gap), path.mean(out)
+        info: dict = {"rule": "adaptive trapezoid", "steps": "auto", "tol": self.tol,
+                      "output_delta": out_mean}
         if path.targets:  # each target its own count; the forwards run per row
             info["gradient_evaluations"] = evals_t.reshape(path.s.k, path.s.b, t_count).sum(0)
             info["points"] = torch.bincount(torch.as_tensor([e for e, _ in cache],

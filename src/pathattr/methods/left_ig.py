@@ -25,7 +25,7 @@ from ..baselines import BaselineSpec
 from ..call import Explainer, Inputs
 from ..engine import guarded
 from ..forward import OutputSpec
-from ..integrate import Integral, Integrator, Path, Step, integrate, totals
+from ..integrate import Integral, Integrator, Path, Step, given, integrate, totals
 from ..quadrature import cell_edges
 from ..result import Attribution
 from ..targets import TargetSpec
@@ -74,13 +74,13 @@ class SaturationIntegral(Integrator):
     ``a*``), so only the latest term per path waits.
     """
 
-    def __init__(self, saturation: float):
+    def __init__(self, saturation: float = 0.9):
         self.saturation = check_saturation(saturation)
         self.started = False
 
     @classmethod
     def of(cls, options: dict) -> Integrator:
-        return cls(options.get("saturation", 0.9))
+        return cls(**given(options, "saturation"))
 
     def _start(self, path: Path, like: list[Tensor]) -> None:
         self.started, self.t = True, path.n_targets
