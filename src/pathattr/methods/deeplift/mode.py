@@ -6,8 +6,10 @@ where each rule records the reference values it will need on a tape, then on the
 second run is differentiated, so the backward runs on the input rows alone. Calls that touch a
 *varying* tensor (one that requires grad, i.e. depends on the attributed signal) are sorted into:
 
-* linear ops (``LINEAR``, ``FIRST_ONLY``, one varying factor of a ``PRODUCT``): run as they are.
-  Autograd's chain rule through a linear map already is DeepLIFT's linear rule on differences.
+* affine ops: run as they are, since autograd's chain rule through an affine map already is
+  DeepLIFT's linear rule on differences. An op is affine when every ATen operator it dispatches
+  to is affine in its varying arguments by torch's own derivative metadata (``linearity``): no
+  list of Python names, so ``tensor_split``, ``diff`` or ``unfold`` need no entry.
 * elementwise nonlinearities ``y = f(z)``: a custom autograd function whose backward multiplies
   the incoming gradient by the multiplier ``m = dy / dz`` (Rescale), or by RevealCancel's
   ``m+``/``m-`` when ``z`` comes straight from a linear / convolution layer (optionally through
@@ -20,8 +22,8 @@ second run is differentiated, so the backward runs on the input rows alone. Call
 * softmax, log_softmax, logsumexp and layer / RMS / group norm (rules that see the op's input
   and reference at once), and fused attention and recurrent kernels (run as their
   decomposition under this mode): ``deeplift.composite``.
-* anything else: ``NoDeepLiftRule`` naming the op, or with ``fallback`` its plain gradient and
-  a warning.
+* anything else: ``NoDeepLiftRule`` naming the op and the ATen operator that is not affine, or
+  with ``fallback`` its plain gradient and a warning.
 
 Each example is paired with its own reference row, so no example ever mixes with another. Each
 rule keeps summation-to-delta exactly (up to rounding), except where a difference is too small
@@ -44,6 +46,7 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_leaves, tree_map
 
 from .composite import COMPOSITES, DECOMPOSITIONS
+from .linearity import AffineProbe
 from .multipliers import (
     AffineSource,
     MaxPool,
@@ -62,14 +65,9 @@ from .ops import (
     DIVISION,
     ELEMENTWISE,
     ELEMENTWISE_PRODUCT,
-    FIRST_ONLY,
-    LINEAR,
-    LINEAR_GETTERS,
-    LINEAR_IF,
     LINEAR_LAYERS,
     MATMUL,
     MAXPOOL,
-    ONE_FACTOR,
     PRODUCT,
     SCALES,
     SHAPED_LIKE,
@@ -274,17 +272,16 @@ class DeepLiftMode(TorchFunctionMode):
                     return scaled(Pair(*p), Pair(*q)).t
                 self.counts["product"] += 1
                 return shapley_product(func, args, kwargs, factors[0], factors[1], a_ref, b_ref)
-        linear = (func in LINEAR
-                  or (func in LINEAR_IF and LINEAR_IF[func](args, kwargs))
-                  or (func in FIRST_ONLY and len(varying) == 1 and args and varying[0] is args[0])
-                  or (func in PRODUCT | ONE_FACTOR and len(varying) == 1)
-                  or (_is_getter(func) and func.__self__.__name__ in LINEAR_GETTERS))
-        out = func(*args, **kwargs)
-        if not linear:
-            if not any(isinstance(t, Tensor) for t in tree_leaves(out)):
-                return out  # metadata (shape, dim, item): no tensor flows on
-            return self._unsupported(func, args, kwargs, "is not a supported nonlinearity and "
-                                     "is not known to be linear in the attributed signal", out)
+        # no rule of its own: affine if every ATen operator it runs is (``linearity``), and then
+        # autograd's chain rule through it already is DeepLIFT's linear rule on differences
+        with AffineProbe() as probe:
+            out = func(*args, **kwargs)
+        if not any(isinstance(t, Tensor) for t in tree_leaves(out)):
+            return out  # metadata (shape, dim, item): no tensor flows on
+        if probe.offending is not None:
+            return self._unsupported(
+                func, args, kwargs, f"runs {probe.offending}, which is neither a supported "
+                f"nonlinearity nor affine in the attributed signal", out)
         if any(isinstance(t, Tensor) and not t.requires_grad for t in tree_leaves(out)):
             return self._unsupported(func, args, kwargs, "turns the attributed signal into a "
                                      "constant", out)
@@ -483,6 +480,3 @@ def _affine_operands(func, args: tuple, kwargs: dict):
         return None
     return tuple(operands), rest.get("beta", 1), rest.get("alpha", 1)
 
-
-def _is_getter(func) -> bool:
-    return type(func).__name__ == "method-wrapper" and func.__name__ == "__get__"

@@ -1,5 +1,5 @@
-"""Which torch operations DeepLIFT treats how: the op tables (linear, linear in the first
-argument, products, elementwise nonlinearities, pooling, ...) and ``NoDeepLiftRule``."""
+"""Which torch operations DeepLIFT treats how: products, elementwise nonlinearities, pooling,
+division, ... (anything else is judged affine or not by ``linearity``) and ``NoDeepLiftRule``."""
 
 from __future__ import annotations
 
@@ -20,50 +20,13 @@ def _ops(*names: str) -> set:
     return {getattr(ns, n) for ns in (torch, Tensor, F) for n in names if hasattr(ns, n)}
 
 
-# Linear (or affine) in all tensor arguments jointly; any number of them may vary.
-LINEAR = _ops(
-    "add", "add_", "__radd__", "__iadd__", "sub", "sub_", "subtract", "__rsub__", "__isub__",
-    "neg", "negative", "__neg__", "__pos__", "cat", "concat", "concatenate", "stack", "hstack",
-    "vstack", "flatten", "unflatten", "view", "view_as", "reshape", "reshape_as", "squeeze",
-    "unsqueeze", "permute", "transpose", "swapaxes", "movedim", "t", "contiguous", "expand",
-    "expand_as", "repeat", "repeat_interleave", "tile", "narrow", "select", "split", "chunk",
-    "unbind", "sum", "mean",
-    "cumsum", "flip", "roll", "clone", "to", "type", "type_as", "float", "double", "half",
-    "bfloat16", "__getitem__",
-    "__setitem__", "index_select", "gather", "masked_fill", "where", "diagonal", "avg_pool1d",
-    "avg_pool2d", "avg_pool3d", "adaptive_avg_pool1d", "adaptive_avg_pool2d",
-    "adaptive_avg_pool3d", "pad", "pixel_shuffle", "pixel_unshuffle", "interpolate", "dropout",
-    "dropout1d", "dropout2d", "dropout3d", "alpha_dropout", "feature_alpha_dropout",
-    # gathers and scatters by constant indices (message passing: a node's messages summed)
-    "scatter_add", "scatter_add_", "index_add", "index_add_", "index_put", "index_put_",
-    "index_copy", "index_copy_", "masked_scatter", "masked_scatter_", "masked_fill_",
-    "index_fill", "index_fill_", "take", "take_along_dim", "masked_select",
-)
-LINEAR_GETTERS = {"T", "mT"}
-
-
-def _reduce_arg(args: tuple, kwargs: dict, position: int) -> object:
-    return kwargs.get("reduce", args[position] if len(args) > position else None)
-
-
-# Linear only for some arguments: a scatter that sums or averages (``amax`` needs a max rule).
-LINEAR_IF = {
-    **dict.fromkeys(_ops("scatter_reduce", "scatter_reduce_", "index_reduce", "index_reduce_"),
-                    lambda args, kwargs: _reduce_arg(args, kwargs, 4) in ("sum", "mean")),
-    **dict.fromkeys(_ops("scatter", "scatter_"),
-                    lambda args, kwargs: kwargs.get("reduce") in (None, "add")),
-}
-# Linear in the first argument while the others (weights, divisors, statistics) are constant.
+# Linear layers, whose outputs RevealCancel splits into positive and negative terms.
 LINEAR_LAYERS = _ops("linear", "conv1d", "conv2d", "conv3d")
-FIRST_ONLY = LINEAR_LAYERS | _ops(
-    "div", "div_", "divide", "true_divide", "__truediv__", "__itruediv__", "batch_norm",
-    "conv_transpose1d", "conv_transpose2d", "conv_transpose3d")
-# Bilinear: linear while one factor is constant; two varying factors take the Shapley split
-# (out-of-place forms only).
+# Bilinear: two varying factors take the Shapley split (out-of-place forms only); one varying
+# factor is affine and runs as it is.
 PRODUCT = _ops("mul", "multiply", "__rmul__", "matmul", "__matmul__", "__rmatmul__", "mm", "bmm",
                "mv", "einsum")
 ELEMENTWISE_PRODUCT = _ops("mul", "multiply", "__rmul__")
-ONE_FACTOR = _ops("mul_", "__imul__", "tensordot")
 # ``beta * input + alpha * (a @ b)``: run as that sum and product, so two varying factors get
 # the product's rule (HuggingFace's Conv1D is ``addmm(bias, x, W)``, BLOOM's ALiBi
 # ``alibi.baddbmm(batch1=q, batch2=k)``): the product and the names of its three operands.
