@@ -3,11 +3,13 @@ with the local one, a run killed with SIGKILL resumes to exactly the uninterrupt
 bad items are recorded as failed while the run goes on."""
 
 import os
+import shutil
 import signal
 import sqlite3
 import struct
 import subprocess
 import sys
+import tempfile
 import time
 import zlib
 
@@ -50,9 +52,23 @@ def contents(out):
                 for r, a in s.attributions(s.rows())}
 
 
-def test_ray_engine_matches_local(digits, reference, tmp_path):
+@pytest.fixture()
+def another_cluster(monkeypatch):
+    """What ``ray.init()`` finds when another Ray cluster runs on the machine: RAY_ADDRESS
+    (here a port nothing listens on, so nothing is ever reached)."""
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:9")
+
+
+@pytest.mark.parametrize("cluster", [False, True])
+def test_ray_engine_matches_local(digits, reference, tmp_path, request, cluster):
     import ray  # a test dependency: this test must not be skipped
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="warning")
+    if cluster:
+        request.getfixturevalue("another_cluster")
+    # a private Ray of its own, whatever else runs here: its own instance and temp dir (short:
+    # Ray's socket paths must stay under 107 characters)
+    temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="warning",
+             _temp_dir=temp)
     try:
         result = run("digits-cnn", digits, out=tmp_path, engine="ray", workers=2, **SETTINGS)
         with pytest.raises(UsageError, match="^layer: unknown layer 'nope'"):  # as itself
@@ -60,6 +76,7 @@ def test_ray_engine_matches_local(digits, reference, tmp_path):
                 **SETTINGS)
     finally:
         ray.shutdown()
+        shutil.rmtree(temp, ignore_errors=True)
     assert (result.done, result.failed) == (40, 0)
     want, got = contents(reference), contents(tmp_path)
     assert got.keys() == want.keys() and len(got) == 40
@@ -259,6 +276,14 @@ def test_layer_neurons_per_channel(digits, tmp_path):
     assert attr.shape == (32,)  # one total per channel
     # Neuron IG over a layer separating input from output sums to F(x) - F(x'), like IG.
     assert abs(got[("0", "conductance@features.relu2")][2]) < 0.1 * abs(attr.sum())
+
+
+def test_ray_says_in_one_line_what_to_do_when_a_cluster_runs_and_workers_size_a_new_one(
+        digits, tmp_path, another_cluster):
+    with pytest.raises(UsageError, match="^address, workers: a Ray cluster already runs here"
+                       ".*address='auto'.*address='local'") as e:
+        run("digits-cnn", digits, out=tmp_path, engine="ray", workers=2, **SETTINGS)
+    assert "\n" not in str(e.value)
 
 
 def test_refuses_bad_layer_other_settings_and_explains_missing_ray(digits, reference, monkeypatch):

@@ -41,7 +41,11 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("--engine", choices=("local", "ray"), default="local",
                    help="local: in this process; ray: one model per Ray actor (default: "
                         "%(default)s)")
-    p.add_argument("--address", help="Ray cluster address (default: start a local cluster)")
+    p.add_argument("--address",
+                   help="Ray cluster address: 'auto' (the running one), 'local' (a new private "
+                        "one with --workers CPUs), host:port or ray://host:port (default: "
+                        "RAY_ADDRESS, else a cluster started with `ray start` here, else a new "
+                        "local one)")
     p.add_argument("--workers", type=positive_int, metavar="N",
                    help="Ray actors (default: one per CPU of the cluster)")
     p.add_argument("--batch-size", type=positive_int, metavar="N",

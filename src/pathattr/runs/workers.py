@@ -158,8 +158,10 @@ def run_local(settings: Settings, layers: list[str], batches: Iterator[Work]
 def run_ray(settings: Settings, layers: list[str], batches: Iterator[Work], address: str | None,
          workers: int | None) -> Iterator[list[Outcome]]:
     """Batches over Ray actors, two in flight per actor so none waits for the driver; results
-    come back in completion order. Starts (and afterwards stops) a local cluster if this
-    process is not connected to one."""
+    come back in completion order. If this process is not connected to a cluster, connects as
+    ``ray.init`` does (``address``, else ``RAY_ADDRESS``, else a cluster started with
+    ``ray start`` on this machine, else a new local one; ``"local"``: always a new private
+    one), and stops what it started afterwards."""
     try:
         import ray
     except ImportError:
@@ -168,8 +170,17 @@ def run_ray(settings: Settings, layers: list[str], batches: Iterator[Work], addr
             from None
     started = not ray.is_initialized()
     if started:
-        ray.init(address=address, num_cpus=workers if address is None else None,
-                 include_dashboard=False, logging_level="warning")
+        try:
+            ray.init(address=address, num_cpus=workers if address in (None, "local") else None,
+                     include_dashboard=False, logging_level="warning")
+        except ValueError as e:
+            if address is not None or workers is None or "existing cluster" not in str(e):
+                raise
+            raise SettingError(
+                "a Ray cluster already runs here (RAY_ADDRESS or `ray start`), and workers "
+                "sizes a new local one: pass address='auto' to use that cluster (workers "
+                "actors) or address='local' for a private one", param="address, workers") \
+                from None
     actors = []
     try:
         n = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
