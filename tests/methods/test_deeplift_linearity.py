@@ -84,6 +84,8 @@ AFFINE = {
     "torch.index_copy": lambda h: torch.index_copy(C, 3, torch.tensor([3, 1, 0, 2]), h),
     "torch.scatter_add": lambda h: torch.scatter_add(C, 3, PER_ROW, h),
     "torch.scatter_reduce(sum)": lambda h: torch.scatter_reduce(C, 3, PER_ROW, h, "sum"),
+    "Tensor.scatter_reduce_(mean)": lambda h: C.clone().scatter_reduce_(3, PER_ROW, h, "mean"),
+    "Tensor.index_add_": lambda h: C.clone().index_add_(3, IDX, h),
     "torch.lerp": lambda h: torch.lerp(h, C, 0.3),
     "torch.addcmul": lambda h: torch.addcmul(C, h, C),
     "torch.addcdiv": lambda h: torch.addcdiv(C, h, C.abs() + 1),

@@ -59,17 +59,14 @@ def _sums(options: dict) -> bool:
 # affine in these arguments by their meaning, the others fixed, while the options allow it.
 # An overwrite's zero gradient is exact, not a step's. On CUDA, eval batch norm runs as
 # ``cudnn_batch_norm``.
-_AFFINE_BY_HAND = {
+_AFFINE_BY_HAND = {  # by name without the in-place ``_``
     # overwriting: the output is the new value, whatever the old one was
-    "aten::copy_": ({"self", "src"}, None), "aten::fill_": ({"self", "value"}, None),
-    "aten::fill": ({"self", "value"}, None), "aten::zero_": ({"self"}, None),
-    "aten::lift_fresh": ({"self"}, None), "aten::alias": ({"self"}, None),
-    "aten::convolution": ({"input", "bias"}, None), "aten::_convolution": ({"input", "bias"}, None),
-    **dict.fromkeys(("aten::native_batch_norm", "aten::_native_batch_norm_legit_no_training",
-                     "aten::cudnn_batch_norm", "aten::miopen_batch_norm"),
-                    ({"input", "bias"}, _not_training)),
-    "aten::scatter_reduce": ({"self", "src"}, _sums),
-    "aten::index_reduce": ({"self", "source"}, _sums),
+    "copy": ({"self", "src"}, None), "fill": ({"self", "value"}, None), "zero": ({"self"}, None),
+    "lift_fresh": ({"self"}, None), "alias": ({"self"}, None),
+    "convolution": ({"input", "bias"}, None), "_convolution": ({"input", "bias"}, None),
+    **dict.fromkeys(("native_batch_norm", "_native_batch_norm_legit_no_training",
+                     "cudnn_batch_norm", "miopen_batch_norm"), ({"input", "bias"}, _not_training)),
+    "scatter_reduce": ({"self", "src"}, _sums), "index_reduce": ({"self", "source"}, _sums),
 }
 
 @dataclass(frozen=True)
@@ -157,17 +154,19 @@ def affine_in(op: torch._ops.OpOverload, varying: set[str], options: dict | None
     schema = op._schema
     if op.is_view or not varying:
         return True
-    if schema.name in _AFFINE_BY_HAND:
-        names, allowed = _AFFINE_BY_HAND[schema.name]
+    key = _key(op)
+    base = key.split(".")[0]
+    if base in _AFFINE_BY_HAND:
+        names, allowed = _AFFINE_BY_HAND[base]
         return varying <= names and (allowed is None or allowed(options or {}))
-    entry = formulas().get(_key(op))
+    entry = formulas().get(key)
     if entry is None:
         # a factory (``new_empty``, ``zeros_like``) reads only the shape, dtype and device of
         # its tensor argument; a seeded one (``rand_like``) would differ between DeepLIFT's runs
         return "pin_memory" in {a.name for a in schema.arguments} and \
             torch.Tag.nondeterministic_seeded not in op.tags
-    grads = [entry.gradients.get(n) for n in varying]
-    if _key(op).split(".")[0] in _JUMPS or any(g is None or _ZERO.match(g) for g in grads):
+    grads = [entry.gradients.get(n, "non_differentiable") for n in varying]
+    if base in _JUMPS or any(_ZERO.match(g) for g in grads):
         return False
     if entry.auto_linear:
         return True
