@@ -24,13 +24,17 @@ its own rule) and ``eps`` is not an option of it; ``device_ids`` (DataParallel) 
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .layers import Tap, tap_layers
 from .methods.conductance import LayerConductance as _LayerConductance
 from .methods.conductance import NeuronConductance as _NeuronConductance
 from .methods.deeplift import DeepLift as _DeepLift
@@ -42,8 +46,39 @@ from .methods.integrated_gradients import LayerIntegratedGradients as _LayerIG
 from .result import Attribution
 
 __all__ = ["DeepLift", "DeepLiftShap", "GradientShap", "InputXGradient", "IntegratedGradients",
-           "LayerConductance", "LayerDeepLift", "LayerDeepLiftShap", "LayerIntegratedGradients",
+           "InputBaselineXGradient", "LayerConductance", "LayerDeepLift", "LayerDeepLiftShap",
+           "LayerGradientShap", "LayerInputBaselineXGradient", "LayerIntegratedGradients",
            "NeuronConductance", "NoiseTunnel", "Saliency"]
+
+
+_ASSERTING: dict[type, type] = {}
+
+
+def _asserting(cls: type) -> type:
+    """``cls`` that is also an ``AssertionError``: where Captum asserts on a bad argument,
+    pathattr raises ``TypeError``/``ValueError`` naming it, and code written for either
+    catches this."""
+    if cls not in _ASSERTING:
+        _ASSERTING[cls] = type(cls.__name__, (cls, AssertionError),
+                               {"__module__": cls.__module__, "__doc__": cls.__doc__})
+    return _ASSERTING[cls]
+
+
+def _captum_errors(method: Callable) -> Callable:
+    @functools.wraps(method)
+    def call(*args, **kwargs):
+        try:
+            return method(*args, **kwargs)
+        except AssertionError:
+            raise
+        except (TypeError, ValueError) as e:
+            both = _asserting(type(e))
+            try:
+                e.__class__ = both  # keeps a pathattr error's own fields
+            except TypeError:  # a built-in exception's class cannot be reassigned
+                raise both(*e.args).with_traceback(e.__traceback__) from None
+            raise
+    return call
 
 
 def _extra(args: Any) -> tuple | None:
@@ -80,6 +115,10 @@ class _Captum:
     def multiplies_by_inputs(self) -> bool:
         return getattr(self._native, "multiply_by_inputs", True)
 
+    def attribute_future(self, *args, **kwargs):
+        raise NotImplementedError(f"{type(self).__name__}.attribute_future: pathattr computes "
+                                  f"synchronously; call attribute")
+
     def _result(self, r: Attribution, return_convergence_delta: bool, as_list: bool = False):
         a = list(r.attributions) if as_list else r.attributions
         if not return_convergence_delta:
@@ -91,6 +130,7 @@ class _Captum:
             return a, r.delta
         return a, _per_example(r.attributions) - r.info["output_delta"]
 
+    @_captum_errors
     def compute_convergence_delta(self, attributions, start_point, end_point, target=None,
                                   additional_forward_args: Any = None) -> Tensor:
         """``sum(attributions) - (F(end_point) - F(start_point))`` per example (two forwards)."""
@@ -112,6 +152,7 @@ class IntegratedGradients(_Captum):
         self.forward_func = forward_func
         self._native = _IntegratedGradients(forward_func, multiply_by_inputs)
 
+    @_captum_errors
     def attribute(self, inputs, baselines=None, target=None, additional_forward_args=None,
                   n_steps: int = 50, method: str = "gausslegendre",
                   internal_batch_size: int | None = None,
@@ -134,6 +175,7 @@ class LayerIntegratedGradients(_LayerCaptum):
         self._layer, self._several = _layers(layer)
         self._native = _LayerIG(forward_func, self._layer, multiply_by_inputs)
 
+    @_captum_errors
     def attribute(self, inputs, baselines=None, target=None, additional_forward_args=None,
                   n_steps: int = 50, method: str = "gausslegendre",
                   internal_batch_size: int | None = None,
@@ -154,6 +196,7 @@ class LayerConductance(_LayerCaptum):
         self.forward_func, self.layer = forward_func, layer
         self._native = _LayerConductance(forward_func, layer)
 
+    @_captum_errors
     def attribute(self, inputs, baselines=None, target=None, additional_forward_args=None,
                   n_steps: int = 50, method: str = "gausslegendre",
                   internal_batch_size: int | None = None,
@@ -178,6 +221,7 @@ class NeuronConductance(_Captum):
         self._native = _NeuronConductance(forward_func, layer,
                                           multiply_by_inputs=multiply_by_inputs)
 
+    @_captum_errors
     def attribute(self, inputs, neuron_selector, baselines=None, target=None,
                   additional_forward_args=None, n_steps: int = 50,
                   method: str = "riemann_trapezoid", internal_batch_size: int | None = None,
@@ -208,6 +252,7 @@ class DeepLift(_Captum):
         self.model = self.forward_func = model
         self._native = _DeepLift(model, multiply_by_inputs=multiply_by_inputs)
 
+    @_captum_errors
     def attribute(self, inputs, baselines=None, target=None, additional_forward_args=None,
                   return_convergence_delta: bool = False, custom_attribution_func=None):
         r = self._native.attribute(inputs, baselines, target,
@@ -222,6 +267,7 @@ class LayerDeepLift(_LayerCaptum):
         self.layer = layer
         self._native = _LayerDeepLift(model, layer, multiply_by_inputs=multiply_by_inputs)
 
+    @_captum_errors
     def attribute(self, inputs, baselines=None, target=None, additional_forward_args=None,
                   return_convergence_delta: bool = False,
                   attribute_to_layer_input: bool = False, custom_attribution_func=None,
@@ -237,11 +283,13 @@ class LayerDeepLift(_LayerCaptum):
 
 class Saliency(_Captum):
     _delta = False
+    multiplies_by_inputs = False  # type: ignore[assignment]
 
     def __init__(self, forward_func: Callable):
         self.forward_func = forward_func
         self._native = _Saliency(forward_func)
 
+    @_captum_errors
     def attribute(self, inputs, target=None, abs: bool = True, additional_forward_args=None):
         return self._native.attribute(
             inputs, target=target, abs=abs,
@@ -255,6 +303,7 @@ class InputXGradient(_Captum):
         self.forward_func = forward_func
         self._native = _InputXGradient(forward_func)
 
+    @_captum_errors
     def attribute(self, inputs, target=None, additional_forward_args=None):
         return self._native.attribute(
             inputs, target=target,
@@ -281,8 +330,9 @@ def _repeat_rows(v, n: int, batch: int):
 def _distribution(baselines, inputs: tuple) -> tuple[Tensor, ...]:
     """Captum's baseline distribution: a tensor (or tuple) of K reference rows, or a callable
     returning one."""
-    if callable(baselines):
-        baselines = baselines(*inputs) if len(inputs) > 1 else baselines(inputs[0])
+    if callable(baselines):  # Captum passes the inputs as given if it takes an argument
+        takes = inspect.signature(baselines).parameters
+        baselines = baselines(inputs if len(inputs) > 1 else inputs[0]) if takes else baselines()
     parts, _ = _tuple(baselines)
     if len(parts) != len(inputs) or not all(isinstance(b, Tensor) for b in parts):
         raise TypeError("baselines: give a tensor of reference rows per input (a distribution "
@@ -300,6 +350,7 @@ class DeepLiftShap(_Captum):
         self.model = self.forward_func = model
         self._native = _DeepLift(model, multiply_by_inputs=multiply_by_inputs)
 
+    @_captum_errors
     def attribute(self, inputs, baselines, target=None, additional_forward_args=None,
                   return_convergence_delta: bool = False, custom_attribution_func=None,
                   **layer_options):
@@ -334,6 +385,7 @@ class LayerDeepLiftShap(DeepLiftShap, _LayerCaptum):
         self.layer = layer
         self._native = _LayerDeepLift(model, layer, multiply_by_inputs=multiply_by_inputs)
 
+    @_captum_errors
     def attribute(self, inputs, baselines, target=None, additional_forward_args=None,
                   return_convergence_delta: bool = False,
                   attribute_to_layer_input: bool = False, custom_attribution_func=None,
@@ -345,61 +397,161 @@ class LayerDeepLiftShap(DeepLiftShap, _LayerCaptum):
                                  attribute_to_layer_input=attribute_to_layer_input)
 
 
-class GradientShap(_Captum):
-    """Expected gradients as Captum samples them: per example, ``n_samples`` points
-    ``x' + alpha (x + noise - x')`` with ``x'`` drawn from the baselines, ``alpha ~ U(0, 1)``
-    and ``noise ~ N(0, stdevs^2)``; the attribution is the mean of ``gradient * (x + noise -
-    x')`` (the gradients from pathattr's ``Saliency``)."""
+class InputBaselineXGradient(_Captum):
+    """One random point per row on the straight line from its baseline to its input (``alpha ~
+    U(0, 1)`` drawn as Captum draws it, from numpy's global generator), the gradient there
+    (pathattr's ``Saliency``) times ``x - x'``: GradientShap's inner step."""
 
     def __init__(self, forward_func: Callable, multiply_by_inputs: bool = True):
-        self.forward_func = forward_func
-        self._multiply = multiply_by_inputs
-        self._native = _Saliency(forward_func)
+        self.forward_func, self._multiply = forward_func, multiply_by_inputs
+        self._native = _IntegratedGradients(forward_func)  # for compute_convergence_delta
+        self._gradient = _Saliency(forward_func)
 
     @property
     def multiplies_by_inputs(self) -> bool:
         return self._multiply
 
-    def compute_convergence_delta(self, attributions, start_point, end_point, target=None,
-                                  additional_forward_args: Any = None) -> Tensor:
-        return _IntegratedGradients(self.forward_func).compute_convergence_delta(
-            attributions, start_point, end_point, target, _extra(additional_forward_args))
+    def _gradients(self, points: tuple, is_tuple: bool, target, args, use_input) -> tuple:
+        return _tuple(self._gradient.attribute(points if is_tuple else points[0], target=target,
+                                               abs=False, additional_forward_args=args)
+                      .attributions)[0]
 
+    def _differences(self, xs: tuple, refs: tuple, args, use_input) -> tuple:
+        return tuple(x - r for x, r in zip(xs, refs))
+
+    @_captum_errors
+    def attribute(self, inputs, baselines=None, target=None, additional_forward_args=None,
+                  return_convergence_delta: bool = False):
+        return self._attribute(inputs, baselines, target, additional_forward_args,
+                               return_convergence_delta, False)
+
+    def _attribute(self, inputs, baselines, target, additional_forward_args,
+                   return_convergence_delta: bool, use_input: bool):
+        xs, is_tuple = _tuple(inputs)
+        parts = _tuple(0.0 if baselines is None else baselines)[0]
+        refs = tuple(r if isinstance(r, Tensor) else torch.full_like(x, float(r))
+                     for r, x in zip(parts, xs))
+        alpha = torch.tensor(np.random.uniform(0.0, 1.0, len(xs[0])), device=xs[0].device,
+                             dtype=xs[0].dtype)
+        points = tuple(alpha.view(-1, *[1] * (x.dim() - 1)) * x
+                       + (1 - alpha.view(-1, *[1] * (x.dim() - 1))) * r
+                       for x, r in zip(xs, refs))
+        args = _extra(additional_forward_args)
+        grads = self._gradients(points, is_tuple, target, args, use_input)
+        attr = tuple(g * d for g, d in zip(grads, self._differences(xs, refs, args, use_input))) \
+            if self._multiply else grads
+        out = attr if is_tuple or isinstance(attr, list) else attr[0]
+        if not return_convergence_delta:
+            return out
+        return out, self._native.compute_convergence_delta(
+            attr, refs if is_tuple else refs[0], inputs, target, args)
+
+
+class LayerInputBaselineXGradient(InputBaselineXGradient):
+    """The same at a layer: the gradient with respect to the layer's activation at the random
+    point (pathattr's ``LayerIntegratedGradients`` at a one-point path that stays there), times
+    the activation's change ``a(x) - a(x')``."""
+
+    def __init__(self, forward_func: Callable, layer: nn.Module, device_ids=None,
+                 multiply_by_inputs: bool = True):
+        _no_devices(device_ids)
+        super().__init__(forward_func, multiply_by_inputs)
+        self.layer = layer
+        self._layer_gradient = _LayerIG(forward_func, layer, multiply_by_inputs=False)
+
+    @_captum_errors
+    def attribute(self, inputs, baselines=None, target=None, additional_forward_args=None,
+                  return_convergence_delta: bool = False,
+                  attribute_to_layer_input: bool = False, grad_kwargs=None):
+        if grad_kwargs:
+            raise TypeError("grad_kwargs: pathattr computes its own gradients")
+        return self._attribute(inputs, baselines, target, additional_forward_args,
+                               return_convergence_delta, attribute_to_layer_input)
+
+    def _gradients(self, points: tuple, is_tuple: bool, target, args, use_input) -> tuple:
+        at = points if is_tuple else points[0]
+        return _tuple(self._layer_gradient.attribute(
+            at, at, target, steps=1, rule="riemann_right", additional_forward_args=args,
+            attribute_to_layer_input=use_input).attributions)[0]
+
+    def _differences(self, xs: tuple, refs: tuple, args, use_input) -> tuple:
+        a, a0 = (_activation(self.forward_func, self.layer, t, args, use_input)
+                 for t in (xs, refs))
+        return (a - a0,)
+
+
+def _activation(model: nn.Module, layer: nn.Module, xs: tuple, args: tuple | None,
+                use_input: bool) -> Tensor:
+    """The layer's output (or input) on one plain forward."""
+    with tap_layers(model, [Tap(layer, use_input)]) as (reading,), torch.no_grad():
+        model(*xs, *(args or ()))
+        return reading.check()
+
+
+def _format_distribution(baselines, inputs) -> tuple:
+    """Captum's baseline distribution, its rows checked against the inputs."""
+    xs, _ = _tuple(inputs)
+    refs = _distribution(baselines, xs)
+    for r, x in zip(refs, xs):
+        if r.shape[1:] != x.shape[1:]:
+            raise ValueError(f"baselines: rows of shape {tuple(r.shape[1:])} for an input of "
+                             f"rows {tuple(x.shape[1:])}")
+    return refs
+
+
+class GradientShap(_Captum):
+    """Captum's GradientShap: ``NoiseTunnel`` over the inner step above, each noisy copy with a
+    baseline drawn from the distribution; the same draws from the same generators in the same
+    order as Captum, so a seeded call reproduces Captum's samples."""
+
+    def __init__(self, forward_func: Callable, multiply_by_inputs: bool = True):
+        self.forward_func = forward_func
+        self._native = InputBaselineXGradient(forward_func, multiply_by_inputs)
+
+    @property
+    def multiplies_by_inputs(self) -> bool:
+        return self._native.multiplies_by_inputs
+
+    @_captum_errors
     def attribute(self, inputs, baselines, n_samples: int = 5, stdevs: float | tuple = 0.0,
                   target=None, additional_forward_args=None,
                   return_convergence_delta: bool = False):
-        xs, is_tuple = _tuple(inputs)
-        refs = _distribution(baselines, xs)
-        b, n = len(xs[0]), n_samples
-        sd = stdevs if isinstance(stdevs, tuple) else (stdevs,) * len(xs)
-        ends = tuple(x.repeat_interleave(n, 0) + torch.randn_like(x.repeat_interleave(n, 0))
-                     * s if s else x.repeat_interleave(n, 0) for x, s in zip(xs, sd))
-        pick = torch.randint(len(refs[0]), (b * n,), device=xs[0].device)
-        starts = tuple(r[pick] for r in refs)
-        alpha = torch.rand(b * n, device=xs[0].device)
-        points = tuple(s + alpha.view(-1, *[1] * (e.dim() - 1)).to(e.dtype) * (e - s)
-                       for s, e in zip(starts, ends))
-        args = _repeat_rows(_extra(additional_forward_args), n, b)
-        tgt = _repeat_rows(target, n, b)
-        grads, _ = _tuple(self._native.attribute(points if is_tuple else points[0], target=tgt,
-                                                 abs=False,
-                                                 additional_forward_args=args).attributions)
-        per_sample = tuple(g * (e - s) if self._multiply else g
-                           for g, e, s in zip(grads, ends, starts))
-        mean = tuple(a.reshape(b, n, *a.shape[1:]).mean(1) for a in per_sample)
-        out = mean if is_tuple else mean[0]
-        if not return_convergence_delta:
-            return out
-        delta = _IntegratedGradients(self.forward_func).compute_convergence_delta(
-            per_sample, starts, ends, tgt, args)
-        return out, delta
+        return self._shap(inputs, baselines, n_samples, stdevs, target, additional_forward_args,
+                          return_convergence_delta)
+
+    def _shap(self, inputs, baselines, n_samples, stdevs, target, additional_forward_args,
+              return_convergence_delta: bool, **layer_options):
+        refs = _format_distribution(baselines, inputs)
+        return NoiseTunnel(self._native).attribute(
+            inputs, nt_type="smoothgrad", nt_samples=n_samples, stdevs=stdevs,
+            draw_baseline_from_distrib=True, baselines=refs if len(refs) > 1 else refs[0],
+            target=target, additional_forward_args=additional_forward_args,
+            return_convergence_delta=return_convergence_delta, **layer_options)
+
+
+class LayerGradientShap(GradientShap, _LayerCaptum):
+    def __init__(self, forward_func: Callable, layer: nn.Module, device_ids=None,
+                 multiply_by_inputs: bool = True):
+        self.forward_func, self.layer = forward_func, layer
+        self._native = LayerInputBaselineXGradient(forward_func, layer, device_ids,
+                                                   multiply_by_inputs)
+
+    @_captum_errors
+    def attribute(self, inputs, baselines, n_samples: int = 5, stdevs: float | tuple = 0.0,
+                  target=None, additional_forward_args=None,
+                  return_convergence_delta: bool = False,
+                  attribute_to_layer_input: bool = False):
+        return self._shap(inputs, baselines, n_samples, stdevs, target, additional_forward_args,
+                          return_convergence_delta,
+                          attribute_to_layer_input=attribute_to_layer_input)
 
 
 class NoiseTunnel:
     """Captum's NoiseTunnel over any class of this module: ``nt_samples`` noisy copies of each
-    example (``N(0, stdevs^2)`` added to every input), one call of the wrapped method over all
-    ``B * nt_samples`` rows (in groups of ``nt_samples_batch_size`` copies per example), then
-    the mean ("smoothgrad"), mean of squares ("smoothgrad_sq") or variance ("vargrad")."""
+    example (``N(0, stdevs^2)`` added to every input), the wrapped method called on groups of
+    ``nt_samples_batch_size`` copies per example, then the mean ("smoothgrad"), mean of squares
+    ("smoothgrad_sq") or variance ("vargrad"). Noise, and baselines drawn from a distribution,
+    come from the generators Captum uses (torch's, numpy's), in its order."""
 
     def __init__(self, attribution_method):
         if not callable(getattr(attribution_method, "attribute", None)):
@@ -414,6 +566,7 @@ class NoiseTunnel:
     def has_convergence_delta(self) -> bool:
         return self.attribution_method.has_convergence_delta()
 
+    @_captum_errors
     def attribute(self, inputs, nt_type: str = "smoothgrad", nt_samples: int = 5,
                   nt_samples_batch_size: int | None = None, stdevs: float | tuple = 1.0,
                   draw_baseline_from_distrib: bool = False, **kwargs):
@@ -427,40 +580,40 @@ class NoiseTunnel:
         sd = stdevs if isinstance(stdevs, tuple) else (stdevs,) * len(xs)
         if len(sd) != len(xs):
             raise ValueError(f"stdevs: {len(sd)} values for {len(xs)} inputs")
-        size = nt_samples if nt_samples_batch_size is None else nt_samples_batch_size
-        results, deltas = [], []
-        for start in range(0, nt_samples, size):
-            n = min(size, nt_samples - start)
-            noisy = tuple(x.repeat_interleave(n, 0) + torch.randn_like(
-                x.repeat_interleave(n, 0)) * s for x, s in zip(xs, sd))
-            call = {k: _repeat_rows(v, n, b) for k, v in kwargs.items()
-                    if k not in ("baselines",)}
-            if "baselines" in kwargs:
-                call["baselines"] = self._baselines(kwargs["baselines"], n, b,
-                                                    draw_baseline_from_distrib)
+        size = nt_samples if nt_samples_batch_size is None else min(nt_samples,
+                                                                    nt_samples_batch_size)
+        groups = [size] * (nt_samples // size) + [nt_samples % size] * bool(nt_samples % size)
+        wants_delta = bool(kwargs.get("return_convergence_delta"))
+        results, deltas, call = [], [], self._expanded(kwargs, size, b, draw_baseline_from_distrib)
+        for n in groups:
+            if n != size:  # the remainder: drawn anew, as Captum does
+                call = self._expanded(kwargs, n, b, draw_baseline_from_distrib)
+            noisy = tuple(x.repeat_interleave(n, 0) + torch.normal(0, torch.tensor(
+                s, device=x.device).repeat((b * n, *x.shape[1:]))) for x, s in zip(xs, sd))
             out = self.attribution_method.attribute(noisy if is_tuple else noisy[0], **call)
-            if kwargs.get("return_convergence_delta"):
+            if wants_delta:
                 out, delta = out
                 deltas.append(delta)
             results.append(_split(out, b, n))
-        stacked = _join(results)
-        total = _reduce(stacked, nt_type)
-        if not kwargs.get("return_convergence_delta"):
+        total = _reduce(_join(results), nt_type)
+        if not wants_delta:
             return total
         return total, torch.cat(deltas, 0)  # example major within each group, as Captum
 
     @staticmethod
-    def _baselines(baselines, n: int, b: int, from_distribution: bool):
-        if baselines is None or isinstance(baselines, (int, float)):
-            return baselines
-        parts, is_tuple = _tuple(baselines)
-        if from_distribution:
-            out = tuple(r[torch.randint(len(r), (b * n,), device=r.device)]
-                        if isinstance(r, Tensor) else r for r in parts)
-        else:
-            out = tuple(r.repeat_interleave(n, 0) if isinstance(r, Tensor) and r.dim() > 0
-                        and r.shape[0] == b else r for r in parts)
-        return out if is_tuple else out[0]
+    def _expanded(kwargs: dict, n: int, b: int, from_distribution: bool) -> dict:
+        """The wrapped method's arguments for ``n`` copies of each of ``b`` examples."""
+        call = {k: _repeat_rows(v, n, b) for k, v in kwargs.items() if k != "baselines"}
+        if kwargs.get("baselines") is not None:
+            parts, is_tuple = _tuple(kwargs["baselines"])
+            if from_distribution:
+                out = tuple(r[np.random.choice(len(r), n * b).tolist()]
+                            if isinstance(r, Tensor) else r for r in parts)
+            else:
+                out = tuple(r.repeat_interleave(n, 0) if isinstance(r, Tensor) and r.dim() > 0
+                            and r.shape[0] == b and b > 1 else r for r in parts)
+            call["baselines"] = out if is_tuple else out[0]
+        return call
 
 
 def _split(a, b: int, n: int):
