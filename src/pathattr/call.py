@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from .baselines import BaselineSpec, make_baselines
 from .engine import ChunkSize, LayerPath, PathEngine, PointEvaluator, guarded
 from .forward import ModelCall, OutputSpec, Packer
-from .layers import LayerSpec, resolve_layer
+from .layers import LayerSpec, resolve_layer, tensor_elements
 from .quadrature import nodes_weights
 from .targets import Target, TargetSpec, resolve_target
 from .validate import check_eval_mode, check_repeatable, check_tensor
@@ -240,6 +240,18 @@ def layer_path(engine: PathEngine, layers: Sequence[str | nn.Module], use_input:
     engine.use_layer_path(LayerPath(list(layers), [a for a, _ in ends],
                                     [noisy(b, layer_noise) for _, b in ends], use_input), f1, f0)
     return f1, f0
+
+
+def layer_tensors(model: nn.Module, layers: Sequence[LayerSpec], use_input: bool,
+                  s: Setup) -> list[list[str]]:
+    """Per layer, the names to tap: itself, or one name per floating tensor of an output (or
+    of positional inputs) of several (``m[0]``, ``m[1]``), so that such a layer is attributed
+    as a whole (Captum's convention). Cost: one forward of the first example per layer of
+    unknown kind (``layers.tensor_elements``)."""
+    rows0 = torch.zeros(min(len(s.x), 1), dtype=torch.long, device=s.x.device)
+    return [tensor_elements(name, module, use_input, lambda: s.call(s.x[:1], rows0))
+            if len(s.x) else [name]
+            for name, module in (resolve_layer(model, spec) for spec in layers)]
 
 
 def noisy(end: Tensor, layer_noise: LayerNoise | None) -> Tensor:

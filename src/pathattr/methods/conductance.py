@@ -37,11 +37,12 @@ from ..call import (
     LayerNoise,
     embedding_path,
     flat_points,
+    layer_tensors,
     rule_tensors,
 )
 from ..engine import PathEngine, guarded
 from ..forward import OutputSpec
-from ..layers import LayerSpec, Tap, check_reached, resolve_layer, tap_layers, tensor_elements
+from ..layers import LayerSpec, Tap, check_reached, resolve_layer, tap_layers
 from ..quadrature import cell_edges, nodes_weights
 from ..result import Attribution
 from ..targets import TargetSpec
@@ -138,11 +139,7 @@ class LayerConductance(ConvergenceDelta):
         with guarded(self.model):
             engine = s.engine(batch_size)
             embedding_path(engine, self.path_layer, layer_noise)
-            rows0 = torch.zeros(min(len(s.x), 1), dtype=torch.long, device=s.x.device)
-            groups = [tensor_elements(name, module, attribute_to_layer_input,
-                                      lambda: s.call(s.x[:1], rows0)) if len(s.x) else [name]
-                      for name, module in (resolve_layer(self.model, spec)
-                                           for spec in self.layers)]
+            groups = layer_tensors(self.model, self.layers, attribute_to_layer_input, s)
             named = [resolve_layer(self.model, n) for group in groups for n in group]
             f1, f0, ends = engine.ends([n for n, _ in named], attribute_to_layer_input)
             alphas, weights = rule_tensors(rule, steps, ends[0][0])
@@ -225,15 +222,20 @@ class NeuronConductance(Explainer):
         with guarded(self.model):
             engine = s.engine(batch_size)
             diff = embedding_path(engine, self.path_layer, layer_noise)
-            one = torch.zeros(min(1, len(s.x)), dtype=torch.long, device=s.x.device)
-            shape = engine.activations([name], one, torch.ones(len(one), dtype=diff.dtype,
-                                       device=s.x.device), attribute_to_neuron_input)[0].shape[1:]
             chosen = _selectors(neurons)
-            which = chosen if chosen is not None else \
-                flat_neurons(neurons, tuple(shape), name).to(s.x.device)
+            (names,) = layer_tensors(self.model, [name], attribute_to_neuron_input, s) \
+                if chosen is not None else ([name],)
+            if chosen is None:
+                one = torch.zeros(min(1, len(s.x)), dtype=torch.long, device=s.x.device)
+                shape = engine.activations([name], one, torch.ones(
+                    len(one), dtype=diff.dtype, device=s.x.device),
+                    attribute_to_neuron_input)[0].shape[1:]
+                which = flat_neurons(neurons, tuple(shape), name).to(s.x.device)
+            else:
+                which = chosen
             alphas, weights = rule_tensors(rule, steps, diff)
             rows, flat_a = flat_points(s.x.shape[0], alphas)
-            grad_sum = neuron_gradient_sums(engine, (name, module), attribute_to_neuron_input,
+            grad_sum = neuron_gradient_sums(engine, names, attribute_to_neuron_input,
                                             which, rows, flat_a, weights.repeat(s.x.shape[0]))
         k = len(grad_sum)
         attr = (grad_sum * diff).reshape(k, s.k, s.b, *diff.shape[1:]).mean(1)
@@ -250,23 +252,25 @@ class NeuronConductance(Explainer):
                             "total_conductance": attr.flatten(2).sum(2)})
 
 
-def _selected(select: Callable[[Tensor], Tensor], t: Tensor, n: int) -> Tensor:
+def _selected(select: Callable, t: Tensor | tuple[Tensor, ...], n: int) -> Tensor:
     out = select(t)
     if not isinstance(out, Tensor) or tuple(out.shape) != (n,):
+        shape = tuple(t.shape) if isinstance(t, Tensor) else [tuple(p.shape) for p in t]
         raise ValueError(f"a neuron selector must return one value per example, shape ({n},), "
-                         f"from the layer's output {tuple(t.shape)}; got "
+                         f"from the layer's output {shape}; got "
                          f"{tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__}")
     return out
 
 
-def neuron_gradient_sums(engine: PathEngine, layer: tuple[str, nn.Module], use_input: bool,
+def neuron_gradient_sums(engine: PathEngine, layer: list[str], use_input: bool,
                          idx: Tensor | list[Callable[[Tensor], Tensor]], rows: Tensor,
                          alphas: Tensor, weights: Tensor) -> Tensor:
     """``sum_k w_k dF/dy_j (a_k) dy_j/dx (a_k)`` per neuron ``j`` (flat index ``idx[j]``) and row,
     with ``x`` the path's point (the input, or the engine's layer path). ``idx`` may instead
     be selector functions ``s`` of the layer's output, one value per example (a slice sum, a
     channel mean): then ``s(dF/dy) ds(y)/dx``, Captum's convention (exact for one neuron;
-    for an aggregate it is Captum's heuristic, not a conductance).
+    for an aggregate it is Captum's heuristic, not a conductance). ``layer``: the names to tap
+    (``layer_tensors``); several only with selectors, which then read the tuple of tensors.
 
     Returns ``(len(idx), n_rows, *point_shape)``. Cost: per chunk of points one forward with
     the graph from the path point and one backward to the layer, then one vector-Jacobian
@@ -284,10 +288,10 @@ def neuron_gradient_sums(engine: PathEngine, layer: tuple[str, nn.Module], use_i
     lp = engine.layer_path
     shape = engine.x.shape if lp is None else lp.start[0].shape
     acc = torch.zeros((k, *shape), dtype=weights.dtype, device=engine.x.device)
-    with tap_layers(engine.model, [*engine.path_specs(state), Tap(layer[0], use_input)]
-                    ) as hooks, \
+    with tap_layers(engine.model, [*engine.path_specs(state),
+                                   *(Tap(n, use_input) for n in layer)]) as hooks, \
             torch.enable_grad():
-        tap = hooks[-1]
+        taps = hooks[len(hooks) - len(layer):]
         for start in range(0, n_points, bs):
             span = slice(start, min(start + bs, n_points))
             r = rows[span]
@@ -296,16 +300,19 @@ def neuron_gradient_sums(engine: PathEngine, layer: tuple[str, nn.Module], use_i
             inp = engine.inputs_at(r, alphas[span], state, grad=True)
             point = inp if lp is None else state[0]
             out = engine.evaluate(inp, r)
-            y = tap.check()
-            check_reached(out, [layer[0]])
-            (gy,) = torch.autograd.grad(out.sum(), y, retain_graph=True, allow_unused=True,
-                                        materialize_grads=True)
+            ys = [t.check() for t in taps]
+            check_reached(out, layer)
+            gys = torch.autograd.grad(out.sum(), ys, retain_graph=True, allow_unused=True,
+                                      materialize_grads=True)
+            y, gy = ys[0], gys[0]
             # The output gradient and the quadrature weight enter each neuron's seed, so that
             # its product returns the whole weighted term at once.
             if not isinstance(idx, Tensor):  # selector functions: Captum's convention
+                # a layer of several tensors: the selector reads the tuple
+                y_in, gy_in = (tuple(ys), tuple(gys)) if len(ys) > 1 else (y, gy)
                 for j, select in enumerate(idx):
-                    coef = _selected(select, gy, len(r)) * weights[span]
-                    (jac,) = torch.autograd.grad(_selected(select, y, len(r)), point,
+                    coef = _selected(select, gy_in, len(r)) * weights[span]
+                    (jac,) = torch.autograd.grad(_selected(select, y_in, len(r)), point,
                                                  coef.to(y.dtype), retain_graph=j < k - 1,
                                                  allow_unused=True, materialize_grads=True)
                     acc[j].index_add_(0, r, jac.to(acc.dtype))

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from ..baselines import BaselineSpec
-from ..call import ConvergenceDelta, Inputs, LayerNoise, Setup, layer_path
+from ..call import ConvergenceDelta, Inputs, LayerNoise, Setup, layer_path, layer_tensors
 from ..engine import PathEngine, guarded
 from ..forward import OutputSpec
 from ..integrate import Integral, Integrator, Path, Step, given, integrate, steps_of, totals
@@ -258,13 +258,13 @@ class LayerIntegratedGradients(ConvergenceDelta):
         Cost: two full forwards (which give the layers at both ends) and ``steps`` (or the
         adaptive count) forward+backward passes per example and baseline.
         """
-        named = [resolve_layer(self.model, spec) for spec in self.layers]
         s = self.prepare(x, baselines, target, additional_forward_args, forward_kwargs,
                          output, integers=True)
         with guarded(self.model):
             engine = s.engine(batch_size, channels_last=False)
-            f1, f0 = layer_path(engine, [n for n, _ in named], attribute_to_layer_input,
-                                layer_noise)
+            groups = layer_tensors(self.model, self.layers, attribute_to_layer_input, s)
+            f1, f0 = layer_path(engine, [n for g in groups for n in g],
+                                attribute_to_layer_input, layer_noise)
             if layer_noise is not None:
                 rows = torch.arange(len(s.x), device=s.x.device)
                 f1 = engine.values(rows, torch.ones(len(rows), dtype=engine.path_diff.dtype,
@@ -272,7 +272,11 @@ class LayerIntegratedGradients(ConvergenceDelta):
             path = _path(s, engine, f0, f1, steps, rule)
             (integral,) = integrate(path, [_integrator(steps, tol, max_steps,
                                                        self.multiply_by_inputs)])
-        attrs = integral.attributions
-        info = {**integral.info, "layer": [n for n, _ in named] if self.several else named[0][0]}
-        return Attribution(tuple(attrs) if self.several else attrs[0], integral.delta,
+        attrs, per_layer = list(integral.attributions), []
+        for g in groups:  # a layer of several tensors: a tuple of attributions
+            per_layer.append(attrs[0] if len(g) == 1 else tuple(attrs[:len(g)]))
+            del attrs[:len(g)]
+        names = [g[0].split("[", 1)[0] if len(g) > 1 else g[0] for g in groups]
+        info = {**integral.info, "layer": names if self.several else names[0]}
+        return Attribution(tuple(per_layer) if self.several else per_layer[0], integral.delta,
                            integral.alphas, integral.weights, info)
