@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .layers import Tap, tap_layers
+from .layers import Tap, resolve_layer, tap_layers, tensor_elements
 from .methods.conductance import LayerConductance as _LayerConductance
 from .methods.conductance import NeuronConductance as _NeuronConductance
 from .methods.deeplift import DeepLift as _DeepLift
@@ -419,6 +419,11 @@ class InputBaselineXGradient(_Captum):
     def _differences(self, xs: tuple, refs: tuple, args, use_input) -> tuple:
         return tuple(x - r for x, r in zip(xs, refs))
 
+    @staticmethod
+    def _several(inputs_tuple: bool, attr: tuple) -> bool:
+        """Whether the result is a tuple: in the structure of the inputs."""
+        return inputs_tuple
+
     @_captum_errors
     def attribute(self, inputs, baselines=None, target=None, additional_forward_args=None,
                   return_convergence_delta: bool = False):
@@ -440,7 +445,7 @@ class InputBaselineXGradient(_Captum):
         grads = self._gradients(points, is_tuple, target, args, use_input)
         attr = tuple(g * d for g, d in zip(grads, self._differences(xs, refs, args, use_input))) \
             if self._multiply else grads
-        out = attr if is_tuple or isinstance(attr, list) else attr[0]
+        out = attr if self._several(is_tuple, attr) else attr[0]
         if not return_convergence_delta:
             return out
         return out, self._native.compute_convergence_delta(
@@ -475,17 +480,28 @@ class LayerInputBaselineXGradient(InputBaselineXGradient):
             attribute_to_layer_input=use_input).attributions)[0]
 
     def _differences(self, xs: tuple, refs: tuple, args, use_input) -> tuple:
-        a, a0 = (_activation(self.forward_func, self.layer, t, args, use_input)
+        a, a0 = (_activations(self.forward_func, self.layer, t, args, use_input)
                  for t in (xs, refs))
-        return (a - a0,)
+        return tuple(p - q for p, q in zip(a, a0))
+
+    @staticmethod
+    def _several(inputs_tuple: bool, attr: tuple) -> bool:
+        """In the structure of the layer: a tuple for a layer of several tensors."""
+        return len(attr) > 1
 
 
-def _activation(model: nn.Module, layer: nn.Module, xs: tuple, args: tuple | None,
-                use_input: bool) -> Tensor:
-    """The layer's output (or input) on one plain forward."""
-    with tap_layers(model, [Tap(layer, use_input)]) as (reading,), torch.no_grad():
-        model(*xs, *(args or ()))
-        return reading.check()
+def _activations(model: nn.Module, layer: nn.Module, xs: tuple, args: tuple | None,
+                 use_input: bool) -> tuple[Tensor, ...]:
+    """The layer's output (or input) on one plain forward: one tensor per tensor of it."""
+    name, module = resolve_layer(model, layer)
+
+    def forward():
+        return model(*xs, *(args or ()))
+
+    names = tensor_elements(name, module, use_input, forward)
+    with tap_layers(model, [Tap(n, use_input) for n in names]) as readings, torch.no_grad():
+        forward()
+        return tuple(r.check() for r in readings)
 
 
 def _format_distribution(baselines, inputs) -> tuple:
