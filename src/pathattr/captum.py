@@ -191,7 +191,7 @@ class LayerIntegratedGradients(_LayerCaptum):
 
 
 class LayerConductance(_LayerCaptum):
-    def __init__(self, forward_func: Callable, layer: nn.Module, device_ids=None):
+    def __init__(self, forward_func: nn.Module, layer: nn.Module, device_ids=None):
         _no_devices(device_ids)
         self.forward_func, self.layer = forward_func, layer
         self._native = _LayerConductance(forward_func, layer)
@@ -214,7 +214,7 @@ class LayerConductance(_LayerCaptum):
 class NeuronConductance(_Captum):
     _delta = False
 
-    def __init__(self, forward_func: Callable, layer: nn.Module, device_ids=None,
+    def __init__(self, forward_func: nn.Module, layer: nn.Module, device_ids=None,
                  multiply_by_inputs: bool = True):
         _no_devices(device_ids)
         self.forward_func, self.layer = forward_func, layer
@@ -312,7 +312,7 @@ class InputXGradient(_Captum):
 
 # --- expanding a batch: one row per (example, baseline or noise sample), example major -----
 
-def _tuple(x) -> tuple[tuple, bool]:
+def _tuple(x: Any) -> tuple[tuple[Any, ...], bool]:
     return (x, True) if isinstance(x, tuple) else ((x,), False)
 
 
@@ -327,12 +327,12 @@ def _repeat_rows(v, n: int, batch: int):
     return v
 
 
-def _distribution(baselines, inputs: tuple) -> tuple[Tensor, ...]:
+def _distribution(baselines: Any, inputs: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
     """Captum's baseline distribution: a tensor (or tuple) of K reference rows, or a callable
     returning one."""
     if callable(baselines):  # Captum passes the inputs as given if it takes an argument
         takes = inspect.signature(baselines).parameters
-        baselines = baselines(inputs if len(inputs) > 1 else inputs[0]) if takes else baselines()
+        baselines = baselines(inputs[0] if len(inputs) == 1 else inputs) if takes else baselines()
     parts, _ = _tuple(baselines)
     if len(parts) != len(inputs) or not all(isinstance(b, Tensor) for b in parts):
         raise TypeError("baselines: give a tensor of reference rows per input (a distribution "
@@ -453,6 +453,8 @@ class InputBaselineXGradient(_Captum):
 
 
 class LayerInputBaselineXGradient(InputBaselineXGradient):
+    forward_func: nn.Module
+
     """The same at a layer: the gradient with respect to the layer's activation at the random
     point (pathattr's ``LayerIntegratedGradients`` at a one-point path that stays there), times
     the activation's change ``a(x) - a(x')``."""
@@ -504,7 +506,7 @@ def _activations(model: nn.Module, layer: nn.Module, xs: tuple, args: tuple | No
         return tuple(r.check() for r in readings)
 
 
-def _format_distribution(baselines, inputs) -> tuple:
+def _format_distribution(baselines: Any, inputs: Any) -> tuple[Tensor, ...]:
     """Captum's baseline distribution, its rows checked against the inputs."""
     xs, _ = _tuple(inputs)
     refs = _distribution(baselines, xs)
@@ -540,7 +542,7 @@ class GradientShap(_Captum):
         refs = _format_distribution(baselines, inputs)
         return NoiseTunnel(self._native).attribute(
             inputs, nt_type="smoothgrad", nt_samples=n_samples, stdevs=stdevs,
-            draw_baseline_from_distrib=True, baselines=refs if len(refs) > 1 else refs[0],
+            draw_baseline_from_distrib=True, baselines=refs[0] if len(refs) == 1 else refs,
             target=target, additional_forward_args=additional_forward_args,
             return_convergence_delta=return_convergence_delta, **layer_options)
 
