@@ -4,12 +4,23 @@ import errno
 import os
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from pathattr import cli
-from pathattr.files import safe_name, write_file
+from pathattr.files import (
+    LinkInOutput,
+    make_dirs,
+    output_root,
+    safe_name,
+    write_file,
+    write_npz,
+)
+from pathattr.store import BadStore, Store
 
 
 def test_write_replaces_a_link_and_leaves_its_target(tmp_path):
@@ -124,3 +135,123 @@ def test_control_characters_in_names_are_escaped_in_everything_printed(tmp_path,
     assert "\x1b" not in out + err and "\r" not in out
     assert not any(line.startswith("report: forged") for line in out.splitlines())
     assert "\\x1b[2J\\nreport: forged.html\\r" in out
+
+
+def _snapshot(folder):
+    """Every path below ``folder`` with its kind and content (links not followed)."""
+    out = {}
+    for root, dirs, files in os.walk(folder):
+        for name in dirs + files:
+            p = os.path.join(root, name)
+            kind = "link" if os.path.islink(p) else "dir" if os.path.isdir(p) else "file"
+            out[os.path.relpath(p, folder)] = (kind, Path(p).read_bytes()
+                                               if kind == "file" else os.readlink(p)
+                                               if kind == "link" else None)
+    return out
+
+
+def test_a_linked_subfolder_of_out_is_never_written_through(tmp_path):
+    victim, out = tmp_path / "victim", tmp_path / "out"
+    victim.mkdir()
+    out.mkdir()
+    (out / "chelsea").symlink_to(victim)
+    with output_root(out), pytest.raises(LinkInOutput, match="'chelsea'.*link"):
+        write_file(out / "chelsea" / "report.html", "x")
+    with output_root(out), pytest.raises(LinkInOutput):
+        make_dirs(out / "chelsea" / "neurons")
+    assert list(victim.iterdir()) == []
+
+
+def test_a_linked_store_lock_creates_nothing_where_it_points(tmp_path):
+    out, elsewhere = tmp_path / "store", tmp_path / "elsewhere"
+    out.mkdir()
+    elsewhere.mkdir()
+    (out / "lock").symlink_to(elsewhere / "created")
+    with pytest.raises(BadStore, match="lock.*symbolic link"):
+        Store(out, write=True)
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_outputs_get_the_users_umask(tmp_path):
+    old = os.umask(0o027)
+    try:
+        with output_root(tmp_path):
+            path = write_file(tmp_path / "a" / "report.html", "x")
+        plain = write_file(tmp_path / "plain.json", "{}")
+    finally:
+        os.umask(old)
+    assert (path.stat().st_mode & 0o777) == 0o640 == (plain.stat().st_mode & 0o777)
+
+
+_PARTS = st.sampled_from(["a", "b", "c", "report.html", "x.npz"])
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(links=st.lists(st.tuples(st.lists(_PARTS, min_size=1, max_size=3),
+                                st.sampled_from(["outside-dir", "outside-file", "loop",
+                                                 "sibling", "fifo", "file"])),
+                      max_size=4),
+       writes=st.lists(st.tuples(st.lists(_PARTS, min_size=1, max_size=4),
+                                 st.sampled_from(["file", "npz", "dirs"])),
+                       min_size=1, max_size=6))
+def test_no_tree_below_out_makes_a_write_land_outside_it(tmp_path_factory, links, writes):
+    """Generated trees below --out (links to outside folders and files, to each other and in
+    loops, FIFOs, foreign files) and generated writes under the held root: the outside tree
+    never changes, and every write lands on a regular file or folder below --out or raises."""
+    base = tmp_path_factory.mktemp("tree")
+    outside, out = base / "outside", base / "out"
+    (outside / "d").mkdir(parents=True)
+    (outside / "f").write_text("theirs")
+    out.mkdir()
+    for parts, kind in links:
+        p = out.joinpath(*parts)
+        try:
+            p.parent.mkdir(parents=True, exist_ok=True)
+            if kind == "outside-dir":
+                p.symlink_to(outside / "d")
+            elif kind == "outside-file":
+                p.symlink_to(outside / "f")
+            elif kind == "loop":
+                p.symlink_to(p)
+            elif kind == "sibling":
+                p.symlink_to(out / "a")
+            elif kind == "fifo":
+                os.mkfifo(p)
+            else:
+                p.write_text("foreign")
+        except OSError:
+            continue  # a component is already a link or a file: the tree is what it is
+    before = _snapshot(outside)
+    with output_root(out):
+        for parts, kind in writes:
+            target = out.joinpath(*parts)
+            try:
+                if kind == "file":
+                    write_file(target, "ours")
+                elif kind == "npz":
+                    write_npz(target, a=__import__("numpy").zeros(2))
+                else:
+                    make_dirs(target)
+            except OSError:
+                continue  # refused: a link, a file where a folder is needed, a FIFO's name
+            # what was written is reachable from out without any link
+            rel = target.relative_to(out)
+            for i in range(1, len(rel.parts) + 1):
+                assert not out.joinpath(*rel.parts[:i]).is_symlink()
+    assert _snapshot(outside) == before
+
+
+def test_explain_refuses_a_linked_folder_in_out_and_writes_nothing_there(tmp_path, capsys,
+                                                                        monkeypatch):
+    _tinynet(tmp_path, monkeypatch)
+    image, victim, out = tmp_path / "cat.png", tmp_path / "victim", tmp_path / "out"
+    Image.new("RGB", (32, 32), (90, 40, 10)).save(image, format="PNG")
+    victim.mkdir()
+    out.mkdir()
+    (out / "cat").symlink_to(victim)
+    code = cli.main(["explain", str(image), "--model", "tinynet:build", "--method",
+                     "saliency", "--out", str(out), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("pathattr: error: --out: 'cat'") and err.count("\n") == 1
+    assert list(victim.iterdir()) == []

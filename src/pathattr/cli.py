@@ -197,14 +197,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.steps = "auto" if args.run is _explain else DEFAULT_STEPS
     from .commands import UsageError
     from .errors import one_line
+    from .files import LinkInOutput
 
     try:
         # everything a command prints to stdout is escaped (stderr carries the progress bars'
         # own control characters, so its messages are escaped where they are printed)
-        with contextlib.redirect_stdout(EscapedStream(sys.stdout)):
+        with contextlib.redirect_stdout(EscapedStream(sys.stdout)), _output_root(args):
             return args.run(args)
     except UsageError as e:
         print(f"pathattr: error: {printable(e.flag_message())}", file=sys.stderr)
+        return 2
+    except LinkInOutput as e:
+        print(f"pathattr: error: --out: {printable(str(e.strerror))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("pathattr: interrupted", file=sys.stderr)
@@ -212,6 +216,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as e:
         print(f"pathattr: error: {printable(one_line(e))}", file=sys.stderr)
         return 1
+
+
+def _output_root(args: argparse.Namespace) -> contextlib.AbstractContextManager:
+    """The folder this command writes (``--out``, or summarize's RESULTS), held so that no
+    link below it is written through (``files.output_root``)."""
+    from .files import output_root
+
+    folder = getattr(args, "out", None) or (getattr(args, "results", None)
+                                            if args.run.__name__ == "summarize_command" else None)
+    return output_root(folder) if folder is not None else contextlib.nullcontext()
 
 
 def _explain(args: argparse.Namespace) -> int:

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .files import write_file
+from .files import make_dirs, write_file
 from .metrics import Curve, compare, deletion, insertion, road
 from .metrics.statistics import bootstrap, detectable_effect, holm, inputs_needed
 from .serialize import jsonable
@@ -304,7 +304,7 @@ def write_evaluation(evaluation: Evaluation, directory: Path, title: str,
     Returns the HTML's path."""
     from . import viz
 
-    directory.mkdir(parents=True, exist_ok=True)
+    make_dirs(directory)
     write_file(directory / "evaluation.json", json.dumps(jsonable(evaluation.to_dict()),
                                                           indent=1) + "\n")
     auc, comp = evaluation.tables()

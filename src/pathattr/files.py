@@ -1,21 +1,31 @@
 """Writing the user's folders safely: every output is written atomically and never through a
 link, and names derived from inputs stay inside the folder.
 
+``output_root(folder)`` holds a command's output folder open for the command's duration.
+While it is held, every folder and file written under it (``make_dirs``, ``write_atomic`` and
+what builds on them, the results store's index and lock) is reached from that open folder one
+component at a time with ``O_NOFOLLOW``: a link anywhere below the folder is refused, never
+written through, so nothing can appear outside it. Links in the folder's own path (what the
+user named) are the user's choice and followed.
+
 ``write_atomic`` writes to a temporary file in the destination's folder (created exclusively,
-so a planted link is never followed), fsyncs it and renames it over the destination: a reader
-sees the old file or the new one, a full disk or a kill leaves the old one intact, and a
-destination that is a symbolic link is replaced by a regular file rather than written through
-(its target is untouched). ``write_file`` and ``write_npz`` are its two common uses; the results
-store writes its shards through it too.
+with the user's umask, so a planted link is never followed), fsyncs it and renames it over the
+destination: a reader sees the old file or the new one, a full disk or a kill leaves the old
+one intact, and a destination that is a symbolic link is replaced by a regular file rather than
+written through (its target is untouched). ``write_file`` and ``write_npz`` are its two common
+uses; the results store writes its shards through it too.
 """
 
 from __future__ import annotations
 
+import contextvars
+import errno
 import os
 import re
+import secrets
 import stat
-import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -24,33 +34,150 @@ import numpy as np
 #: Characters kept in a name derived from an input; others become ``_``.
 _UNSAFE = re.compile(r"[^A-Za-z0-9._+-]")
 
+class _Root:
+    """A command's output folder, created and opened on first use (an argument error before
+    any write leaves nothing behind)."""
+
+    def __init__(self, folder: Path):
+        self.path, self._fd = folder, None
+
+    def fd(self) -> int:
+        if self._fd is None:
+            self.path.mkdir(parents=True, exist_ok=True)
+            self._fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY)
+        return self._fd
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+#: The held output folder.
+_ROOT: contextvars.ContextVar[_Root | None] = contextvars.ContextVar(
+    "pathattr_output_root", default=None)
+
+
+class LinkInOutput(OSError):
+    """A path below the held output folder passes through a link (or a non-folder)."""
+
+
+@contextmanager
+def output_root(folder: str | Path) -> Iterator[Path]:
+    """Hold ``folder`` (created and opened on the first write below it): until exit, writes
+    below it are resolved from it without following links (module docstring). Writes
+    elsewhere (a model cache) are unaffected. Yields its absolute path."""
+    root = _Root(Path(os.path.abspath(folder)))
+    token = _ROOT.set(root)
+    try:
+        yield root.path
+    finally:
+        _ROOT.reset(token)
+        root.close()
+
+
+def _below_root(path: Path) -> tuple[int, tuple[str, ...]] | None:
+    """The held root's descriptor and ``path``'s components below it; None without a root or
+    for a path outside it."""
+    root = _ROOT.get()
+    if root is None:
+        return None
+    absolute = Path(os.path.abspath(path))
+    if not absolute.is_relative_to(root.path):
+        return None
+    return root.fd(), absolute.relative_to(root.path).parts
+
+
+@contextmanager
+def _folder_fd(parts: tuple[str, ...], root_fd: int, create: bool, shown: Path) -> Iterator[int]:
+    """An open descriptor of the folder ``parts`` below ``root_fd``, each component opened
+    with ``O_NOFOLLOW`` (and made first with ``create``)."""
+    fds: list[int] = []
+    current = root_fd
+    try:
+        for i, part in enumerate(parts):
+            if create:
+                with suppress(FileExistsError):
+                    os.mkdir(part, 0o777, dir_fd=current)
+            try:
+                current = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW,
+                                  dir_fd=current)
+            except OSError as e:
+                if e.errno in (errno.ELOOP, errno.ENOTDIR):
+                    where = Path(*parts[:i + 1])
+                    raise LinkInOutput(
+                        e.errno, f"{str(where)!r} in the output folder is a link or a file, "
+                        f"and pathattr never writes through one: remove it or choose another "
+                        f"folder", str(shown)) from None
+                raise
+            fds.append(current)
+        yield current
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+def make_dirs(path: str | Path) -> Path:
+    """``path`` and its missing parents as folders (below a held root: never through a link);
+    returns ``path``."""
+    path = Path(path)
+    below = _below_root(path)
+    if below is None:
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+    with _folder_fd(below[1], below[0], True, path):
+        return path
+
+
+@contextmanager
+def open_folder(path: str | Path, create: bool = True) -> Iterator[int | None]:
+    """A descriptor of folder ``path`` reached without links below a held root (None without
+    a root: callers then use the path), for ``dir_fd`` operations."""
+    path = Path(path)
+    below = _below_root(path)
+    if below is None:
+        if create:
+            path.mkdir(parents=True, exist_ok=True)
+        yield None
+        return
+    with _folder_fd(below[1], below[0], create, path) as fd:
+        yield fd
+
 
 def write_atomic(path: str | Path, write: Callable[[BinaryIO], object],
                  tmp: str | Path | None = None, durable: bool = False) -> Path:
     """Call ``write(f)`` on a new temporary file beside ``path``, fsync it and rename it over
-    ``path``; return ``path``. ``tmp``: the temporary file's name (default: a fresh random one),
-    for a caller that must find what a kill leaves. ``durable``: also fsync the folder, so the
-    rename itself survives a crash. Cost: the write, one or two fsyncs and a rename."""
+    ``path``; return ``path``. The file gets the user's umask; below a held output root its
+    folder is reached without following links. ``tmp``: the temporary file's name in that
+    folder (default: a fresh random one), for a caller that must find what a kill leaves.
+    ``durable``: also fsync the folder, so the rename itself survives a crash. Cost: the
+    write, one or two fsyncs and a rename."""
     path = Path(path)
-    if tmp is None:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    else:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    if durable:
-        folder = os.open(path.parent, os.O_RDONLY)
+    name = path.name
+    temp = Path(tmp).name if tmp is not None else f".{name}.{secrets.token_hex(6)}.tmp"
+    with open_folder(path.parent, create=_below_root(path.parent) is not None) as folder:
+        def at(n: str) -> str | Path:
+            return n if folder is not None else path.parent / n
+
+        fd = os.open(at(temp), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666,
+                     dir_fd=folder)
         try:
-            os.fsync(folder)
-        finally:
-            os.close(folder)
+            with os.fdopen(fd, "wb") as f:
+                write(f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(at(temp), at(name), src_dir_fd=folder, dst_dir_fd=folder)
+        except BaseException:
+            with suppress(FileNotFoundError):
+                os.unlink(at(temp), dir_fd=folder)
+            raise
+        if durable:
+            sync = os.open(".", os.O_RDONLY, dir_fd=folder) if folder is not None else \
+                os.open(path.parent, os.O_RDONLY)
+            try:
+                os.fsync(sync)
+            finally:
+                os.close(sync)
     return path
 
 

@@ -33,6 +33,7 @@ index holds plain values.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -48,7 +49,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import first_line
-from .files import write_atomic
+from .files import make_dirs, open_folder, write_atomic
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS items (
@@ -117,7 +118,7 @@ class Store:
                                    f"empty folder")
             if (self.path / "index.sqlite").is_file():
                 _check_index(self.path / "index.sqlite", empty_ok=True)
-            self.shards.mkdir(parents=True, exist_ok=True)
+            make_dirs(self.shards)
             self._lock = _flock(self.path / "lock")
         elif not (self.path / "index.sqlite").is_file():
             raise FileNotFoundError(f"no results index in {str(self.path)!r}")
@@ -375,7 +376,15 @@ def _check_index(path: Path, empty_ok: bool) -> None:
 def _flock(path: Path) -> int:
     import fcntl  # POSIX only, like the rename-over guarantee the store relies on
 
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    with open_folder(path.parent, create=False) as folder:
+        try:
+            fd = os.open(path.name if folder is not None else path,
+                         os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o666, dir_fd=folder)
+        except OSError as e:
+            if e.errno != errno.ELOOP:
+                raise
+            raise BadStore(f"{str(path)!r} is a symbolic link: a results store never follows "
+                           f"one (it would create a file where the link points)") from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

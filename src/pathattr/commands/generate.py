@@ -17,7 +17,7 @@ from torch import nn
 
 from .. import viz
 from ..errors import first_line
-from ..files import text_folder, write_file
+from ..files import make_dirs, text_folder, write_file
 from . import UsageError
 
 #: Language models ``--model`` may name with ``--generate`` / ``--target-text`` (besides the
@@ -183,7 +183,7 @@ def _write(lm: LanguageModel, sa, r, prompt: str, method: str, generated: bool,
         body = viz.sequence_terminal(tokens, targets, scores, shift)
     else:
         body = "\n".join(_top_sources(tokens, targets, scores, shift))
-    directory.mkdir(parents=True, exist_ok=True)
+    make_dirs(directory)
     write_file(directory / "tokens.json", json.dumps({
         "prompt": prompt, "continuation": continuation, "method": method, "tokens": tokens,
         "targets": targets, "target_ids": r.target_ids[0].tolist(),

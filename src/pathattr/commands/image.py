@@ -17,7 +17,7 @@ from tqdm import tqdm
 from .. import registry, viz
 from ..errors import one_line, printable
 from ..evaluation import Evaluation, Evaluator
-from ..files import safe_name, write_file, write_npz
+from ..files import make_dirs, safe_name, write_file, write_npz
 from ..layers import resolve_layer
 from ..named import ModelBundle, parse_target
 from ..viz.report import map_cells
@@ -85,7 +85,7 @@ def run(bundle: ModelBundle, images: list[tuple[str, Image.Image]], opts: Option
             directory = opts.out / safe_name(label, used)
             if opts.command != "explain":  # never replaces what explain wrote for the image
                 directory = directory / opts.command
-            directory.mkdir(parents=True, exist_ok=True)
+            make_dirs(directory)
             outcomes.append(_one(bundle, label, img, opts, directory, bar, evaluator))
     return outcomes, evaluator.result if evaluator and evaluator.result.inputs else None
 

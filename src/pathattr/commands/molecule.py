@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from .. import registry
-from ..files import text_folder, write_file
+from ..files import make_dirs, text_folder, write_file
 from . import UsageError
 
 #: The zoo's molecular nets by command-line name: ``zoo.molecules.molecular_net``'s target.
@@ -99,7 +99,7 @@ def explain_molecule(smiles: str, model_name: str, methods: list[str], steps: in
                          "bonds": None if bonds is None else bonds.tolist(),
                          "delta": delta, "seconds": seconds}
     directory = out / "molecule" / text_folder(smiles, model_name)
-    directory.mkdir(parents=True, exist_ok=True)
+    make_dirs(directory)
     for p in panels:
         if p.png is not None:
             write_file(directory / f"{p.name}.png", p.png)

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from .. import viz
-from ..files import text_folder, write_file
+from ..files import make_dirs, text_folder, write_file
 from . import UsageError
 
 
@@ -56,7 +56,7 @@ def explain_text(text: str, pair: str | None, steps: int | str, out: Path
         fragments.append(f"<p>{html.escape(head)}</p>" + viz.tokens_html(tokens, scores))
         tables.append(head + "\n" + viz.tokens_table(tokens, scores))
     directory = out / "text" / text_folder(text, *([pair] if pair else []))
-    directory.mkdir(parents=True, exist_ok=True)
+    make_dirs(directory)
     write_file(directory / "tokens.json", json.dumps(entries, indent=2) + "\n")
     report = viz.Report(
         title="pathattr: sentence similarity",

@@ -20,7 +20,7 @@ import torch
 from matplotlib.figure import Figure
 from torch import Tensor
 
-from ..files import write_file
+from ..files import make_dirs, write_file
 from ..serialize import jsonable
 from ..viz import figure_png
 
@@ -96,7 +96,7 @@ def write_results(out_dir: Path, name: str, settings: Mapping, numbers: Mapping,
     the machine stretch every timing.
     """
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    make_dirs(out_dir)
     files = ["README.md", "results.json"]
     for stem, fig in figures.items():
         write_file(out_dir / f"{stem}.png", figure_png(fig))
