@@ -241,8 +241,13 @@ def test_recurrent_token_ids_and_tuple_layers(cell):
     lig = pathattr.LayerIntegratedGradients(model, "rnn[0]").attribute(ids, 0, target=2,
                                                                        steps=8)
     assert lig.delta.abs().max() < 1e-10
-    with pytest.raises(TypeError, match="rnn\\[0\\]"):
-        pathattr.LayerIntegratedGradients(model, "rnn").attribute(ids, 0, target=2, steps=4)
+    whole = pathattr.LayerIntegratedGradients  # the layer as a whole: its batch-first tensors
+    if cell is nn.LSTM:  # (output, (h, c)): the output is its one tensor element
+        torch.testing.assert_close(whole(model, "rnn").attribute(ids, 0, target=2, steps=8)
+                                   .attributions, lig.attributions, rtol=0, atol=1e-12)
+    else:  # (output, h): h is (layers * directions, batch, hidden), not batch first
+        with pytest.raises(TypeError, match="'rnn\\[1\\]'.*not batch first.*'rnn\\[0\\]'"):
+            whole(model, "rnn").attribute(ids, 0, target=2, steps=4)
     with pytest.raises(TypeError, match="path_layer"):
         pathattr.LayerConductance(model, "rnn[0]").attribute(ids, 0, target=2, steps=4)
 

@@ -246,10 +246,10 @@ def layer_tensors(model: nn.Module, layers: Sequence[LayerSpec], use_input: bool
                   s: Setup) -> list[list[str]]:
     """Per layer, the names to tap: itself, or one name per floating tensor of an output (or
     of positional inputs) of several (``m[0]``, ``m[1]``), so that such a layer is attributed
-    as a whole (Captum's convention). Cost: one forward of the first example per layer of
-    unknown kind (``layers.tensor_elements``)."""
-    rows0 = torch.zeros(min(len(s.x), 1), dtype=torch.long, device=s.x.device)
-    return [tensor_elements(name, module, use_input, lambda: s.call(s.x[:1], rows0))
+    as a whole (Captum's convention); an element that is not batch first is refused. Cost: one
+    forward of the first two examples per layer (``layers.tensor_elements``)."""
+    rows = torch.arange(min(len(s.x), 2), device=s.x.device)  # two, to see the batch dim
+    return [tensor_elements(name, module, use_input, lambda: s.call(s.x[rows], rows), len(rows))
             if len(s.x) else [name]
             for name, module in (resolve_layer(model, spec) for spec in layers)]
 

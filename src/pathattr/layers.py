@@ -119,11 +119,13 @@ def resolve_layer(model: nn.Module, layer: LayerSpec) -> tuple[str, nn.Module]:
 
 
 def tensor_elements(name: str, module: nn.Module, use_input: bool,
-                    forward: Callable[[], object]) -> list[str]:
+                    forward: Callable[[], object], rows: int | None = None) -> list[str]:
     """The names to tap for layer ``name``: itself when its output (or, with ``use_input``,
     its one positional input) is a tensor or an element is named; else one name per
     floating-point tensor among its output's elements (a tuple, list or mapping) or its
     positional inputs, e.g. ``["m[0]", "m[1]"]``, so that the layer is attributed as a whole.
+    ``rows``: how many examples ``forward`` runs; an element whose first dimension is not that
+    (an RNN's state, batch second) raises ``TypeError`` naming the elements to choose from.
     Cost: ``forward()``, one forward pass of the caller's choosing (without gradients)."""
     if split_element(name)[1]:
         return [name]
@@ -147,9 +149,16 @@ def tensor_elements(name: str, module: nn.Module, use_input: bool,
         return [name]
     keys = value.keys() if isinstance(value, Mapping) else range(len(value)) \
         if isinstance(value, (tuple, list)) else ()
-    found = [f"{name}[{k!r}]" for k in keys
+    found = [(f"{name}[{k!r}]", value[k]) for k in keys
              if isinstance(value[k], Tensor) and value[k].is_floating_point()]
-    return found or [name]
+    if rows is not None and len(found) > 1:
+        odd = [(n, tuple(t.shape)) for n, t in found if t.dim() == 0 or t.shape[0] != rows]
+        if odd:
+            raise TypeError(f"layer {name!r} gives several tensors, and {odd[0][0]!r} (shape "
+                            f"{odd[0][1]} for {rows} example{'s' * (rows != 1)}) is not batch "
+                            f"first; name the element to attribute, one of "
+                            f"{', '.join(repr(n) for n, _ in found)}")
+    return [n for n, _ in found] or [name]
 
 
 @dataclass(frozen=True)
