@@ -46,7 +46,7 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_leaves, tree_map
 
 from .composite import COMPOSITES, DECOMPOSITIONS
-from .linearity import AffineProbe
+from .linearity import AffineProbe, probe_key
 from .multipliers import (
     AffineSource,
     MaxPool,
@@ -165,6 +165,8 @@ class DeepLiftMode(TorchFunctionMode):
         self.rule, self.fallback, self.widen = rule, fallback, widen
         self.counts: Counter[str] = Counter()
         self._sources: dict[int, tuple[weakref.ref, AffineSource]] = {}
+        # the probe's verdict per kind of call (``linearity.probe_key``), for this call only
+        self._verdicts: dict[tuple, str | None] = {}
         self._scales: dict[int, tuple[weakref.ref, bool]] = {}
         self._tape: list[_Entry] = []
         self._next = 0
@@ -274,13 +276,20 @@ class DeepLiftMode(TorchFunctionMode):
                 return shapley_product(func, args, kwargs, factors[0], factors[1], a_ref, b_ref)
         # no rule of its own: affine if every ATen operator it runs is (``linearity``), and then
         # autograd's chain rule through it already is DeepLIFT's linear rule on differences
-        with AffineProbe() as probe:
-            out = func(*args, **kwargs)
+        key = probe_key(func, args, kwargs)
+        if key is not None and key in self._verdicts:
+            out, offending = func(*args, **kwargs), self._verdicts[key]
+        else:
+            with AffineProbe() as probe:
+                out = func(*args, **kwargs)
+            offending = probe.offending
+            if key is not None:
+                self._verdicts[key] = offending
         if not any(isinstance(t, Tensor) for t in tree_leaves(out)):
             return out  # metadata (shape, dim, item): no tensor flows on
-        if probe.offending is not None:
+        if offending is not None:
             return self._unsupported(
-                func, args, kwargs, f"runs {probe.offending}, which is neither a supported "
+                func, args, kwargs, f"runs {offending}, which is neither a supported "
                 f"nonlinearity nor affine in the attributed signal", out)
         if any(isinstance(t, Tensor) and not t.requires_grad for t in tree_leaves(out)):
             return self._unsupported(func, args, kwargs, "turns the attributed signal into a "
