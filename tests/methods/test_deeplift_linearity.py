@@ -273,3 +273,19 @@ def test_formulas_read_from_torch():
     assert affine_in(aten.native_batch_norm.default, {"input"}, {"training": False})
     assert affine_in(aten.scatter_reduce.two, {"src"}, {"reduce": "sum"})
     assert not affine_in(aten.scatter_reduce.two, {"src"}, {"reduce": "amax"})
+
+
+def test_one_probe_serves_only_calls_of_the_same_kind():
+    from pathattr.methods.deeplift.linearity import probe_key
+
+    a = torch.randn(2, 3, requires_grad=True)
+    c = torch.randn(2, 3)
+    same = probe_key(torch.roll, (a, 1, 1), {})
+    assert same == probe_key(torch.roll, (a.detach().requires_grad_(), 1, 1), {})
+    assert same != probe_key(torch.roll, (a, 2, 1), {})  # another shift: probed anew
+    assert same != probe_key(torch.roll, (c, 1, 1), {})  # constant: another kind
+    assert probe_key(F.pad, (a, (1, 1)), {"mode": "reflect"}) != \
+        probe_key(F.pad, (a, (1, 1)), {"mode": "replicate"})
+    assert probe_key(torch.cat, ([a, c],), {}) != probe_key(torch.cat, ([c, a],), {})
+    assert probe_key(torch.Tensor.__getitem__, (a, (slice(0, 1), 0)), {}) is not None
+    assert probe_key(torch.roll, (a, 1, 1), {"unhashable": {1: 2}}) is None
