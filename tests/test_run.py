@@ -20,7 +20,7 @@ from PIL import Image
 from pathattr import cli
 from pathattr.commands import UsageError
 from pathattr.runs import run, summarize
-from pathattr.store import Store
+from pathattr.store import Outcome, Store
 
 STEPS, BATCH = 8, 4
 SETTINGS = {"methods": "ig", "steps": STEPS, "batch_size": BATCH, "quiet": True}
@@ -321,20 +321,25 @@ def model():
 
 def test_summarize_never_runs_code_named_in_the_results_folder(reference, tmp_path,
                                                                monkeypatch):
-    import shutil
-
     out = tmp_path / "copy"
-    shutil.copytree(reference, out)
     (tmp_path / "evil.py").write_text(EVIL_MODEL)
     monkeypatch.chdir(tmp_path)  # where module:factory would be imported from
+    with Store(reference) as ref:  # a store whose own settings name code
+        settings, done = ref.settings(), list(ref.attributions(ref.rows()))
     with Store(out, write=True) as s:
-        s.save_settings({**s.settings(), "model": "evil:model"})
+        s.save_settings({**settings, "model": "evil:model"})
+        s.commit([Outcome(r["key"], r["method"], a, r["prediction"], r["target"], r["label"],
+                          r["delta"], r["output_delta"], r["seconds"]) for r, a in done])
     summary = summarize(out, sample=1)
     assert not (tmp_path / "ran").exists()
     page = summary.report.read_text()
     assert "is not built in, and code named in a results folder is never run" in page
     assert page.count("<img") == 2  # still the mean map and the sample, as bare heatmaps
     summarize(out, sample=1, model="digits-cnn")  # the user's own --model draws them
+    with Store(out, write=True) as s:  # settings edited afterwards: no row verifies
+        s.save_settings({**settings, "model": "digits-cnn"})
+    counts = summarize(out, sample=1).data["methods"]["ig"]
+    assert counts["done"] == 0 and counts["corrupt"] == len(done)
 
 
 def test_summarize_reports_bad_rows_and_refuses_a_foreign_index(reference, tmp_path):
@@ -395,3 +400,22 @@ def test_auto_batch_size_commits_often_and_a_resume_keeps_the_stores(digits, tmp
     np.savez(few, x=np.load(digits)["x"][:24])  # the data grew: auto would now say 2
     again = run("digits-cnn", few, out=out, methods="saliency", steps=4, quiet=True)
     assert (again.done, again.skipped) == (12, 12)  # resumed with the store's batch size
+
+
+def test_rows_deleted_by_hand_are_reported_and_recomputed_bit_equal(digits, reference,
+                                                                    tmp_path):
+    import shutil
+
+    out = tmp_path / "copy"
+    shutil.copytree(reference, out)
+    with sqlite3.connect(out / "index.sqlite") as db:
+        keys = [k for (k,) in db.execute("SELECT key FROM items ORDER BY key LIMIT 3")]
+        db.execute("DELETE FROM items WHERE key IN (?, ?, ?)", keys)
+    assert "3 result row(s) the store committed are missing" in summarize(out).report.read_text()
+    with pytest.warns(UserWarning, match="3 result row.s. that .* are missing"):
+        result = run("digits-cnn", digits, out=out, **SETTINGS)
+    assert result.done >= 3
+    want, got = contents(reference), contents(out)
+    assert got.keys() == want.keys()
+    for k, (pred, target, delta, attr) in want.items():  # the same batches: the same bits
+        assert got[k][:3] == (pred, target, delta) and np.array_equal(got[k][3], attr), k

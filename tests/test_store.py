@@ -275,3 +275,76 @@ def test_an_index_that_is_not_ours_is_refused_and_never_written(tmp_path, conten
             Store(tmp_path, write=True)
     assert index.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["index.sqlite"]
+
+
+@pytest.mark.parametrize("column,value", [("delta", 0.5), ("target", 7), ("prediction", 1),
+                                          ("label", 2), ("output_delta", -1.0),
+                                          ("seconds", 9.0), ("key", "z")])
+def test_a_hand_edit_of_any_field_a_report_reads_is_caught(tmp_path, column, value):
+    def edit(path, rows):
+        _sql(path, f"UPDATE items SET {column} = ? WHERE key = 'a'", value)
+
+    verified, bad = corrupt(tmp_path, edit)
+    assert verified == {("b", "ig"), ("c", "ig")}
+    assert "checksum mismatch" in bad["z" if column == "key" else "a"]
+
+
+def test_edited_settings_untrust_every_row(tmp_path):
+    def edit(path, rows):
+        _sql(path, "INSERT OR REPLACE INTO meta VALUES ('settings', '{\"data\": \"/\"}')")
+
+    verified, bad = corrupt(tmp_path, edit)
+    assert verified == set() and all("checksum mismatch" in r for r in bad.values())
+
+
+def test_rows_deleted_by_hand_are_reported_as_missing(tmp_path):
+    with Store(tmp_path, write=True) as s:
+        s.commit([outcome("a"), outcome("b"), outcome("c", error="bad")])
+        assert s.missing() == 0
+    _sql(tmp_path, "DELETE FROM items WHERE key IN ('a', 'b')")
+    with Store(tmp_path) as s:
+        assert s.missing() == 2
+
+
+def test_an_index_with_a_trigger_is_refused_before_it_can_run(tmp_path):
+    with Store(tmp_path, write=True) as s:
+        s.commit([outcome("a")])
+    _sql(tmp_path, "CREATE TABLE log (x TEXT)")
+    _sql(tmp_path, "DROP TABLE log")
+    _sql(tmp_path, "CREATE TRIGGER spy AFTER INSERT ON items BEGIN "
+                   "INSERT INTO meta VALUES ('spied', 'yes'); END")
+    for write in (False, True):
+        with pytest.raises(BadStore, match="trigger 'spy'"):
+            Store(tmp_path, write=write)
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "index.sqlite") as db:
+        assert db.execute("SELECT value FROM meta WHERE name = 'spied'").fetchone() is None
+
+
+def test_a_compressed_shard_member_is_refused_unread(tmp_path):
+    """A deflate bomb: 400 MB of zeros in 0.4 MB. The store writes members uncompressed, so a
+    compressed one is refused from its zip header, before any byte is inflated."""
+    import zipfile
+
+    with Store(tmp_path, write=True) as s:
+        s.commit([outcome("a")])
+    with Store(tmp_path) as s:
+        (row,) = s.rows()
+    shard = tmp_path / "shards" / row["shard"]
+    with zipfile.ZipFile(shard, "w", zipfile.ZIP_DEFLATED) as z, \
+            z.open(f"{row['row']}.npy", "w", force_zip64=True) as f:
+        np.lib.format.write_array_header_1_0(f, {"descr": "<f4", "fortran_order": False,
+                                                 "shape": (100, 1000, 1000)})
+        zeros = bytes(1 << 20)
+        for _ in range(400):
+            f.write(zeros)
+    assert shard.stat().st_size < 1e6
+
+    def inflate(*args, **kwargs):
+        raise AssertionError("a compressed member was inflated")
+
+    with Store(tmp_path) as s, pytest.MonkeyPatch.context() as mp:
+        mp.setattr(zipfile.ZipExtFile, "read", inflate)
+        _, bad = s.check()
+    assert "compressed: not written by pathattr" in bad[0][2]

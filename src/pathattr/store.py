@@ -63,6 +63,10 @@ CREATE TABLE IF NOT EXISTS shards (name TEXT PRIMARY KEY);
 """
 #: The only shard names a store writes, reads or deletes: no directory part, a random suffix.
 SHARD_NAME = re.compile(r"[^/\\\x00]+-[0-9a-f]{32}\.npz")
+#: Every schema object a store creates (tables and SQLite's indexes of their primary keys).
+_OWN_SCHEMA = {("table", "items"), ("table", "meta"), ("table", "shards"),
+               ("index", "sqlite_autoindex_items_1"), ("index", "sqlite_autoindex_meta_1"),
+               ("index", "sqlite_autoindex_shards_1")}
 #: What ``Store(write=True)`` may find in a folder it has not initialised yet (a writer killed
 #: before its index existed).
 _OWN_FILES = {"lock", "shards", "index.sqlite", "index.sqlite-wal", "index.sqlite-shm"}
@@ -126,6 +130,7 @@ class Store:
             _check_index(self.path / "index.sqlite", empty_ok=False)
         # isolation_level=None: transactions are explicit (BEGIN ... COMMIT), one per batch.
         self.db = sqlite3.connect(self.path / "index.sqlite", isolation_level=None)
+        self.db.execute("PRAGMA trusted_schema = OFF")
         if write:
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=FULL")
@@ -172,10 +177,26 @@ class Store:
                              f"JSON object: {str(row[0])[:80]!r}")
         return settings
 
+    def _settings_text(self) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE name = 'settings'").fetchone()
+        return None if row is None else str(row[0])
+
     def save_settings(self, settings: dict) -> None:
         with self._transaction():
             self.db.execute("INSERT OR REPLACE INTO meta VALUES ('settings', ?)",
                             (json.dumps(settings, sort_keys=True),))
+
+    def missing(self) -> int:
+        """How many done rows the store committed that its index no longer holds (deleted by
+        hand or by another program): tampering, reported like a flipped bit."""
+        row = self.db.execute("SELECT value FROM meta WHERE name = 'done'").fetchone()
+        have = self.db.execute("SELECT COUNT(*) FROM items WHERE status = 'done'").fetchone()[0]
+        try:
+            committed = int(row[0]) if row is not None else 0
+        except (TypeError, ValueError):
+            raise BadStore(f"the index of {str(self.path)!r} holds a count of committed rows "
+                           f"that is not a number: {str(row[0])[:40]!r}") from None
+        return max(committed - have, 0)
 
     def done(self) -> set[tuple[str, str]]:
         """``(key, method)`` of every done item whose result verifies (see ``check``)."""
@@ -213,11 +234,17 @@ class Store:
             # ours; durable: the rename must be on disk before the rows commit
             write_atomic(self.shards / shard, lambda f, a=arrays: np.savez(f, **a),
                          tmp=self.shards / (shard + ".tmp"), durable=True)
-            rows.extend(_row(o, "done", shard, str(i), checksum(o.key, o.method, o.attribution))
-                        for i, o in enumerate(done))
+            settings = self._settings_text()
+            for i, o in enumerate(done):
+                fields = dict(zip(COLUMNS, _row(o, "done", shard, str(i))))
+                rows.append(_row(o, "done", shard, str(i),
+                                 checksum(fields, o.attribution, settings)))
         with self._transaction():
             self.db.executemany(f"INSERT OR REPLACE INTO items ({', '.join(COLUMNS)}) VALUES "
                                 f"({', '.join('?' * len(COLUMNS))})", rows)
+            # how many done rows the store committed: a row deleted by hand shows as missing
+            self.db.execute("INSERT OR REPLACE INTO meta VALUES ('done', (SELECT COUNT(*) "
+                            "FROM items WHERE status = 'done'))")
 
     def rows(self, where: str = "", params: Iterable = ()) -> list[sqlite3.Row]:
         """Index rows (``sqlite3.Row``, by column name), optionally filtered by an SQL
@@ -251,7 +278,8 @@ class Store:
                     files.close()
                     shard, npz, broken = row["shard"], *self._open(files, row["shard"])
                 if reason is None:
-                    attribution, reason = (None, broken) if broken else _member(npz, row)
+                    attribution, reason = (None, broken) if broken else \
+                        _member(npz, row, self._settings_text())
                 yield row, attribution, reason
 
     def _open(self, files: ExitStack, shard: str) -> tuple[object, str | None]:
@@ -304,19 +332,36 @@ _TYPES = {"prediction": int, "target": int, "label": int, "delta": (int, float),
 _REQUIRED = ("shard", "row", "checksum")
 
 
-def checksum(key: str, method: str, attribution: np.ndarray) -> str:
-    """SHA-256 (hex) of an item's identity and result: key, method, dtype, shape and bytes."""
-    h = hashlib.sha256()
+#: The columns a done row's checksum covers: every one a report reads.
+SIGNED = ("key", "method", "status", "prediction", "target", "label", "delta", "output_delta",
+          "seconds", "error", "shard", "row")
+
+
+def checksum(fields: dict, attribution: np.ndarray, settings: str | None) -> str:
+    """SHA-256 (hex) of a done row: its ``SIGNED`` fields (as stored), the run's settings
+    (the index's text of them) and the attribution's dtype, shape and bytes. An edit of any
+    of them, of the settings, or a row moved to another shard member no longer verifies."""
+    h = hashlib.sha256(b"pathattr-row-v2\0")
+    h.update(json.dumps([fields[c] for c in SIGNED]).encode() + b"\0")
+    h.update((settings or "").encode() + b"\0")
     a = np.ascontiguousarray(attribution)
-    for part in (key, method, a.dtype.str, repr(a.shape)):
-        h.update(part.encode() + b"\0")
+    h.update(a.dtype.str.encode() + b"\0" + repr(a.shape).encode() + b"\0")
     h.update(a.tobytes())
     return h.hexdigest()
 
 
-def _member(npz, row: sqlite3.Row) -> tuple[np.ndarray | None, str | None]:
-    """The row's attribution from its open shard and None, or None and why not."""
+def _member(npz, row: sqlite3.Row, settings: str | None
+            ) -> tuple[np.ndarray | None, str | None]:
+    """The row's attribution from its open shard and None, or None and why not. A member is
+    read only if stored uncompressed, as the store writes it, so its size is bounded by the
+    file's (a compressed member could expand without limit)."""
     where = f"shard {row['shard']} member {row['row']!r}"
+    try:
+        info = npz.zip.getinfo(f"{row['row']}.npy")
+    except KeyError:
+        return None, f"shard {row['shard']} has no member {row['row']!r}"
+    if info.compress_type != zipfile.ZIP_STORED:
+        return None, f"{where} is compressed: not written by pathattr"
     try:
         attribution = npz[row["row"]]
     except KeyError:
@@ -324,9 +369,9 @@ def _member(npz, row: sqlite3.Row) -> tuple[np.ndarray | None, str | None]:
     except (OSError, ValueError, EOFError, MemoryError, zipfile.BadZipFile) as e:
         # a header claiming a huge shape raises MemoryError: corrupt like any other
         return None, f"{where} is unreadable ({first_line(e) or type(e).__name__})"
-    if checksum(row["key"], row["method"], attribution) != row["checksum"]:
-        return None, f"checksum mismatch: {where} is not this item's result (swapped, edited " \
-                     f"or corrupted)"
+    if checksum({c: row[c] for c in SIGNED}, attribution, settings) != row["checksum"]:
+        return None, f"checksum mismatch: {where} or this row is not what the run wrote " \
+                     f"(swapped, edited or corrupted)"
     return attribution, None
 
 
@@ -362,12 +407,19 @@ def _check_index(path: Path, empty_ok: bool) -> None:
         raise BadStore(f"{str(path)!r} is not a pathattr results index (not an SQLite file)")
     db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
     try:
-        tables = {n for (n,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        db.execute("PRAGMA trusted_schema = OFF")
+        objects = db.execute("SELECT type, name FROM sqlite_master").fetchall()
     except sqlite3.DatabaseError as e:
         raise BadStore(f"{str(path)!r} is not a pathattr results index ({first_line(e)})") \
             from None
     finally:
         db.close()
+    tables = {n for t, n in objects if t == "table"}
+    foreign = [f"{t} {n!r}" for t, n in objects if (t, n) not in _OWN_SCHEMA]
+    if foreign:  # a trigger would run on our writes, a view or table is someone else's
+        raise BadStore(f"{str(path)!r} is not a pathattr results index: it holds schema "
+                       f"objects pathattr did not create ({', '.join(foreign[:3])}), and is "
+                       f"never written to or trusted")
     if (tables or not empty_ok) and not {"items", "meta"} <= tables:
         raise BadStore(f"{str(path)!r} is not a pathattr results index (its tables: "
                        f"{', '.join(sorted(tables)) or 'none'})")

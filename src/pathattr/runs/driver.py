@@ -97,6 +97,14 @@ def run(model: str, data: str | Path, methods: str | Sequence[str] = "ig",
                           f"and will be recomputed; first: {corrupt[0][0]} ({corrupt[0][1]}): "
                           f"{corrupt[0][2]}", stacklevel=2)
         damaged = {(k, m) for k, m, _ in corrupt}
+        missing = store.missing()
+        if missing:
+            # rows deleted from the index: which is unknown, so every item not done is redone
+            # with its whole batch, as first computed (bit-equal to the deleted results)
+            warnings.warn(f"{missing} result row(s) that {str(out)!r} committed are missing "
+                          f"from its index (deleted by hand or by another program); their "
+                          f"items will be recomputed", stacklevel=2)
+            damaged |= {(k, m) for k in dataset.keys for m in names if (k, m) not in done}
         batches = []
         for i in range(0, len(dataset.keys), batch_size):
             keys = dataset.keys[i:i + batch_size]

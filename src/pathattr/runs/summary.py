@@ -48,6 +48,7 @@ def summarize(results: str | Path, sample: int = 4, top: int = 10, model: str | 
     with Store(results) as store:
         settings = store.settings() or {}
         rows = store.rows()
+        missing = store.missing()
         good, corrupt, sums, sample_attrs, keys = [], [], {}, [], []
         for row, a, reason in store.results(rows):
             if reason is not None:
@@ -86,6 +87,9 @@ def summarize(results: str | Path, sample: int = 4, top: int = 10, model: str | 
     ]
     if failures:
         tables.append(viz.Table(("item", "method", "failure"), failures))
+    if missing:  # rows deleted from the index: tampering, like a flipped bit
+        corrupt.append(("(rows deleted)", "*", f"{missing} result row(s) the store committed "
+                        f"are missing from its index"))
     if corrupt:
         tables.append(viz.Table(("item", "method", "stored result fails verification"),
                                 corrupt))
@@ -95,7 +99,8 @@ def summarize(results: str | Path, sample: int = 4, top: int = 10, model: str | 
             "top_features": [dict(zip(("method", "rank", "feature", "mean_abs", "mean"), t))
                              for t in top_rows],
             "failures": [dict(zip(("key", "method", "error"), f)) for f in failures],
-            "corrupt": [dict(zip(("key", "method", "reason"), c)) for c in corrupt]}
+            "corrupt": [dict(zip(("key", "method", "reason"), c)) for c in corrupt],
+            "missing_rows": missing}
     write_file(results / "summary.json", json.dumps(data, indent=2) + "\n")
     panels = [viz.MethodPanel(f"{m}: mean |attribution|, {n} items",
                               viz.array_png(viz.heatmap(a / n, signed=False)))
