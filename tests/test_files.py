@@ -255,3 +255,44 @@ def test_explain_refuses_a_linked_folder_in_out_and_writes_nothing_there(tmp_pat
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("pathattr: error: --out: 'cat'") and err.count("\n") == 1
     assert list(victim.iterdir()) == []
+
+
+def test_two_inputs_of_one_name_never_replace_each_others_outputs(tmp_path, capsys,
+                                                                  monkeypatch):
+    _tinynet(tmp_path, monkeypatch)
+    out = tmp_path / "out"
+    for folder, colour in (("d1", (90, 40, 10)), ("d2", (10, 40, 90))):
+        (tmp_path / folder).mkdir()
+        Image.new("RGB", (32, 32), colour).save(tmp_path / folder / "x.png", format="PNG")
+
+    def explain(folder):
+        return cli.main(["explain", str(tmp_path / folder / "x.png"), "--model",
+                         "tinynet:build", "--method", "saliency", "--out", str(out), "--quiet"])
+
+    assert explain("d1") == 0
+    first = (out / "x" / "report.html").read_bytes()
+    capsys.readouterr()
+    assert explain("d2") == 2
+    err = capsys.readouterr().err
+    assert err.startswith("pathattr: error: --out:") and "d1" in err and err.count("\n") == 1
+    assert (out / "x" / "report.html").read_bytes() == first
+    assert explain("d1") == 0  # the same input replaces its own results
+
+
+def test_explain_curves_and_evaluate_never_replace_each_others_evaluation(tmp_path, capsys,
+                                                                         monkeypatch):
+    _tinynet(tmp_path, monkeypatch)
+    out = tmp_path / "out"
+    images = []
+    for i in range(2):
+        images.append(str(tmp_path / f"{i}.png"))
+        Image.new("RGB", (32, 32), (90, 40 * i, 10)).save(images[-1], format="PNG")
+    common = [*images, "--model", "tinynet:build", "--method", "saliency", "--out", str(out),
+              "--quiet", "--curve-steps", "4"]
+    assert cli.main(["explain", *common, "--curves"]) == 0
+    written = (out / "evaluation.json").read_bytes()
+    capsys.readouterr()
+    assert cli.main(["evaluate", *common]) == 2
+    assert "evaluation" in capsys.readouterr().err
+    assert (out / "evaluation.json").read_bytes() == written
+    assert not (out / "0" / "evaluate").exists()  # refused before any work

@@ -328,6 +328,7 @@ def _neurons(args: argparse.Namespace) -> int:
 def _images(args: argparse.Namespace, method_spec: str | None, curves: bool, layer: str | None,
             demo: bool = False, command: str = "explain") -> int:
     from .commands import image
+    from .files import claim
     from .named import Preprocessing, load_image, load_model
     from .registry import parse_methods
     from .validate import check_out_dir
@@ -339,10 +340,15 @@ def _images(args: argparse.Namespace, method_spec: str | None, curves: bool, lay
     check_out_dir(args.out)
     if demo:
         layer = bundle.layer
+    sources = tuple(s if s.startswith("photo:") else str(Path(s).resolve())
+                    for s in args.images)
     opts = image.Options(chosen, args.out, args.steps, args.target, curves,
                          vars(args).get("curve_steps"), layer, vars(args).get("top"), args.quiet,
                          vars(args).get("metrics") or ("insertion", "deletion"),
-                         vars(args).get("controls", True), command)
+                         vars(args).get("controls", True), command, sources)
+    several = curves and len(images) > 1
+    if several:  # explain --curves and evaluate never replace each other's evaluation.*
+        claim(args.out, "evaluation", command, write=False)
     outcomes, evaluation = image.run(bundle, images, opts)
     for o in outcomes:
         tables = (t.text() for t in (o.methods, o.curves, o.neurons) if t)
@@ -352,6 +358,7 @@ def _images(args: argparse.Namespace, method_spec: str | None, curves: bool, lay
     if evaluation is not None and len(evaluation.inputs) > 1:
         from .evaluation import write_evaluation
 
+        claim(args.out, "evaluation", command)
         page = write_evaluation(evaluation, args.out, f"pathattr: {len(evaluation.inputs)} "
                                 f"images", [("model", bundle.name), ("steps", str(args.steps))])
         _say(args, f"== {len(evaluation.inputs)} images", *(t.text()

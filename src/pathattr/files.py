@@ -181,6 +181,28 @@ def write_atomic(path: str | Path, write: Callable[[BinaryIO], object],
     return path
 
 
+def claim(folder: str | Path, what: str, owner: str, write: bool = True) -> None:
+    """Make ``what`` in ``folder`` (an image's results, ``evaluation.*``) belong to ``owner``
+    (the input's resolved path, a command): raise ``SettingError`` naming ``--out`` if
+    another owner already wrote it, so two inputs or two commands never replace each other's
+    outputs, while the same one replaces its own. The owner is kept in a small hidden file
+    (``.WHAT.pathattr-owner``); with ``write=False`` only check. Cost: one small read."""
+    from .errors import SettingError
+
+    marker = Path(folder) / f".{what}.pathattr-owner"
+    try:
+        held = read_regular(marker, limit=4096).decode("utf-8", "replace")
+    except FileNotFoundError:
+        held = None
+    except (OSError, ValueError):
+        held = "(unreadable)"
+    if held is not None and held != owner:
+        raise SettingError(f"{str(Path(folder) / what)!r} holds the results of {held}, not of "
+                           f"{owner}: choose another --out, or remove it", param="out")
+    if write and held is None:
+        write_file(marker, owner)
+
+
 def write_file(path: str | Path, data: bytes | str) -> Path:
     """Write ``data`` (``str``: UTF-8) to ``path`` atomically (``write_atomic``)."""
     payload = data.encode("utf-8") if isinstance(data, str) else data

@@ -17,7 +17,7 @@ from tqdm import tqdm
 from .. import registry, viz
 from ..errors import one_line, printable
 from ..evaluation import Evaluation, Evaluator
-from ..files import make_dirs, safe_name, write_file, write_npz
+from ..files import claim, make_dirs, safe_name, write_file, write_npz
 from ..layers import resolve_layer
 from ..named import ModelBundle, parse_target
 from ..viz.report import map_cells
@@ -40,6 +40,7 @@ class Options:
     metrics: tuple[str, ...] = ("insertion", "deletion")  # used with curves
     controls: bool = True       # each method's inverse ranking and a random ranking
     command: str = "explain"    # other commands write to a subfolder of the image's folder
+    sources: tuple[str, ...] = ()  # each image's identity (its resolved path): who owns its folder
 
 
 @dataclass
@@ -80,11 +81,19 @@ def run(bundle: ModelBundle, images: list[tuple[str, Image.Image]], opts: Option
     if opts.curves and opts.methods:
         evaluator = Evaluator(bundle.model, opts.methods, opts.metrics,
                               controls=opts.controls, points=opts.curve_steps)
+    directories = []
+    for label, _ in images:
+        directory = opts.out / safe_name(label, used)
+        if opts.command != "explain":  # never replaces what explain wrote for the image
+            directory = directory / opts.command
+        directories.append(directory)
+    # another input of the same name (d1/x.png, d2/x.png) never replaces these: checked for
+    # every image before any work, then recorded
+    for write in (False, True):
+        for directory, source in zip(directories, opts.sources):
+            claim(directory.parent, directory.name, source, write=write)
     with bar:
-        for label, img in images:
-            directory = opts.out / safe_name(label, used)
-            if opts.command != "explain":  # never replaces what explain wrote for the image
-                directory = directory / opts.command
+        for (label, img), directory in zip(images, directories):
             make_dirs(directory)
             outcomes.append(_one(bundle, label, img, opts, directory, bar, evaluator))
     return outcomes, evaluator.result if evaluator and evaluator.result.inputs else None

@@ -10,6 +10,7 @@ import numpy as np
 
 from ..datasets import Dataset, decode
 from ..errors import SettingError
+from ..files import claim
 from ..store import Store
 from .summary import relative_gap
 from .workers import LAYER_METHOD
@@ -36,6 +37,7 @@ def evaluate_results(results: str | Path, metrics: Sequence[str] = ("insertion",
         store = Store(results)
     except FileNotFoundError as e:
         raise SettingError(str(e), param="results") from None
+    claim(results, "evaluation", "evaluate", write=False)  # before any work
     with store:
         settings = store.settings() or {}
         rows = [r for r in store.rows("status = 'done'")
@@ -76,6 +78,7 @@ def evaluate_results(results: str | Path, metrics: Sequence[str] = ("insertion",
                                                attrs[raw.key].items()},
                                   int(by_key[raw.key][0]["target"]), gaps)
                     bar.update()
+    claim(results, "evaluation", "evaluate")
     page = write_evaluation(evaluator.result, results, f"pathattr evaluate: {results.name}",
                             [("model", str(model)), ("data", str(settings.get("data"))),
                              ("steps", str(settings.get("steps")))])
