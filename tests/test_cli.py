@@ -3,6 +3,7 @@ plus one run of the installed entry point. Few steps keep it quick; numbers are 
 here, only that every artefact is produced and every error is one line with the right code."""
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -470,3 +471,44 @@ def test_explain_a_translation_writes_the_alignment(tmp_path, capsys):
     assert doc["tokens"][:5] == ["我", "爱", "你", "。", "EOS"]
     assert max(doc["relative_delta"]) < 1e-4
     assert (folder / "ig" / "heatmap.png").stat().st_size > 5000
+
+
+FACTORIES = '''
+import torch
+def boom():
+    raise RuntimeError("factory exploded")
+def ok():
+    return torch.nn.Sequential(torch.nn.Conv2d(3, 2, 8, stride=32), torch.nn.Flatten(),
+                               torch.nn.Linear(2 * 7 * 7, 4)).eval()
+'''
+
+
+@pytest.mark.parametrize("case", ["factory raises", "pickled object", "size", "inputs",
+                                  "inputs elsewhere", "read-only out"])
+def test_bad_arguments_are_one_line_naming_the_flag_before_any_work(case, tmp_path, capsys,
+                                                                   monkeypatch):
+    import pickle
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "nets.py").write_text(FACTORIES)
+    sys.modules.pop("nets", None)
+    (tmp_path / "evil.pkl").write_bytes(pickle.dumps({"a": 1}, protocol=4))
+    out = tmp_path / "out"
+    explain = ["explain", "photo:chelsea", "--method", "saliency", "--out", out, "--quiet"]
+    args, flag = {
+        "factory raises": ([*explain, "--model", "nets:boom"], "--model"),
+        "pickled object": ([*explain, "--model", "nets:ok", "--weights", "evil.pkl"],
+                           "--weights"),
+        "size": ([*explain, "--model", "nets:ok", "--size", "9000"], "--size"),
+        "inputs": (["reproduce", "idg", "--inputs", "-5"], "--inputs"),
+        "inputs elsewhere": (["reproduce", "ig", "--inputs", "5"], "--inputs"),
+        "read-only out": ([*explain, "--model", "nets:ok"], "--out"),
+    }[case]
+    if case == "read-only out":  # root writes anywhere: the check is what is tested
+        out.mkdir()
+        real = os.access
+        monkeypatch.setattr(os, "access", lambda p, mode: real(p, mode) and Path(p) != out)
+    code, _, err = run(capsys, *args)
+    assert code == 2 and flag in err and err.count("\n") == 1, err
+    assert "python -m" not in err and "Warning" not in err
+    assert not out.exists() or list(out.iterdir()) == []

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -94,7 +95,7 @@ def build_parser() -> Parser:
     curves.add_argument("--no-controls", dest="controls", action="store_false",
                         help="leave out each method's inverse ranking and the random ranking")
     prep = Parser(add_help=False)
-    prep.add_argument("--size", type=positive_int, metavar="PX",
+    prep.add_argument("--size", type=_crop_size, metavar="PX",
                       help="for a --model that is not built in: crop images to PX x PX "
                            "(default: 224)")
     prep.add_argument("--mean", type=_triple, metavar="R,G,B",
@@ -178,8 +179,8 @@ def build_parser() -> Parser:
     p.add_argument("--data", default="photos", choices=("photos", "digits", "mnist1d"),
                    help="idg only: the bundled photos (default; low power), or the first "
                         "--inputs held-out digits / MNIST-1D signals")
-    p.add_argument("--inputs", type=int, metavar="N",
-                   help="idg on held-out data: how many inputs (default 300)")
+    p.add_argument("--inputs", type=_paired_count, metavar="N",
+                   help="idg on held-out data: how many inputs, at least 2 (default 300)")
     p.set_defaults(run=_reproduce)
 
     p = add("models", "List the built-in models and the available methods.", [])
@@ -225,7 +226,21 @@ def _output_root(args: argparse.Namespace) -> contextlib.AbstractContextManager:
 
     folder = getattr(args, "out", None) or (getattr(args, "results", None)
                                             if args.run.__name__ == "summarize_command" else None)
-    return output_root(folder) if folder is not None else contextlib.nullcontext()
+    if folder is None:
+        return contextlib.nullcontext()
+    _check_writable(Path(folder), "--out" if getattr(args, "out", None) else "RESULTS")
+    return output_root(folder)
+
+
+def _check_writable(folder: Path, flag: str) -> None:
+    """Refuse, before any work, a folder this command could not write (read-only, or under
+    one): what it would compute would be lost."""
+    from .commands import UsageError
+
+    existing = next((p for p in (folder, *folder.parents) if p.exists()), None)
+    if existing is not None and existing.is_dir() and not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(f"{flag}: {str(folder)!r} cannot be written "
+                         f"({str(existing)!r} is read-only)")
 
 
 def _explain(args: argparse.Namespace) -> int:
@@ -368,8 +383,32 @@ def _images(args: argparse.Namespace, method_spec: str | None, curves: bool, lay
     return 1 if any(o.failures for o in outcomes) else 0
 
 
+#: The largest --size crop: a 4096 x 4096 RGB image is 200 MB as float32 per path point.
+MAX_CROP = 4096
+
+
+def _crop_size(text: str) -> int:
+    """An argparse type for ``--size``: pixels, 1 .. ``MAX_CROP``."""
+    if not text.isdigit() or not 1 <= int(text) <= MAX_CROP:
+        raise argparse.ArgumentTypeError(f"expected pixels between 1 and {MAX_CROP}, "
+                                         f"got {text!r}")
+    return int(text)
+
+
+def _paired_count(text: str) -> int:
+    """An argparse type for ``--inputs``: an integer >= 2 (a paired test needs two)."""
+    if not text.isdigit() or int(text) < 2:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 2 (a paired test needs two), "
+                                         f"got {text!r}")
+    return int(text)
+
+
 def _reproduce(args: argparse.Namespace) -> int:
+    from .commands import UsageError
     from .experiments.__main__ import main as reproduce
+
+    if args.name != "idg" and (args.data != "photos" or args.inputs is not None):
+        raise UsageError(f"--data, --inputs: idg only, not {args.name}")
 
     return reproduce([args.name, *(["--quick"] if args.quick else []),
                       *(["--out", str(args.out)] if args.out else []),

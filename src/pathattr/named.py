@@ -8,6 +8,7 @@ import difflib
 import importlib
 import os
 import sys
+import warnings
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -209,7 +210,9 @@ def load_model(spec: str, weights: str | None = None,
 
 def _torch_load(path: Path, arg: str) -> object:
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's notes on the pickle protocol: the error says it
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # UnpicklingError for objects, RuntimeError for non-torch files
         raise SettingError(
             f"{arg}: {str(path)!r} is not a tensors-only file ({type(e).__name__}); pathattr "
@@ -249,7 +252,10 @@ def _from_factory(spec: str) -> nn.Module:
     factory = getattr(module, attr, None)
     if not callable(factory):
         raise SettingError(f"--model: {module_name!r} has no function {attr!r}")
-    model = factory()
+    try:
+        model = factory()
+    except Exception as e:  # the user's code: one line naming the flag, not a traceback
+        raise SettingError(f"--model: {spec}() raised {one_line(e)}") from None
     if not isinstance(model, nn.Module):
         raise SettingError(f"--model: {spec}() returned {type(model).__name__}, not an nn.Module")
     return model
