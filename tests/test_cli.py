@@ -234,7 +234,8 @@ def files(tmp_path):
      "--size, --mean, --std: digits-cnn has its own preprocessing"),
     (["explain", "photo:camera", "--mean", "0.5,0.5"], "--mean: expected three numbers"),
 ])
-def test_bad_arguments_exit_2_with_one_line(files, capsys, args, message):
+def test_bad_arguments_exit_2_with_one_line(files, capsys, monkeypatch, args, message):
+    monkeypatch.chdir(files)  # the default --out, pathattr-out, lands there
     code, out, err = run(capsys, *(a.replace("{tmp}", str(files)) for a in args))
     assert code == 2 and out == ""
     assert err.count("\n") == 1 and message.replace("{tmp}", str(files)) in err, err
@@ -346,7 +347,8 @@ def test_factory_weights_refused_pickles_and_failures(tmp_path, capsys, monkeypa
     assert code == 2 and "never unpickles arbitrary objects" in err
 
     code, _, err = run(capsys, "explain", "photo:rocket", "--model", "tinynet:broken")
-    assert code == 1 and err == "pathattr: error: RuntimeError: no GPU here\n"
+    assert code == 2 and err == ("pathattr: error: --model: tinynet:broken() raised "
+                                 "RuntimeError: no GPU here\n")
 
     # IG evaluates path points in batches, which this model refuses: IG fails alone, exit 1.
     code, _, err = run(capsys, "explain", "photo:rocket", "--model", "tinynet:fussy", "--method",

@@ -88,14 +88,16 @@ def run(bundle: ModelBundle, images: list[tuple[str, Image.Image]], opts: Option
             directory = directory / opts.command
         directories.append(directory)
     # another input of the same name (d1/x.png, d2/x.png) never replaces these: checked for
-    # every image before any work, then recorded
-    for write in (False, True):
-        for directory, source in zip(directories, opts.sources):
-            claim(directory.parent, directory.name, source, write=write)
+    # every image before any work, recorded once an image's outputs are written
+    owners = dict(zip(directories, opts.sources))
+    for directory, source in owners.items():
+        claim(directory.parent, directory.name, source, write=False)
     with bar:
         for (label, img), directory in zip(images, directories):
             make_dirs(directory)
             outcomes.append(_one(bundle, label, img, opts, directory, bar, evaluator))
+            if directory in owners:
+                claim(directory.parent, directory.name, owners[directory])
     return outcomes, evaluator.result if evaluator and evaluator.result.inputs else None
 
 
