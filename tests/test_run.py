@@ -419,3 +419,70 @@ def test_rows_deleted_by_hand_are_reported_and_recomputed_bit_equal(digits, refe
     assert got.keys() == want.keys()
     for k, (pred, target, delta, attr) in want.items():  # the same batches: the same bits
         assert got[k][:3] == (pred, target, delta) and np.array_equal(got[k][3], attr), k
+
+
+DTYPE_MODEL = """
+import torch
+def model(dtype="float16", classes=10):
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, classes))
+    return net.to(getattr(torch, dtype)).eval()
+def half(): return model("float16")
+def bf16(): return model("bfloat16")
+def double(): return model("float64")
+def none(): return model("float32", 0)
+"""
+
+
+def test_one_bad_item_fails_alone_and_every_model_dtype_runs(tmp_path, monkeypatch):
+    """Each kind of bad item becomes that item's recorded failure, and the run goes on."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "dtypes.py").write_text(DTYPE_MODEL)
+    sys.modules.pop("dtypes", None)
+    rng = np.random.default_rng(0)
+    x = rng.random((4, 1, 8, 8), dtype=np.float32)
+    np.savez(tmp_path / "labels.npz", x=x, y=np.array([1, 1e21, 2.5, 3]))
+    np.savez(tmp_path / "complex.npz", a=x[0], b=x[1].astype(np.complex64), c=np.float32(1))
+    images = tmp_path / "images"
+    images.mkdir()
+    for name in (b"ok.png", b"\xff\xfe.png"):  # the second is not UTF-8
+        Image.fromarray((x[0, 0] * 255).astype(np.uint8)).save(
+            os.path.join(os.fsencode(images), name).decode("utf-8", "surrogateescape"))
+    opts = {"methods": "saliency", "quiet": True, "batch_size": 4}
+    r = run("dtypes:model", tmp_path / "labels.npz", out=tmp_path / "o1", **opts)
+    assert (r.done, r.failed) == (2, 2)
+    with Store(tmp_path / "o1") as s:
+        failed = {row["key"]: row["error"] for row in s.rows("status = 'failed'")}
+    assert failed == {"1": "cannot read 1: ItemError: label y[1] = 1e+21 is not a class index",
+                      "2": "cannot read 2: ItemError: label y[2] = 2.5 is not a class index"}
+    r = run("dtypes:double", tmp_path / "complex.npz", out=tmp_path / "o2", **opts)
+    assert (r.done, r.failed) == (1, 2)
+    with Store(tmp_path / "o2") as s:
+        failed = {row["key"]: row["error"] for row in s.rows("status = 'failed'")}
+    assert "complex" in failed["b"] and "one number" in failed["c"]
+    for factory in ("bf16", "half"):
+        assert run(f"dtypes:{factory}", tmp_path / "labels.npz", out=tmp_path / factory,
+                   **opts).done == 2
+    r = run("dtypes:none", tmp_path / "labels.npz", out=tmp_path / "o3", **opts)
+    assert r.failed == 4  # a model without classes: each item says so, nothing crashes
+    r = run("digits-cnn", images, out=tmp_path / "o4", **opts)
+    assert r.done == 2
+    with Store(tmp_path / "o4") as s:
+        assert {row["key"] for row in s.rows()} == {"ok.png", "\\xff\\xfe.png"}
+
+
+@pytest.mark.parametrize("case", ["zero-d", "huge header"])
+def test_a_data_file_that_cannot_be_a_data_set_is_refused_before_any_work(case, tmp_path):
+    path = tmp_path / "d.npz"
+    if case == "zero-d":
+        np.savez(path, x=np.float32(3))
+    else:  # a header claiming 10^12 rows over 8 bytes of data
+        import zipfile
+
+        with zipfile.ZipFile(path, "w") as z, z.open("x.npy", "w") as f:
+            np.lib.format.write_array_header_1_0(
+                f, {"descr": "<f4", "fortran_order": False, "shape": (10**12, 8)})
+            f.write(bytes(8))
+    with pytest.raises(UsageError, match="^data: .*(one number|claims shape)"):
+        run("digits-cnn", path, out=tmp_path / "out", methods="saliency", quiet=True)
+    assert not (tmp_path / "out").exists()

@@ -86,6 +86,7 @@ class Dataset:
         self.path = Path(path)
         self._npz = None
         self._keys: list[str] | None = None  # a folder's: listed when first asked for
+        self._files: dict[str, str] = {}  # a folder's keys -> names below it
         if is_packaged(path):
             self._npz, self._stacked = {}, True
             self._x, self._labels = PACKAGED[str(path)]()
@@ -95,9 +96,14 @@ class Dataset:
                 raise ValueError(f"{str(self.path)!r} is neither a directory nor an NPZ file")
             self._npz = np.load(self.path, allow_pickle=False)
             names = self._npz.files
+            for name in names:
+                _check_member(self._npz, name, self.path)
             self._stacked = "x" in names
             self._x = self._npz["x"] if self._stacked else None  # decompressed once
             self._labels = self._npz["y"] if self._stacked and "y" in names else None
+            if self._stacked and self._x.ndim == 0:
+                raise ValueError(f"{str(self.path)!r}: x is one number, not a stack of items "
+                                 f"(an array whose first dimension counts them)")
             self._keys = [str(i) for i in range(len(self._x))] if self._stacked else list(names)
         elif not self.path.is_dir():
             raise FileNotFoundError(f"no such file or directory: {str(self.path)!r} (nor one of "
@@ -110,7 +116,13 @@ class Dataset:
             files = (p for p in self.path.rglob("*")
                      if p.suffix.lower() in IMAGE_SUFFIXES and not any(
                          part.startswith(".") for part in p.relative_to(self.path).parts))
-            self._keys = sorted(p.relative_to(self.path).as_posix() for p in files)
+            # a name that is not UTF-8 (bytes kept as surrogates) gets a key that can be stored
+            # and printed, its bytes as \xNN escapes; the file is read by its real name
+            for p in files:
+                real = p.relative_to(self.path).as_posix()
+                key = real.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+                self._files[key] = real
+            self._keys = sorted(self._files)
         return self._keys
 
     def read(self, keys: list[str]) -> list[Raw]:
@@ -123,14 +135,43 @@ class Dataset:
             if self._npz is None:
                 # a key from a results index is read, never believed: it must name a regular
                 # file inside the data folder
-                return Raw(key, read_regular(self.path / key, inside=self.path))
+                name = self._files.get(key, key)
+                return Raw(key, read_regular(self.path / name, inside=self.path))
             if not self._stacked:
                 return Raw(key, self._npz[key])
             i = int(key)
-            label = None if self._labels is None else int(self._labels[i])
-            return Raw(key, self._x[i], label)
+            return Raw(key, self._x[i], None if self._labels is None else _label(self._labels, i))
         except Exception as e:  # an unreadable item fails alone, whatever the reason
             return Raw(key, None, error=f"cannot read {key}: {one_line(e)}")
+
+
+def _check_member(npz, name: str, path: Path) -> None:
+    """Refuse an NPZ member whose header claims more data than the member holds (a header
+    of 10^12 rows would otherwise be allocated before anything is read)."""
+    info = npz.zip.getinfo(f"{name}.npy")
+    with npz.zip.open(info) as f:
+        version = np.lib.format.read_magic(f)
+        read = {(1, 0): np.lib.format.read_array_header_1_0,
+                (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+        if read is None:
+            raise ValueError(f"{str(path)!r}: member {name!r} has .npy format {version}, "
+                             f"which pathattr does not read")
+        shape, _, dtype = read(f)  # the header only
+        claimed = int(np.prod(shape, dtype=object)) * dtype.itemsize
+        held = info.file_size - f.tell()
+    if dtype.hasobject or claimed > held:
+        raise ValueError(f"{str(path)!r}: member {name!r} claims shape {shape} of {dtype} "
+                         f"({claimed} bytes) but holds {held} bytes")
+
+
+def _label(labels: np.ndarray, i: int) -> int:
+    """Item ``i``'s label: a whole number that fits a class index, or ``ItemError``."""
+    value = labels[i]
+    if not np.issubdtype(labels.dtype, np.number) or np.iscomplexobj(labels):
+        raise ItemError(f"label y[{i}] = {value} is not a number")
+    if not np.isfinite(value) or not 0 <= value < 2**63 or value != int(value):
+        raise ItemError(f"label y[{i}] = {value} is not a class index")
+    return int(value)
 
 
 def decode(raw: Raw, preprocess: Callable[[Image.Image], Tensor]) -> Tensor:
@@ -143,6 +184,11 @@ def decode(raw: Raw, preprocess: Callable[[Image.Image], Tensor]) -> Tensor:
     if isinstance(raw.payload, np.ndarray):
         if not np.issubdtype(raw.payload.dtype, np.number):
             raise ItemError(f"array of dtype {raw.payload.dtype} is not numeric")
+        if np.iscomplexobj(raw.payload):  # a cast would drop the imaginary part silently
+            raise ItemError(f"array of dtype {raw.payload.dtype} is complex; the model takes "
+                            f"real inputs")
+        if raw.payload.ndim == 0:
+            raise ItemError("the item is one number, not an input array")
         x = np.array(raw.payload, dtype=np.float32)
         if not np.isfinite(x).all():
             raise ItemError(f"array holds {int((~np.isfinite(x)).sum())} NaN or inf values")

@@ -87,13 +87,15 @@ class Worker:
     def _group(self, shape: tuple, members: list) -> list[Outcome]:
         import torch
 
+        from ..call import model_device_dtype
         from ..named import parse_target
 
-        x = torch.stack([m[2] for m in members])
+        device, dtype = model_device_dtype(self.bundle.model)  # a bf16/fp16/float64 model too
+        x = torch.stack([m[2] for m in members]).to(device=device, dtype=dtype)
         try:
             with torch.inference_mode():
                 logits = self.bundle.model(x)
-            if logits.dim() != 2:
+            if logits.dim() != 2 or logits.shape[1] == 0:
                 raise ValueError(f"output shape {tuple(logits.shape)} is not (batch, classes)")
         except Exception as e:  # e.g. a wrong-shaped item: the model raises on it
             reason = f"model failed on input shape {shape}: {one_line(e)}"
