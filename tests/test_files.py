@@ -296,3 +296,87 @@ def test_explain_curves_and_evaluate_never_replace_each_others_evaluation(tmp_pa
     assert "evaluation" in capsys.readouterr().err
     assert (out / "evaluation.json").read_bytes() == written
     assert not (out / "0" / "evaluate").exists()  # refused before any work
+
+
+_NAMES = st.sampled_from(["x", "report.html", "summary.json", "evaluation.json", "neurons",
+                          "shards", "index.sqlite", "lock", "store", "a", ".x.pathattr-owner"])
+#: What pathattr itself writes (a foreign file of such a name may be replaced, never written
+#: through); any other foreign file must stay as it was.
+_OURS = {"report.html", "summary.json", "evaluation.json", "evaluation.html",
+         ".x.pathattr-owner", ".evaluation.pathattr-owner", "index.sqlite", "lock"}
+
+
+@settings(max_examples=5, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(tree=st.lists(st.tuples(st.lists(_NAMES, min_size=1, max_size=3),
+                               st.sampled_from(["outside-dir", "outside-file", "loop",
+                                                "sibling", "fifo", "foreign", "folder"])),
+                     max_size=5))
+def test_no_tree_below_out_makes_any_command_write_outside_or_hang(tmp_path_factory, tree,
+                                                                   monkeypatch):
+    """explain, neurons, evaluate, run and summarize on one --out holding a generated tree:
+    the outside tree never changes, foreign files keep their content, every call ends (an
+    alarm bounds each) with 0, 1 or 2."""
+    import signal
+
+    base = tmp_path_factory.mktemp("cmd")
+    _tinynet(base, monkeypatch)
+    outside, out = base / "outside", base / "out"
+    (outside / "d").mkdir(parents=True)
+    (outside / "f").write_text("theirs")
+    out.mkdir()
+    foreign = {}
+    for parts, kind in tree:
+        p = out.joinpath(*parts)
+        try:
+            p.parent.mkdir(parents=True, exist_ok=True)
+            if kind == "outside-dir":
+                p.symlink_to(outside / "d")
+            elif kind == "outside-file":
+                p.symlink_to(outside / "f")
+            elif kind == "loop":
+                p.symlink_to(p)
+            elif kind == "sibling":
+                p.symlink_to(out / "a")
+            elif kind == "fifo":
+                os.mkfifo(p)
+            elif kind == "folder":
+                p.mkdir()
+            else:
+                p.write_text("foreign")
+                foreign[p] = "foreign"
+        except OSError:
+            continue
+    for i in range(2):
+        Image.new("RGB", (32, 32), (90, 40 * i, 10)).save(base / f"{'xy'[i]}.png", format="PNG")
+    import numpy as np
+
+    np.savez(base / "d.npz", x=np.zeros((2, 3, 224, 224), np.float32))
+    model = ["--model", "tinynet:build", "--quiet"]
+    calls = [["explain", base / "x.png", "--method", "saliency", "--out", out, *model],
+             ["neurons", base / "x.png", "--layer", "0", "--out", out, *model],
+             ["evaluate", base / "x.png", base / "y.png", "--method", "saliency",
+              "--curve-steps", "4", "--out", out, *model],
+             ["run", "--data", base / "d.npz", "--method", "saliency", "--out", out / "store",
+              *model],
+             ["summarize", out / "store", "--quiet"]]
+    before = _snapshot(outside)
+
+    def too_long(*_):
+        raise TimeoutError("a command did not return")
+
+    old = signal.signal(signal.SIGALRM, too_long)
+    try:
+        for call in calls:
+            signal.alarm(60)
+            try:
+                code = cli.main([str(a) for a in call])
+            finally:
+                signal.alarm(0)
+            assert code in (0, 1, 2), call
+    finally:
+        signal.signal(signal.SIGALRM, old)
+    assert _snapshot(outside) == before
+    for p, text in foreign.items():
+        if p.name not in _OURS and not p.is_symlink():
+            assert p.read_text() == text, p

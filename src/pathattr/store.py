@@ -111,6 +111,9 @@ class Store:
             if link.is_symlink():
                 raise BadStore(f"{str(link)!r} is a symbolic link: a results store never "
                                f"follows one (it would write or delete where the link points)")
+        for own in (self.path / "index.sqlite", self.path / "lock"):
+            if own.exists() and not own.is_file():  # a FIFO would block its reader forever
+                raise BadStore(f"{str(own)!r} is not a regular file, so not a store's")
         if write:
             if self.path.is_dir() and not (self.path / "index.sqlite").is_file():
                 foreign = sorted(p.name for p in self.path.iterdir()
