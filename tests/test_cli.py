@@ -233,6 +233,11 @@ def files(tmp_path):
     (["explain", "photo:camera", *DIGITS, "--size", "32"],
      "--size, --mean, --std: digits-cnn has its own preprocessing"),
     (["explain", "photo:camera", "--mean", "0.5,0.5"], "--mean: expected three numbers"),
+    (["explain", "--text", "In the face of", "--generate", "300"],
+     "--generate: at most 242 tokens fit after this prompt of 14"),
+    (["run", "--model", "digits-cnn", "--data", "digits", "--layer",
+      "features.conv1,features.conv1", "--out", "{tmp}/store"],
+     "--layer: lists features.conv1 more than once"),
 ])
 def test_bad_arguments_exit_2_with_one_line(files, capsys, monkeypatch, args, message):
     monkeypatch.chdir(files)  # the default --out, pathattr-out, lands there

@@ -56,6 +56,9 @@ def run(model: str, data: str | Path, methods: str | Sequence[str] = "ig",
     start = time.perf_counter()
     names = parse_methods(methods if isinstance(methods, str) else ",".join(methods))
     layers = [layer] if isinstance(layer, str) else list(layer or ())
+    twice = sorted({n for n in layers if layers.count(n) > 1})
+    if twice:
+        raise SettingError(f"lists {', '.join(twice)} more than once", param="layer")
     names += [f"{LAYER_METHOD}@{name}" for name in layers]
     if engine not in ("local", "ray"):
         raise SettingError(f"expected local or ray, got {engine!r}", param="engine")
