@@ -74,6 +74,10 @@ def test_ray_engine_matches_local(digits, reference, tmp_path, request, cluster)
         with pytest.raises(UsageError, match="^layer: unknown layer 'nope'"):  # as itself
             run("digits-cnn", digits, out=tmp_path / "bad", engine="ray", layer="nope",
                 **SETTINGS)
+        # more workers than CPUs would wait forever: refused
+        with pytest.raises(UsageError, match="^workers: the cluster has 2 CPU"):
+            run("digits-cnn", digits, out=tmp_path / "many", engine="ray", workers=3,
+                **SETTINGS)
     finally:
         ray.shutdown()
         shutil.rmtree(temp, ignore_errors=True)
@@ -276,6 +280,13 @@ def test_layer_neurons_per_channel(digits, tmp_path):
     assert attr.shape == (32,)  # one total per channel
     # Neuron IG over a layer separating input from output sums to F(x) - F(x'), like IG.
     assert abs(got[("0", "conductance@features.relu2")][2]) < 0.1 * abs(attr.sum())
+
+
+def test_an_unreachable_ray_address_fails_in_seconds_before_any_store(digits, tmp_path):
+    with pytest.raises(UsageError, match="^address: nothing answers at 127.0.0.1:9 within"):
+        run("digits-cnn", digits, out=tmp_path / "out", engine="ray",
+            address="ray://127.0.0.1:9", **SETTINGS)
+    assert not (tmp_path / "out").exists()
 
 
 def test_ray_says_in_one_line_what_to_do_when_a_cluster_runs_and_workers_size_a_new_one(

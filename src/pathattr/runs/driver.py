@@ -14,7 +14,7 @@ from pathlib import Path
 from ..datasets import Dataset, data_id
 from ..errors import SettingError, one_line
 from ..store import BadStore, Store, StoreBusy
-from .workers import LAYER_METHOD, Settings, Work, run_local, run_ray
+from .workers import LAYER_METHOD, Settings, Work, check_address, run_local, run_ray
 
 
 @dataclass
@@ -75,6 +75,8 @@ def run(model: str, data: str | Path, methods: str | Sequence[str] = "ig",
     settings = Settings(model, weights, data_id(data), steps,
                         None if target is None else str(target), batch_size)
     check_out_dir(out)
+    if engine == "ray":
+        check_address(address)  # before the store: an unreachable cluster leaves nothing
     try:
         store = Store(out, write=True)
     except (StoreBusy, BadStore) as e:

@@ -3,6 +3,7 @@ in this process (``local``) or as Ray actors (``ray``); the driver alone writes 
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
@@ -157,6 +158,25 @@ def run_local(settings: Settings, layers: list[str], batches: Iterator[Work]
         yield worker.compute(work)
 
 
+def check_address(address: str | None, timeout: float = 3.0) -> None:
+    """Refuse, in seconds, a cluster address nothing answers at (Ray itself retries for
+    minutes): ``SettingError`` naming ``address``. ``None``, ``"auto"`` and ``"local"`` are
+    Ray's to resolve."""
+    if address in (None, "auto", "local"):
+        return
+    hostport = address.split("://", 1)[-1]
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise SettingError(f"expected host:port or ray://host:port, got {address!r}",
+                           param="address")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as e:
+        raise SettingError(f"nothing answers at {hostport} within {timeout:g} s "
+                           f"({one_line(e)}); is the cluster's head running?",
+                           param="address") from None
+
+
 def run_ray(settings: Settings, layers: list[str], batches: Iterator[Work], address: str | None,
          workers: int | None) -> Iterator[list[Outcome]]:
     """Batches over Ray actors, two in flight per actor so none waits for the driver; results
@@ -185,8 +205,13 @@ def run_ray(settings: Settings, layers: list[str], batches: Iterator[Work], addr
                 from None
     actors = []
     try:
-        n = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
-        actor = ray.remote(num_cpus=1)(Worker)
+        cpus = int(ray.cluster_resources().get("CPU", 0))
+        if workers is not None and workers > cpus:  # the rest would wait for a CPU forever
+            raise SettingError(f"the cluster has {cpus} CPU(s) and each worker takes one; "
+                               f"ask for at most {cpus}", param="workers")
+        n = workers or max(1, cpus)
+        # an actor lost with its node is restarted elsewhere and its batch retried
+        actor = ray.remote(num_cpus=1, max_restarts=2, max_task_retries=2)(Worker)
         actors = [actor.remote(settings, layers) for _ in range(n)]
         free = actors * 2
         running: dict = {}
