@@ -487,11 +487,19 @@ def boom():
 def ok():
     return torch.nn.Sequential(torch.nn.Conv2d(3, 2, 8, stride=32), torch.nn.Flatten(),
                                torch.nn.Linear(2 * 7 * 7, 4)).eval()
+class Twice(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv, self.fc = torch.nn.Conv2d(3, 3, 3, padding=1), torch.nn.Linear(3, 4)
+    def forward(self, x):
+        return self.fc(self.conv(self.conv(x)).mean((2, 3)))
+def twice():
+    return Twice().eval()
 '''
 
 
 @pytest.mark.parametrize("case", ["factory raises", "pickled object", "size", "inputs",
-                                  "inputs elsewhere", "read-only out"])
+                                  "inputs elsewhere", "read-only out", "layer runs twice"])
 def test_bad_arguments_are_one_line_naming_the_flag_before_any_work(case, tmp_path, capsys,
                                                                    monkeypatch):
     import pickle
@@ -510,6 +518,8 @@ def test_bad_arguments_are_one_line_naming_the_flag_before_any_work(case, tmp_pa
         "inputs": (["reproduce", "idg", "--inputs", "-5"], "--inputs"),
         "inputs elsewhere": (["reproduce", "ig", "--inputs", "5"], "--inputs"),
         "read-only out": ([*explain, "--model", "nets:ok"], "--out"),
+        "layer runs twice": ([*explain, "--model", "nets:twice", "--layer", "conv"],
+                             "--layer: layer 'conv' was executed 2 times"),
     }[case]
     if case == "read-only out":  # root writes anywhere: the check is what is tested
         out.mkdir()

@@ -15,10 +15,11 @@ from PIL import Image
 from tqdm import tqdm
 
 from .. import registry, viz
+from ..call import model_device_dtype
 from ..errors import one_line, printable
 from ..evaluation import Evaluation, Evaluator
 from ..files import claim, make_dirs, safe_name, write_file, write_npz
-from ..layers import resolve_layer
+from ..layers import LayerNotExecuted, Tap, resolve_layer, tap_layers
 from ..named import ModelBundle, parse_target
 from ..viz.report import map_cells
 from . import UsageError
@@ -66,10 +67,7 @@ def run(bundle: ModelBundle, images: list[tuple[str, Image.Image]], opts: Option
     plus ROAD's when asked), plus a Neuron IG and a DeepLIFT pass and ``2 * top + 4`` forward
     passes with ``layer``."""
     if opts.layer is not None:
-        try:
-            resolve_layer(bundle.model, opts.layer)
-        except ValueError as e:
-            raise UsageError(f"--layer: {e}") from None
+        _check_layer(bundle, images[0][1] if images else None, opts.layer)
     per_image = len(opts.methods) + int(opts.curves) + int(opts.layer is not None)
     bar = tqdm(total=len(images) * per_image, disable=opts.quiet, file=sys.stderr,
                unit="task", leave=False)
@@ -99,6 +97,28 @@ def run(bundle: ModelBundle, images: list[tuple[str, Image.Image]], opts: Option
             if directory in owners:
                 claim(directory.parent, directory.name, owners[directory])
     return outcomes, evaluator.result if evaluator and evaluator.result.inputs else None
+
+
+def _check_layer(bundle: ModelBundle, img: Image.Image | None, layer: str) -> None:
+    """``UsageError`` naming ``--layer`` unless it names a layer that runs exactly once in a
+    forward of the first image: checked before any work. Cost: one forward pass."""
+    try:
+        resolve_layer(bundle.model, layer)
+    except ValueError as e:
+        raise UsageError(f"--layer: {e}") from None
+    try:
+        x = bundle.preprocess(img)[None] if img is not None else None
+    except ValueError:
+        return  # the image's own error, reported as IMAGE's where it is explained
+    if x is None:
+        return
+    device, dtype = model_device_dtype(bundle.model)
+    with tap_layers(bundle.model, [Tap(layer)]) as (reading,), torch.inference_mode():
+        bundle.model(x.to(device=device, dtype=dtype))
+        try:
+            reading.check()
+        except (LayerNotExecuted, RuntimeError) as e:  # never run, or run twice
+            raise UsageError(f"--layer: {e}") from None
 
 
 def _one(bundle: ModelBundle, label: str, img: Image.Image, opts: Options, directory: Path,
