@@ -49,3 +49,23 @@ class Recurrent(nn.Module):
     def forward(self, ids):
         out, _ = self.rnn(self.emb(ids))
         return self.fc(out[:, -1])
+
+
+class _TwoOut(nn.Module):
+    def forward(self, a, b):
+        return torch.tanh(a), torch.sigmoid(b)
+
+
+class TupleLayer(nn.Module):
+    """x -> (tanh(W1 x), sigmoid(W2 x)) from one module ``pair`` -> a linear map of a mix of
+    both: a layer of several tensors, followed by a linear map."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(4)
+        self.a, self.b, self.pair, self.out = nn.Linear(3, 4), nn.Linear(3, 4), _TwoOut(), \
+            nn.Linear(4, 2)
+
+    def forward(self, x):
+        p, q = self.pair(self.a(x), self.b(x))
+        return self.out(p * 2 + q)

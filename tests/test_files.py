@@ -186,6 +186,35 @@ def test_outputs_get_the_users_umask(tmp_path):
 _PARTS = st.sampled_from(["a", "b", "c", "report.html", "x.npz"])
 
 
+def _plant(out, outside, tree) -> dict:
+    """Make ``tree`` (``(parts, kind)`` pairs) below ``out``: links to ``outside/d`` and
+    ``outside/f``, to themselves and to a sibling, FIFOs, folders and foreign files; a part
+    already taken by a link or a file is skipped. Returns the foreign files and contents."""
+    foreign = {}
+    for parts, kind in tree:
+        p = out.joinpath(*parts)
+        try:
+            p.parent.mkdir(parents=True, exist_ok=True)
+            if kind == "outside-dir":
+                p.symlink_to(outside / "d")
+            elif kind == "outside-file":
+                p.symlink_to(outside / "f")
+            elif kind == "loop":
+                p.symlink_to(p)
+            elif kind == "sibling":
+                p.symlink_to(out / "a")
+            elif kind == "fifo":
+                os.mkfifo(p)
+            elif kind == "folder":
+                p.mkdir()
+            else:
+                p.write_text("foreign")
+                foreign[p] = "foreign"
+        except OSError:
+            continue  # a component is already a link or a file: the tree is what it is
+    return foreign
+
+
 @settings(max_examples=60, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(links=st.lists(st.tuples(st.lists(_PARTS, min_size=1, max_size=3),
@@ -204,24 +233,7 @@ def test_no_tree_below_out_makes_a_write_land_outside_it(tmp_path_factory, links
     (outside / "d").mkdir(parents=True)
     (outside / "f").write_text("theirs")
     out.mkdir()
-    for parts, kind in links:
-        p = out.joinpath(*parts)
-        try:
-            p.parent.mkdir(parents=True, exist_ok=True)
-            if kind == "outside-dir":
-                p.symlink_to(outside / "d")
-            elif kind == "outside-file":
-                p.symlink_to(outside / "f")
-            elif kind == "loop":
-                p.symlink_to(p)
-            elif kind == "sibling":
-                p.symlink_to(out / "a")
-            elif kind == "fifo":
-                os.mkfifo(p)
-            else:
-                p.write_text("foreign")
-        except OSError:
-            continue  # a component is already a link or a file: the tree is what it is
+    _plant(out, outside, links)
     before = _snapshot(outside)
     with output_root(out):
         for parts, kind in writes:
@@ -325,28 +337,7 @@ def test_no_tree_below_out_makes_any_command_write_outside_or_hang(tmp_path_fact
     (outside / "d").mkdir(parents=True)
     (outside / "f").write_text("theirs")
     out.mkdir()
-    foreign = {}
-    for parts, kind in tree:
-        p = out.joinpath(*parts)
-        try:
-            p.parent.mkdir(parents=True, exist_ok=True)
-            if kind == "outside-dir":
-                p.symlink_to(outside / "d")
-            elif kind == "outside-file":
-                p.symlink_to(outside / "f")
-            elif kind == "loop":
-                p.symlink_to(p)
-            elif kind == "sibling":
-                p.symlink_to(out / "a")
-            elif kind == "fifo":
-                os.mkfifo(p)
-            elif kind == "folder":
-                p.mkdir()
-            else:
-                p.write_text("foreign")
-                foreign[p] = "foreign"
-        except OSError:
-            continue
+    foreign = _plant(out, outside, tree)
     for i in range(2):
         Image.new("RGB", (32, 32), (90, 40 * i, 10)).save(base / f"{'xy'[i]}.png", format="PNG")
     import numpy as np

@@ -96,6 +96,11 @@ def _no_devices(device_ids: object) -> None:
                         "(DataParallel); run the model on one device")
 
 
+def _no_grad_kwargs(grad_kwargs: object) -> None:
+    if grad_kwargs:
+        raise TypeError("grad_kwargs: pathattr computes its own gradients")
+
+
 def _per_example(attributions: Tensor | tuple | list) -> Tensor:
     parts = attributions if isinstance(attributions, (tuple, list)) else (attributions,)
     flat = [a.reshape(len(a), -1).sum(1) for a in parts]
@@ -167,13 +172,10 @@ def _layers(layer: nn.Module | Sequence[nn.Module]) -> tuple[Any, bool]:
     return (list(layer), True) if isinstance(layer, (list, tuple)) else (layer, False)
 
 
-class LayerIntegratedGradients(_LayerCaptum):
-    def __init__(self, forward_func: Callable, layer, device_ids=None,
-                 multiply_by_inputs: bool = True):
-        _no_devices(device_ids)
-        self.forward_func, self.layer = forward_func, layer
-        self._layer, self._several = _layers(layer)
-        self._native = _LayerIG(forward_func, self._layer, multiply_by_inputs)
+class _LayerPath(_LayerCaptum):
+    """Captum's ``attribute`` of a layer path method (LayerIG, LayerConductance)."""
+
+    _several = False  # a list of layers given: a list of results
 
     @_captum_errors
     def attribute(self, inputs, baselines=None, target=None, additional_forward_args=None,
@@ -181,8 +183,7 @@ class LayerIntegratedGradients(_LayerCaptum):
                   internal_batch_size: int | None = None,
                   return_convergence_delta: bool = False,
                   attribute_to_layer_input: bool = False, grad_kwargs=None):
-        if grad_kwargs:
-            raise TypeError("grad_kwargs: pathattr computes its own gradients")
+        _no_grad_kwargs(grad_kwargs)
         r = self._native.attribute(inputs, baselines, target, steps=n_steps, rule=method,
                                    batch_size=_chunk(internal_batch_size),
                                    attribute_to_layer_input=attribute_to_layer_input,
@@ -190,25 +191,20 @@ class LayerIntegratedGradients(_LayerCaptum):
         return self._result(r, return_convergence_delta, as_list=self._several)
 
 
-class LayerConductance(_LayerCaptum):
+class LayerIntegratedGradients(_LayerPath):
+    def __init__(self, forward_func: Callable, layer, device_ids=None,
+                 multiply_by_inputs: bool = True):
+        _no_devices(device_ids)
+        self.forward_func, self.layer = forward_func, layer
+        self._layer, self._several = _layers(layer)
+        self._native = _LayerIG(forward_func, self._layer, multiply_by_inputs)
+
+
+class LayerConductance(_LayerPath):
     def __init__(self, forward_func: nn.Module, layer: nn.Module, device_ids=None):
         _no_devices(device_ids)
         self.forward_func, self.layer = forward_func, layer
         self._native = _LayerConductance(forward_func, layer)
-
-    @_captum_errors
-    def attribute(self, inputs, baselines=None, target=None, additional_forward_args=None,
-                  n_steps: int = 50, method: str = "gausslegendre",
-                  internal_batch_size: int | None = None,
-                  return_convergence_delta: bool = False,
-                  attribute_to_layer_input: bool = False, grad_kwargs=None):
-        if grad_kwargs:
-            raise TypeError("grad_kwargs: pathattr computes its own gradients")
-        r = self._native.attribute(inputs, baselines, target, steps=n_steps, rule=method,
-                                   batch_size=_chunk(internal_batch_size),
-                                   attribute_to_layer_input=attribute_to_layer_input,
-                                   additional_forward_args=_extra(additional_forward_args))
-        return self._result(r, return_convergence_delta)
 
 
 class NeuronConductance(_Captum):
@@ -272,8 +268,7 @@ class LayerDeepLift(_LayerCaptum):
                   return_convergence_delta: bool = False,
                   attribute_to_layer_input: bool = False, custom_attribution_func=None,
                   grad_kwargs=None):
-        if grad_kwargs:
-            raise TypeError("grad_kwargs: pathattr computes its own gradients")
+        _no_grad_kwargs(grad_kwargs)
         r = self._native.attribute(inputs, baselines, target,
                                    attribute_to_layer_input=attribute_to_layer_input,
                                    additional_forward_args=_extra(additional_forward_args),
@@ -390,8 +385,7 @@ class LayerDeepLiftShap(DeepLiftShap, _LayerCaptum):
                   return_convergence_delta: bool = False,
                   attribute_to_layer_input: bool = False, custom_attribution_func=None,
                   grad_kwargs=None):
-        if grad_kwargs:
-            raise TypeError("grad_kwargs: pathattr computes its own gradients")
+        _no_grad_kwargs(grad_kwargs)
         return super().attribute(inputs, baselines, target, additional_forward_args,
                                  return_convergence_delta, custom_attribution_func,
                                  attribute_to_layer_input=attribute_to_layer_input)
@@ -470,8 +464,7 @@ class LayerInputBaselineXGradient(InputBaselineXGradient):
     def attribute(self, inputs, baselines=None, target=None, additional_forward_args=None,
                   return_convergence_delta: bool = False,
                   attribute_to_layer_input: bool = False, grad_kwargs=None):
-        if grad_kwargs:
-            raise TypeError("grad_kwargs: pathattr computes its own gradients")
+        _no_grad_kwargs(grad_kwargs)
         return self._attribute(inputs, baselines, target, additional_forward_args,
                                return_convergence_delta, attribute_to_layer_input)
 

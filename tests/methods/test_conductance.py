@@ -15,6 +15,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from nets import TupleLayer
 from torch import Tensor, nn
 from torch.func import grad, jacrev, vmap
 
@@ -505,28 +506,9 @@ def test_layer_of_several_tensors_is_one_cut_with_a_joint_gap():
     torch.testing.assert_close(both.delta[:, 0], output_delta, rtol=0, atol=0)
 
 
-class _TwoOut(nn.Module):
-    def forward(self, a, b):
-        return torch.tanh(a), torch.sigmoid(b)
-
-
-class _TupleLayer(nn.Module):
-    """x -> (tanh(W1 x), sigmoid(W2 x)) from one module -> a linear map of their sum."""
-
-    def __init__(self):
-        super().__init__()
-        torch.manual_seed(4)
-        self.a, self.b, self.pair, self.out = nn.Linear(3, 4), nn.Linear(3, 4), _TwoOut(), \
-            nn.Linear(4, 2)
-
-    def forward(self, x):
-        p, q = self.pair(self.a(x), self.b(x))
-        return self.out(p * 2 + q)
-
-
 def test_neuron_selector_reads_a_layer_of_several_tensors_as_captum_does():
     """A selector of the tuple equals the same neuron named by its element."""
-    model, x = _TupleLayer().double().eval(), torch.randn(3, 3, dtype=torch.float64)
+    model, x = TupleLayer().double().eval(), torch.randn(3, 3, dtype=torch.float64)
     by_tuple = NeuronConductance(model, "pair").attribute(x, lambda t: t[1][:, 2], target=1)
     by_element = NeuronConductance(model, "pair[1]").attribute(x, 2, target=1)
     torch.testing.assert_close(by_tuple.attributions, by_element.attributions, rtol=0,

@@ -2,7 +2,7 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from nets import cnn, mlp
+from nets import TupleLayer, cnn, mlp
 from torch import nn
 
 import pathattr
@@ -269,30 +269,11 @@ def test_auto_meets_tolerance_on_efficientnet(effnet, photos2):
     assert torch.allclose(r.info["output_delta"], change, rtol=1e-4)
 
 
-class _TwoOut(nn.Module):
-    def forward(self, a, b):
-        return torch.tanh(a), torch.sigmoid(b)
-
-
-class _TupleLayer(nn.Module):
-    """x -> (tanh(W1 x), sigmoid(W2 x)) from one module -> a linear map of a mix of both."""
-
-    def __init__(self):
-        super().__init__()
-        torch.manual_seed(4)
-        self.a, self.b, self.pair, self.out = nn.Linear(3, 4), nn.Linear(3, 4), _TwoOut(), \
-            nn.Linear(4, 2)
-
-    def forward(self, x):
-        p, q = self.pair(self.a(x), self.b(x))
-        return self.out(p * 2 + q)
-
-
 def test_layer_ig_attributes_a_layer_of_several_tensors_as_a_whole():
     """A tuple of attributions, one per tensor; linear after the layer, so their sum is the
     output change from plain forwards to rounding, and each part equals LayerIG on the two
     elements named together."""
-    model = _TupleLayer().double().eval()
+    model = TupleLayer().double().eval()
     x, x0 = torch.randn(3, 3, dtype=torch.float64), torch.randn(3, 3, dtype=torch.float64)
     r = pathattr.LayerIntegratedGradients(model, "pair").attribute(x, x0, target=1, steps=8)
     assert isinstance(r.attributions, tuple) and len(r.attributions) == 2
