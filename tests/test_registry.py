@@ -100,3 +100,16 @@ def test_old_spellings_work_with_a_deprecation_warning():
     from pathattr.methods.sequence import METHODS
 
     assert set(METHODS) <= set(registry.METHODS)  # SequenceAttribution speaks the registry's
+
+
+def test_the_type_checkers_imports_are_the_registrys_classes():
+    """``pathattr/__init__.py`` imports every method class eagerly for type checkers; that
+    list is checked against the registry, so neither drifts from the other."""
+    tree = ast.parse((SRC / "__init__.py").read_text())
+    block = next(n for n in ast.walk(tree) if isinstance(n, ast.If)
+                 and ast.unparse(n.test) == "TYPE_CHECKING")
+    imported = {(f"pathattr.{n.module}" if n.level else n.module, a.asname or a.name)
+                for n in ast.walk(block) if isinstance(n, ast.ImportFrom) for a in n.names}
+    for cls, module in registry.classes().items():
+        package = module.rsplit(".", 1)[0] if module.endswith(".method") else module
+        assert (module, cls) in imported or (package, cls) in imported, cls

@@ -53,9 +53,11 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the eager imports
     from .methods.blur_ig import BlurIntegratedGradients  # noqa: F401
     from .methods.conductance import LayerConductance, NeuronConductance  # noqa: F401
     from .methods.deeplift import DeepLift, LayerDeepLift  # noqa: F401
+    from .methods.expected_gradients import ExpectedGradients  # noqa: F401
     from .methods.gradient import InputXGradient, Saliency  # noqa: F401
     from .methods.guided_ig import GuidedIntegratedGradients  # noqa: F401
     from .methods.idg import IntegratedDecisionGradients  # noqa: F401
+    from .methods.idgi import IDGI  # noqa: F401
     from .methods.integrated_gradients import (  # noqa: F401
         IntegratedGradients,
         LayerIntegratedGradients,

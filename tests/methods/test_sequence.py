@@ -145,7 +145,7 @@ def t5():
 
 
 def test_encoder_decoder_shared_path_equals_per_token():
-    from pathattr.methods.sequence import _EncoderDecoder
+    from pathattr.methods.sequence.tokens import _EncoderDecoder
 
     model = t5()
     ids = torch.tensor([[5, 9, 13, 2], [7, 11, 0, 0]])
@@ -447,20 +447,20 @@ def test_encoder_decoder_methods_on_both_stacks():
 @pytest.mark.parametrize("build", [gpt2, t5])
 @pytest.mark.parametrize("score", ["logit", "logprob", "prob"])
 def test_closed_form_head_gradient_equals_autograds(build, score, monkeypatch):
-    from pathattr.methods import sequence
+    from pathattr.methods.sequence.head import _Head
 
     model = build()
     ids = torch.tensor([[5, 9, 13, 2], [7, 11, 3, 1]])
     targets = torch.tensor([[3, 17, 21], [6, 6, 30]])
     foil = torch.tensor([[1, 2, 4], [8, 9, 10]])
     used = []
-    rowwise = sequence._Head.rowwise
-    monkeypatch.setattr(sequence._Head, "rowwise",
+    rowwise = _Head.rowwise
+    monkeypatch.setattr(_Head, "rowwise",
                         lambda self, *a: used.append(1) or rowwise(self, *a))
     sa = pathattr.SequenceAttribution(model)
     fast = sa.attribute(ids, targets, baselines=0, score=score, foil_ids=foil, steps=8)
     assert used  # the head's gradient came in closed form
-    monkeypatch.setattr(sequence._Head, "read", lambda self, logits: False)
+    monkeypatch.setattr(_Head, "read", lambda self, logits: False)
     plain = sa.attribute(ids, targets, baselines=0, score=score, foil_ids=foil, steps=8)
     torch.testing.assert_close(fast.scores, plain.scores, rtol=1e-10, atol=1e-13)
     torch.testing.assert_close(fast.delta, plain.delta, rtol=1e-10, atol=1e-13)

@@ -26,9 +26,8 @@ result is independent of the others. ``SequenceResult.input_ids`` is the sequenc
 """
 
 from .attribution import METHODS, SCORES, SequenceAttribution, mlp_neurons
-from .head import _Head
 from .result import SequenceResult, word_groups
-from .tokens import MAX_NEW_TOKENS, _EncoderDecoder, left_align
+from .tokens import MAX_NEW_TOKENS, left_align
 
 __all__ = ["MAX_NEW_TOKENS", "METHODS", "SCORES", "SequenceAttribution", "SequenceResult",
-           "_EncoderDecoder", "_Head", "left_align", "mlp_neurons", "word_groups"]
+           "left_align", "mlp_neurons", "word_groups"]
