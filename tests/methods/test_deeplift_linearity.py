@@ -289,3 +289,19 @@ def test_one_probe_serves_only_calls_of_the_same_kind():
     assert probe_key(torch.cat, ([a, c],), {}) != probe_key(torch.cat, ([c, a],), {})
     assert probe_key(torch.Tensor.__getitem__, (a, (slice(0, 1), 0)), {}) is not None
     assert probe_key(torch.roll, (a, 1, 1), {"unhashable": {1: 2}}) is None
+
+
+def test_a_torch_without_its_derivative_file_is_refused_saying_so(monkeypatch):
+    from pathattr.methods.deeplift import linearity
+
+    monkeypatch.setattr(linearity, "_derivatives_file", lambda: None)
+    linearity.formulas.cache_clear()
+    linearity._by_formula.cache_clear()
+    try:
+        with pytest.raises(NoDeepLiftRule, match="derivatives.yaml"):
+            DeepLift(Sandwich(AFFINE["torch.diff"]).double().eval()).attribute(
+                torch.randn(B, 7, dtype=torch.float64), target=0)
+    finally:
+        monkeypatch.undo()
+        linearity.formulas.cache_clear()
+        linearity._by_formula.cache_clear()

@@ -18,8 +18,8 @@ A gradient of ``zeros_like(...)`` (``round``, ``sign``, comparisons), ``non_diff
 a missing formula never counts as affine: such ops are piecewise constant or not differentiable.
 Views (the schema says the output aliases the input) only re-index memory and are affine;
 factories (``new_empty``, ``zeros_like``: no formula, a ``pin_memory`` argument) read only the
-shape of their argument, unless seeded (``rand_like``). If the
-file cannot be read, nothing is judged affine by this route: ops without a rule are refused.
+shape of their argument, unless seeded (``rand_like``). A torch without the file makes an
+op without a rule of its own raise ``NoDeepLiftRule`` saying so.
 """
 
 from __future__ import annotations
@@ -31,6 +31,8 @@ from pathlib import Path
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
+
+from .ops import NoDeepLiftRule
 
 # Metadata of a tensor argument that a gradient formula may read without reading its values.
 _METADATA = re.compile(
@@ -90,10 +92,13 @@ def _derivatives_file() -> Path | None:
 def formulas() -> dict[str, _Formulas]:
     """``"add.Tensor"`` -> its formulas, parsed from torch's ``derivatives.yaml`` (the Default
     dispatch where an entry has several; a formula may continue over several lines). Parsed
-    once per process (about 50 ms); empty when the file is missing."""
+    once per process (about 10 ms). Raises ``NoDeepLiftRule`` when this torch ships no such
+    file: without it no op could be recognised as affine."""
     path = _derivatives_file()
     if path is None:
-        return {}
+        raise NoDeepLiftRule("DeepLIFT reads which operations are affine from torch's own "
+                             "torchgen/packaged/autograd/derivatives.yaml, which this torch "
+                             "installation lacks; install torch from its official wheels")
     entries: dict[str, list[tuple[str, str]]] = {}
     lines: list[tuple[str, str]] = []
     section, key_indent = None, 0
