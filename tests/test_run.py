@@ -497,3 +497,46 @@ def test_a_data_file_that_cannot_be_a_data_set_is_refused_before_any_work(case, 
     with pytest.raises(UsageError, match="^data: .*(one number|claims shape)"):
         run("digits-cnn", path, out=tmp_path / "out", methods="saliency", quiet=True)
     assert not (tmp_path / "out").exists()
+
+
+class _FakeRay:
+    """Enough of Ray for ``schedule``: tasks run when waited for; ``dies`` names the actor
+    whose node is lost at its first task."""
+
+    class exceptions:
+        class RayActorError(Exception):
+            pass
+
+        class RayTaskError(Exception):
+            cause = None
+
+    def __init__(self, dies):
+        self.dies = dies
+
+    def wait(self, refs, num_returns=1):
+        return refs[:num_returns], refs[num_returns:]
+
+    def get(self, ref):
+        actor, work = ref
+        if actor == self.dies:
+            raise self.exceptions.RayActorError(actor)
+        return [(actor, work)]
+
+
+class _FakeActor:
+    def __init__(self, name):
+        self.name = name
+        self.compute = self
+
+    def remote(self, work):
+        return (self.name, work)
+
+
+def test_a_lost_ray_workers_batches_go_to_the_others():
+    from pathattr.runs.workers import schedule
+
+    actors = [_FakeActor("a"), _FakeActor("b")]
+    done = [o for out in schedule(_FakeRay(dies="a"), actors, iter(range(7))) for o in out]
+    assert sorted(w for _, w in done) == list(range(7)) and {a for a, _ in done} == {"b"}
+    with pytest.raises(RuntimeError, match="every Ray worker was lost"):
+        list(schedule(_FakeRay(dies="a"), actors[:1], iter(range(3))))

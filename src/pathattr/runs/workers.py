@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 import time
+from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 
@@ -63,6 +64,10 @@ class Worker:
                 resolve_layer(self.bundle.model, layer)
             except ValueError as e:
                 raise SettingError(str(e), param="layer") from None
+
+    def ready(self) -> bool:
+        """True once constructed: Ray's signal that this worker started."""
+        return True
 
     def compute(self, work: Work) -> list[Outcome]:
         """Every (item, method) of ``work``: decode, group items by shape (a wrong-shaped item
@@ -179,8 +184,8 @@ def check_address(address: str | None, timeout: float = 3.0) -> None:
 
 def run_ray(settings: Settings, layers: list[str], batches: Iterator[Work], address: str | None,
          workers: int | None) -> Iterator[list[Outcome]]:
-    """Batches over Ray actors, two in flight per actor so none waits for the driver; results
-    come back in completion order. If this process is not connected to a cluster, connects as
+    """Batches over Ray actors, one per worker CPU (``schedule``: a lost node's batches go to
+    the other actors). If this process is not connected to a cluster, connects as
     ``ray.init`` does (``address``, else ``RAY_ADDRESS``, else a cluster started with
     ``ray start`` on this machine, else a new local one; ``"local"``: always a new private
     one), and stops what it started afterwards."""
@@ -203,25 +208,16 @@ def run_ray(settings: Settings, layers: list[str], batches: Iterator[Work], addr
                 "sizes a new local one: pass address='auto' to use that cluster (workers "
                 "actors) or address='local' for a private one", param="address, workers") \
                 from None
-    actors = []
+    actors: list = []
     try:
         cpus = int(ray.cluster_resources().get("CPU", 0))
         if workers is not None and workers > cpus:  # the rest would wait for a CPU forever
             raise SettingError(f"the cluster has {cpus} CPU(s) and each worker takes one; "
                                f"ask for at most {cpus}", param="workers")
         n = workers or max(1, cpus)
-        # an actor lost with its node is restarted elsewhere and its batch retried
-        actor = ray.remote(num_cpus=1, max_restarts=2, max_task_retries=2)(Worker)
+        actor = ray.remote(num_cpus=1)(Worker)
         actors = [actor.remote(settings, layers) for _ in range(n)]
-        free = actors * 2
-        running: dict = {}
-        for work in batches:
-            if not free:
-                yield _collect(ray, running, free)
-            a = free.pop()
-            running[a.compute.remote(work)] = a
-        while running:
-            yield _collect(ray, running, free)
+        yield from schedule(ray, _started(ray, actors), batches)
     finally:
         for a in actors:
             ray.kill(a)
@@ -229,10 +225,59 @@ def run_ray(settings: Settings, layers: list[str], batches: Iterator[Work], addr
             ray.shutdown()
 
 
-def _collect(ray, running: dict, free: list) -> list[Outcome]:
-    (ref,), _ = ray.wait(list(running), num_returns=1)
-    free.append(running.pop(ref))
-    try:
-        return ray.get(ref)
-    except ray.exceptions.RayTaskError as e:  # e.g. a bad --target: raise it as itself
-        raise e.cause from None
+#: How long Ray workers may take to start (load the model) before the run goes on without them.
+READY_S = 120.0
+
+
+def _started(ray, actors: list) -> list:
+    """The actors placed and started within ``READY_S`` (a node lost a moment ago may still be
+    counted in the cluster's CPUs, and its actors never start); ``SettingError`` if none."""
+    calls = {a.ready.remote(): a for a in actors}
+    done, _ = ray.wait(list(calls), num_returns=len(calls), timeout=READY_S)
+    alive = []
+    for ref in done:
+        try:
+            ray.get(ref)
+            alive.append(calls[ref])
+        except ray.exceptions.RayActorError:
+            pass
+    if not alive:
+        raise SettingError(f"no Ray worker started within {READY_S:g} s (no free CPU, or the "
+                           f"cluster's nodes are gone)", param="workers")
+    return alive
+
+
+def schedule(ray, actors: list, batches: Iterator[Work]) -> Iterator[list[Outcome]]:
+    """Batches over ``actors``, two in flight per actor so none waits for the driver; results
+    in completion order. A batch whose actor is lost (its node died) goes to another actor;
+    only when every actor is lost does the run stop (a resume then goes on). A task's own
+    error (a bad ``--target``) is raised as itself."""
+    pending: deque = deque()
+    source = iter(batches)
+    alive, free = list(actors), list(actors) * 2
+    running: dict = {}
+    while True:
+        while free:
+            work = pending.popleft() if pending else next(source, None)
+            if work is None:
+                break
+            a = free.pop()
+            running[a.compute.remote(work)] = (a, work)
+        if not running:
+            return
+        (ref,), _ = ray.wait(list(running), num_returns=1)
+        a, work = running.pop(ref)
+        try:
+            outcomes = ray.get(ref)
+        except ray.exceptions.RayTaskError as e:  # e.g. a bad --target: raise it as itself
+            raise e.cause from None
+        except ray.exceptions.RayActorError:  # the actor, or its node, is gone
+            alive = [x for x in alive if x is not a]
+            free = [x for x in free if x is not a]
+            if not alive:
+                raise RuntimeError("every Ray worker was lost (their nodes stopped); the "
+                                   "results so far are stored: run again to resume") from None
+            pending.append(work)
+            continue
+        free.append(a)
+        yield outcomes
