@@ -540,3 +540,34 @@ def test_a_lost_ray_workers_batches_go_to_the_others():
     assert sorted(w for _, w in done) == list(range(7)) and {a for a, _ in done} == {"b"}
     with pytest.raises(RuntimeError, match="every Ray worker was lost"):
         list(schedule(_FakeRay(dies="a"), actors[:1], iter(range(3))))
+
+
+WEIGHTED = """
+import torch
+def net():
+    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 4)).eval()
+"""
+
+
+def test_evaluating_a_store_with_the_runs_model_needs_the_runs_weights(tmp_path, monkeypatch):
+    import torch
+
+    from pathattr.runs.evaluate import evaluate_results
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "weighted.py").write_text(WEIGHTED)
+    sys.modules.pop("weighted", None)
+    import weighted
+
+    torch.manual_seed(0)
+    torch.save(weighted.net().state_dict(), tmp_path / "w.pt")
+    np.savez(tmp_path / "d.npz", x=np.random.default_rng(0).random((3, 3, 8, 8), np.float32))
+    run("weighted:net", tmp_path / "d.npz", out=tmp_path / "store", weights="w.pt",
+        methods="saliency", quiet=True)
+    # without the weights the same architecture is another model: refused, naming --weights
+    with pytest.raises(UsageError, match="^weights: the run used weighted:net with weights"):
+        evaluate_results(tmp_path / "store", metrics=("deletion",), curve_steps=4,
+                         model="weighted:net", quiet=True)
+    evaluate_results(tmp_path / "store", metrics=("deletion",), curve_steps=4,
+                     model="weighted:net", weights="w.pt", quiet=True)
+    assert (tmp_path / "store" / "evaluation.json").is_file()

@@ -57,6 +57,10 @@ def evaluate_results(results: str | Path, metrics: Sequence[str] = ("insertion",
                 raise SettingError(f"the run's model {model!r} is not built in, and "
                                    f"code named in a results folder is never run: give one",
                                    param="model")
+        elif model == settings.get("model") and weights is None and settings.get("weights"):
+            # the same architecture without the run's weights would score another model
+            raise SettingError(f"the run used {model} with weights {settings['weights']!r}; "
+                               f"pass them (or the weights you mean)", param="weights")
         bundle = load_model(model, weights)
         dataset = Dataset(settings["data"])
         evaluator = Evaluator(bundle.model, methods, metrics, controls=controls,
