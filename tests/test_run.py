@@ -555,6 +555,7 @@ def test_evaluating_a_store_with_the_runs_model_needs_the_runs_weights(tmp_path,
     from pathattr.runs.evaluate import evaluate_results
 
     monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(tmp_path)
     (tmp_path / "weighted.py").write_text(WEIGHTED)
     sys.modules.pop("weighted", None)
     import weighted
