@@ -318,7 +318,7 @@ _OURS = {"report.html", "summary.json", "evaluation.json", "evaluation.html",
          ".x.pathattr-owner", ".evaluation.pathattr-owner", "index.sqlite", "lock"}
 
 
-@settings(max_examples=5, deadline=None,
+@settings(max_examples=5, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(tree=st.lists(st.tuples(st.lists(_NAMES, min_size=1, max_size=3),
                                st.sampled_from(["outside-dir", "outside-file", "loop",
@@ -351,6 +351,8 @@ def test_no_tree_below_out_makes_any_command_write_outside_or_hang(tmp_path_fact
              ["run", "--data", base / "d.npz", "--method", "saliency", "--out", out / "store",
               *model],
              ["summarize", out / "store", "--quiet"]]
+    if (out / "store").is_symlink():  # run's --out itself: a link there is the path named
+        (out / "store").unlink()
     before = _snapshot(outside)
 
     def too_long(*_):
