@@ -131,13 +131,12 @@ def make_dirs(path: str | Path) -> Path:
 
 @contextmanager
 def open_folder(path: str | Path, create: bool = True) -> Iterator[int | None]:
-    """A descriptor of folder ``path`` reached without links below a held root (None without
-    a root: callers then use the path), for ``dir_fd`` operations."""
+    """A descriptor of folder ``path`` reached without links below a held root, its missing
+    folders made with ``create``, for ``dir_fd`` operations; None outside a held root (the
+    caller then uses the path, and nothing is made)."""
     path = Path(path)
     below = _below_root(path)
     if below is None:
-        if create:
-            path.mkdir(parents=True, exist_ok=True)
         yield None
         return
     with _folder_fd(below[1], below[0], create, path) as fd:
@@ -155,7 +154,7 @@ def write_atomic(path: str | Path, write: Callable[[BinaryIO], object],
     path = Path(path)
     name = path.name
     temp = Path(tmp).name if tmp is not None else f".{name}.{secrets.token_hex(6)}.tmp"
-    with open_folder(path.parent, create=_below_root(path.parent) is not None) as folder:
+    with open_folder(path.parent) as folder:
         def at(n: str) -> str | Path:
             return n if folder is not None else path.parent / n
 

@@ -168,16 +168,16 @@ class Store:
     def settings(self) -> dict | None:
         """The settings saved by the first run into this store, or None if there was none.
         Raises ``BadStore`` if they are not a JSON object."""
-        row = self.db.execute("SELECT value FROM meta WHERE name = 'settings'").fetchone()
-        if row is None:
+        text = self._settings_text()
+        if text is None:
             return None
         try:
-            settings = json.loads(row[0])
+            settings = json.loads(text)
         except (TypeError, ValueError):
             settings = None
         if not isinstance(settings, dict):
             raise BadStore(f"the index of {str(self.path)!r} holds settings that are not a "
-                             f"JSON object: {str(row[0])[:80]!r}")
+                             f"JSON object: {text[:80]!r}")
         return settings
 
     def _settings_text(self) -> str | None:
@@ -228,6 +228,7 @@ class Store:
             else:
                 rows.append(_row(o, "failed", None, None))
         names = {method: f"{method}-{uuid.uuid4().hex}.npz" for method in by_method}
+        settings = self._settings_text()
         with self._transaction():  # recorded first: what a kill leaves is provably ours
             self.db.executemany("INSERT INTO shards VALUES (?)", [(n,) for n in names.values()])
         for method, done in by_method.items():
@@ -237,7 +238,6 @@ class Store:
             # ours; durable: the rename must be on disk before the rows commit
             write_atomic(self.shards / shard, lambda f, a=arrays: np.savez(f, **a),
                          tmp=self.shards / (shard + ".tmp"), durable=True)
-            settings = self._settings_text()
             for i, o in enumerate(done):
                 fields = dict(zip(COLUMNS, _row(o, "done", shard, str(i))))
                 rows.append(_row(o, "done", shard, str(i),
@@ -271,6 +271,7 @@ class Store:
         """``(row, attribution, None)`` for each done row whose result verifies, else
         ``(row, None, reason)``; failed rows are skipped. Each shard is opened once per run of
         consecutive rows. Cost: reading and hashing those attributions."""
+        settings = self._settings_text()  # every row's checksum covers them
         with ExitStack() as files:
             shard, npz, broken = None, None, None  # the open shard, or why it would not open
             for row in rows:
@@ -282,7 +283,7 @@ class Store:
                     shard, npz, broken = row["shard"], *self._open(files, row["shard"])
                 if reason is None:
                     attribution, reason = (None, broken) if broken else \
-                        _member(npz, row, self._settings_text())
+                        _member(npz, row, settings)
                 yield row, attribution, reason
 
     def _open(self, files: ExitStack, shard: str) -> tuple[object, str | None]:
