@@ -119,6 +119,7 @@ def explain_generation(prompt: str, model: str, generate: int | None, target: st
     Returns the terminal text and the reports. Raises ``UsageError``. Cost: loading the model
     (training it once, 15-45 s, for tiny-lm), then ``SequenceAttribution``'s per method."""
     from ..methods.sequence import SequenceAttribution
+    from ..methods.sequence.tokens import context_room
     from ..registry import AUTO_TOL, fixed_steps
 
     if not prompt:
@@ -136,7 +137,7 @@ def explain_generation(prompt: str, model: str, generate: int | None, target: st
     if forced is None:
         if generate is None:
             raise UsageError("--generate, --target-text: give one (generate, or force a text)")
-        room = _room(lm.model, ids.shape[1])
+        room = context_room(lm.model, ids.shape[1])
         if room is not None and generate > room:  # before any work, naming the flag
             raise UsageError(f"--generate: at most {room} tokens fit after this prompt of "
                              f"{ids.shape[1]} in the model's context; got {generate}")
@@ -166,17 +167,6 @@ def explain_generation(prompt: str, model: str, generate: int | None, target: st
         texts.append(text)
         reports.append(report)
     return "\n".join(texts), reports
-
-
-def _room(model, prompt_length: int) -> int | None:
-    """How many tokens a decoder-only model's context leaves after the prompt (None: no
-    limit it states, or an encoder-decoder, whose decoder has its own context)."""
-    config = getattr(model, "config", None)
-    if config is None or getattr(config, "is_encoder_decoder", False):
-        return None
-    context = next((getattr(config, k) for k in ("n_positions", "max_position_embeddings")
-                    if isinstance(getattr(config, k, None), int)), None)
-    return None if context is None else context - prompt_length
 
 
 def _write(lm: LanguageModel, sa, r, prompt: str, method: str, generated: bool,

@@ -33,6 +33,7 @@ from .tokens import (
     _check_vocabulary,
     _EncoderDecoder,
     _ids,
+    context_room,
     left_align,
 )
 
@@ -206,14 +207,11 @@ class SequenceAttribution:
     def generate(self, ids: Tensor, mask: Tensor, max_new_tokens: int | None) -> Tensor:
         """Greedy continuation ``(B, max_new_tokens)`` of left-aligned prompts (or encoder
         inputs). Cost: ``max_new_tokens`` forwards over the growing sequence (no cache)."""
-        config = getattr(self.model, "config", None)
-        context = next((getattr(config, k) for k in ("n_positions", "max_position_embeddings")
-                        if isinstance(getattr(config, k, None), int)), None)
-        room = MAX_NEW_TOKENS if context is None else context - (0 if self.seq2seq else
-                                                                  ids.shape[1])
+        room = context_room(self.model, ids.shape[1])
+        room = MAX_NEW_TOKENS if room is None else room
         if room < 1:
-            raise ValueError(f"input_ids has {ids.shape[1]} tokens, the model's context of "
-                             f"{context}: no room for max_new_tokens")
+            raise ValueError(f"the model's context leaves no room for max_new_tokens after "
+                             f"input_ids' {ids.shape[1]} tokens")
         n_new = check_positive_int(max_new_tokens, "max_new_tokens", maximum=room)
         new: list[Tensor] = []
         dec = ids.new_full((len(ids), 1), self._start_id()) if self.seq2seq else None

@@ -24,6 +24,18 @@ def _ids(t: object, name: str, shape: tuple[int, ...] | None = None) -> Tensor:
 MAX_NEW_TOKENS = 4096
 
 
+def context_room(model: nn.Module, prompt_length: int) -> int | None:
+    """How many new tokens the model's stated context (``n_positions`` or
+    ``max_position_embeddings`` of its config) leaves: all of it for an encoder-decoder's
+    decoder, else what follows the prompt; None if it states none."""
+    config = getattr(model, "config", None)
+    context = next((getattr(config, k) for k in ("n_positions", "max_position_embeddings")
+                    if isinstance(getattr(config, k, None), int)), None)
+    if context is None:
+        return None
+    return context - (0 if getattr(config, "is_encoder_decoder", False) else prompt_length)
+
+
 def _check_mask(mask: Tensor) -> None:
     """An attention mask of 0s and 1s with at least one 1 per row; anything else would be
     reordered or explained as if it were a prompt."""
