@@ -332,14 +332,16 @@ def _distribution(baselines: Any, inputs: tuple[Tensor, ...]) -> tuple[Tensor, .
     if len(parts) != len(inputs) or not all(isinstance(b, Tensor) for b in parts):
         raise TypeError("baselines: give a tensor of reference rows per input (a distribution "
                         "of K rows), or a callable returning them")
+    for r, x in zip(parts, inputs):
+        if r.shape[1:] != x.shape[1:]:
+            raise ValueError(f"baselines: rows of shape {tuple(r.shape[1:])} for an input of "
+                             f"rows {tuple(x.shape[1:])}")
     return tuple(b.to(x.device, x.dtype) for b, x in zip(parts, inputs))
 
 
 class DeepLiftShap(_Captum):
     """DeepLIFT averaged over a distribution of K baselines: each example paired with every
     baseline (one DeepLIFT call over ``B * K`` rows), then the mean over the K."""
-
-    _layered = False
 
     def __init__(self, model: nn.Module, multiply_by_inputs: bool = True):
         self.model = self.forward_func = model
@@ -447,11 +449,11 @@ class InputBaselineXGradient(_Captum):
 
 
 class LayerInputBaselineXGradient(InputBaselineXGradient):
-    forward_func: nn.Module
-
     """The same at a layer: the gradient with respect to the layer's activation at the random
     point (pathattr's ``LayerIntegratedGradients`` at a one-point path that stays there), times
     the activation's change ``a(x) - a(x')``."""
+
+    forward_func: nn.Module
 
     def __init__(self, forward_func: Callable, layer: nn.Module, device_ids=None,
                  multiply_by_inputs: bool = True):
@@ -499,17 +501,6 @@ def _activations(model: nn.Module, layer: nn.Module, xs: tuple, args: tuple | No
         return tuple(r.check() for r in readings)
 
 
-def _format_distribution(baselines: Any, inputs: Any) -> tuple[Tensor, ...]:
-    """Captum's baseline distribution, its rows checked against the inputs."""
-    xs, _ = _tuple(inputs)
-    refs = _distribution(baselines, xs)
-    for r, x in zip(refs, xs):
-        if r.shape[1:] != x.shape[1:]:
-            raise ValueError(f"baselines: rows of shape {tuple(r.shape[1:])} for an input of "
-                             f"rows {tuple(x.shape[1:])}")
-    return refs
-
-
 class GradientShap(_Captum):
     """Captum's GradientShap: ``NoiseTunnel`` over the inner step above, each noisy copy with a
     baseline drawn from the distribution; the same draws from the same generators in the same
@@ -532,7 +523,7 @@ class GradientShap(_Captum):
 
     def _shap(self, inputs, baselines, n_samples, stdevs, target, additional_forward_args,
               return_convergence_delta: bool, **layer_options):
-        refs = _format_distribution(baselines, inputs)
+        refs = _distribution(baselines, _tuple(inputs)[0])
         return NoiseTunnel(self._native).attribute(
             inputs, nt_type="smoothgrad", nt_samples=n_samples, stdevs=stdevs,
             draw_baseline_from_distrib=True, baselines=refs[0] if len(refs) == 1 else refs,

@@ -158,17 +158,17 @@ def affine_in(op: torch._ops.OpOverload, varying: set[str], options: dict | None
     Cost: a dictionary lookup after the first call for an op and set of arguments."""
     if op.is_view or not varying:
         return True
-    key = _key(op)
-    base = key.split(".")[0]
+    base = _key(op).split(".")[0]
     if base in _AFFINE_BY_HAND:
         names, allowed = _AFFINE_BY_HAND[base]
         return varying <= names and (allowed is None or allowed(options or {}))
-    return _by_formula(op, key, base, frozenset(varying))
+    return _by_formula(op, frozenset(varying))
 
 
 @functools.cache
-def _by_formula(op: torch._ops.OpOverload, key: str, base: str, varying: frozenset[str]) -> bool:
-    schema = op._schema
+def _by_formula(op: torch._ops.OpOverload, varying: frozenset[str]) -> bool:
+    """``affine_in`` from the op's formulas (cached per op and varying arguments)."""
+    schema, key = op._schema, _key(op)
     entry = formulas().get(key)
     if entry is None:
         # a factory (``new_empty``, ``zeros_like``) reads only the shape, dtype and device of
@@ -176,7 +176,7 @@ def _by_formula(op: torch._ops.OpOverload, key: str, base: str, varying: frozens
         return "pin_memory" in {a.name for a in schema.arguments} and \
             torch.Tag.nondeterministic_seeded not in op.tags
     grads = [entry.gradients.get(n, "non_differentiable") for n in sorted(varying)]
-    if base in _JUMPS or any(_ZERO.match(g) for g in grads):
+    if key.split(".")[0] in _JUMPS or any(_ZERO.match(g) for g in grads):
         return False
     if entry.auto_linear:
         return True
@@ -185,7 +185,7 @@ def _by_formula(op: torch._ops.OpOverload, key: str, base: str, varying: frozens
     return not any(_reads_values(g, set(varying) | outputs) for g in grads)
 
 
-def _tensor_arguments(op, args: tuple, kwargs: dict) -> dict[str, object]:
+def _by_name(op, args: tuple, kwargs: dict) -> dict[str, object]:
     named = {a.name: v for a, v in zip(op._schema.arguments, args)}
     return {**named, **kwargs}
 
@@ -201,7 +201,7 @@ class AffineProbe(TorchDispatchMode):
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         if self.offending is None:
-            bound = _tensor_arguments(func, args, kwargs)
+            bound = _by_name(func, args, kwargs)
             varying = {n for n, v in bound.items() if _varies(v)}
             if not affine_in(func, varying, bound):
                 self.offending = f"{func._schema.name}.{func._overloadname}"
