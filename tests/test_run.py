@@ -572,3 +572,29 @@ def test_evaluating_a_store_with_the_runs_model_needs_the_runs_weights(tmp_path,
     evaluate_results(tmp_path / "store", metrics=("deletion",), curve_steps=4,
                      model="weighted:net", weights="w.pt", quiet=True)
     assert (tmp_path / "store" / "evaluation.json").is_file()
+
+
+def test_ray_workers_that_never_start_are_left_out_and_said(monkeypatch):
+    from pathattr.runs import workers
+
+    class Ray(_FakeRay):
+        def wait(self, refs, num_returns=1, timeout=None):  # "b" is never placed
+            done = [r for r in refs if r[0] != "b"]
+            return done, [r for r in refs if r[0] == "b"]
+
+        def get(self, ref):
+            return True
+
+    class Actor(_FakeActor):
+        def __init__(self, name):
+            super().__init__(name)
+            self.ready = self
+
+        def remote(self, *args):
+            return (self.name, args)
+
+    a, b = Actor("a"), Actor("b")
+    with pytest.warns(UserWarning, match="1 of 2 Ray workers did not start"):
+        assert workers._started(Ray(dies=None), [a, b]) == [a]
+    with pytest.raises(UsageError, match="^workers: no Ray worker started"):
+        workers._started(Ray(dies=None), [b])

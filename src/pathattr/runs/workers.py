@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 import time
+import warnings
 from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
@@ -244,6 +245,9 @@ def _started(ray, actors: list) -> list:
     if not alive:
         raise SettingError(f"no Ray worker started within {READY_S:g} s (no free CPU, or the "
                            f"cluster's nodes are gone)", param="workers")
+    if len(alive) < len(actors):  # said, not hidden: the run is slower than asked for
+        warnings.warn(f"{len(actors) - len(alive)} of {len(actors)} Ray workers did not start "
+                      f"within {READY_S:g} s; running on {len(alive)}", stacklevel=2)
     return alive
 
 
