@@ -55,8 +55,9 @@ def _pair_guided_ig(model, x: torch.Tensor, target: torch.Tensor, steps: int) ->
 def _call(name: str, n_photos: int, steps: int | None, gig_steps: int | None) -> float:
     """Run one method in this process; return its wall time in seconds."""
     import pathattr
-    from pathattr.call import flat_points, setup
+    from pathattr.call import setup
     from pathattr.engine import guarded
+    from pathattr.integrate import flat_points
     from pathattr.methods.idg import coarse_points
     from pathattr.shared_pass import explain
     from pathattr.zoo import efficientnet_lite0, photo_batch

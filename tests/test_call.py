@@ -6,7 +6,8 @@ import torch
 from torch import nn
 
 from pathattr.baselines import Several
-from pathattr.call import flat_points, rule_tensors, setup
+from pathattr.call import setup
+from pathattr.integrate import flat_points, rule_tensors
 
 
 class Two(nn.Module):

@@ -75,7 +75,7 @@ def test_values_activations_endpoints():
     m = cnn(3)
     x = torch.randn(3, 2, 5, 5, dtype=torch.float64)
     e = make(m, x, target=2)
-    f1, f0 = e.endpoints()
+    f1, f0, _ = e.ends([])
     assert torch.allclose(f1, m(x)[:, 2]) and torch.allclose(f0, m(0 * x)[:, 2])
     rows, alphas = torch.tensor([2, 0]), torch.tensor([0.5, 0.2], dtype=torch.float64)
     acts, act2 = e.activations(["conv1", "act2"], rows, alphas)

@@ -11,42 +11,54 @@ from torch import nn
 import pathattr
 from pathattr import registry
 from pathattr.baselines import Several
-from pathattr.call import setup
+from pathattr.call import Explainer, setup
 from pathattr.engine import guarded
-from pathattr.integrate import Integral, Integrator, Path, Step, integrate, totals
-from pathattr.methods.integrated_gradients import GradientIntegral, IntegratedGradients
+from pathattr.errors import SettingError
+from pathattr.integrate import Integral, Integrator, Path, Points, integrate, straight, totals
+from pathattr.methods.integrated_gradients import IGIntegral, IntegratedGradients
 from pathattr.methods.sequence import METHODS  # noqa: F401  (imported before any entry is added)
 from pathattr.targets import Target
 
 
 class MeanGradient(Integrator):
-    """A new path method, for the test: the unweighted mean of the shared pass's gradients
-    times ``x - x'`` (IG itself on the midpoint rule, whose weights are all ``1 / m``)."""
+    """A new path method with an option, for the test: the unweighted mean of the shared
+    pass's gradients times ``x - x'``, times ``scale`` (IG itself on the midpoint rule, whose
+    weights are all ``1 / m``, at ``scale=1``)."""
 
-    @classmethod
-    def of(cls, options: dict) -> Integrator:
-        return cls()
+    OPTIONS = ("scale",)
 
-    def __init__(self) -> None:
+    def __init__(self, scale: float = 1.0) -> None:
+        if not isinstance(scale, (int, float)) or scale <= 0:
+            raise ValueError(f"scale must be a positive number, got {scale!r}")
+        self.scale = scale
         self.sums: list[torch.Tensor] = []
 
-    def add(self, step: Step) -> None:
+    def add(self, points: Points) -> None:
         if not self.sums:
-            self.sums = [k.new_zeros((step.path.rows, *k.shape[1:])) for k in step.kept]
-        for acc, k in zip(self.sums, step.kept):
-            acc.index_add_(0, step.rows, k)
+            self.sums = [k.new_zeros((points.path.rows, *k.shape[1:])) for k in points.kept]
+        for acc, k in zip(self.sums, points.kept):
+            acc.index_add_(0, points.rows, k)
 
     def finish(self, path: Path) -> Integral:
         m = len(path.alphas)
-        attrs = [path.attribution(acc / m, i) for i, acc in enumerate(self.sums)]
+        attrs = [path.attribution(acc * self.scale / m, i) for i, acc in enumerate(self.sums)]
         return Integral([path.mean(a) for a in attrs],
                         path.mean(totals(attrs) - path.out_delta()), path.alphas, None, {})
 
 
+class MeanGradientMethod(Explainer):
+    """The new method's class: the straight-path recipe with its integrator."""
+
+    def attribute(self, x, baselines=None, target=None, *, steps=50, rule="gausslegendre",
+                  scale=1.0, batch_size="auto"):
+        s = self.prepare(x, baselines, target, None, None, None)
+        return straight(self.model, s, MeanGradient.of({"steps": steps, "rule": rule,
+                                                        "scale": scale}), batch_size)
+
+
 @pytest.fixture
 def mean_gradient(monkeypatch):
-    entry = registry.MethodInfo(__name__, "IntegratedGradients", shared=True,
-                                integrator="MeanGradient")
+    entry = registry.MethodInfo(__name__, "MeanGradientMethod", integrator="MeanGradient")
     monkeypatch.setitem(registry.METHODS, "mean-gradient", entry)
     assert sys.modules[__name__].MeanGradient is MeanGradient
 
@@ -63,6 +75,47 @@ def test_a_new_integrator_works_in_explain(mean_gradient):
     f = model(x)[:, 2] - model(torch.zeros_like(x))[:, 2]
     torch.testing.assert_close(got["mean-gradient"].delta,
                                got["mean-gradient"].attributions.sum(1) - f, rtol=0, atol=1e-12)
+
+
+def test_a_new_method_option_reaches_every_driver(mean_gradient):
+    """Its option through the class, explain (both spellings), SequenceAttribution (at
+    construction and per call) and the command line's entry (parse_methods, registry.run)."""
+    torch.manual_seed(3)
+    model = nn.Sequential(nn.Linear(5, 7), nn.Tanh(), nn.Linear(7, 3)).double().eval()
+    x = torch.randn(2, 5, dtype=torch.float64)
+    kw = {"target": 1, "steps": 8, "rule": "riemann_middle"}
+    ig = pathattr.IntegratedGradients(model).attribute(x, **kw).attributions
+    cls = MeanGradientMethod(model).attribute(x, scale=3.0, **kw).attributions
+    torch.testing.assert_close(cls, 3 * ig, rtol=1e-12, atol=1e-14)
+    got = pathattr.explain(model, x, [("mean-gradient", {"scale": 3.0}),
+                                      "mean-gradient:scale=2"], **kw)
+    torch.testing.assert_close(got["mean-gradient:scale=3.0"].attributions, cls)
+    torch.testing.assert_close(got["mean-gradient:scale=2"].attributions, 2 * ig)
+    with pytest.raises(SettingError, match="no option 'power'; its options: "
+                                                     "steps, rule, scale"):
+        pathattr.explain(model, x, [("mean-gradient", {"power": 2})], **kw)
+    with pytest.raises(ValueError, match="scale must be a positive number"):
+        pathattr.explain(model, x, ["mean-gradient:scale=-1"], **kw)
+    (entry,) = registry.parse_methods("mean-gradient:scale=3.0", ["mean-gradient"])
+    result, _ = registry.run(entry, model, x, 1, 8)
+    torch.testing.assert_close(result.attributions, MeanGradientMethod(model).attribute(
+        x, target=1, steps=8, scale=3.0).attributions)
+    with pytest.raises(SettingError, match="has no option 'power'"):
+        registry.parse_methods("mean-gradient:power=2", ["mean-gradient"])
+
+    transformers = pytest.importorskip("transformers")
+    config = transformers.GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=30,
+                                     n_positions=16)
+    lm = transformers.GPT2LMHeadModel(config).double().eval()
+    ids, targets = torch.randint(1, 30, (2, 4)), torch.randint(1, 30, (2, 2))
+    lm_kw = {"steps": 6, "rule": "riemann_middle"}
+    ig_lm = pathattr.SequenceAttribution(lm).attribute(ids, targets, **lm_kw).scores
+    made = pathattr.SequenceAttribution(lm, "mean-gradient", scale=3.0)
+    torch.testing.assert_close(made.attribute(ids, targets, **lm_kw).scores, 3 * ig_lm)
+    torch.testing.assert_close(made.attribute(ids, targets, scale=0.5, **lm_kw).scores,
+                               0.5 * ig_lm)
+    with pytest.raises(SettingError, match="no option 'power'"):
+        pathattr.SequenceAttribution(lm, "mean-gradient", power=2)
 
 
 def test_a_new_integrator_works_for_every_target_token(mean_gradient):
@@ -91,9 +144,9 @@ def test_the_target_axis_gives_each_target_its_own_integral():
     s = setup(model, x, None, both)
     with guarded(model):
         engine = s.engine(8)
-        f1, f0 = engine.endpoints()
-        path = Path.of(s, engine, f0, f1, "gausslegendre", 16)
-        (integral,) = integrate(path, [GradientIntegral()])
+        f1, f0, _ = engine.ends([])
+        path = Path.of(s, engine, f0, f1, ("gausslegendre", 16))
+        (integral,) = integrate(path, [IGIntegral.of({"steps": 16})])
     (attr,) = integral.attributions
     assert attr.shape == (3, 2, 4)
     for t, cls in enumerate((0, 2)):
@@ -112,9 +165,9 @@ def test_several_baselines_average_and_the_gap_is_that_of_the_mean():
     s = setup(model, x, Several(bases), target=1)
     with guarded(model):
         engine = s.engine(16)
-        f1, f0 = engine.endpoints()
-        path = Path.of(s, engine, f0, f1, "gausslegendre", 32)
-        (integral,) = integrate(path, [GradientIntegral()])
+        f1, f0, _ = engine.ends([])
+        path = Path.of(s, engine, f0, f1, ("gausslegendre", 32))
+        (integral,) = integrate(path, [IGIntegral.of({"steps": 32})])
     r = integral.result(path)
     each = [IntegratedGradients(model).attribute(x, b[None], target=1, steps=32)
             for b in bases]

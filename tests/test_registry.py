@@ -39,16 +39,17 @@ def test_every_method_is_exported_and_follows_the_protocol(name):
 
 
 def test_explain_and_cli_read_the_registry():
-    assert set(NAMES) == {n for n, m in registry.METHODS.items() if m.shared}
+    assert set(NAMES) == {n for n, m in registry.METHODS.items() if m.integrator}
     assert set(NAMES) <= set(registry.METHODS)  # one vocabulary
-    # every method explain computes, but conductance (which comes with a layer), is an
-    # integrator of its own module, and SequenceAttribution takes those without fixed options
+    # every method explain computes is an integrator of its own module, whose options are
+    # what its class's attribute takes (the entry's fixed ones aside)
     for name in NAMES:
         m = registry.METHODS[name]
-        assert (m.integrator is None) == (name == "conductance"), name
-        if m.integrator:
-            cls = getattr(importlib.import_module(m.module), m.integrator)
-            assert issubclass(cls, Integrator) and callable(cls.of), name
+        cls = getattr(importlib.import_module(m.module), m.integrator)
+        assert issubclass(cls, Integrator) and callable(cls.of), name
+        takes = set(registry.options_of(name)) | (set(inspect.signature(
+            getattr(importlib.import_module(m.module), m.cls)).parameters) - {"model"})
+        assert set(cls.accepts()) - set(m.attribute) <= takes, (name, cls.accepts())
     offered = registry.available()
     assert offered == [n for n, m in registry.METHODS.items() if m.cli]
     with pytest.raises(pathattr.errors.SettingError, match="^method: unknown method 'nope'") as e:

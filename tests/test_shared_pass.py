@@ -38,16 +38,18 @@ def test_same_numbers_as_each_method_alone(rule):
     x = torch.randn(3, 2, 5, 5, generator=g)
     base = Several(torch.randn(2, 2, 5, 5, generator=g) * 0.1)
     t = torch.tensor([0, 2, 1])
-    methods = ["ig", "left-ig", "idg-uniform", "idg", ("conductance", "1"),
-               ("conductance", "4")]
-    got = explain(model, x, methods, base, t, steps=12, rule=rule, saturation=0.7, idg_steps=17,
-                  batch_size=7)
-    assert list(got) == methods
-    for m in methods:
+    layers = [("conductance", "1"), ("conductance", "4")]
+    idg = "idg:steps=17:coarse_steps=12"  # 17 samples on the call's 12-node grid
+    methods = ["ig", ("left-ig", {"saturation": 0.7}), "idg-uniform", idg, *layers]
+    got = explain(model, x, methods, base, t, steps=12, rule=rule, batch_size=7)
+    keys = ["ig", "left-ig:saturation=0.7", "idg-uniform", idg, *layers]
+    assert list(got) == keys
+    for key, m in zip(keys, ["ig", "left-ig", "idg-uniform", "idg", *layers]):
         ref = alone(model, x, base, t, 12, rule, m)
-        torch.testing.assert_close(got[m].attributions, ref.attributions, rtol=1e-5, atol=1e-7)
-        torch.testing.assert_close(got[m].delta, ref.delta, rtol=1e-5, atol=1e-7)
-        assert set(got[m].info) == set(ref.info)
+        torch.testing.assert_close(got[key].attributions, ref.attributions, rtol=1e-5,
+                                   atol=1e-7)
+        torch.testing.assert_close(got[key].delta, ref.delta, rtol=1e-5, atol=1e-7)
+        assert set(got[key].info) == set(ref.info)
 
 
 def test_conductance_only_and_module_layers():
@@ -84,7 +86,7 @@ def test_public_explain_is_the_function_whatever_was_imported_first():
     assert pathattr.run.__module__ == "pathattr.runs.driver"
 
 
-def test_idgi_shares_the_left_riemann_pass():
+def test_idgi_shares_the_left_riemann_pass_and_runs_its_own_on_other_nodes():
     import pathattr
 
     torch.manual_seed(3)
@@ -95,5 +97,10 @@ def test_idgi_shares_the_left_riemann_pass():
     torch.testing.assert_close(got["idgi"].attributions, alone.attributions, rtol=1e-12,
                                atol=1e-14)
     torch.testing.assert_close(got["idgi"].delta, alone.delta, rtol=0, atol=1e-12)
-    with pytest.raises(ValueError, match="riemann_left"):
-        pathattr.explain(model, x, ["idgi"], target=1, steps=10)
+    own = pathattr.explain(model, x, ["idgi", "ig"], target=1, steps=10)
+    torch.testing.assert_close(own["idgi"].attributions, alone.attributions, rtol=1e-12,
+                               atol=1e-14)
+    torch.testing.assert_close(own["ig"].attributions, pathattr.IntegratedGradients(
+        model).attribute(x, target=1, steps=10).attributions, rtol=1e-12, atol=1e-14)
+    with pytest.raises(ValueError, match="no option 'rule'"):
+        pathattr.explain(model, x, [("idgi", {"rule": "gausslegendre"})], target=1)

@@ -20,6 +20,7 @@ _NAMES = {
     "explain": "pathattr.shared_pass",
     "SequenceAttribution": "pathattr.methods.sequence",
     "mlp_neurons": "pathattr.methods.sequence",
+    "register_score": "pathattr.methods.sequence",
     "shared": "pathattr.forward",
     "per_example": "pathattr.forward",
     "run": "pathattr.runs",
@@ -63,7 +64,11 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the eager imports
         LayerIntegratedGradients,
     )
     from .methods.left_ig import LeftIntegratedGradients  # noqa: F401
-    from .methods.sequence import SequenceAttribution, mlp_neurons  # noqa: F401
+    from .methods.sequence import (  # noqa: F401
+        SequenceAttribution,
+        mlp_neurons,
+        register_score,
+    )
     from .methods.smoothgrad import SmoothGrad  # noqa: F401
     from .result import Attribution  # noqa: F401
     from .runs import run, summarize  # noqa: F401

@@ -26,7 +26,6 @@ from .baselines import BaselineSpec, make_baselines
 from .engine import ChunkSize, LayerPath, PathEngine, PointEvaluator, guarded
 from .forward import ModelCall, OutputSpec, Packer
 from .layers import LayerSpec, resolve_layer, tensor_elements
-from .quadrature import nodes_weights
 from .targets import Target, TargetSpec, resolve_target
 from .validate import check_eval_mode, check_repeatable, check_tensor
 
@@ -263,21 +262,6 @@ def noisy(end: Tensor, layer_noise: LayerNoise | None) -> Tensor:
         raise ValueError(f"layer_noise must return a finite tensor of shape "
                          f"{tuple(end.shape)}")
     return out
-
-
-def rule_tensors(rule: str, steps: int, like: Tensor) -> tuple[Tensor, Tensor]:
-    """The nodes and weights of ``rule`` with ``steps`` points, on ``like``'s device and dtype
-    (a floating dtype; float32 for integer ``like``)."""
-    dtype = like.dtype if like.is_floating_point() else torch.get_default_dtype()
-    a, w = nodes_weights(rule, steps)
-    return (torch.as_tensor(a, dtype=dtype, device=like.device),
-            torch.as_tensor(w, dtype=dtype, device=like.device))
-
-
-def flat_points(n_rows: int, alphas: Tensor) -> tuple[Tensor, Tensor]:
-    """Every row at every alpha, row-major: ``(rows, alphas)`` of length ``n_rows * m``."""
-    rows = torch.arange(n_rows, device=alphas.device).repeat_interleave(len(alphas))
-    return rows, alphas.repeat(n_rows)
 
 
 def convergence_delta(model, attributions: Tensor | tuple[Tensor, ...], start_point,

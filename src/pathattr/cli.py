@@ -133,6 +133,10 @@ def build_parser() -> Parser:
     p.add_argument("--generate", type=positive_int, metavar="N",
                    help="with --text: continue it for N tokens with a language model (--model "
                         "tiny-lm, the default here) and explain every generated token")
+    p.add_argument("--score", metavar="NAME",
+                   help="with --generate / --target-text: what is attributed per token: "
+                        "logit, logprob (default), probability, entropy, or a registered "
+                        "score (pathattr models lists them)")
     p.add_argument("--target-text", metavar="TEXT",
                    help="with --text: explain this given continuation instead of generating")
     p.add_argument("--smiles", metavar="SMILES",
@@ -250,6 +254,8 @@ def _explain(args: argparse.Namespace) -> int:
         if args.images or args.demo:
             raise UsageError("IMAGE: not used with --generate / --target-text")
         return _generation(args)
+    if args.score is not None:
+        raise UsageError("--score: only with --generate / --target-text")
     given = sum([bool(args.images), args.text is not None, args.demo, args.smiles is not None])
     if given != 1:
         raise UsageError("IMAGE: give images, or --text, or --smiles, or --demo (exactly one)")
@@ -315,7 +321,8 @@ def _generation(args: argparse.Namespace) -> int:
     check_out_dir(args.out)
     model = "tiny-lm" if args.model == "efficientnet-lite0" else args.model  # the default
     text, reports = explain_generation(args.text, model, args.generate, args.target_text,
-                                       methods, args.steps, args.out, args.quiet)
+                                       methods, args.steps, args.out, args.quiet,
+                                       args.score or "logprob")
     _say(args, text, *(f"report: {r}" for r in reports))
     return 0
 
@@ -425,6 +432,9 @@ def _models(args: argparse.Namespace) -> int:
     for name, what in MODELS.items():
         print(f"  {name:<{width}}  {what}")
     print(f"methods: {', '.join(available())}")
+    from .methods.sequence.scores import SCORES
+
+    print(f"scores (language models): {', '.join(SCORES)}")
     return 0
 
 

@@ -311,11 +311,6 @@ class PathEngine:
         """The target output at each point, forward only. Returns ``(n_points,)``."""
         return self._forward_only(rows, alphas, [], False)[0]
 
-    def endpoints(self) -> tuple[Tensor, Tensor]:
-        """``F(x)`` and ``F(baseline)`` per example, forward only."""
-        f1, f0, _ = self.ends([])
-        return f1, f0
-
     def ends(self, layers: Sequence[str | nn.Module], use_input: bool = False
              ) -> tuple[Tensor, Tensor, list[tuple[Tensor, Tensor]]]:
         """``F(x)``, ``F(baseline)`` per example and, from the same forward passes, each layer's

@@ -1,8 +1,10 @@
 """The integrator protocol: what a straight-path method does with the points of its path.
 
-Every path method (IG, left-IG, IDG, IDGI, adaptive IG) is one ``Integrator``: it plans its
-points (or rides the shared pass on the path's rule), adds each chunk of gradients, and
-finishes its result. The same integrator serves the method's own class, ``explain`` (several
+Every path method (IG, left-IG, IDG, IDGI, adaptive IG, total conductance) is one
+``Integrator``: it plans its points (or rides a shared pass on its nodes), adds each chunk of
+gradients, and finishes its result. It owns its options (``OPTIONS``, checked by its
+constructor), so a method with an option is its module and one registry entry. The same
+integrator serves the method's own class, ``explain`` (several
 integrators on one pass) and ``SequenceAttribution`` (``T`` targets per point), because every
 chunk reaches it with a target axis: outputs ``(n, T)`` and path gradients ``(n, T, *S)``,
 ``T = 1`` for a classifier.
@@ -16,19 +18,43 @@ positions, summed over the embedding), the already reduced ``reduce(g * (x - x')
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from functools import cached_property
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from .call import Setup, flat_points, rule_tensors
-from .engine import Chunk, PathEngine, accumulation_dtype
+from .call import Setup
+from .engine import Chunk, PathEngine, accumulation_dtype, guarded
 from .layers import Tap
+from .quadrature import nodes_weights
 from .result import Attribution
+from .validate import check_steps
+
+#: The path's nodes when a caller gives none: ``steps`` for a method without an
+#: error-controlled rule when asked for ``steps="auto"``, and the default rule.
+DEFAULT_STEPS, DEFAULT_RULE = 50, "gausslegendre"
+#: ``(rule, steps)``: the nodes of a shared pass
+Nodes = tuple[str, int]
+
+
+def rule_tensors(rule: str, steps: int, like: Tensor) -> tuple[Tensor, Tensor]:
+    """The rule's nodes and weights as tensors on ``like``'s device, in its dtype (the
+    default floating dtype for an integer ``like``)."""
+    a, w = nodes_weights(rule, steps)
+    dtype = like.dtype if like.is_floating_point() else torch.get_default_dtype()
+    return (torch.as_tensor(a, dtype=dtype, device=like.device),
+            torch.as_tensor(w, dtype=dtype, device=like.device))
+
+
+def flat_points(n_rows: int, alphas: Tensor) -> tuple[Tensor, Tensor]:
+    """Every row at every node: ``(rows, alphas)`` of length ``n_rows * len(alphas)``, row
+    ``r``'s nodes contiguous (point ``r * m + k``)."""
+    rows = torch.arange(n_rows, device=alphas.device).repeat_interleave(len(alphas))
+    return rows, alphas.repeat(n_rows)
 
 
 @dataclass
@@ -51,14 +77,27 @@ class Path:
     weights: Tensor
     reduce: Callable[[Tensor], Tensor] | None = None
     progress: bool = False
+    layer_ends: dict[str, tuple[Tensor, Tensor]] = field(default_factory=dict)
+    #: what integrators on this path compute once for all of them (by key)
+    memo: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, s: Setup, engine: PathEngine, f0: Tensor, f1: Tensor, rule: str | None,
-           steps: int, **kw: Any) -> Path:
-        """The path with the ``rule``'s ``steps`` nodes, in the dtype of the path's space."""
-        alphas, weights = rule_tensors(rule, steps, engine.path_diff) if rule else (
-            kw.pop("alphas"), kw.pop("weights"))
-        return cls(s, engine, f0, f1, rule, steps, alphas, weights, **kw)
+    def of(cls, s: Setup, engine: PathEngine, f0: Tensor, f1: Tensor, nodes: Nodes | None,
+           **kw: Any) -> Path:
+        """The path with ``nodes`` (``(rule, steps)``, in the dtype of the path's space), or
+        with none (``None``: every integrator on it places its own points).
+        ``layer_ends``: tapped layers' activations at both ends, ``(at x', at x)`` by name."""
+        if nodes is None:
+            return cls(s, engine, f0, f1, None, 0, None, None, **kw)  # type: ignore[arg-type]
+        return cls(s, engine, f0, f1, *nodes, *rule_tensors(*nodes, engine.path_diff), **kw)
+
+    def on(self, nodes: Nodes) -> Path:
+        """This path on ``nodes`` (itself when they are its own)."""
+        if (self.rule, self.steps) == nodes:
+            return self
+        return replace(self, rule=nodes[0], steps=nodes[1], memo={},
+                       **dict(zip(("alphas", "weights"),
+                                  rule_tensors(*nodes, self.engine.path_diff))))
 
     @property
     def targets(self) -> bool:
@@ -121,7 +160,7 @@ class Path:
         d = self.diffs[i][:, None]
         return kept * d.to(kept.dtype)
 
-    def points(self) -> tuple[Tensor, Tensor, Tensor]:
+    def grid(self) -> tuple[Tensor, Tensor, Tensor]:
         """The shared pass: every row at every node, with each point's weight."""
         rows, flat_a = flat_points(self.rows, self.alphas)
         return rows, flat_a, self.weights.repeat(self.rows)
@@ -131,6 +170,14 @@ def given(options: dict, *names: str) -> dict:
     """The entries of a caller's ``options`` among ``names``, for an integrator's constructor
     (whose own defaults fill in the rest, so that they are written once)."""
     return {n: options[n] for n in names if n in options}
+
+
+def nodes_of(options: dict, rule: str | None = None) -> Nodes:
+    """The nodes a riding integrator asks of ``options``: its fixed ``rule`` or the caller's
+    (default ``DEFAULT_RULE``), and ``steps`` (``"auto"``: ``DEFAULT_STEPS``)."""
+    steps = options.get("steps", DEFAULT_STEPS)
+    return (rule or options.get("rule") or DEFAULT_RULE,
+            check_steps(DEFAULT_STEPS if steps == "auto" else steps))
 
 
 def total(t: Tensor) -> Tensor:
@@ -147,15 +194,18 @@ def totals(ts: Sequence[Tensor]) -> Tensor:
 
 
 @dataclass
-class Step:
+class Points:
     """One chunk of path points as integrators read it: ``output`` ``(n, T)``, ``grads`` one
-    ``(n, T, *S_i)`` per space of the path, ``weights`` each point's weight in its pass."""
+    ``(n, T, *S_i)`` per space of the path, ``weights`` each point's weight in its pass,
+    ``layers`` / ``acts``: the gradients / activations of the tapped layers (``tap_key``)."""
 
     path: Path
     chunk: Chunk
     output: Tensor
     grads: list[Tensor]
     weights: Tensor | None
+    layers: dict[str, Tensor] = field(default_factory=dict)
+    acts: dict[str, Tensor] = field(default_factory=dict)
 
     @property
     def rows(self) -> Tensor:
@@ -186,36 +236,72 @@ class Step:
 @dataclass
 class Integral:
     """A finished integrator: attributions per space (averaged over baselines, in the
-    caller's layout), ``delta``, the nodes and weights, and ``info``."""
+    caller's layout), ``delta``, the nodes and weights, and ``info``. ``layer``: the
+    attributions are a layer's, not the input's (no input structure to restore)."""
 
     attributions: list[Tensor]
     delta: Tensor
     alphas: Any
     weights: Any
     info: dict = field(default_factory=dict)
+    layer: bool = False
 
     def result(self, path: Path, structure: bool = True) -> Attribution:
         """As an ``Attribution`` of one space (the input's structure with ``structure``)."""
         (attr,) = self.attributions
-        shown: Any = path.s.structure(attr) if structure else attr
-        return Attribution(shown, self.delta,
-                           self.alphas, self.weights, self.info)
+        shown: Any = path.s.structure(attr) if structure and not self.layer else attr
+        return Attribution(shown, self.delta, self.alphas, self.weights, self.info)
 
 
 class Integrator:
-    """One path method's arithmetic. It ``rides`` the shared pass on the path's nodes, or
-    ``plan`` gives the points of its own pass; ``add`` sees each chunk of its pass;
-    ``finish`` returns the ``Integral``. ``shared``: the shared pass's ``(alphas, outputs
-    (R, m, T))`` when one ran (IDG's coarse pass reads it). A method whose points depend on
-    its gradients (adaptive refinement) overrides ``run``."""
+    """One path method's arithmetic. It ``rides`` a shared pass on its ``nodes`` (several
+    integrators with the same nodes share one), or ``plan`` gives the points of its own pass;
+    ``add`` sees each chunk of its pass; ``finish`` returns the ``Integral``. ``shared``: the
+    call's shared pass's ``(alphas, outputs (R, m, T))`` when one ran (IDG's coarse pass reads
+    it). A method whose points depend on its gradients (adaptive refinement) overrides
+    ``run``.
+
+    ``OPTIONS``: what a caller may set besides ``steps`` and ``rule`` (``explain``'s
+    ``(name, {option: value})``, ``SequenceAttribution(lm, name, **options)``, the command
+    line's ``--method name:option=value``), checked by the constructor; ``RULE``: the nodes it
+    rides whatever the caller's rule (IDGI's ``k / steps``), which then is not an option.
+    """
 
     rides: bool = True
+    OPTIONS: ClassVar[tuple[str, ...]] = ()
+    RULE: ClassVar[str | None] = None
+    nodes: Nodes | None = None
+
+    @classmethod
+    def of(cls, options: dict) -> Integrator:
+        """The integrator ``options`` ask for (unknown names are refused by ``accepts``):
+        ``OPTIONS`` go to the constructor, ``rule`` and ``steps`` give the nodes it rides.
+        ``steps="auto"``: ``DEFAULT_STEPS`` here, for an integral without a local error
+        check; one with a check overrides ``of``."""
+        integrator = cls(**given(options, *cls.OPTIONS))
+        integrator.nodes = nodes_of(options, cls.RULE)
+        return integrator
+
+    @classmethod
+    def accepts(cls) -> tuple[str, ...]:
+        """Every option name a caller may give this integrator."""
+        return ("steps", *(() if cls.RULE else ("rule",)), *cls.OPTIONS)
+
+    def taps(self, model: Any) -> list[Tap]:
+        """The layers whose gradients (``Points.layers``, activations in ``Points.acts``) it
+        reads on the pass it rides; their activations at both ends are ``Path.layer_ends``."""
+        return []
+
+    wants_acts: bool = False
+
+    def start(self, path: Path) -> None:
+        """Called before the pass it rides (what it measures first, outside that pass)."""
 
     def plan(self, path: Path, shared: tuple[Tensor, Tensor] | None
              ) -> tuple[Tensor, Tensor, Tensor]:
         raise NotImplementedError
 
-    def add(self, step: Step) -> None:
+    def add(self, points: Points) -> None:
         raise NotImplementedError
 
     def finish(self, path: Path) -> Integral:
@@ -224,47 +310,77 @@ class Integrator:
     def run(self, path: Path, shared: tuple[Tensor, Tensor] | None) -> Integral:
         """Its own pass (``plan``), then ``finish``. Cost: a forward and backward per point."""
         rows, alphas, weights = self.plan(path, shared)
-        for step in steps_of(path, rows, alphas, weights):
-            self.add(step)
+        for points in points_of(path, rows, alphas, weights):
+            self.add(points)
         return self.finish(path)
 
 
-def steps_of(path: Path, rows: Tensor, alphas: Tensor, weights: Tensor | None,
-             taps: Sequence[Tap] = (), input_grad: bool = True, want_acts: bool = False,
-             on_chunk: Callable[[Chunk], None] | None = None):
-    """The engine's chunks at ``(rows, alphas)`` as ``Step``s (tap gradients and activations
-    stay on ``step.chunk``). Cost: a forward and ``T`` backwards per point."""
-    n_space = len(path.diffs)
+def tap_key(tap: Tap) -> str:
+    """How ``Points.layers`` and ``Points.acts`` name a tap: its layer's name, or the
+    module's identity for a module given as itself; ``:input`` for its input."""
+    layer = tap.layer if isinstance(tap.layer, str) else f"<module {id(tap.layer)}>"
+    return f"{layer}:input" if tap.use_input else layer
+
+
+def points_of(path: Path, rows: Tensor, alphas: Tensor, weights: Tensor | None,
+              taps: Sequence[Tap] = (), input_grad: bool = True, want_acts: bool = False
+              ) -> Iterator[Points]:
+    """The engine's chunks at ``(rows, alphas)`` as ``Points`` (the gradients and activations
+    of ``taps``, layers given by name, by that name). Cost: a forward and ``T`` backwards
+    per point."""
+    n_space = len(path.diffs) if input_grad else 0
+    names = [tap_key(t) for t in taps]
     with tqdm(total=len(rows) * path.n_targets, unit="backward", disable=not path.progress,
               file=sys.stderr, desc=f"{path.n_targets} targets", leave=False) as bar:
         for ch in path.engine.gradients(rows, alphas, list(taps), input_grad=input_grad,
                                         want_acts=want_acts):
-            grads = ch.grads[:n_space] if input_grad else []
+            grads = ch.grads[:n_space]
             if not path.targets:
                 grads = [g[:, None] for g in grads]
             w = None if weights is None else weights[ch.span]
-            if on_chunk is not None:
-                on_chunk(ch)
-            yield Step(path, ch, path.column(ch.output), grads, w)
+            yield Points(path, ch, path.column(ch.output), grads, w,
+                         dict(zip(names, ch.grads[n_space:], strict=True)),
+                         dict(zip(names, ch.acts)))
             bar.update(len(ch.rows) * path.n_targets)
 
 
-def integrate(path: Path, integrators: Sequence[Integrator], taps: Sequence[Tap] = (),
-              on_chunk: Callable[[Chunk], None] | None = None, input_grad: bool = True,
-              want_acts: bool = False) -> list[Integral]:
-    """Run ``integrators`` on ``path``: one shared pass on the path's nodes for all that ride
-    it (``taps`` and ``on_chunk`` see that pass too; it runs whenever taps are given), then
-    each other integrator's own. Returns one ``Integral`` per integrator, in order."""
-    riding = [i for i in integrators if i.rides]
-    shared = None
-    if riding or taps:
+def integrate(path: Path, integrators: Sequence[Integrator]) -> list[Integral]:
+    """Run ``integrators`` on ``path``: one shared pass per distinct ``nodes`` among those
+    that ride (the path's own nodes first; its outputs are the ``shared`` values the others
+    may read), then each other integrator's own. Returns one ``Integral`` per integrator, in
+    order. Cost: a forward and ``T`` backwards per point of each pass."""
+    groups: dict[Nodes, list[Integrator]] = {}
+    for integrator in integrators:
+        if integrator.rides:
+            assert integrator.nodes is not None  # set by ``of``
+            groups.setdefault(integrator.nodes, []).append(integrator)
+    own = (path.rule, path.steps) if path.rule else None
+    shared, paths = None, {}
+    for nodes, group in groups.items():
+        p = paths[nodes] = path.on(nodes)
+        tapped = [i.taps(path.engine.model) for i in group]
+        taps = list({tap_key(t): t for ts in tapped for t in ts}.values())
+        for integrator in group:
+            integrator.start(p)
         outputs = []
-        rows, alphas, weights = path.points()
-        for step in steps_of(path, rows, alphas, weights, taps, input_grad, want_acts,
-                             on_chunk):
-            outputs.append(step.output)
-            for integrator in riding:
-                integrator.add(step)
-        values = torch.cat(outputs).reshape(path.rows, len(path.alphas), path.n_targets)
-        shared = (path.alphas, values)
-    return [i.finish(path) if i.rides else i.run(path, shared) for i in integrators]
+        for points in points_of(p, *p.grid(), taps, input_grad=not all(tapped),
+                                want_acts=any(i.wants_acts for i in group)):
+            outputs.append(points.output)
+            for integrator in group:
+                integrator.add(points)
+        if nodes == own:
+            shared = (p.alphas, torch.cat(outputs).reshape(p.rows, len(p.alphas), p.n_targets))
+    return [i.finish(paths[i.nodes]) if i.rides else i.run(path, shared) for i in integrators]
+
+
+def straight(model: Any, s: Setup, integrator: Integrator, batch_size: int | str
+             ) -> Attribution:
+    """The straight-path recipe of the method classes: the engine on ``s``, ``F`` at both
+    ends, ``integrator`` on the path (on its nodes when it rides), the result in the input's
+    structure. Cost: two forwards per row, then the integrator's."""
+    with guarded(model):
+        engine = s.engine(batch_size)
+        f1, f0, _ = engine.ends([])
+        path = Path.of(s, engine, f0, f1, integrator.nodes)
+        (integral,) = integrate(path, [integrator])
+    return integral.result(path)

@@ -18,7 +18,7 @@ import importlib
 import importlib.util
 import inspect
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -32,12 +32,14 @@ if TYPE_CHECKING:
 class MethodInfo:
     """One method: ``module.cls(model, **init)``, then ``.attribute(x, **attribute, ...)``.
 
-    ``wraps``: another entry whose instance is passed first (SmoothGrad); ``shared``:
-    computable from ``explain``'s shared pass (under this entry's name); ``integrator``: the
-    class in ``module`` that integrates it on a shared path (``integrate.Integrator``), which
-    is how ``explain`` and ``SequenceAttribution`` compute it; ``cli``: offered by
-    ``pathattr explain --method`` (input-space methods that need no layer); ``gap``: what
-    its ``delta`` means when it is not a complete method's quadrature error.
+    ``wraps``: another entry whose instance is passed first (SmoothGrad); ``integrator``: the
+    class in ``module`` that integrates it on a path (``integrate.Integrator``), which is how
+    ``explain`` and ``SequenceAttribution`` compute it; ``on_layers``: for a method without
+    one, the function in ``module`` computing it in a layer's space for
+    ``SequenceAttribution`` (``(setup, layers, options, batch_size) -> Integral``);
+    ``cli``: offered by ``pathattr explain --method`` (input-space methods that need no
+    layer); ``gap``: what its ``delta`` means when it is not a complete method's quadrature
+    error. ``attribute``: options the entry fixes (a caller may not change them).
     """
 
     module: str
@@ -47,8 +49,8 @@ class MethodInfo:
     space: Literal["input", "layer"] = "input"
     images: bool = False
     wraps: str | None = None
-    shared: bool = False
     integrator: str | None = None
+    on_layers: str | None = None
     cli: bool = True
     #: What ``delta`` measures, said on the method's card: None for a complete path method
     #: (``delta`` is the quadrature error of ``F(x) - F(x')``, closed by more steps).
@@ -59,20 +61,20 @@ _M = "pathattr.methods."
 IDG_GAP = "not complete by design: δ is IG's gap on the same samples"
 DEEPLIFT_GAP = "δ: summation-to-delta, rounding only"
 METHODS: dict[str, MethodInfo] = {
-    "ig": MethodInfo(_M + "integrated_gradients", "IntegratedGradients", shared=True,
-                     integrator="GradientIntegral"),
+    "ig": MethodInfo(_M + "integrated_gradients", "IntegratedGradients",
+                     integrator="IGIntegral"),
     "ig-auto": MethodInfo(_M + "integrated_gradients", "IntegratedGradients",
-                          attribute={"steps": "auto", "tol": 0.01}),
-    "idg": MethodInfo(_M + "idg", "IntegratedDecisionGradients", shared=True,
-                      integrator="DecisionIntegral", gap=IDG_GAP),
+                          attribute={"steps": "auto"}, integrator="IGIntegral"),
+    "idg": MethodInfo(_M + "idg", "IntegratedDecisionGradients",
+                      integrator="IDGIntegral", gap=IDG_GAP),
     "idg-uniform": MethodInfo(_M + "idg", "IntegratedDecisionGradients",
-                              attribute={"sampling": "uniform"}, shared=True,
-                              integrator="DecisionIntegral", cli=False, gap=IDG_GAP),
-    "left-ig": MethodInfo(_M + "left_ig", "LeftIntegratedGradients", shared=True,
-                          integrator="SaturationIntegral",
+                              attribute={"sampling": "uniform"},
+                              integrator="IDGIntegral", cli=False, gap=IDG_GAP),
+    "left-ig": MethodInfo(_M + "left_ig", "LeftIntegratedGradients",
+                          integrator="LeftIGIntegral",
                           gap="δ: against F(x(a*)) - F(x'), the path up to its saturation "
                               "point a*"),
-    "idgi": MethodInfo(_M + "idgi", "IDGI", shared=True, integrator="StepIntegral"),
+    "idgi": MethodInfo(_M + "idgi", "IDGI", integrator="IDGIIntegral"),
     "guided-ig": MethodInfo(_M + "guided_ig", "GuidedIntegratedGradients",
                             gap="δ: the left-Riemann error along the guided path, which moves "
                                 "a few features at a time (it shrinks slowly with steps; "
@@ -91,7 +93,7 @@ METHODS: dict[str, MethodInfo] = {
                       gap="not complete: AGI sums paths toward other classes; δ is against "
                           "the score lost on them, not F(x) - F(x')"),
     "deeplift": MethodInfo(_M + "deeplift.method", "DeepLift", init={"nonlinearity": "rescale"},
-                           gap=DEEPLIFT_GAP),
+                           on_layers="on_layers", gap=DEEPLIFT_GAP),
     "deeplift-rc": MethodInfo(_M + "deeplift.method", "DeepLift",
                               init={"nonlinearity": "revealcancel"}, gap=DEEPLIFT_GAP),
     "smoothgrad": MethodInfo(_M + "smoothgrad", "SmoothGrad", wraps="saliency",
@@ -99,11 +101,12 @@ METHODS: dict[str, MethodInfo] = {
     "saliency": MethodInfo(_M + "gradient", "Saliency",
                            gap="no completeness: the gradient at the input alone"),
     "input-x-gradient": MethodInfo(_M + "gradient", "InputXGradient",
+                                   integrator="InputIntegral",
                                    gap="no completeness: one gradient times the input"),
     "layer-ig": MethodInfo(_M + "integrated_gradients", "LayerIntegratedGradients",
                            space="layer", cli=False),
     "conductance": MethodInfo(_M + "conductance", "LayerConductance", space="layer",
-                              shared=True, cli=False),
+                              integrator="ConductanceIntegral", cli=False),
     "neuron-conductance": MethodInfo(_M + "conductance", "NeuronConductance", space="layer",
                                      cli=False),
     "layer-deeplift": MethodInfo(_M + "deeplift.method", "LayerDeepLift", space="layer", cli=False),
@@ -115,25 +118,71 @@ def classes() -> dict[str, str]:
     return {m.cls: m.module for m in METHODS.values()}
 
 
-def shared_names() -> tuple[str, ...]:
-    """The names ``explain`` computes from one shared pass, in registry order."""
-    return tuple(name for name, m in METHODS.items() if m.shared)
+def entry(spec: str) -> MethodInfo:
+    """The entry of ``spec``, a name or ``name:option=value...``."""
+    return METHODS[parse_entry(spec)[0]]
 
 
-def integrated() -> tuple[str, ...]:
-    """The names with an integrator (``explain`` and ``SequenceAttribution`` take them)."""
-    return tuple(name for name, m in METHODS.items() if m.integrator)
+def integrated(space: str | None = None) -> tuple[str, ...]:
+    """The names with an integrator (``explain`` takes them), in registry order; ``space``:
+    only those attributing to it ("input": ``SequenceAttribution`` takes these)."""
+    return tuple(name for name, m in METHODS.items()
+                 if m.integrator and space in (None, m.space))
 
 
-def integrator(name: str, options: dict) -> Integrator:
-    """A fresh ``Integrator`` of method ``name`` from a caller's ``options`` (``steps``,
-    ``rule``, ``saturation``, ...; the entry's fixed ``attribute`` keywords win). Cost: the
-    first import of its module."""
+def on_layers() -> tuple[str, ...]:
+    """The names ``SequenceAttribution`` takes: input-space integrators and the methods
+    with an ``on_layers`` function."""
+    return tuple(name for name, m in METHODS.items()
+                 if m.space == "input" and (m.integrator or m.on_layers))
+
+
+def integrator(name: str, defaults: dict, options: dict | None = None) -> Integrator:
+    """A fresh ``Integrator`` of method ``name``: the caller's ``defaults`` (the call's
+    ``steps``, ``rule``, ...; those it does not take are dropped), then ``options`` given for
+    this method (each must be one it takes), then the entry's fixed ``attribute`` options
+    (an option given that contradicts one raises ``SettingError``). Cost: the first import of
+    its module."""
     m = METHODS[name]
     if m.integrator is None:
-        raise ValueError(f"method {name!r} has no integrator: it does not share a path pass")
+        raise ValueError(f"method {name!r} has no integrator: it does not run on a path")
     cls = getattr(importlib.import_module(m.module), m.integrator)
-    return cls.of({**options, **m.attribute})
+    accepted = [k for k in cls.accepts() if k not in m.attribute]
+    options = dict(options or {})
+    for key in options:
+        if key not in accepted:
+            raise SettingError(f"method {name!r} has no option {key!r}; its options: "
+                               f"{', '.join(accepted) or 'none'}", param="method")
+    return cls.of({**{k: v for k, v in defaults.items() if k in accepted}, **options,
+                   **m.attribute})
+
+
+def layer_function(name: str) -> Callable | None:
+    """Method ``name``'s ``on_layers`` function (None for a method without one). Cost: the
+    first import of its module."""
+    m = METHODS[name]
+    return None if m.on_layers is None else getattr(importlib.import_module(m.module),
+                                                    m.on_layers)
+
+
+def parse_entry(spec: str) -> tuple[str, dict]:
+    """``"left-ig:saturation=0.8:steps=64"`` -> ``("left-ig", {"saturation": 0.8,
+    "steps": 64})``: values read as Python literals where they are one (numbers, True,
+    None), else kept as text. Raises ``SettingError`` for a malformed option."""
+    import ast
+
+    name, *rest = spec.split(":")
+    options: dict = {}
+    for item in filter(None, (p.strip() for p in rest)):
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise SettingError(f"method option {item!r} in {spec!r} is not key=value",
+                               param="method")
+        try:
+            options[key.strip()] = ast.literal_eval(value.strip())
+        except (ValueError, SyntaxError):
+            options[key.strip()] = value.strip()
+    return name.strip(), options
 
 
 def canonical(name: object, known: tuple[str, ...] | None = None) -> object:
@@ -159,22 +208,47 @@ def available() -> list[str]:
 
 def parse_methods(spec: str, offered: Sequence[str] | None = None, where: str = ""
                   ) -> list[str]:
-    """``"ig,idg"`` or ``"all"`` -> method names, in the order given, without repeats
-    (``left_ig`` is read as ``left-ig``: the language-model spelling works here too).
-    ``offered``: the names accepted (default: ``available()``); ``where``: the context said
-    in the error (``"with --generate"``). Raises ``SettingError`` naming an unknown method."""
+    """``"ig,left-ig:saturation=0.8"`` or ``"all"`` -> method entries, in the order given,
+    without repeats (``left_ig`` is read as ``left-ig``: the language-model spelling works
+    here too); an entry keeps its options (``parse_entry``), each checked against what the
+    method's ``attribute`` takes. ``offered``: the names accepted (default: ``available()``);
+    ``where``: the context said in the error (``"with --generate"``). Raises
+    ``SettingError`` naming an unknown method or option."""
     names = list(available() if offered is None else offered)
     if spec.strip() == "all":
         return names
-    chosen = list(dict.fromkeys(s.strip().replace("_", "-") for s in spec.split(",")
-                                if s.strip()))
-    if not chosen:
-        raise SettingError("no method given", param="method")
-    for name in chosen:
+    chosen = []
+    for entry in filter(None, (e.strip() for e in spec.split(","))):
+        name, options = parse_entry(entry)
+        name = name.replace("_", "-")
         if name not in names:
             raise SettingError(f"unknown method {name!r}{' ' + where if where else ''}; "
                                f"available: {', '.join(names)}, or all", param="method")
-    return chosen
+        known = options_of(name)
+        for key in options:
+            if key not in known:
+                raise SettingError(f"method {name!r} has no option {key!r}; its options: "
+                                   f"{', '.join(known) or 'none'}", param="method")
+        chosen.append(":".join([name, *entry.split(":")[1:]]))
+    if not chosen:
+        raise SettingError("no method given", param="method")
+    return list(dict.fromkeys(chosen))
+
+
+def options_of(name: str) -> list[str]:
+    """The keyword options method ``name``'s ``attribute`` takes that a caller may set (not
+    the input, target or forward arguments, nor what the entry fixes). Cost: the first import
+    of its module."""
+    m = METHODS[name]
+    params = inspect.signature(getattr(importlib.import_module(m.module), m.cls).attribute
+                               ).parameters
+    return [k for k, p in params.items() if p.kind is p.KEYWORD_ONLY and k not in m.attribute
+            and k not in _NOT_OPTIONS]
+
+
+#: ``attribute`` keywords that are the call's, not a method's setting
+_NOT_OPTIONS = ("batch_size", "additional_forward_args", "forward_kwargs", "output",
+                "layer_noise", "progress")
 
 
 def make(name: str, model: object, *args: object) -> Any:
@@ -212,15 +286,17 @@ def step_options(name: str, steps: int | str) -> dict:
     return {**out, **m.attribute}
 
 
-def run(name: str, model: object, x: object, target: int, steps: int | str
+def run(entry: str, model: object, x: object, target: int, steps: int | str
         ) -> tuple[object, float]:
-    """``(Attribution, seconds)`` of method ``name`` on ``x`` for class ``target``. ``steps``
-    reaches methods whose ``attribute`` has a ``steps`` parameter (path methods); the others
-    (DeepLIFT, gradients) have no path to discretise. ``steps="auto"``: the error-controlled
-    rule to ``AUTO_TOL`` where the method has one (a ``tol`` parameter), else the method's
-    own default (50, Guided IG 200, Blur IG 100). Cost: the method's."""
+    """``(Attribution, seconds)`` of method ``entry`` (a name, or ``name:option=value...``,
+    ``parse_entry``) on ``x`` for class ``target``. ``steps`` reaches methods whose
+    ``attribute`` has a ``steps`` parameter (path methods); the others (DeepLIFT, gradients)
+    have no path to discretise. ``steps="auto"``: the error-controlled rule to ``AUTO_TOL``
+    where the method has one (a ``tol`` parameter), else the method's own default (50,
+    Guided IG 200, Blur IG 100). The entry's options win over ``steps``. Cost: the method's."""
+    name, options = parse_entry(entry)
     method = make(name, model)
-    kwargs = {"target": target, **step_options(name, steps)}
+    kwargs = {"target": target, **step_options(name, steps), **options}
     start = time.perf_counter()
     result = method.attribute(x, **kwargs)
     return result, time.perf_counter() - start

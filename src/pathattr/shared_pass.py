@@ -1,9 +1,11 @@
 """Several path methods from one pass: ``explain(model, x, methods=[...])``.
 
-IG, left-IG, uniform IDG and the total conductance of any number of layers are all arithmetic on
-the same per-point gradients and outputs along the straight path, so one gradient pass (one
-forward and one backward per point, with the layers tapped) serves them all. Adaptive IDG uses
-that pass's outputs as its coarse pass and adds only its own gradient samples.
+IG, left-IG, IDGI, uniform IDG and the total conductance of any number of layers are all
+arithmetic on the per-point gradients and outputs along the straight path, so one gradient pass
+per set of nodes (one forward and one backward per point, with the layers tapped) serves all
+the methods on those nodes (``integrate.integrate``). Adaptive IDG uses that pass's outputs as
+its coarse pass and adds only its own gradient samples. This driver names no method: what it
+computes is every registry entry with an integrator.
 """
 
 from __future__ import annotations
@@ -11,56 +13,63 @@ from __future__ import annotations
 from collections.abc import Hashable, Sequence
 from typing import Literal
 
-from torch import Tensor, nn
+from torch import nn
 
 from . import registry
 from .baselines import BaselineSpec
 from .call import Inputs, LayerNoise, embedding_path, setup
-from .engine import Chunk, guarded
+from .engine import guarded
 from .forward import OutputSpec
-from .integrate import Path, integrate
-from .layers import LayerSpec, Tap, resolve_layer
-from .methods.conductance import edge_plan, total_conductance
-from .methods.left_ig import check_saturation
-from .quadrature import nodes_weights
-from .registry import canonical, shared_names
+from .integrate import DEFAULT_RULE, Integrator, Path, integrate, nodes_of
+from .layers import LayerSpec
 from .result import Attribution
 from .targets import TargetSpec
-from .validate import check_positive_int
 
-#: What the shared pass computes, from the registry; "conductance" comes with a layer.
-NAMES = shared_names()
+#: The methods ``explain`` computes: every registry entry with an integrator.
+NAMES = registry.integrated()
+
+Entry = str | tuple
 
 
-def _parse(methods: Sequence) -> list[tuple[Hashable, str, LayerSpec | None]]:
-    _PLAIN = tuple(n for n in shared_names() if n != "conductance")
+def _parse(methods: Sequence) -> list[tuple[Hashable, str, dict]]:
+    """``(key, name, options)`` per entry: ``"name"`` or ``"name:option=value..."``,
+    ``(name, {option: value})``, or ``(name, layer)`` for a layer method."""
     if isinstance(methods, (str, tuple)) or not isinstance(methods, Sequence) or not methods:
-        raise TypeError(f"methods must be a non-empty list such as ['ig', 'idg', "
-                        f"('conductance', 'layer.name')], got {methods!r}")
-    parsed: list[tuple[Hashable, str, LayerSpec | None]] = []
+        raise TypeError(f"methods must be a non-empty list such as ['ig', ('left-ig', "
+                        f"{{'saturation': 0.8}}), ('conductance', 'layer.name')], got "
+                        f"{methods!r}")
+    names = registry.integrated()
+    parsed: list[tuple[Hashable, str, dict]] = []
     for m in methods:
-        if isinstance(m, tuple) and len(m) == 2 and m[0] == "conductance" \
-                and isinstance(m[1], (str, nn.Module)):
-            parsed.append((m, "conductance", m[1]))
-        elif isinstance(m, str) and (name := canonical(m, _PLAIN)) in _PLAIN:
-            parsed.append((m, str(name), None))
+        if isinstance(m, str):
+            name, options = registry.parse_entry(m)
+        elif isinstance(m, tuple) and len(m) == 2 and isinstance(m[0], str):
+            name, options = m[0], m[1]
+            layer_method = name in registry.METHODS and registry.METHODS[name].space == "layer"
+            if isinstance(options, (str, nn.Module)) and layer_method:
+                options = {"layer": options}
+            elif isinstance(options, dict):  # a dict is no key: the command line's spelling
+                m = ":".join([name, *(f"{k}={v!r}" for k, v in options.items())])
         else:
-            raise ValueError(f"unknown method {m!r}; expected one of {', '.join(_PLAIN)} "
-                             f"or ('conductance', layer)")
+            name, options = None, None
+        name = registry.canonical(name, names)
+        if name not in names or not isinstance(options, dict):
+            raise ValueError(f"unknown method {m!r}; expected one of {', '.join(names)} "
+                             f"(a name, 'name:option=value', (name, {{option: value}}), or "
+                             f"(layer method, layer))")
+        parsed.append((m, str(name), options))
     return parsed
 
 
 def explain(
     model,
     x: Inputs,
-    methods: Sequence,
+    methods: Sequence[Entry],
     baselines: BaselineSpec | tuple = None,
     target: TargetSpec = None,
     *,
-    steps: int = 50,
-    rule: str = "gausslegendre",
-    saturation: float = 0.9,
-    idg_steps: int | None = None,
+    steps: int | Literal["auto"] = "auto",
+    rule: str = DEFAULT_RULE,
     batch_size: int | Literal["auto"] = "auto",
     path_layer: LayerSpec | None = None,
     layer_noise: LayerNoise | None = None,
@@ -68,72 +77,37 @@ def explain(
     forward_kwargs: dict | None = None,
     output: OutputSpec = None,
 ) -> dict[Hashable, Attribution]:
-    """Return ``{method: Attribution}`` in the order of ``methods``, keyed by the entries given.
+    """Return ``{entry: Attribution}`` in the order of ``methods``, keyed by the entries
+    given (``(name, {option: value})`` by its ``"name:option=value"`` spelling).
 
-    Each entry equals calling its method alone with the same ``steps`` and ``rule``:
+    An entry is a method name of ``pathattr.registry`` with an integrator (``NAMES``), with
+    its own options as ``(name, {option: value})`` or ``"name:option=value:..."`` (the
+    command line's spelling), or ``(name, layer)`` for a layer method (``("conductance",
+    "block.3")``). ``steps`` and ``rule`` are every entry's unless it gives its own; each
+    entry equals its method's class called alone with them. ``steps="auto"``: the
+    error-controlled rule for a method with one (IG), ``integrate.DEFAULT_STEPS`` nodes for
+    the others.
 
-    - ``"ig"``: ``IntegratedGradients.attribute(steps=steps, rule=rule)``
-    - ``"left-ig"``: ``LeftIntegratedGradients.attribute(steps=steps, rule=rule, saturation=...)``
-    - ``"idg-uniform"``: ``IntegratedDecisionGradients.attribute(sampling="uniform", ...)``
-    - ``"idg"``: adaptive IDG with ``idg_steps`` samples (default ``steps``) whose coarse points
-      are this pass's nodes and both ends (``coarse_steps=steps, rule=rule``)
-    - ``"idgi"``: ``IDGI.attribute(steps=steps)`` (with ``rule="riemann_left"``, its nodes)
-    - ``("conductance", layer)``: ``LayerConductance(model, layer).attribute(steps, rule)``
-
-    Cost: ``steps`` forward+backward passes per example and baseline for all of them together
-    (no graph below the layers if only conductance is asked), two forward passes for the
-    endpoints, the forward passes conductance needs at cell edges that are not nodes (stopped
-    after the last tapped layer), one forward per row for left-IG, and ``idg_steps``
-    forward+backward passes for adaptive IDG (whose coarse pass, asked with no other method,
-    is ``steps`` forwards instead of the shared gradient pass).
-
-    Every plain entry is the registry's integrator (``registry.integrator``) on one
-    ``integrate.Path``: a method with an integrator entry is computed here with no change to
-    this function.
+    Cost: one forward and backward per node and example and baseline for all the entries
+    on the same nodes together (no graph below the layers if only layer methods ride it),
+    two forwards for the endpoints (which also give the tapped layers there), and what each
+    method adds (its own pass for one that places its own points, e.g. adaptive IG or IDG's
+    samples, whose coarse pass reads the shared pass's outputs when it ran on its grid).
     """
     specs = _parse(methods)
-    saturation = check_saturation(saturation)
-    idg_steps = steps if idg_steps is None else check_positive_int(idg_steps, "idg_steps")
-    names = {name for _, name, _ in specs}
-    layers = list(dict.fromkeys(resolve_layer(model, layer) for _, _, layer in specs
-                                if layer is not None))
-    if "idgi" in names and rule != "riemann_left":
-        raise ValueError(f"'idgi' shares the pass on the nodes k / steps: give "
-                         f"rule='riemann_left', got rule={rule!r}")
+    defaults = {"steps": steps, "rule": rule}
+    integrators: list[Integrator] = [registry.integrator(name, defaults, options)
+                                     for _, name, options in specs]
     s = setup(model, x, baselines, target, additional_forward_args, forward_kwargs, output,
               integers=True)
-    a, w = nodes_weights(rule, steps)
-    options = {"steps": steps, "rule": rule, "saturation": saturation, "samples": idg_steps,
-               "coarse_steps": steps}
-    plain = [name for name in dict.fromkeys(n for _, n, _ in specs) if name != "conductance"]
     with guarded(model):
         engine = s.engine(batch_size)
         embedding_path(engine, path_layer, layer_noise)
-        on_layer = engine.layer_path is not None
-        f1, f0, ends = engine.ends([n for n, _ in layers])
-        path = Path.of(s, engine, f0, f1, rule, steps)
-        plan = edge_plan(a, w)
-        grads: list[list[Tensor]] = [[] for _ in layers]
-        acts: list[list[Tensor]] = [[] for _ in layers]
-
-        def collect(ch: Chunk) -> None:
-            n_space = len(path.diffs) if plain else 0
-            for lst, t in zip(grads, ch.grads[n_space:], strict=True):
-                lst.append(t)
-            for lst, t in zip(acts, ch.acts):
-                lst.append(t)
-
-        integrals = integrate(path, [registry.integrator(n, options) for n in plain],
-                              [Tap(n) for n, _ in layers], collect, input_grad=bool(plain),
-                              want_acts=bool(layers) and plan.uses_node_acts)
-        results: dict[Hashable, Attribution] = {
-            name: integral.result(path, structure=not on_layer)
-            for name, integral in zip(plain, integrals)}
-        edge_acts = plan.edge_activations(engine, [n for n, _ in layers]) if layers else []
-    out_delta = s.mean(f1 - f0)
-    for i, (name, _) in enumerate(layers):
-        results[("conductance", name)] = total_conductance(
-            s, grads[i], acts[i], edge_acts[i], ends[i], plan, steps, out_delta, rule, name,
-            path.alphas, path.weights)
-    return {key: results[("conductance", resolve_layer(model, layer)[0])
-                         if layer is not None else name] for key, name, layer in specs}
+        layers = list(dict.fromkeys(str(t.layer) for i in integrators for t in i.taps(model)))
+        f1, f0, ends = engine.ends(layers)
+        path = Path.of(s, engine, f0, f1, nodes_of(defaults),
+                       layer_ends=dict(zip(layers, ends)))
+        integrals = integrate(path, integrators)
+        structure = engine.layer_path is None
+        return {key: integral.result(path, structure)
+                for (key, _, _), integral in zip(specs, integrals)}

@@ -407,15 +407,25 @@ def test_mlp_conductance_per_target_equals_layer_conductance_on_each_prefix(buil
 def test_method_options_are_checked():
     model = gpt2()
     ids = torch.tensor([[5, 9, 13]])
-    with pytest.raises(ValueError, match="conductance_layers needs method='ig'"):
+    with pytest.raises(ValueError, match="conductance_layers needs a method on a shared pass"):
         pathattr.SequenceAttribution(model, method="idg").attribute(
             ids, max_new_tokens=1, conductance_layers=["transformer.h.0.mlp.c_proj"])
-    with pytest.raises(ValueError, match="steps='auto' is for method='ig'"):
-        pathattr.SequenceAttribution(model, method="left-ig").attribute(
-            ids, max_new_tokens=1, steps="auto")
     with pytest.raises(ValueError, match="saturation must be"):
         pathattr.SequenceAttribution(model, method="left-ig").attribute(
             ids, max_new_tokens=1, saturation=0)
+    with pytest.raises(ValueError, match="saturation must be"):  # checked when constructed
+        pathattr.SequenceAttribution(model, method="left-ig", saturation=2)
+    with pytest.raises(ValueError, match="'ig' has no option 'saturation'; its options: "
+                                         "steps, rule, tol, max_steps"):
+        pathattr.SequenceAttribution(model, method="ig", saturation=0.5)
+    with pytest.raises(ValueError, match="'deeplift' takes no options"):
+        pathattr.SequenceAttribution(model, method="deeplift", steps=3)
+    # a method without an error-controlled rule takes steps="auto" as its default count
+    auto = pathattr.SequenceAttribution(model, method="left-ig").attribute(
+        ids, torch.tensor([[7, 2]]), steps="auto")
+    fixed = pathattr.SequenceAttribution(model, method="left-ig").attribute(
+        ids, torch.tensor([[7, 2]]), steps=50)
+    torch.testing.assert_close(auto.scores, fixed.scores, rtol=0, atol=0)
     with pytest.raises(ValueError, match="no MLP output projection"):
         pathattr.mlp_neurons(torch.nn.Linear(2, 2))
 
@@ -542,9 +552,10 @@ def test_a_sequence_first_embedding_is_declared_with_batch_dim(method):
     twin = _SeqFirstLM(False).double().eval()
     twin.load_state_dict(first.state_dict())
     ids, targets = torch.tensor([[3, 4, 5, 6], [7, 8, 9, 10]]), torch.tensor([[1, 2], [3, 4]])
-    got = pathattr.SequenceAttribution(first, method, batch_dim=1).attribute(ids,
-                                                                             target_ids=targets)
-    want = pathattr.SequenceAttribution(twin, method).attribute(ids, target_ids=targets)
+    got = pathattr.SequenceAttribution(first, method, batch_dim=1).attribute(
+        ids, target_ids=targets, steps=50)
+    want = pathattr.SequenceAttribution(twin, method).attribute(ids, target_ids=targets,
+                                                                steps=50)
     torch.testing.assert_close(got.scores, want.scores, rtol=1e-9, atol=1e-12)
     assert got.delta.abs().max() < 1e-9
     if method == "ig":

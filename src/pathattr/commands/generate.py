@@ -109,21 +109,26 @@ def generation_methods(spec: str) -> list[str]:
 
 
 def explain_generation(prompt: str, model: str, generate: int | None, target: str | None,
-                       methods: list[str], steps: int, out: Path, quiet: bool
-                       ) -> tuple[str, list[Path]]:
+                       methods: list[str], steps: int | str, out: Path, quiet: bool,
+                       score: str = "logprob") -> tuple[str, list[Path]]:
     """Continue ``prompt`` greedily for ``generate`` tokens, or force ``target``, and explain
     every continuation token with each of ``methods`` (the continuation is generated once).
     Writes ``report.html`` and ``tokens.json`` per method to
     ``out/generation/<FOLDER>/<METHOD>/``, the folder named after the prompt and the
     continuation asked for (``files.text_folder``: another prompt never replaces them).
+    ``methods``: entries with their options (``left-ig:saturation=0.8``); ``score``: a name
+    in ``scores.SCORES``.
     Returns the terminal text and the reports. Raises ``UsageError``. Cost: loading the model
     (training it once, 15-45 s, for tiny-lm), then ``SequenceAttribution``'s per method."""
     from ..methods.sequence import SequenceAttribution
+    from ..methods.sequence.scores import SCORES
     from ..methods.sequence.tokens import context_room
-    from ..registry import AUTO_TOL, fixed_steps
+    from ..registry import parse_entry
 
     if not prompt:
         raise UsageError("--text: empty prompt")
+    if score not in SCORES:
+        raise UsageError(f"--score: one of {', '.join(SCORES)}, got {score!r}")
     lm = load_language_model(model, progress=not quiet)
     try:
         ids = torch.tensor([lm.prompt(prompt)])
@@ -150,16 +155,14 @@ def explain_generation(prompt: str, model: str, generate: int | None, target: st
     texts, reports = [], []
     for method in methods:
         start = time.perf_counter()
-        kw = {} if method in ("deeplift", "input-x-gradient") else \
-            {"steps": steps if method == "ig" else fixed_steps(steps), "progress": not quiet}
-        if kw.get("steps") == "auto":
-            kw["tol"] = AUTO_TOL
-        sa = SequenceAttribution(lm.model, method=method)
+        name, options = parse_entry(method)
+        kw: dict = {"steps": steps, "progress": not quiet}
+        sa = SequenceAttribution(lm.model, method=name, **options)
         if lm.baselines is not None:
             kw["baselines"] = lm.baselines(ids.shape[1], (forced if forced is not None
                                                           else ids).shape[1])
         r = sa.attribute(ids, forced, None if forced is not None else generate,
-                         score="logprob", **kw)
+                         score=score, **kw)
         seconds = time.perf_counter() - start
         text, report = _write(lm, sa, r, prompt, method, target is None, seconds,
                               folder / method, quiet)
@@ -202,7 +205,7 @@ def _write(lm: LanguageModel, sa, r, prompt: str, method: str, generated: bool,
         facts=[("model", lm.description), ("prompt", prompt),
                ("continuation", continuation),
                ("target", "generated greedily" if generated else "forced"),
-               ("score", "log-probability of each target token"), ("method", method),
+               ("score", f"{r.info['score']} of each target token"), ("method", method),
                ("completeness", f"largest gap |δ| = {float(r.delta[0].abs().max()):.3g} "
                                 f"({max(relative):.2%} of the target's change), {seconds:.1f} s")],
         sections=[(f"Attributions: {method}, target x position", heatmap, ())],

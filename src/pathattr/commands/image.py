@@ -239,7 +239,7 @@ def _method(name: str, model, x: torch.Tensor, target: int, steps: int,
     png = viz.array_png(viz.overlay(shown, attr))
     return viz.MethodPanel(name, png, delta, relative, seconds,
                            values=map_cells(viz.attribution_map(attr)),
-                           gap=registry.METHODS[name].gap), attr
+                           gap=registry.entry(name).gap), attr
 
 
 def _curves(curves: dict, metrics: tuple[str, ...]) -> tuple[dict, viz.Table, bytes]:

@@ -79,8 +79,9 @@ def explain_molecule(smiles: str, model_name: str, methods: list[str], steps: in
     for name in methods:
         start = time.perf_counter()
         try:
-            r = attribute_graphs(model, data, name, target=0,
-                                 **registry.step_options(name, steps))
+            method, options = registry.parse_entry(name)
+            r = attribute_graphs(model, data, method, target=0,
+                                 **{**registry.step_options(method, steps), **options})
         except Exception as e:  # noqa: BLE001 -- one method failing is shown on its card
             panels.append(viz.MethodPanel(name, error=str(e).splitlines()[0][:300]))
             continue
@@ -94,7 +95,7 @@ def explain_molecule(smiles: str, model_name: str, methods: list[str], steps: in
         relative = None if delta is None or change is None else \
             abs(delta) / max(abs(float(change[0])), 1e-12)
         panels.append(viz.MethodPanel(name, png, delta, relative, seconds,
-                                      gap=registry.METHODS[name].gap))
+                                      gap=registry.entry(name).gap))
         entries[name] = {"atoms": atoms.tolist(),
                          "bonds": None if bonds is None else bonds.tolist(),
                          "delta": delta, "seconds": seconds}

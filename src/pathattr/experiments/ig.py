@@ -19,8 +19,9 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import LogLocator, ScalarFormatter
 from torch import Tensor, nn
 
-from ..call import flat_points, setup
+from ..call import setup
 from ..engine import guarded
+from ..integrate import flat_points
 from ..methods.integrated_gradients import IntegratedGradients
 from ..quadrature import RULES, nodes_weights
 from ..viz import overlay
@@ -55,7 +56,7 @@ def path_slopes(model: nn.Module, x: Tensor, target: Tensor, alphas: np.ndarray
                 parts.append((ch.grads[0] * engine.diff[ch.rows]).flatten(1).sum(1))
                 shown.update(len(ch.rows))
         slopes = torch.cat(parts)
-        f1, f0 = engine.endpoints()
+        f1, f0, _ = engine.ends([])
     return (f1 - f0).double(), slopes.double().reshape(len(x), len(alphas))
 
 

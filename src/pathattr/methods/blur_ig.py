@@ -26,7 +26,7 @@ from ..quadrature import nodes_weights
 from ..result import Attribution
 from ..targets import TargetSpec
 from ..validate import check_flag, check_number, check_tensor
-from .idgi import Steps
+from .idgi import IDGIWalk
 
 
 def blur_matrix(n: int, sigma: float, dtype: torch.dtype, device: torch.device
@@ -109,7 +109,7 @@ class BlurIntegratedGradients(Explainer):
         b = len(s.x)
         tgt = s.target
         attr = torch.zeros_like(s.x)
-        along = Steps() if idgi else None
+        along = IDGIWalk() if idgi else None
         with guarded(self.model):
             at = s.evaluator(batch_size)
             # nodes per model batch: keep chunks full

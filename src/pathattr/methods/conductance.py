@@ -36,12 +36,19 @@ from ..call import (
     Inputs,
     LayerNoise,
     embedding_path,
-    flat_points,
     layer_tensors,
-    rule_tensors,
 )
 from ..engine import PathEngine, guarded
 from ..forward import OutputSpec
+from ..integrate import (
+    Integral,
+    Integrator,
+    Path,
+    Points,
+    flat_points,
+    rule_tensors,
+    tap_key,
+)
 from ..layers import LayerSpec, Tap, check_reached, resolve_layer, tap_layers
 from ..quadrature import cell_edges, nodes_weights
 from ..result import Attribution
@@ -409,6 +416,103 @@ class EdgePlan(NamedTuple):
                                                            dtype=diff.dtype, device=x.device))
         acts: list[Tensor | None] = [*engine.activations(layers, rows, alphas, use_input)]
         return acts
+
+
+class ConductanceIntegral(Integrator):
+    """Total conductance of every neuron of ``layer`` on a shared pass (``explain``'s
+    ``("conductance", layer)``): its gradients at the nodes, its activations at the cell
+    edges (read off the pass where an edge is a node; the ends from ``Path.layer_ends``; the
+    other edges measured once per path for every layer tapped on it).
+    Memory: the layer's gradients (and activations) at every node."""
+
+    OPTIONS = ("layer",)
+
+    def __init__(self, layer: LayerSpec | None = None):
+        if layer is None:
+            raise TypeError("conductance needs a layer: ('conductance', layer) or "
+                            "('conductance', {'layer': layer})")
+        self.layer = layer
+        self.grads: list[Tensor] = []
+        self.acts: list[Tensor] = []
+
+    def taps(self, model) -> list[Tap]:
+        self.name = resolve_layer(model, self.layer)[0]
+        return [Tap(self.name)]
+
+    @property
+    def plan(self) -> EdgePlan:
+        assert self.nodes is not None  # set by ``of``
+        return edge_plan(*nodes_weights(*self.nodes))
+
+    @property
+    def wants_acts(self) -> bool:  # type: ignore[override]
+        return self.plan.uses_node_acts
+
+    def add(self, step: Points) -> None:
+        self.grads.append(step.layers[self.name])
+        if self.name in step.acts:
+            self.acts.append(step.acts[self.name])
+
+    def finish(self, path: Path) -> Integral:
+        """Cost: forwards stopped after the tapped layers at the inner edges that are not
+        nodes, once per path."""
+        memo = path.memo.setdefault("edge_activations", {})
+        names = list(path.layer_ends)
+        if self.name not in memo:
+            memo.update(zip(names, self.plan.edge_activations(path.engine, names)))
+        s = path.s
+        r = total_conductance(s, self.grads, self.acts, memo[self.name],
+                              path.layer_ends[self.name], self.plan, path.steps,
+                              s.mean(path.f1 - path.f0), str(path.rule), self.name, path.alphas,
+                              path.weights)
+        assert r.delta is not None  # conductance has a gap
+        return Integral([cast(Tensor, r.attributions)], r.delta, r.alphas, r.weights, r.info,
+                        layer=True)
+
+
+class TargetConductanceIntegral(Integrator):
+    """Per target, the total conductance of every neuron of ``layers``' inputs (e.g. the
+    MLPs' hidden units), ``sum_k dS_t/dy(a_k) (y(t_k) - y(t_{k-1}))``, ``(B, T, *shape)`` per
+    layer, accumulated during the pass it rides (memory: the neurons at the cell edges, not
+    their gradients at every point). ``layers`` are the model's names, tapped as modules (a
+    wrapping call names them otherwise). Cost (``start``): ``m - 1`` forwards per row at the
+    inner cell edges, stopped after the last layer, and two for the ends."""
+
+    OPTIONS = ("layers", "model")
+
+    def __init__(self, layers: Sequence[LayerSpec] = (), model: nn.Module | None = None):
+        if model is None:
+            raise TypeError("TargetConductanceIntegral needs the model whose layers it names")
+        self.named = [resolve_layer(model, n) for n in layers]
+        self.out: dict[str, Tensor] = {}
+
+    def taps(self, model) -> list[Tap]:
+        return [Tap(module, True) for _, module in self.named]
+
+    def start(self, path: Path) -> None:
+        b, m, engine = path.rows, len(path.alphas), path.engine
+        modules = [module for _, module in self.named]
+        edges = cell_edges(path.weights.double().cpu().numpy())
+        inner = torch.as_tensor(edges[1:-1], dtype=path.alphas.dtype, device=path.alphas.device)
+        _, _, ends = engine.ends(modules, use_input=True)
+        mid = engine.activations(modules, *flat_points(b, inner), use_input=True)
+        self.steps_y = []
+        for (y0, y1), ym in zip(ends, mid):
+            y = torch.cat([y0[:, None], ym.reshape(b, m - 1, *y0.shape[1:]), y1[:, None]], 1)
+            self.steps_y.append((y[:, 1:] - y[:, :-1]).flatten(0, 1))  # row b * m + k
+
+    def add(self, step: Points) -> None:
+        for (name, module), dy in zip(self.named, self.steps_y):
+            g = step.layers[tap_key(Tap(module, True))]
+            if name not in self.out:
+                self.out[name] = g.new_zeros((step.path.rows, *g.shape[1:]))
+            at = dy[torch.arange(step.chunk.span.start, step.chunk.span.stop, device=dy.device)]
+            self.out[name].index_add_(0, step.rows, g * at[:, None].to(g.dtype))
+
+    def finish(self, path: Path) -> Integral:
+        """The conductances by layer name in ``info["conductance"]``."""
+        return Integral([], path.f1.new_zeros(0), path.alphas, path.weights,
+                        {"conductance": self.out}, layer=True)
 
 
 def edge_plan(a: np.ndarray, w: np.ndarray) -> EdgePlan:

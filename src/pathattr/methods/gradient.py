@@ -10,8 +10,10 @@ from ..baselines import BaselineSpec
 from ..call import Explainer, Inputs, Setup
 from ..engine import guarded
 from ..forward import OutputSpec
+from ..integrate import Integrator
 from ..result import Attribution
 from ..targets import TargetSpec
+from .integrated_gradients import IGIntegral
 
 
 def _gradient(method: Explainer, x: Inputs, baselines, target: TargetSpec, batch_size,
@@ -54,3 +56,20 @@ class InputXGradient(Explainer):
         s, g = _gradient(self, x, baselines, target, batch_size,
                          (additional_forward_args, forward_kwargs, output))
         return Attribution(s.structure(s.mean((s.x - s.baseline) * g)))
+
+
+class InputIntegral(IGIntegral):
+    """Input x Gradient as an integrator: IG's sum on the single node ``a = 1`` of weight 1,
+    ``g(x) (x - x')`` (with a zero baseline, ``InputXGradient``). It takes no option."""
+
+    OPTIONS = ()
+
+    @classmethod
+    def of(cls, options: dict) -> Integrator:
+        integrator = cls()
+        integrator.nodes = ("riemann_right", 1)
+        return integrator
+
+    @classmethod
+    def accepts(cls) -> tuple[str, ...]:
+        return ()

@@ -25,7 +25,7 @@ from ..forward import OutputSpec
 from ..result import Attribution
 from ..targets import TargetSpec
 from ..validate import check_flag, check_number, check_steps
-from .idgi import Steps
+from .idgi import IDGIWalk
 
 #: Relative and absolute tolerance of "the step has covered its L1 distance" (PAIR's value).
 EPSILON = 1e-9
@@ -105,10 +105,10 @@ class GuidedIntegratedGradients(Explainer):
         l1_total = diff.abs().sum(1)
         point = base.clone()
         attr = torch.zeros_like(base)
-        along = Steps() if idgi else None
+        along = IDGIWalk() if idgi else None
         with guarded(self.model):
             engine = s.engine(batch_size)
-            f1, f0 = engine.endpoints()
+            f1, f0, _ = engine.ends([])
             at = engine.evaluator()
             for step in range(steps):
                 f, grad = at.gradients(point.to(s.x.dtype).reshape(shape), s.target)

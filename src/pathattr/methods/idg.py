@@ -36,10 +36,9 @@ import torch
 from torch import Tensor
 
 from ..baselines import BaselineSpec
-from ..call import Explainer, Inputs, flat_points
-from ..engine import guarded
+from ..call import Explainer, Inputs
 from ..forward import OutputSpec
-from ..integrate import Integral, Integrator, Path, Step, given, integrate
+from ..integrate import Integral, Integrator, Path, Points, flat_points, nodes_of, straight
 from ..quadrature import nodes_weights
 from ..result import Attribution
 from ..targets import TargetSpec
@@ -113,16 +112,19 @@ def pooled_progress(values: Tensor) -> Tensor:
     return torch.cat([pooled.new_zeros(len(pooled), 1), pooled.cumsum(1)], 1)
 
 
-class DecisionIntegral(Integrator):
+class IDGIntegral(Integrator):
     """IDG: ``sum_k w_k s_k g_k`` and ``sum_k w_k s_k`` per row and target, with
     ``s_k = g_k . (x - x')`` the exact ``dF/da`` at the point.
 
-    ``sampling="uniform"`` rides the shared pass (the path's rule); ``"adaptive"`` places
-    ``steps`` samples by the output change at ``coarse_points(rule, coarse_steps)``: read off
-    the shared pass when it ran on that grid, else measured at ``coarse_evaluations`` of them
-    (all with None) and interpolated (``coarse_values``). With a target axis the targets'
-    changes are pooled (``pooled_progress``): one set of samples per row.
+    ``sampling="uniform"`` rides a shared pass on ``(rule, steps)``; ``"adaptive"`` places
+    ``steps`` samples by the output change at ``coarse_points(rule, coarse_steps)`` (default
+    ``coarse_steps``: the caller's ``steps``): read off the call's shared pass when it ran on
+    that grid, else measured at ``coarse_evaluations`` of them (all with None) and
+    interpolated (``coarse_values``). With a target axis the targets' changes are pooled
+    (``pooled_progress``): one set of samples per row.
     """
+
+    OPTIONS = ("sampling", "coarse_steps", "coarse_evaluations")
 
     def __init__(self, sampling: str = "adaptive", steps: int = 50,
                  rule: str = "riemann_trapezoid", coarse_steps: int = 50,
@@ -140,12 +142,14 @@ class DecisionIntegral(Integrator):
 
     @classmethod
     def of(cls, options: dict) -> Integrator:
-        """IDG as ``explain`` and ``SequenceAttribution`` ask for it: ``samples`` adaptive
-        samples (default ``steps``) on the coarse grid ``(rule, coarse_steps)``."""
-        sampling = options.get("sampling", "adaptive")
-        steps = options["steps"] if sampling == "uniform" else options.get("samples",
-                                                                           options["steps"])
-        return cls(sampling, steps, **given(options, "rule", "coarse_steps", "coarse_evaluations"))
+        """IDG for a caller's options; ``steps="auto"``: ``DEFAULT_STEPS`` samples (its
+        integral has no local error check)."""
+        rule, steps = nodes_of(options)
+        integrator = cls(options.get("sampling", "adaptive"), steps, rule,
+                         options.get("coarse_steps", steps),
+                         options.get("coarse_evaluations"))
+        integrator.nodes = (rule, steps)
+        return integrator
 
     def plan(self, path: Path, shared: tuple[Tensor, Tensor] | None
              ) -> tuple[Tensor, Tensor, Tensor]:
@@ -179,7 +183,7 @@ class DecisionIntegral(Integrator):
         rows = torch.arange(path.rows, device=dev).repeat_interleave(self.steps)
         return rows, alphas.flatten(), weights.flatten()
 
-    def add(self, step: Step) -> None:
+    def add(self, step: Points) -> None:
         assert step.weights is not None  # IDG's points always come with their weights
         ws = step.weights.to(step.slope.dtype)[:, None] * step.slope  # (n, T)
         if not self.grad:
@@ -239,11 +243,8 @@ class IntegratedDecisionGradients(Explainer):
         passes for the endpoints and, if adaptive, ``min(coarse_evaluations, coarse_steps) - 2``
         forward-only passes.
         """
-        idg = DecisionIntegral(sampling, steps, rule, coarse_steps, coarse_evaluations)
+        idg = IDGIntegral.of({"steps": steps, "rule": rule, "sampling": sampling,
+                              "coarse_steps": coarse_steps,
+                              "coarse_evaluations": coarse_evaluations})
         s = self.prepare(x, baselines, target, additional_forward_args, forward_kwargs, output)
-        with guarded(self.model):
-            engine = s.engine(batch_size)
-            f1, f0 = engine.endpoints()
-            path = Path.of(s, engine, f0, f1, rule, steps)
-            (integral,) = integrate(path, [idg])
-        return integral.result(path)
+        return straight(self.model, s, idg, batch_size)

@@ -23,12 +23,10 @@ from torch import Tensor
 
 from ..baselines import BaselineSpec
 from ..call import ConvergenceDelta, Inputs
-from ..engine import guarded
 from ..forward import OutputSpec
-from ..integrate import Integral, Integrator, Path, Step, integrate, totals
+from ..integrate import Integral, Integrator, Path, Points, straight, totals
 from ..result import Attribution
 from ..targets import TargetSpec
-from ..validate import check_steps
 
 
 def shares(g: Tensor) -> Tensor:
@@ -40,7 +38,7 @@ def shares(g: Tensor) -> Tensor:
     return sq / torch.where(norm > 0, norm, 1.0).reshape(-1, *[1] * (g.dim() - 1))
 
 
-class Steps:
+class IDGIWalk:
     """IDGI along a path walked node by node (Guided IG, Blur IG): ``add`` the output and
     gradient at each node in path order, ``end`` with the output at the path's end.
     Memory: one gradient-sized tensor besides the sum."""
@@ -52,7 +50,7 @@ class Steps:
 
     def _close(self, f: Tensor) -> None:
         if self._share is None or self._f is None:
-            raise ValueError("IDGI's Steps: end() before any add()")
+            raise ValueError("IDGIWalk.end() before any add()")
         change = (f - self._f).reshape(-1, *[1] * (self._share.dim() - 1))
         self.sum = self._share * change if self.sum is None else self.sum + self._share * change
 
@@ -69,25 +67,20 @@ class Steps:
         return self.sum
 
 
-class StepIntegral(Integrator):
+class IDGIIntegral(Integrator):
     """IDGI of every row's and target's straight path on the shared pass, whose nodes must be
     ``k / steps`` (``rule="riemann_left"``), visited per row in increasing alpha from 0
     (``flat_points`` order). Each node's shares ``g^2 / ||g||^2`` (over every space of the
     path) wait for the next node's output, which closes the step; ``finish`` closes each
     row's last step at ``F(x)``. Memory: two tensors of the kept shape per row and target."""
 
-    @classmethod
-    def of(cls, options: dict) -> Integrator:
-        return cls()
+    RULE = "riemann_left"
 
     def __init__(self) -> None:
         self.acc: list[Tensor] = []
 
-    def add(self, step: Step) -> None:
+    def add(self, step: Points) -> None:
         path = step.path
-        if path.rule != "riemann_left":
-            raise ValueError(f"IDGI walks the nodes k / steps: give rule='riemann_left', got "
-                             f"rule={path.rule!r}")
         sq = step.squares
         norm = totals(sq)  # (n, T)
         norm = torch.where(norm > 0, norm, 1.0)
@@ -132,11 +125,6 @@ class IDGI(ConvergenceDelta):
         Cost: ``steps`` forward+backward passes per example and baseline, plus two forwards
         for the endpoints; memory of IG's plus one input-sized tensor per example.
         """
-        check_steps(steps)
+        integrator = IDGIIntegral.of({"steps": steps})
         s = self.prepare(x, baselines, target, additional_forward_args, forward_kwargs, output)
-        with guarded(self.model):
-            engine = s.engine(batch_size)
-            f1, f0 = engine.endpoints()
-            path = Path.of(s, engine, f0, f1, "riemann_left", steps)
-            (integral,) = integrate(path, [StepIntegral()])
-        return integral.result(path)
+        return straight(self.model, s, integrator, batch_size)

@@ -13,10 +13,21 @@ import torch
 from torch import Tensor
 
 from ..baselines import BaselineSpec
-from ..call import ConvergenceDelta, Inputs, LayerNoise, Setup, layer_path, layer_tensors
-from ..engine import PathEngine, guarded
+from ..call import ConvergenceDelta, Inputs, LayerNoise, layer_path, layer_tensors
+from ..engine import guarded
 from ..forward import OutputSpec
-from ..integrate import Integral, Integrator, Path, Step, given, integrate, steps_of, totals
+from ..integrate import (
+    Integral,
+    Integrator,
+    Path,
+    Points,
+    given,
+    integrate,
+    nodes_of,
+    points_of,
+    straight,
+    totals,
+)
 from ..layers import LayerSpec, resolve_layer
 from ..quadrature import MAX_STEPS, refine, trapezoid_weights
 from ..result import Attribution
@@ -24,12 +35,14 @@ from ..targets import TargetSpec
 from ..validate import check_number, check_positive_int
 
 
-class GradientIntegral(Integrator):
+class IGIntegral(Integrator):
     """IG on the shared pass: ``sum_k w_k g(a_k)`` per row (and target), times ``x - x'``.
 
     ``multiply_by_inputs=False`` shows the path-averaged gradient itself; ``delta`` stays the
     gap of the multiplied attributions.
     """
+
+    OPTIONS = ("tol", "max_steps", "multiply_by_inputs")
 
     def __init__(self, multiply_by_inputs: bool = True):
         self.multiply_by_inputs = multiply_by_inputs
@@ -37,13 +50,15 @@ class GradientIntegral(Integrator):
 
     @classmethod
     def of(cls, options: dict) -> Integrator:
-        """IG as ``explain`` and ``SequenceAttribution`` ask for it: ``steps="auto"`` is the
-        error-controlled rule (``tol``, ``max_steps``)."""
+        """IG for a caller's options: ``steps="auto"`` is the error-controlled rule (``tol``,
+        ``max_steps``)."""
         if options.get("steps") == "auto":
-            return AdaptiveIntegral(**given(options, "tol", "max_steps"))
-        return cls()
+            return AdaptiveIGIntegral(**given(options, *cls.OPTIONS))
+        integrator = cls(**given(options, "multiply_by_inputs"))
+        integrator.nodes = nodes_of(options)
+        return integrator
 
-    def add(self, step: Step) -> None:
+    def add(self, step: Points) -> None:
         w = step.weights
         assert w is not None  # a fixed rule's points come with their weights
         if not self.sums:
@@ -62,7 +77,7 @@ class GradientIntegral(Integrator):
                          "output_delta": path.mean(out)})
 
 
-class AdaptiveIntegral(Integrator):
+class AdaptiveIGIntegral(Integrator):
     """IG with error-controlled refinement (``quadrature.refine``) of every row's and
     target's own path (path ``r * T + t``), in input space or along a layer path.
 
@@ -93,7 +108,7 @@ class AdaptiveIntegral(Integrator):
             if todo:
                 rows = torch.as_tensor([e for e, _ in todo], device=dev)
                 alphas = torch.as_tensor([a for _, a in todo], dtype=dt, device=dev)
-                for step in steps_of(path, rows, alphas, None):
+                for step in points_of(path, rows, alphas, None):
                     for j, key in enumerate(todo[step.chunk.span]):
                         cache[key] = (step.output[j], [k[j] for k in step.kept],
                                       step.slope[j])
@@ -173,27 +188,9 @@ class IntegratedGradients(ConvergenceDelta):
         baseline, plus two forward passes for the endpoints.
         """
         s = self.prepare(x, baselines, target, additional_forward_args, forward_kwargs, output)
-        with guarded(self.model):
-            engine = s.engine(batch_size)
-            f1, f0 = engine.endpoints()
-            path = _path(s, engine, f0, f1, steps, rule)
-            (integral,) = integrate(path, [_integrator(steps, tol, max_steps,
-                                                       self.multiply_by_inputs)])
-        return integral.result(path)
-
-
-def _path(s: Setup, engine: PathEngine, f0: Tensor, f1: Tensor, steps: int | str, rule: str
-          ) -> Path:
-    if steps == "auto":  # no shared pass: the refinement places every point
-        return Path.of(s, engine, f0, f1, None, 0, alphas=None, weights=None)
-    return Path.of(s, engine, f0, f1, rule, cast(int, steps))  # the rule checks it
-
-
-def _integrator(steps: int | str, tol: float, max_steps: int, multiply_by_inputs: bool
-                ) -> Integrator:
-    if steps == "auto":
-        return AdaptiveIntegral(tol, max_steps, multiply_by_inputs)
-    return GradientIntegral(multiply_by_inputs)
+        return straight(self.model, s, IGIntegral.of(
+            {"steps": steps, "rule": rule, "tol": tol, "max_steps": max_steps,
+             "multiply_by_inputs": self.multiply_by_inputs}), batch_size)
 
 
 def trapezoid_sums(nodes: list, ids: list, kept: dict[int, list[Tensor]], dtype, device
@@ -269,9 +266,11 @@ class LayerIntegratedGradients(ConvergenceDelta):
                 rows = torch.arange(len(s.x), device=s.x.device)
                 f1 = engine.values(rows, torch.ones(len(rows), dtype=engine.path_diff.dtype,
                                                     device=s.x.device))
-            path = _path(s, engine, f0, f1, steps, rule)
-            (integral,) = integrate(path, [_integrator(steps, tol, max_steps,
-                                                       self.multiply_by_inputs)])
+            integrator = IGIntegral.of({"steps": steps, "rule": rule, "tol": tol,
+                                        "max_steps": max_steps,
+                                        "multiply_by_inputs": self.multiply_by_inputs})
+            path = Path.of(s, engine, f0, f1, integrator.nodes)
+            (integral,) = integrate(path, [integrator])
         attrs, per_layer = list(integral.attributions), []
         for g in groups:  # a layer of several tensors: a tuple of attributions
             per_layer.append(attrs[0] if len(g) == 1 else tuple(attrs[:len(g)]))

@@ -23,9 +23,8 @@ from torch import Tensor
 
 from ..baselines import BaselineSpec
 from ..call import Explainer, Inputs
-from ..engine import guarded
 from ..forward import OutputSpec
-from ..integrate import Integral, Integrator, Path, Step, given, integrate, totals
+from ..integrate import Integral, Integrator, Path, Points, straight, totals
 from ..quadrature import cell_edges
 from ..result import Attribution
 from ..targets import TargetSpec
@@ -64,7 +63,7 @@ def truncated_weights(cut: Tensor, weights: Tensor) -> Tensor:
     return (cut[:, None].to(weights.dtype) - lo).clamp(min=0).minimum(weights)
 
 
-class SaturationIntegral(Integrator):
+class LeftIGIntegral(Integrator):
     """Left-IG on the shared pass of a fixed rule, in point order: ``sum_k c_k g_k`` per row
     and target (path ``r * T + t``), with ``c_k = clip(a* - t_{k-1}, 0, w_k)`` and each
     path's own ``a*``.
@@ -74,13 +73,11 @@ class SaturationIntegral(Integrator):
     ``a*``), so only the latest term per path waits.
     """
 
+    OPTIONS = ("saturation",)
+
     def __init__(self, saturation: float = 0.9):
         self.saturation = check_saturation(saturation)
         self.started = False
-
-    @classmethod
-    def of(cls, options: dict) -> Integrator:
-        return cls(**given(options, "saturation"))
 
     def _start(self, path: Path, like: list[Tensor]) -> None:
         self.started, self.t = True, path.n_targets
@@ -105,7 +102,7 @@ class SaturationIntegral(Integrator):
         self.pending = [torch.zeros_like(acc) for acc in self.sums]
         self.pending_k = np.full(n, -1)
 
-    def add(self, step: Step) -> None:
+    def add(self, step: Points) -> None:
         if not self.started:
             self._start(step.path, step.kept)
         k_all = np.arange(step.chunk.span.start, step.chunk.span.stop) % self.m
@@ -200,11 +197,6 @@ class LeftIntegratedGradients(Explainer):
         Cost: as IG with the same ``steps`` (the nodes past ``a*`` are evaluated too, which lets
         ``pathattr.explain`` share the pass with IG), plus one forward pass per row.
         """
-        saturation = check_saturation(saturation)
+        integrator = LeftIGIntegral.of({"steps": steps, "rule": rule, "saturation": saturation})
         s = self.prepare(x, baselines, target, additional_forward_args, forward_kwargs, output)
-        with guarded(self.model):
-            engine = s.engine(batch_size)
-            f1, f0 = engine.endpoints()
-            path = Path.of(s, engine, f0, f1, rule, steps)
-            (integral,) = integrate(path, [SaturationIntegral(saturation)])
-        return integral.result(path)
+        return straight(self.model, s, integrator, batch_size)

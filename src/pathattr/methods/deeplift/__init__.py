@@ -7,7 +7,8 @@ attention and recurrent kernels as a whole), ``mode`` (``DeepLiftMode``, the
 classes).
 """
 
-from .method import DeepLift, LayerDeepLift, layer_pass, runs_in_half
+from .method import DeepLift, LayerDeepLift, layer_pass, on_layers, runs_in_half
 from .ops import NoDeepLiftRule
 
-__all__ = ["DeepLift", "LayerDeepLift", "NoDeepLiftRule", "layer_pass", "runs_in_half"]
+__all__ = ["DeepLift", "LayerDeepLift", "NoDeepLiftRule", "layer_pass", "on_layers",
+           "runs_in_half"]

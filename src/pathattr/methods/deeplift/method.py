@@ -31,9 +31,10 @@ from torch import Tensor, nn
 
 from ...baselines import BaselineSpec
 from ...call import ConvergenceDelta, Inputs, Setup
-from ...engine import MEMORY_BUDGET, ChunkSize, guarded, per_output_grads
+from ...engine import MEMORY_BUDGET, ChunkSize, accumulation_dtype, guarded, per_output_grads
 from ...errors import NonFiniteOutput
 from ...forward import OutputSpec, Packer
+from ...integrate import Integral, totals
 from ...layers import LayerSpec, Tap, check_reached, resolve_layer, tap_layers, tensor_elements
 from ...result import Attribution
 from ...targets import TargetSpec
@@ -327,3 +328,22 @@ class LayerDeepLift(ConvergenceDelta):
         return _result(s, diff, grad, out, out_ref, self.nonlinearity, counts,
                        self.multiply_by_inputs, packer, custom=custom_attribution_func,
                        ends=(act, act - diff), layer=name if len(names) == 1 else names)
+
+
+def on_layers(s: Setup, layers: list[tuple[str, nn.Module]], options: dict,
+              batch_size: int | str, reduce: Callable[[Tensor], Tensor] | None = None
+              ) -> Integral:
+    """DeepLIFT (``options["nonlinearity"]``, default Rescale) to the activations of
+    ``layers`` for a target with ``T`` outputs per row (``SequenceAttribution``'s tokens):
+    per layer the multipliers times ``y(x) - y(x')``, ``(B, T, *shape)``, or what ``reduce``
+    keeps of it; ``delta`` is summation-to-delta's gap ``(B, T)``. Cost: two forwards and
+    ``T`` backwards per row."""
+    diffs, grads, out, out_ref, counts, _ = layer_pass(
+        s, layers, options.get("nonlinearity", "rescale"), False, batch_size)
+    acc = accumulation_dtype(grads[0].dtype)  # float32 sums for a half-precision model
+    parts = [g.to(acc) * d[:, None].to(acc) for g, d in zip(grads, diffs)]
+    if reduce is not None:
+        parts = [reduce(p) for p in parts]
+    out_delta = (out - out_ref).to(acc)
+    return Integral([s.mean(p) for p in parts], s.mean(totals(parts) - out_delta), None, None,
+                    {"rules": dict(counts), "output_delta": s.mean(out_delta)}, layer=True)

@@ -25,9 +25,10 @@ padding), position ids count real tokens only (``cumsum(mask) - 1``, when the mo
 result is independent of the others. ``SequenceResult.input_ids`` is the sequence as explained.
 """
 
-from .attribution import METHODS, SCORES, SequenceAttribution, mlp_neurons
+from .attribution import METHODS, SequenceAttribution, mlp_neurons
 from .result import SequenceResult, word_groups
+from .scores import SCORES, ScoreInputs, register_score
 from .tokens import MAX_NEW_TOKENS, left_align
 
-__all__ = ["MAX_NEW_TOKENS", "METHODS", "SCORES", "SequenceAttribution", "SequenceResult",
-           "left_align", "mlp_neurons", "word_groups"]
+__all__ = ["MAX_NEW_TOKENS", "METHODS", "SCORES", "ScoreInputs", "SequenceAttribution",
+           "SequenceResult", "left_align", "mlp_neurons", "register_score", "word_groups"]

@@ -7,26 +7,25 @@ import functools
 import inspect
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
-from typing import Any, Concatenate, Literal, ParamSpec, TypeVar, cast
+from dataclasses import dataclass
+from typing import Any, Concatenate, Literal, ParamSpec, TypeVar
 
 import torch
 from torch import Tensor, nn
 
 from ... import registry
-from ...call import Setup, flat_points, layer_path, setup
-from ...engine import Chunk, accumulation_dtype, guarded
+from ...call import Setup, layer_path, setup
+from ...engine import guarded
+from ...errors import SettingError
 from ...forward import choose_output
-from ...integrate import Path, integrate
-from ...layers import LayerSpec, Tap, batch_dims, resolve_layer
-from ...quadrature import cell_edges
+from ...integrate import Integral, Path, integrate
+from ...layers import LayerSpec, batch_dims, resolve_layer
 from ...targets import Target
-from ...validate import check_eval_mode, check_positive_int, check_steps
-from ..deeplift import layer_pass
-from ..idg import SAMPLINGS
-from ..integrated_gradients import GradientIntegral
-from ..left_ig import check_saturation
+from ...validate import check_eval_mode, check_positive_int
+from ..conductance import TargetConductanceIntegral
 from .head import _Head
 from .result import SequenceResult
+from .scores import HEAD_FORMS, Score, ScoreInputs, resolve_score
 from .tokens import (
     MAX_NEW_TOKENS,
     _check_mask,
@@ -39,17 +38,36 @@ from .tokens import (
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
-SCORES = ("logit", "logprob", "prob")
-#: Registry names (``pathattr.registry``) of the methods that explain every target token:
-#: every integrator entry (one with fixed options is a setting here, e.g. ``sampling=``),
-#: the gradient at the input, and DeepLIFT.
+
+
 def sequence_methods() -> tuple[str, ...]:
-    """The methods ``SequenceAttribution`` takes, read off the registry when called."""
-    return (*(n for n in registry.integrated() if not registry.METHODS[n].attribute),
-            "input-x-gradient", "deeplift")
+    """The methods ``SequenceAttribution`` takes (``registry.on_layers``: input-space
+    integrators and the methods with a layer-space function), read off the registry."""
+    return registry.on_layers()
 
 
 METHODS = sequence_methods()
+
+
+@dataclass
+class Request:
+    """One call's sequences, checked: ``ids``, ``mask`` ``(B, P)`` the prompts (left-aligned
+    for a causal LM), ``targets`` ``(B, T)``, ``foil`` ``(B, T)`` or None, ``contrast``
+    ``(B, T, V)`` the contrast prompt's logits or None; ``x``, ``kwargs``: the model's
+    inputs on the path and its other arguments; ``positions``: where each target's logits
+    are read; ``seq``, ``seq_mask``: the explained sequence; ``base``: the baseline ids."""
+
+    ids: Tensor
+    mask: Tensor
+    targets: Tensor
+    foil: Tensor | None = None
+    contrast: Tensor | None = None
+    x: Any = None
+    kwargs: dict | None = None
+    positions: Tensor | None = None
+    seq: Tensor | None = None
+    seq_mask: Tensor | None = None
+    base: Any = None
 
 
 def _in_layout(f: Callable[Concatenate[Any, _P], _R]) -> Callable[Concatenate[Any, _P], _R]:
@@ -75,11 +93,13 @@ class SequenceAttribution:
     embeddings (default: found with ``get_input_embeddings()``; for encoder-decoders both
     stacks' embeddings, one module called twice when shared: ``"shared@0"``, ``"shared@1"``).
     ``batch_dim``: where the embeddings' output holds the batch, 1 for a sequence-first model
-    (``embed(ids.T)``, ``(L, B, d)``).
+    (``embed(ids.T)``, ``(L, B, d)``). ``options``: the method's own (``saturation=`` for
+    "left-ig", ``sampling=`` for "idg", ``tol=`` for "ig" with ``steps="auto"``, ...; see
+    ``pathattr.registry.integrator``), checked here, and overridable per ``attribute`` call.
     """
 
     def __init__(self, model: nn.Module, method: str = "ig", layer: LayerSpec | None = None,
-                 batch_dim: int = 0):
+                 batch_dim: int = 0, **options: Any):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
         known = sequence_methods()
@@ -87,6 +107,7 @@ class SequenceAttribution:
         if name not in known:
             raise ValueError(f"method must be one of {', '.join(known)}, got {method!r}")
         self.model, self.method = model, str(name)
+        self.options = self._checked(options)
         self.batch_dim = check_positive_int(batch_dim, "batch_dim", minimum=0)
         main = getattr(model, "main_input_name", "input_ids")
         if main != "input_ids":
@@ -154,55 +175,6 @@ class SequenceAttribution:
         with batch_dims(modules):
             yield
 
-    def _path(self, s: Setup, rule: str, steps: int | str, batch_size: int | str,
-              progress: bool) -> Path:
-        """The straight path in embedding space of one call, shared by every target token:
-        each point's forward serves all ``T`` targets, and what any method keeps of a point
-        is each target's gradient times ``e - e'`` per position. Cost: four forwards per
-        example (the ends, and the layer path's check)."""
-        engine = s.engine(batch_size, channels_last=False)
-        f1, f0 = layer_path(engine, self.layers)
-        kw = {"reduce": _embedding_sum, "progress": progress}
-        if self.method == "input-x-gradient":  # the gradient at the input alone
-            one = engine.path_diff.new_ones(1)
-            return Path.of(s, engine, f0, f1, None, 1, alphas=one, weights=one, **kw)
-        if steps == "auto":  # the refinement places every point
-            return Path.of(s, engine, f0, f1, None, 0, alphas=None, weights=None, **kw)
-        return Path.of(s, engine, f0, f1, "riemann_left" if self.method == "idgi" else rule,
-                       cast(int, steps), **kw)  # the rule checks it
-
-    def _conductance(self, path: Path, layers: Sequence[LayerSpec]):
-        """Taps and a chunk listener accumulating, during the shared pass (memory: the
-        neurons at the cell edges, not their gradients at every point), each layer's input
-        neurons' total conductance ``sum_k dS_t/dy(a_k) (y(t_k) - y(t_{k-1}))`` per target,
-        ``(B, T, *shape)``, into the returned dict. Cost: ``m - 1`` forwards per example
-        (the inner cell edges), stopped after the last layer, and two for their ends."""
-        named = [resolve_layer(self.model, n) for n in layers]
-        out: dict[str, Tensor] = {}
-        if not named:
-            return (), None, out
-        b, m, engine = path.rows, len(path.alphas), path.engine
-        modules = [module for _, module in named]  # the model's names; the call may wrap it
-        edges = cell_edges(path.weights.double().cpu().numpy())
-        inner = torch.as_tensor(edges[1:-1], dtype=path.alphas.dtype, device=path.alphas.device)
-        _, _, ends = engine.ends(modules, use_input=True)
-        mid = engine.activations(modules, *flat_points(b, inner), use_input=True)
-        steps_y = []
-        for (y0, y1), ym in zip(ends, mid):
-            y = torch.cat([y0[:, None], ym.reshape(b, m - 1, *y0.shape[1:]), y1[:, None]], 1)
-            steps_y.append((y[:, 1:] - y[:, :-1]).flatten(0, 1))  # row b * m + k
-        names = [name for name, _ in named]
-
-        def add(ch: Chunk) -> None:
-            for i, dy in enumerate(steps_y):
-                g = ch.grads[len(self.layers) + i]
-                if names[i] not in out:
-                    out[names[i]] = g.new_zeros((b, *g.shape[1:]))
-                step = dy[torch.arange(ch.span.start, ch.span.stop, device=dy.device)]
-                out[names[i]].index_add_(0, ch.rows, g * step[:, None].to(g.dtype))
-
-        return [Tap(module, True) for module in modules], add, out
-
     @_in_layout
     def generate(self, ids: Tensor, mask: Tensor, max_new_tokens: int | None) -> Tensor:
         """Greedy continuation ``(B, max_new_tokens)`` of left-aligned prompts (or encoder
@@ -230,6 +202,15 @@ class SequenceAttribution:
                     mask = torch.cat([mask, torch.ones_like(nxt)], 1)
         return torch.cat(new, 1)
 
+    def _checked(self, options: dict) -> dict:
+        """``options`` after the method's own check (``SettingError`` for an unknown one)."""
+        if registry.METHODS[self.method].integrator:
+            registry.integrator(self.method, {}, options)
+        elif options:
+            raise SettingError(f"method {self.method!r} takes no options here, got "
+                               f"{', '.join(options)}", param="method")
+        return options
+
     @_in_layout
     def attribute(
         self,
@@ -238,76 +219,89 @@ class SequenceAttribution:
         max_new_tokens: int | None = None,
         baselines: int | Tensor | None = None,
         attention_mask: Tensor | None = None,
-        score: Literal["logit", "logprob", "prob"] = "logit",
+        score: str | Score = "logit",
         foil_ids: int | Tensor | None = None,
-        steps: int | Literal["auto"] = 50,
+        steps: int | Literal["auto"] = "auto",
         rule: str = "gausslegendre",
         batch_size: int | Literal["auto"] = "auto",
         progress: bool = False,
         *,
-        tol: float = 0.01,
-        max_steps: int = 512,
-        saturation: float = 0.9,
-        sampling: Literal["adaptive", "uniform"] = "adaptive",
-        coarse_steps: int = 50,
+        contrast_ids: Tensor | None = None,
+        contrast_mask: Tensor | None = None,
         conductance_layers: Sequence[LayerSpec] | None = None,
+        **options: Any,
     ) -> SequenceResult:
         """Return each target token's attribution to every position before it, with its
         completeness gap. ``target_ids`` ``(B, T)`` forces the continuation; else
-        ``max_new_tokens`` are generated greedily. ``score``: the target's logit, log-probability
-        or probability; with ``foil_ids`` (an id, or ``(B, T)``) the score minus the foil's
-        (for "logprob" that is the logit difference). ``baselines``: token ids, an int for every
+        ``max_new_tokens`` are generated greedily. ``score``: a name in ``scores.SCORES``
+        (logit, logprob, probability, contrast, kl, entropy, or one registered) or a callable
+        of ``scores.ScoreInputs`` returning ``(n, T)``; ``foil_ids`` (an id, or ``(B, T)``)
+        and ``contrast_ids`` (a contrast prompt ``(B, P')``, its ``contrast_mask``) are what
+        the contrastive ones compare against. ``baselines``: token ids, an int for every
         position or a ``(B, L)`` / ``(L,)`` tensor; default the model's
         ``config.pad_token_id`` when set, else 0. Encoder-decoders: positions are the encoder's
         then the decoder's (its start token, then the targets before the last). ``progress``:
         a bar on stderr counting the backwards (path points times targets).
 
-        Per method: "ig" with ``steps="auto"`` refines each target's own path (``tol``,
-        ``max_steps`` as in ``IntegratedGradients``; a point one target asks for serves all,
-        ``info["gradient_evaluations"]`` ``(B, T)`` counts each target's nodes,
-        ``info["points"]`` ``(B,)`` the forwards run); "left-ig" cuts each target's path at
-        its own ``a*`` (``saturation``); "idg" with ``sampling="adaptive"`` places the
-        ``steps`` samples by the output change of all targets pooled (each target's change
-        normalised to sum 1; with one target exactly IDG's placement), so they share one
-        path; "idgi" walks the nodes ``k / steps`` and gives each target's change over a step to
-        the positions by their share of that target's squared gradient (``rule`` unused).
-        ``conductance_layers`` (fixed-rule "ig" only): the total conductance of every
-        neuron of these layers' inputs (e.g. ``mlp_neurons(model)``, the MLPs' hidden units)
-        per target, ``(B, T, *neuron shape)`` in ``result.conductance``, from the same pass.
+        ``steps="auto"``: the error-controlled rule where the method has one ("ig" refines
+        each target's own path to ``tol``; a point one target asks for serves all), else the
+        method's default count. ``options`` override the constructor's for this call. Every
+        method runs on one path shared by the targets: "idg" pools the targets' output
+        changes to place one set of samples per example, "left-ig" cuts each target's path at
+        its own ``a*``, "idgi" walks the nodes ``k / steps``. ``conductance_layers``: the
+        total conductance of every neuron of these layers' inputs (e.g.
+        ``mlp_neurons(model)``) per target, ``(B, T, *neuron shape)`` in
+        ``result.conductance``, from the same pass (a method that rides a shared pass).
 
         Cost: two forwards for the ends, then per example ``steps`` forwards and ``steps * T``
-        backwards (one forward per path point for all targets); "idg" adaptive adds
-        ``coarse_steps - 2`` forwards, "left-ig" ``T`` forwards at the cuts, conductance
-        forwards at the rule's cell edges; DeepLIFT: two forwards and ``T`` backwards.
+        backwards (one forward per path point for all targets) and what the method adds;
+        conductance: forwards at the rule's cell edges; DeepLIFT: two forwards and ``T``
+        backwards; a contrast prompt: one forward.
         """
         check_eval_mode(self.model)
-        if conductance_layers is not None and (self.method != "ig" or steps == "auto"):
-            raise ValueError("conductance_layers needs method='ig' with a fixed number of steps")
-        if self.method != "ig" and steps == "auto":
-            raise ValueError(f"steps='auto' is for method='ig', not {self.method!r}")
-        if steps != "auto":
-            check_steps(steps)
-        if self.method == "left-ig":
-            saturation = check_saturation(saturation)
-        if self.method == "idg":
-            check_positive_int(coarse_steps, "coarse_steps", minimum=2)
-            if sampling not in SAMPLINGS:
-                raise ValueError(f"sampling must be one of {', '.join(SAMPLINGS)}, "
-                                 f"got {sampling!r}")
+        name, fn = resolve_score(score)
+        options = {**self.options, **self._checked(options)}
+        if conductance_layers is not None and not registry.integrator(
+                self.method, {"steps": steps, "rule": rule}, options).rides:
+            raise ValueError("conductance_layers needs a method on a shared pass of fixed "
+                             "steps, e.g. method='ig' with steps=50")
+        req = self._request(input_ids, target_ids, max_new_tokens, attention_mask, foil_ids)
+        info: dict[str, Any] = {"score": name, "method": self.method,
+                                "prompt_length": req.ids.shape[1], "foil_ids": req.foil,
+                                "encoder_decoder": self.seq2seq}
+        if len(req.ids) == 0:  # an empty batch: an empty result, no forward
+            return _empty(req, info, next(self.model.parameters()).dtype)
+        if contrast_ids is not None:
+            req.contrast = self._contrast(req, contrast_ids, contrast_mask)
+        self._inputs(req, baselines)
+        head = _Head(self.model)
+        s = setup(self.call, req.x, req.base, self._target(req, fn, head), None, req.kwargs,
+                  integers=True)
+        if s.k != 1:
+            raise ValueError("SequenceAttribution takes one baseline sequence per example")
+        with guarded(self.model):
+            integral, conductance = self._run(s, head, steps, rule, batch_size, progress,
+                                              conductance_layers, options)
+        alphas, weights = integral.alphas, integral.weights
+        if isinstance(alphas, list) and len({len(a) for a in alphas}) == 1:
+            alphas, weights = torch.stack(alphas), torch.stack(weights)  # one set per example
+        info.update(integral.info)
+        assert req.seq is not None and req.seq_mask is not None  # set by _inputs
+        return SequenceResult(req.seq, req.seq_mask, req.targets,
+                              torch.cat(integral.attributions, 2), integral.delta, alphas,
+                              weights, info, conductance)
+
+    def _request(self, input_ids: Tensor, target_ids: Tensor | None,
+                 max_new_tokens: int | None, attention_mask: Tensor | None,
+                 foil_ids: int | Tensor | None) -> Request:
+        """The prompts, targets (generated when not given) and foils, checked against the
+        vocabularies. Cost: ``max_new_tokens`` forwards when generating."""
         ids = _ids(input_ids, "input_ids")
         b = ids.shape[0]
         mask = torch.ones_like(ids) if attention_mask is None else \
             _ids(attention_mask, "attention_mask", tuple(ids.shape))
         _check_mask(mask)
-        get = getattr(self.model, "get_input_embeddings", None)
-        embeddings = get() if callable(get) else None
-        vocabulary = getattr(embeddings, "num_embeddings", None)
-        # an encoder-decoder may have a vocabulary per side (a translator's two languages)
-        out_vocabulary = getattr(_part(self.model, "get_decoder").get_input_embeddings(),
-                                 "num_embeddings", None) if self.seq2seq else vocabulary
-        _check_vocabulary(ids, "input_ids", vocabulary)
-        if score not in SCORES:
-            raise ValueError(f"score must be one of {', '.join(SCORES)}, got {score!r}")
+        _check_vocabulary(ids, "input_ids", self._vocabulary(False))
         if (target_ids is None) == (max_new_tokens is None):
             raise TypeError("give exactly one of target_ids (forced) or max_new_tokens "
                             "(generated)")
@@ -315,16 +309,10 @@ class SequenceAttribution:
             raise ValueError("input_ids needs at least one prompt token")
         dev = next(self.model.parameters()).device
         ids, mask = ids.to(dev), mask.to(dev)
-        if b == 0:  # an empty batch: an empty result, no forward (a model cannot run 0 rows)
+        if b == 0:
             n = check_positive_int(max_new_tokens, "max_new_tokens") if target_ids is None \
                 else _ids(torch.as_tensor(target_ids), "target_ids").shape[1]
-            targets = ids.new_zeros((0, n))
-            dtype = next(self.model.parameters()).dtype
-            return SequenceResult(torch.cat([ids, targets], 1), torch.cat([mask, targets], 1),
-                                  targets, ids.new_zeros((0, n, ids.shape[1] + n), dtype=dtype),
-                                  ids.new_zeros((0, n), dtype=dtype), None, None,
-                                  {"score": score, "method": self.method,
-                                   "prompt_length": ids.shape[1], "encoder_decoder": self.seq2seq})
+            return Request(ids, mask, ids.new_zeros((0, n)))
         if not self.seq2seq:
             ids, mask = left_align(ids, mask)
         if target_ids is None:
@@ -333,118 +321,159 @@ class SequenceAttribution:
             targets = _ids(torch.as_tensor(target_ids), "target_ids").to(dev)
             if targets.shape[0] != b:
                 raise ValueError(f"target_ids has {targets.shape[0]} rows, expected {b}")
-            _check_vocabulary(targets, "target_ids", out_vocabulary)
-        n_prompt, n_targets = ids.shape[1], targets.shape[1]
+            _check_vocabulary(targets, "target_ids", self._vocabulary(True))
         foil = None
         if foil_ids is not None:
             foil = torch.as_tensor(foil_ids, device=dev).long()
-            if foil.dim() > 2 or (foil.dim() == 2 and tuple(foil.shape) != (b, n_targets)):
-                raise ValueError(f"foil_ids must be one id or of shape {(b, n_targets)}, got "
-                                 f"{tuple(foil.shape)}")
-            foil = foil.expand(b, n_targets)
-            _check_vocabulary(foil, "foil_ids", out_vocabulary)
-        base = cast(Any, baselines)  # token ids; a (encoder, decoder) pair for seq2seq below
-        if isinstance(base, Tensor) and not base.is_floating_point():
-            if self.seq2seq and base.shape[-1] == n_prompt + n_targets:
-                _check_vocabulary(base[..., :n_prompt], "baselines", vocabulary)
-                _check_vocabulary(base[..., n_prompt:], "baselines", out_vocabulary)
-            else:
-                _check_vocabulary(base, "baselines", vocabulary)
-        elif isinstance(base, int):
-            for size in {vocabulary, out_vocabulary}:
-                _check_vocabulary(torch.tensor([base]), "baselines", size)
-        if base is None:
-            pad = getattr(getattr(self.model, "config", None), "pad_token_id", None)
-            base = 0 if pad is None else int(pad)
+            if foil.dim() > 2 or (foil.dim() == 2 and tuple(foil.shape) != targets.shape):
+                raise ValueError(f"foil_ids must be one id or of shape "
+                                 f"{tuple(targets.shape)}, got {tuple(foil.shape)}")
+            foil = foil.expand(*targets.shape)
+            _check_vocabulary(foil, "foil_ids", self._vocabulary(True))
+        return Request(ids, mask, targets, foil)
+
+    def _vocabulary(self, output: bool) -> int | None:
+        """The input (or, ``output``, the target) vocabulary's size, where the model says it:
+        an encoder-decoder may have one per side (a translator's two languages)."""
+        part = _part(self.model, "get_decoder") if output and self.seq2seq else self.model
+        get = getattr(part, "get_input_embeddings", None)
+        return getattr(get() if callable(get) else None, "num_embeddings", None)
+
+    def _inputs(self, req: Request, baselines: int | Tensor | None) -> None:
+        """``req``'s path inputs, forward arguments, read positions and baselines."""
+        b, (n_prompt, n_targets) = len(req.ids), (req.ids.shape[1], req.targets.shape[1])
+        base = self._baselines(baselines, n_prompt)
         if self.seq2seq:
-            dec_in = torch.cat([targets.new_full((b, 1), self._start_id()), targets[:, :-1]], 1)
-            x, kwargs = (ids, dec_in), {"attention_mask": mask}
+            start = req.targets.new_full((b, 1), self._start_id())
+            dec_in = torch.cat([start, req.targets[:, :-1]], 1)
+            req.x, req.kwargs = (req.ids, dec_in), {"attention_mask": req.mask}
             if isinstance(base, Tensor):  # one id per position: the encoder's, the decoder's
-                both = cast(Tensor, base)
-                if both.shape[-1] != n_prompt + n_targets:
-                    raise ValueError(f"baselines has {both.shape[-1]} positions, expected "
+                if base.shape[-1] != n_prompt + n_targets:
+                    raise ValueError(f"baselines has {base.shape[-1]} positions, expected "
                                      f"{n_prompt + n_targets} (encoder {n_prompt}, decoder "
                                      f"{n_targets})")
-                base = (both[..., :n_prompt], both[..., n_prompt:])
-            seq = torch.cat([ids, dec_in], 1)
-            seq_mask = torch.cat([mask, torch.ones_like(dec_in)], 1)
-            positions = torch.arange(n_targets, device=dev)
+                base = (base[..., :n_prompt], base[..., n_prompt:])
+            req.seq = torch.cat([req.ids, dec_in], 1)
+            req.seq_mask = torch.cat([req.mask, torch.ones_like(dec_in)], 1)
+            req.positions = torch.arange(n_targets, device=req.ids.device)
         else:
-            seq = torch.cat([ids, targets], 1)
-            seq_mask = torch.cat([mask, torch.ones_like(targets)], 1)
-            kwargs = self._kwargs(seq_mask, n_targets + 1)
-            x = seq
-            # target t is read at position P - 1 + t: of the last T + 1 kept, the t-th
-            positions = torch.arange(n_targets, device=dev) + (0 if self._keep else n_prompt - 1)
+            req.x = req.seq = torch.cat([req.ids, req.targets], 1)
+            req.seq_mask = torch.cat([req.mask, torch.ones_like(req.targets)], 1)
+            req.kwargs = self._kwargs(req.seq_mask, n_targets + 1)
+            req.positions = self._read_at(n_prompt, n_targets, req.ids.device)
+        req.base = base
 
-        head = _Head(self.model)
+    def _read_at(self, n_prompt: int, n_targets: int, device: torch.device) -> Tensor:
+        """Where a causal LM's logits for target ``t`` are: position ``P - 1 + t``, or of the
+        last ``T + 1`` kept (``logits_to_keep``), the ``t``-th."""
+        return torch.arange(n_targets, device=device) + (0 if self._keep else n_prompt - 1)
+
+    def _baselines(self, baselines: int | Tensor | None, n_prompt: int) -> Any:
+        """The baseline ids, checked against the vocabularies (default: the pad id, else 0)."""
+        inputs, outputs = self._vocabulary(False), self._vocabulary(True)
+        if isinstance(baselines, Tensor) and not baselines.is_floating_point():
+            if self.seq2seq and baselines.shape[-1] > n_prompt:
+                _check_vocabulary(baselines[..., :n_prompt], "baselines", inputs)
+                _check_vocabulary(baselines[..., n_prompt:], "baselines", outputs)
+            else:
+                _check_vocabulary(baselines, "baselines", inputs)
+        elif isinstance(baselines, int):
+            for size in {inputs, outputs}:
+                _check_vocabulary(torch.tensor([baselines]), "baselines", size)
+        if baselines is None:
+            pad = getattr(getattr(self.model, "config", None), "pad_token_id", None)
+            return 0 if pad is None else int(pad)
+        return baselines
+
+    def _contrast(self, req: Request, contrast_ids: Tensor, contrast_mask: Tensor | None
+                  ) -> Tensor:
+        """The contrast prompt's logits for ``req``'s targets, ``(B, T, V)``: a constant of
+        the call. Cost: one forward per example."""
+        ids = _ids(contrast_ids, "contrast_ids").to(req.ids.device)
+        if len(ids) != len(req.ids) or ids.shape[1] == 0:
+            raise ValueError(f"contrast_ids must have {len(req.ids)} rows and a token, got "
+                             f"shape {tuple(ids.shape)}")
+        mask = torch.ones_like(ids) if contrast_mask is None else \
+            _ids(contrast_mask, "contrast_mask", tuple(ids.shape)).to(ids.device)
+        _check_mask(mask)
+        _check_vocabulary(ids, "contrast_ids", self._vocabulary(False))
+        return self.next_logits(ids, mask, req.targets)
+
+    def next_logits(self, ids: Tensor, mask: Tensor, targets: Tensor) -> Tensor:
+        """The logits ``(B, T, V)`` predicting each of ``targets`` after the prompts ``ids``
+        (``mask``), teacher-forced: one plain forward, without gradients."""
+        n = targets.shape[1]
+        with guarded(self.model), torch.no_grad():
+            if self.seq2seq:
+                start = targets.new_full((len(targets), 1), self._start_id())
+                logits = self.call(ids, torch.cat([start, targets[:, :-1]], 1), mask)
+                return logits[:, :n]
+            ids, mask = left_align(ids, mask)
+            seq_mask = torch.cat([mask, torch.ones_like(targets)], 1)
+            logits = choose_output(self.model(torch.cat([ids, targets], 1),
+                                              **self._kwargs(seq_mask, n + 1)))
+            return logits[:, self._read_at(ids.shape[1], n, ids.device)]
+
+    @staticmethod
+    def _target(req: Request, score: Score, head: _Head) -> Target:
+        """Each row's ``T`` scores of a forward's logits (through ``head``'s closed form for
+        the built-ins that have one)."""
+        form = HEAD_FORMS.get(score)
+        positions, targets = req.positions, req.targets
+        assert positions is not None  # set by _inputs
 
         def scores_of(logits: Tensor, examples: Tensor) -> Tensor:
             raw = logits[:, positions]
-            sel = raw
-            if score == "logprob":
-                sel = raw.log_softmax(-1)
-            elif score == "prob":
-                sel = raw.softmax(-1)
-            val = sel.gather(2, targets[examples][..., None])[..., 0]
-            if foil is not None:
-                val = val - sel.gather(2, foil[examples][..., None])[..., 0]
-            if head.read(logits):
-                return head.rowwise(val, raw, positions, score, targets[examples],
-                                    None if foil is None else foil[examples])
+            step = ScoreInputs(raw, targets[examples],
+                               None if req.foil is None else req.foil[examples],
+                               None if req.contrast is None else req.contrast[examples])
+            val = score(step)
+            if not isinstance(val, Tensor) or tuple(val.shape) != tuple(step.targets.shape):
+                raise ValueError(f"a score must return one value per row and target, shape "
+                                 f"{tuple(step.targets.shape)}, got "
+                                 f"{tuple(val.shape) if isinstance(val, Tensor) else val!r}")
+            if form is not None and head.read(logits):
+                return head.rowwise(val, raw, positions, form, step.targets, step.foil)
             return val
 
-        target = Target(b, fn=scores_of, outputs=n_targets)
-        s = setup(self.call, x, base, target, None, kwargs, integers=True)
-        if s.k != 1:
-            raise ValueError("SequenceAttribution takes one baseline sequence per example")
-        info: dict[str, Any] = {"score": score, "method": self.method,
-                                "prompt_length": n_prompt, "foil_ids": foil,
-                                "encoder_decoder": self.seq2seq}
-        conductance: dict[str, Tensor] = {}
-        alphas = weights = None
-        if self.method == "deeplift":
+        return Target(len(req.ids), fn=scores_of, outputs=targets.shape[1])
+
+    def _run(self, s: Setup, head: _Head, steps: int | str, rule: str, batch_size: int | str,
+             progress: bool, conductance_layers: Sequence[LayerSpec] | None, options: dict
+             ) -> tuple[Integral, dict[str, Tensor]]:
+        """The method on the embeddings' path (``head``'s closed form active), with the
+        conductance integrator beside it; or its layer-space function."""
+        layer_fn = registry.layer_function(self.method)
+        if layer_fn is not None:
             layers = [resolve_layer(self.call, name) for name in self.layers]
-            diffs, grads, out, out_ref, counts, _ = layer_pass(s, layers, "rescale", False,
-                                                            batch_size)
-            scores = _positions(grads, diffs)
-            out_delta = out - out_ref
-            delta = scores.sum(-1) - out_delta
-            info["rules"] = dict(counts)
-        else:
-            options = {"steps": steps, "rule": rule, "saturation": saturation,
-                       "sampling": sampling, "coarse_steps": coarse_steps, "tol": tol,
-                       "max_steps": max_steps}
-            with guarded(self.model), head.active():
-                path = self._path(s, rule, steps, batch_size, progress)
-                if self.method == "input-x-gradient":
-                    integrator = GradientIntegral()
-                else:
-                    integrator = registry.integrator(self.method, options)
-                taps, on_chunk, conductance = self._conductance(path, conductance_layers or ())
-                (integral,) = integrate(path, [integrator], taps, on_chunk)
-            scores = torch.cat(integral.attributions, 2)
-            delta, alphas, weights = integral.delta, integral.alphas, integral.weights
-            out_delta = path.mean(path.out_delta())
-            if self.method == "idg" and isinstance(alphas, list):  # one set per example
-                alphas, weights = torch.stack(alphas), torch.stack(weights)
-            info.update(integral.info)
-        info["output_delta"] = out_delta
-        return SequenceResult(seq, seq_mask, targets, scores, delta, alphas, weights, info,
-                              conductance)
+            return layer_fn(s, layers, options, batch_size, _embedding_sum), {}
+        integrator = registry.integrator(self.method, {"steps": steps, "rule": rule}, options)
+        beside = []
+        if conductance_layers is not None:
+            beside = [TargetConductanceIntegral(conductance_layers, self.model)]
+            beside[0].nodes = integrator.nodes
+        with head.active():
+            engine = s.engine(batch_size, channels_last=False)
+            f1, f0 = layer_path(engine, self.layers)
+            path = Path.of(s, engine, f0, f1, integrator.nodes, reduce=_embedding_sum,
+                           progress=progress)
+            integral, *rest = integrate(path, [integrator, *beside])
+        return integral, rest[0].info["conductance"] if rest else {}
+
+
+def _empty(req: Request, info: dict, dtype: torch.dtype) -> SequenceResult:
+    """The result of an empty batch (a model cannot run zero rows)."""
+    ids, mask, targets = req.ids, req.mask, req.targets
+    n = targets.shape[1]
+    return SequenceResult(torch.cat([ids, targets], 1), torch.cat([mask, targets], 1), targets,
+                          ids.new_zeros((0, n, ids.shape[1] + n), dtype=dtype),
+                          ids.new_zeros((0, n), dtype=dtype), None, None,
+                          {k: v for k, v in info.items() if k != "foil_ids"})
 
 
 def _part(model: nn.Module, getter: str) -> Any:
     """An encoder-decoder's ``get_encoder()`` or ``get_decoder()`` (HuggingFace's names)."""
     return getattr(model, getter)()
-
-
-def _positions(grads: Sequence[Tensor], diffs: Sequence[Tensor]) -> Tensor:
-    """``(n, T, L)``: each target's gradient times ``e - e'`` summed over the embedding, per
-    layer (encoder, decoder) and concatenated along positions."""
-    acc = accumulation_dtype(grads[0].dtype)  # float32 sums for a half-precision model
-    return torch.cat([_embedding_sum(g.to(acc) * d[:, None].to(acc))
-                      for g, d in zip(grads, diffs)], 2)
 
 
 def _embedding_sum(t: Tensor) -> Tensor:
