@@ -21,6 +21,8 @@ from pathlib import Path
 
 import torch
 
+from benchmarks.common import publish
+
 PHOTOS = ("chelsea", "coffee", "astronaut", "rocket")
 BLOCK = "_blocks.8"
 TARGET = 285
@@ -161,6 +163,7 @@ def run(out_dir: str | Path = "results/bench", reps: int = 3, steps: int = 50,
                "nc_speedup_bound_same_chunk": per_call / marginal}
     (out_dir / "conductance.json").write_text(json.dumps(results, indent=2))
     (out_dir / "conductance.md").write_text(_markdown(results))
+    publish("conductance", _markdown(results))
     return results
 
 

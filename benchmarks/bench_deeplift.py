@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from benchmarks.common import publish
 from pathattr.engine import guarded
 from pathattr.methods.deeplift import DeepLift
 
@@ -165,6 +166,7 @@ def run(out_dir: str | Path = "results/bench") -> list[dict]:
             "memory": "peak extra RSS in MB during one run, sampled every 2 ms"}
     (out / "deeplift.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2))
     (out / "deeplift.md").write_text(markdown(results))
+    publish("deeplift", markdown(results))
     return results
 
 

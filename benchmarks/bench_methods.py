@@ -24,6 +24,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from benchmarks.common import publish
+
 PHOTOS = ("chelsea", "coffee", "astronaut", "rocket")
 LAYERS = ("_blocks.4", "_blocks.8", "_blocks.12")
 CORE = ("ig", "idg", "idg_coarse_pass", "explain", "separately", "guided_ig", "pair_guided_ig")
@@ -152,6 +154,7 @@ def run(out_dir: str | Path = "results/bench", n_photos: int = len(PHOTOS), reps
     lines += ["", "| ratio | value |", "| --- | ---: |"]
     lines += [f"| {k} | {v:.2f} |" for k, v in ratios.items()]
     (out / "methods.md").write_text("\n".join(lines) + "\n")
+    publish("methods", "\n".join(lines))
     print("\n".join(lines))
     return result
 

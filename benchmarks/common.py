@@ -81,8 +81,43 @@ def environment() -> dict:
 
 
 def write(out_dir: Path, name: str, data: dict, table: str) -> None:
-    """Write ``<name>.json`` (every number) and ``<name>.md`` (the table) to ``out_dir``."""
+    """Write ``<name>.json`` (every number) and ``<name>.md`` (the table) to ``out_dir``, and
+    the table into its section of ``docs/benchmarks.md`` (``publish``)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / f"{name}.json").write_text(json.dumps({**data, "env": environment()}, indent=2))
     (out_dir / f"{name}.md").write_text(table)
+    publish(name, table)
     print(table)
+
+
+BENCHMARKS_MD = Path(__file__).parents[1] / "docs" / "benchmarks.md"
+
+
+def publish(name: str, table: str, doc: Path = BENCHMARKS_MD) -> None:
+    """Replace benchmark ``name``'s section of ``doc`` (between ``<!-- bench:NAME -->`` and
+    ``<!-- /bench:NAME -->``; appended when there is none) with ``table``, dated today and
+    with the commit measured. Written to a temporary file, then renamed."""
+    import datetime
+    import os
+    import re
+    import subprocess
+
+    key = name.replace("_", "-")
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                                text=True, cwd=doc.parent, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        commit = "unknown"
+    old = doc.read_text() if doc.exists() else "# Benchmarks\n"
+    found = re.search(rf"<!-- bench:{re.escape(key)} -->\n## ([^\n]*)", old)
+    title = found.group(1) if found else key
+    section = (f"<!-- bench:{key} -->\n## {title}\n\nMeasured "
+               f"{datetime.date.today().isoformat()} at commit {commit}.\n\n"
+               f"{table.strip()}\n<!-- /bench:{key} -->")
+    pattern = re.compile(rf"<!-- bench:{re.escape(key)} -->.*?<!-- /bench:{re.escape(key)} -->",
+                         re.S)
+    new = pattern.sub(lambda _: section, old) if pattern.search(old) else \
+        old.rstrip() + "\n\n" + section + "\n"
+    tmp = doc.with_name(f".{doc.name}.tmp")
+    tmp.write_text(new)
+    os.replace(tmp, doc)

@@ -403,7 +403,7 @@ class Evil:
     """An arbitrary object a pickled weights file may hold."""
 
 
-def test_explain_defaults_to_auto_steps_and_the_other_commands_to_their_count(tmp_path, capsys):
+def test_every_command_defaults_to_auto_steps(tmp_path, capsys):
     assert run(capsys, "explain", "photo:coffee", "--model", "digits-cnn", "--method", "ig",
                "--out", tmp_path / "e", "--quiet")[0] == 0
     s = json.loads((tmp_path / "e" / "coffee" / "summary.json").read_text())
@@ -411,7 +411,7 @@ def test_explain_defaults_to_auto_steps_and_the_other_commands_to_their_count(tm
     assert run(capsys, "neurons", "photo:coffee", "--model", "digits-cnn", "--layer",
                "features.relu2", "--top", "2", "--out", tmp_path / "n", "--quiet")[0] == 0
     s = json.loads((tmp_path / "n" / "coffee" / "neurons" / "summary.json").read_text())
-    assert s["steps"] == cli.DEFAULT_STEPS
+    assert s["steps"] == "auto"
 
 
 def test_evaluate_signals(tmp_path, capsys):

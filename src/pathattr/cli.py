@@ -17,7 +17,6 @@ from .commands import positive_int, step_count
 from .errors import EscapedStream, printable
 
 DEFAULT_METHODS = "ig,idg,deeplift"
-DEFAULT_STEPS = 32
 
 EXAMPLES = {
     "explain": """examples:
@@ -67,11 +66,10 @@ def build_parser() -> Parser:
                         help="class index or name to explain (default: the predicted class)")
     # no default here: set_defaults on one subparser would change this shared action for all
     common.add_argument("--steps", type=step_count,
-                        help="path points per integral, or auto: methods with an "
-                             "error-controlled rule (ig, --text) refine until their gap is "
-                             "under 1 %%, the others take their own default (50; Guided IG "
-                             f"200, Blur IG 100) (default: explain auto, the others "
-                             f"{DEFAULT_STEPS})")
+                        help="path points per integral, or auto (the default, in every "
+                             "command): methods with an error-controlled rule (ig) refine "
+                             "until their gap is under 1 %%, the others take their own "
+                             "default (50; Guided IG 200, Blur IG 100)")
     common.add_argument("--out", type=Path, default=Path("pathattr-out"),
                         help="output directory (default: %(default)s); explain writes one "
                              "subdirectory per input (neurons and evaluate a subdirectory of "
@@ -199,7 +197,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as e:  # --help (0) or a bad argument (2)
         return e.code if isinstance(e.code, int) else 2
     if getattr(args, "steps", 0) is None:
-        args.steps = "auto" if args.run is _explain else DEFAULT_STEPS
+        args.steps = "auto"
     from .commands import UsageError
     from .errors import one_line
     from .files import LinkInOutput

@@ -32,7 +32,6 @@ from .engine import Chunk, PathEngine, accumulation_dtype, guarded
 from .layers import Tap
 from .quadrature import nodes_weights
 from .result import Attribution
-from .validate import check_steps
 
 #: The path's nodes when a caller gives none: ``steps`` for a method without an
 #: error-controlled rule when asked for ``steps="auto"``, and the default rule.
@@ -176,8 +175,10 @@ def nodes_of(options: dict, rule: str | None = None) -> Nodes:
     """The nodes a riding integrator asks of ``options``: its fixed ``rule`` or the caller's
     (default ``DEFAULT_RULE``), and ``steps`` (``"auto"``: ``DEFAULT_STEPS``)."""
     steps = options.get("steps", DEFAULT_STEPS)
-    return (rule or options.get("rule") or DEFAULT_RULE,
-            check_steps(DEFAULT_STEPS if steps == "auto" else steps))
+    nodes = (rule or options.get("rule") or DEFAULT_RULE, DEFAULT_STEPS if steps == "auto"
+             else steps)
+    nodes_weights(*nodes)  # the rule and the count checked, in the rule's words (cached)
+    return nodes
 
 
 def total(t: Tensor) -> Tensor:

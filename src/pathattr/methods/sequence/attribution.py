@@ -233,38 +233,22 @@ class SequenceAttribution:
     ) -> SequenceResult:
         """Return each target token's attribution to every position before it, with its
         completeness gap. ``target_ids`` ``(B, T)`` forces the continuation; else
-        ``max_new_tokens`` are generated greedily. ``score``: a name in ``scores.SCORES``
-        (logit, logprob, probability, contrast, kl, entropy, or one registered) or a callable
-        of ``scores.ScoreInputs`` returning ``(n, T)``; ``foil_ids`` (an id, or ``(B, T)``)
-        and ``contrast_ids`` (a contrast prompt ``(B, P')``, its ``contrast_mask``) are what
-        the contrastive ones compare against. ``baselines``: token ids, an int for every
-        position or a ``(B, L)`` / ``(L,)`` tensor; default the model's
-        ``config.pad_token_id`` when set, else 0. Encoder-decoders: positions are the encoder's
-        then the decoder's (its start token, then the targets before the last). ``progress``:
-        a bar on stderr counting the backwards (path points times targets).
-
-        ``steps="auto"``: the error-controlled rule where the method has one ("ig" refines
-        each target's own path to ``tol``; a point one target asks for serves all), else the
-        method's default count. ``options`` override the constructor's for this call. Every
-        method runs on one path shared by the targets: "idg" pools the targets' output
-        changes to place one set of samples per example, "left-ig" cuts each target's path at
-        its own ``a*``, "idgi" walks the nodes ``k / steps``. ``conductance_layers``: the
-        total conductance of every neuron of these layers' inputs (e.g.
-        ``mlp_neurons(model)``) per target, ``(B, T, *neuron shape)`` in
-        ``result.conductance``, from the same pass (a method that rides a shared pass).
-
-        Cost: two forwards for the ends, then per example ``steps`` forwards and ``steps * T``
-        backwards (one forward per path point for all targets) and what the method adds;
-        conductance: forwards at the rule's cell edges; DeepLIFT: two forwards and ``T``
-        backwards; a contrast prompt: one forward.
+        ``max_new_tokens`` are generated greedily. ``score``: a name in ``scores.SCORES`` or
+        a callable of ``scores.ScoreInputs`` returning ``(n, T)``; ``foil_ids`` (an id, or
+        ``(B, T)``) and ``contrast_ids`` (a contrast prompt ``(B, P')``, with
+        ``contrast_mask``) are what the contrastive ones compare against. ``baselines``: token
+        ids (an int, ``(B, L)`` or ``(L,)``; default the pad id, else 0). ``steps="auto"``:
+        the error-controlled rule where the method has one, else its default count.
+        ``options`` override the constructor's for this call. ``conductance_layers``: the
+        total conductance of these layers' input neurons per target, ``(B, T, *shape)`` in
+        ``result.conductance``, from the same pass (``mlp_neurons(model)``: the MLPs').
+        Encoder-decoders: positions are the encoder's, then the decoder's. ``progress``: a
+        bar on stderr. Cost: two forwards for the ends, then per example ``steps`` forwards
+        and ``steps * T`` backwards, and what the method adds (the package docstring).
         """
         check_eval_mode(self.model)
         name, fn = resolve_score(score)
         options = {**self.options, **self._checked(options)}
-        if conductance_layers is not None and not registry.integrator(
-                self.method, {"steps": steps, "rule": rule}, options).rides:
-            raise ValueError("conductance_layers needs a method on a shared pass of fixed "
-                             "steps, e.g. method='ig' with steps=50")
         req = self._request(input_ids, target_ids, max_new_tokens, attention_mask, foil_ids)
         info: dict[str, Any] = {"score": name, "method": self.method,
                                 "prompt_length": req.ids.shape[1], "foil_ids": req.foil,
@@ -282,14 +266,7 @@ class SequenceAttribution:
         with guarded(self.model):
             integral, conductance = self._run(s, head, steps, rule, batch_size, progress,
                                               conductance_layers, options)
-        alphas, weights = integral.alphas, integral.weights
-        if isinstance(alphas, list) and len({len(a) for a in alphas}) == 1:
-            alphas, weights = torch.stack(alphas), torch.stack(weights)  # one set per example
-        info.update(integral.info)
-        assert req.seq is not None and req.seq_mask is not None  # set by _inputs
-        return SequenceResult(req.seq, req.seq_mask, req.targets,
-                              torch.cat(integral.attributions, 2), integral.delta, alphas,
-                              weights, info, conductance)
+        return _result(req, integral, info, conductance)
 
     def _request(self, input_ids: Tensor, target_ids: Tensor | None,
                  max_new_tokens: int | None, attention_mask: Tensor | None,
@@ -449,6 +426,9 @@ class SequenceAttribution:
             return layer_fn(s, layers, options, batch_size, _embedding_sum), {}
         integrator = registry.integrator(self.method, {"steps": steps, "rule": rule}, options)
         beside = []
+        if conductance_layers is not None and not integrator.rides:
+            raise ValueError("conductance_layers needs a method on a shared pass of fixed "
+                             "steps, e.g. method='ig' with steps=50")
         if conductance_layers is not None:
             beside = [TargetConductanceIntegral(conductance_layers, self.model)]
             beside[0].nodes = integrator.nodes
@@ -459,6 +439,18 @@ class SequenceAttribution:
                            progress=progress)
             integral, *rest = integrate(path, [integrator, *beside])
         return integral, rest[0].info["conductance"] if rest else {}
+
+
+def _result(req: Request, integral: Integral, info: dict, conductance: dict[str, Tensor]
+            ) -> SequenceResult:
+    """The call's result from the method's ``integral``."""
+    alphas, weights = integral.alphas, integral.weights
+    if isinstance(alphas, list) and len({len(a) for a in alphas}) == 1:
+        alphas, weights = torch.stack(alphas), torch.stack(weights)  # one set per example
+    assert req.seq is not None and req.seq_mask is not None  # set by _inputs
+    return SequenceResult(req.seq, req.seq_mask, req.targets,
+                          torch.cat(integral.attributions, 2), integral.delta, alphas,
+                          weights, {**info, **integral.info}, conductance)
 
 
 def _empty(req: Request, info: dict, dtype: torch.dtype) -> SequenceResult:
