@@ -8,7 +8,7 @@ import inspect
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Concatenate, Literal, ParamSpec, TypeVar
+from typing import Any, Concatenate, Literal, ParamSpec, TypeVar, cast
 
 import torch
 from torch import Tensor, nn
@@ -443,14 +443,16 @@ class SequenceAttribution:
 
 def _result(req: Request, integral: Integral, info: dict, conductance: dict[str, Tensor]
             ) -> SequenceResult:
-    """The call's result from the method's ``integral``."""
+    """The call's result from the method's ``integral`` (adaptive IG's nodes stay a list:
+    one set per path, of its own length)."""
     alphas, weights = integral.alphas, integral.weights
     if isinstance(alphas, list) and len({len(a) for a in alphas}) == 1:
         alphas, weights = torch.stack(alphas), torch.stack(weights)  # one set per example
     assert req.seq is not None and req.seq_mask is not None  # set by _inputs
     return SequenceResult(req.seq, req.seq_mask, req.targets,
-                          torch.cat(integral.attributions, 2), integral.delta, alphas,
-                          weights, {**info, **integral.info}, conductance)
+                          torch.cat(integral.attributions, 2), integral.delta,
+                          cast(Any, alphas), cast(Any, weights), {**info, **integral.info},
+                          conductance)
 
 
 def _empty(req: Request, info: dict, dtype: torch.dtype) -> SequenceResult:
