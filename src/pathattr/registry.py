@@ -140,21 +140,25 @@ def on_layers() -> tuple[str, ...]:
 def integrator(name: str, defaults: dict, options: dict | None = None) -> Integrator:
     """A fresh ``Integrator`` of method ``name``: the caller's ``defaults`` (the call's
     ``steps``, ``rule``, ...; those it does not take are dropped), then ``options`` given for
-    this method (each must be one it takes), then the entry's fixed ``attribute`` options
-    (an option given that contradicts one raises ``SettingError``). Cost: the first import of
-    its module."""
+    this method, then the entry's fixed ``attribute`` options. An option it does not take,
+    or one the entry fixes, raises ``SettingError``. Cost: the first import of its module."""
     m = METHODS[name]
     if m.integrator is None:
         raise ValueError(f"method {name!r} has no integrator: it does not run on a path")
     cls = getattr(importlib.import_module(m.module), m.integrator)
     accepted = [k for k in cls.accepts() if k not in m.attribute]
-    options = dict(options or {})
-    for key in options:
-        if key not in accepted:
-            raise SettingError(f"method {name!r} has no option {key!r}; its options: "
-                               f"{', '.join(accepted) or 'none'}", param="method")
+    options = _known(name, dict(options or {}), accepted)
     return cls.of({**{k: v for k, v in defaults.items() if k in accepted}, **options,
                    **m.attribute})
+
+
+def _known(name: str, options: dict, known: Sequence[str]) -> dict:
+    """``options``, each one method ``name`` takes (``known``); else ``SettingError``."""
+    for key in options:
+        if key not in known:
+            raise SettingError(f"method {name!r} has no option {key!r}; its options: "
+                               f"{', '.join(known) or 'none'}", param="method")
+    return options
 
 
 def layer_function(name: str) -> Callable | None:
@@ -224,11 +228,7 @@ def parse_methods(spec: str, offered: Sequence[str] | None = None, where: str = 
         if name not in names:
             raise SettingError(f"unknown method {name!r}{' ' + where if where else ''}; "
                                f"available: {', '.join(names)}, or all", param="method")
-        known = options_of(name)
-        for key in options:
-            if key not in known:
-                raise SettingError(f"method {name!r} has no option {key!r}; its options: "
-                                   f"{', '.join(known) or 'none'}", param="method")
+        _known(name, options, options_of(name))
         chosen.append(":".join([name, *entry.split(":")[1:]]))
     if not chosen:
         raise SettingError("no method given", param="method")
