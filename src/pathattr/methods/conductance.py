@@ -23,6 +23,7 @@ error and converge together as ``steps`` grow.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import cached_property
 from typing import Literal, NamedTuple, cast
 
 import numpy as np
@@ -43,6 +44,7 @@ from ..forward import OutputSpec
 from ..integrate import (
     Integral,
     Integrator,
+    Nodes,
     Path,
     Points,
     flat_points,
@@ -439,8 +441,9 @@ class ConductanceIntegral(Integrator):
         self.name = resolve_layer(model, self.layer)[0]
         return [Tap(self.name)]
 
-    @property
+    @cached_property
     def plan(self) -> EdgePlan:
+        """The cell edges of its nodes (known once ``of`` set them)."""
         assert self.nodes is not None  # set by ``of``
         return edge_plan(*nodes_weights(*self.nodes))
 
@@ -476,18 +479,17 @@ class TargetConductanceIntegral(Integrator):
     layer, accumulated during the pass it rides (memory: the neurons at the cell edges, not
     their gradients at every point). ``layers`` are the model's names, tapped as modules (a
     wrapping call names them otherwise). Cost (``start``): ``m - 1`` forwards per row at the
-    inner cell edges, stopped after the last layer, and two for the ends."""
+    inner cell edges, stopped after the last layer, and two for the ends. It rides
+    ``nodes``, those of the method beside it."""
 
-    OPTIONS = ("layers", "model")
-
-    def __init__(self, layers: Sequence[LayerSpec] = (), model: nn.Module | None = None):
-        if model is None:
-            raise TypeError("TargetConductanceIntegral needs the model whose layers it names")
+    def __init__(self, layers: Sequence[LayerSpec], model: nn.Module, nodes: Nodes | None):
         self.named = [resolve_layer(model, n) for n in layers]
+        self.nodes = nodes
+        self._taps = [Tap(module, True) for _, module in self.named]
         self.out: dict[str, Tensor] = {}
 
     def taps(self, model) -> list[Tap]:
-        return [Tap(module, True) for _, module in self.named]
+        return self._taps
 
     def start(self, path: Path) -> None:
         b, m, engine = path.rows, len(path.alphas), path.engine
@@ -502,8 +504,8 @@ class TargetConductanceIntegral(Integrator):
             self.steps_y.append((y[:, 1:] - y[:, :-1]).flatten(0, 1))  # row b * m + k
 
     def add(self, step: Points) -> None:
-        for (name, module), dy in zip(self.named, self.steps_y):
-            g = step.layers[tap_key(Tap(module, True))]
+        for (name, _), tap, dy in zip(self.named, self._taps, self.steps_y):
+            g = step.layers[tap_key(tap)]
             if name not in self.out:
                 self.out[name] = g.new_zeros((step.path.rows, *g.shape[1:]))
             at = dy[torch.arange(step.chunk.span.start, step.chunk.span.stop, device=dy.device)]

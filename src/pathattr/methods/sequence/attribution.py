@@ -426,12 +426,12 @@ class SequenceAttribution:
             return layer_fn(s, layers, options, batch_size, _embedding_sum), {}
         integrator = registry.integrator(self.method, {"steps": steps, "rule": rule}, options)
         beside = []
-        if conductance_layers is not None and not integrator.rides:
-            raise ValueError("conductance_layers needs a method on a shared pass of fixed "
-                             "steps, e.g. method='ig' with steps=50")
         if conductance_layers is not None:
-            beside = [TargetConductanceIntegral(conductance_layers, self.model)]
-            beside[0].nodes = integrator.nodes
+            if not integrator.rides:
+                raise ValueError("conductance_layers needs a method on a shared pass of fixed "
+                                 "steps, e.g. method='ig' with steps=50")
+            beside = [TargetConductanceIntegral(conductance_layers, self.model,
+                                                integrator.nodes)]
         with head.active():
             engine = s.engine(batch_size, channels_last=False)
             f1, f0 = layer_path(engine, self.layers)
