@@ -36,7 +36,8 @@ class MethodInfo:
     class in ``module`` that integrates it on a path (``integrate.Integrator``), which is how
     ``explain`` and ``SequenceAttribution`` compute it; ``on_layers``: for a method without
     one, the function in ``module`` computing it in a layer's space for
-    ``SequenceAttribution`` (``(setup, layers, options, batch_size) -> Integral``);
+    ``SequenceAttribution`` (``(setup, layers, options, batch_size, reduce) -> Integral``,
+    ``options`` with the entry's ``init``);
     ``cli``: offered by ``pathattr explain --method`` (input-space methods that need no
     layer); ``gap``: what its ``delta`` means when it is not a complete method's quadrature
     error. ``attribute``: options the entry fixes (a caller may not change them).

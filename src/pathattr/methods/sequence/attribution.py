@@ -159,11 +159,13 @@ class SequenceAttribution:
             kw["logits_to_keep"] = keep
         return kw
 
-    def _start_id(self) -> int:
+    def _decoder_input(self, targets: Tensor) -> Tensor:
+        """An encoder-decoder's decoder ids for teacher-forced ``targets`` ``(B, T)``: its
+        start token, then the targets before the last (``targets`` may be ``(B, 0)``)."""
         start = getattr(self.model.config, "decoder_start_token_id", None)
         if start is None:
             raise ValueError("the model's config has no decoder_start_token_id")
-        return int(start)
+        return torch.cat([targets.new_full((len(targets), 1), int(start)), targets[:, :-1]], 1)
 
     @contextmanager
     def _layout(self):
@@ -186,7 +188,7 @@ class SequenceAttribution:
                              f"input_ids' {ids.shape[1]} tokens")
         n_new = check_positive_int(max_new_tokens, "max_new_tokens", maximum=room)
         new: list[Tensor] = []
-        dec = ids.new_full((len(ids), 1), self._start_id()) if self.seq2seq else None
+        dec = self._decoder_input(ids[:, :0]) if self.seq2seq else None
         with guarded(self.model), torch.inference_mode():
             for _ in range(n_new):
                 if self.seq2seq:
@@ -318,11 +320,10 @@ class SequenceAttribution:
 
     def _inputs(self, req: Request, baselines: int | Tensor | None) -> None:
         """``req``'s path inputs, forward arguments, read positions and baselines."""
-        b, (n_prompt, n_targets) = len(req.ids), (req.ids.shape[1], req.targets.shape[1])
+        n_prompt, n_targets = req.ids.shape[1], req.targets.shape[1]
         base = self._baselines(baselines, n_prompt)
         if self.seq2seq:
-            start = req.targets.new_full((b, 1), self._start_id())
-            dec_in = torch.cat([start, req.targets[:, :-1]], 1)
+            dec_in = self._decoder_input(req.targets)
             req.x, req.kwargs = (req.ids, dec_in), {"attention_mask": req.mask}
             if isinstance(base, Tensor):  # one id per position: the encoder's, the decoder's
                 if base.shape[-1] != n_prompt + n_targets:
@@ -382,8 +383,7 @@ class SequenceAttribution:
         n = targets.shape[1]
         with guarded(self.model), torch.no_grad():
             if self.seq2seq:
-                start = targets.new_full((len(targets), 1), self._start_id())
-                logits = self.call(ids, torch.cat([start, targets[:, :-1]], 1), mask)
+                logits = self.call(ids, self._decoder_input(targets), mask)
                 return logits[:, :n]
             ids, mask = left_align(ids, mask)
             seq_mask = torch.cat([mask, torch.ones_like(targets)], 1)
@@ -423,7 +423,8 @@ class SequenceAttribution:
         layer_fn = registry.layer_function(self.method)
         if layer_fn is not None:
             layers = [resolve_layer(self.call, name) for name in self.layers]
-            return layer_fn(s, layers, options, batch_size, _embedding_sum), {}
+            settings = {**registry.METHODS[self.method].init, **options}  # the entry's own
+            return layer_fn(s, layers, settings, batch_size, _embedding_sum), {}
         integrator = registry.integrator(self.method, {"steps": steps, "rule": rule}, options)
         beside = []
         if conductance_layers is not None:
