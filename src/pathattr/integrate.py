@@ -76,7 +76,7 @@ class Path:
     weights: Tensor
     reduce: Callable[[Tensor], Tensor] | None = None
     progress: bool = False
-    layer_ends: dict[str, tuple[Tensor, Tensor]] = field(default_factory=dict)
+    layer_ends: dict[str, tuple[Tap, Tensor, Tensor]] = field(default_factory=dict)
     #: what integrators on this path compute once for all of them (by key)
     memo: dict[str, Any] = field(default_factory=dict)
 
@@ -85,7 +85,8 @@ class Path:
            **kw: Any) -> Path:
         """The path with ``nodes`` (``(rule, steps)``, in the dtype of the path's space), or
         with none (``None``: every integrator on it places its own points).
-        ``layer_ends``: tapped layers' activations at both ends, ``(at x', at x)`` by name."""
+        ``layer_ends``: each tapped layer's activations at both ends, ``(tap, at x', at x)``
+        by ``tap_key`` (``tapped_ends``)."""
         if nodes is None:
             return cls(s, engine, f0, f1, None, 0, None, None, **kw)  # type: ignore[arg-type]
         return cls(s, engine, f0, f1, *nodes, *rule_tensors(*nodes, engine.path_diff), **kw)
@@ -347,8 +348,8 @@ def points_of(path: Path, rows: Tensor, alphas: Tensor, weights: Tensor | None,
 
 def integrate(path: Path, integrators: Sequence[Integrator]) -> list[Integral]:
     """Run ``integrators`` on ``path``: one shared pass per distinct ``nodes`` among those
-    that ride (the path's own nodes first; its outputs are the ``shared`` values the others
-    may read), then each other integrator's own. Returns one ``Integral`` per integrator, in
+    that ride (the pass on the path's own nodes gives the ``shared`` values the others may
+    read), then each other integrator's own. Returns one ``Integral`` per integrator, in
     order. Cost: a forward and ``T`` backwards per point of each pass."""
     groups: dict[Nodes, list[Integrator]] = {}
     for integrator in integrators:
@@ -372,6 +373,20 @@ def integrate(path: Path, integrators: Sequence[Integrator]) -> list[Integral]:
         if nodes == own:
             shared = (p.alphas, torch.cat(outputs).reshape(p.rows, len(p.alphas), p.n_targets))
     return [i.finish(paths[i.nodes]) if i.rides else i.run(path, shared) for i in integrators]
+
+
+def tapped_ends(engine: PathEngine, integrators: Sequence[Integrator], model: Any
+                ) -> tuple[Tensor, Tensor, dict[str, tuple[Tap, Tensor, Tensor]]]:
+    """``F(x)``, ``F(x')`` and, from the same forwards, the activations at both ends of every
+    layer the ``integrators`` tap, for ``Path.layer_ends``. The taps read all outputs or all
+    inputs (one forward reads one kind). Cost: two forwards per row (``engine.ends``)."""
+    taps = list({tap_key(t): t for i in integrators for t in i.taps(model)}.values())
+    kinds = {t.use_input for t in taps}
+    if len(kinds) > 1:
+        raise ValueError("the tapped layers must all be read at their outputs or all at "
+                         "their inputs")
+    f1, f0, ends = engine.ends([t.layer for t in taps], kinds == {True})
+    return f1, f0, {tap_key(t): (t, y0, y1) for t, (y0, y1) in zip(taps, ends)}
 
 
 def straight(model: Any, s: Setup, integrator: Integrator, batch_size: int | str

@@ -20,7 +20,7 @@ from .baselines import BaselineSpec
 from .call import Inputs, LayerNoise, embedding_path, setup
 from .engine import guarded
 from .forward import OutputSpec
-from .integrate import DEFAULT_RULE, Integrator, Path, integrate, nodes_of
+from .integrate import DEFAULT_RULE, Integrator, Path, integrate, nodes_of, tapped_ends
 from .layers import LayerSpec
 from .result import Attribution
 from .targets import TargetSpec
@@ -103,10 +103,8 @@ def explain(
     with guarded(model):
         engine = s.engine(batch_size)
         embedding_path(engine, path_layer, layer_noise)
-        layers = list(dict.fromkeys(str(t.layer) for i in integrators for t in i.taps(model)))
-        f1, f0, ends = engine.ends(layers)
-        path = Path.of(s, engine, f0, f1, nodes_of(defaults),
-                       layer_ends=dict(zip(layers, ends)))
+        f1, f0, ends = tapped_ends(engine, integrators, model)
+        path = Path.of(s, engine, f0, f1, nodes_of(defaults), layer_ends=ends)
         integrals = integrate(path, integrators)
         structure = engine.layer_path is None
         return {key: integral.result(path, structure)

@@ -48,8 +48,11 @@ from ..integrate import (
     Path,
     Points,
     flat_points,
+    integrate,
+    nodes_of,
     rule_tensors,
     tap_key,
+    tapped_ends,
 )
 from ..layers import LayerSpec, Tap, check_reached, resolve_layer, tap_layers
 from ..quadrature import cell_edges, nodes_weights
@@ -143,38 +146,25 @@ class LayerConductance(ConvergenceDelta):
         """
         s = self.prepare(x, baselines, target, additional_forward_args, forward_kwargs,
                          output, integers=True)
-        a, w = nodes_weights(rule, steps)
-        plan = edge_plan(a, w)
+        nodes = nodes_of({"steps": steps, "rule": rule})
         with guarded(self.model):
             engine = s.engine(batch_size)
             embedding_path(engine, self.path_layer, layer_noise)
             groups = layer_tensors(self.model, self.layers, attribute_to_layer_input, s)
-            named = [resolve_layer(self.model, n) for group in groups for n in group]
-            f1, f0, ends = engine.ends([n for n, _ in named], attribute_to_layer_input)
-            alphas, weights = rule_tensors(rule, steps, ends[0][0])
-            rows, flat_a = flat_points(len(s.x), alphas)
-            taps = [Tap(n, attribute_to_layer_input) for n, _ in named]
-            grads: list[list[Tensor]] = [[] for _ in named]
-            node_acts: list[list[Tensor]] = [[] for _ in named]
-            for ch in engine.gradients(rows, flat_a, taps, input_grad=False,
-                                       want_acts=plan.uses_node_acts):
-                for i in range(len(named)):
-                    grads[i].append(ch.grads[i])
-                    if ch.acts:
-                        node_acts[i].append(ch.acts[i])
-            edge_acts = plan.edge_activations(engine, [n for n, _ in named],
-                                              attribute_to_layer_input)
+            integrators = [ConductanceIntegral(name, attribute_to_layer_input,
+                                               self.multiply_by_inputs, nodes)
+                           for group in groups for name in group]
+            f1, f0, ends = tapped_ends(engine, integrators, self.model)
+            path = Path.of(s, engine, f0, f1, nodes, layer_ends=ends)
+            results = [i.result(path) for i in integrate(path, integrators)]
         out_delta = s.mean(f1 - f0)
-        results = [total_conductance(s, grads[i], node_acts[i], edge_acts[i], ends[i], plan,
-                                     steps, out_delta, rule, name, alphas, weights,
-                                     self.multiply_by_inputs)
-                   for i, (name, _) in enumerate(named)]
         results = _joint(results, groups, out_delta)
         if not self.several:
             return results[0]
         names = [r.info["layer"] for r in results]
         return Attribution(tuple(r.attributions for r in results),
-                           torch.stack([_delta(r) for r in results], 1), alphas, weights,
+                           torch.stack([_delta(r) for r in results], 1), path.alphas,
+                           path.weights,
                            {**results[0].info, "layer": names,
                             "per_layer": dict(zip(map(str, names), results))})
 
@@ -421,25 +411,31 @@ class EdgePlan(NamedTuple):
 
 
 class ConductanceIntegral(Integrator):
-    """Total conductance of every neuron of ``layer`` on a shared pass (``explain``'s
-    ``("conductance", layer)``): its gradients at the nodes, its activations at the cell
-    edges (read off the pass where an edge is a node; the ends from ``Path.layer_ends``; the
-    other edges measured once per path for every layer tapped on it).
+    """Total conductance of every neuron of ``layer`` (its output, or its input with
+    ``use_input``) on a shared pass, for ``LayerConductance`` and ``explain``'s
+    ``("conductance", layer)``: its gradients at the nodes, its activations at the cell edges
+    (read off the pass where an edge is a node; the ends from ``Path.layer_ends``; the other
+    edges measured once per path for every layer tapped on it alike).
+    ``multiply_by_inputs=False``: the layer gradient integrated over the path instead.
     Memory: the layer's gradients (and activations) at every node."""
 
     OPTIONS = ("layer",)
 
-    def __init__(self, layer: LayerSpec | None = None):
+    def __init__(self, layer: LayerSpec | None = None, use_input: bool = False,
+                 multiply_by_inputs: bool = True, nodes: Nodes | None = None):
         if layer is None:
             raise TypeError("conductance needs a layer: ('conductance', layer) or "
                             "('conductance', {'layer': layer})")
-        self.layer = layer
+        self.layer, self.use_input = layer, use_input
+        self.multiply_by_inputs, self.nodes = multiply_by_inputs, nodes
         self.grads: list[Tensor] = []
         self.acts: list[Tensor] = []
 
     def taps(self, model) -> list[Tap]:
         self.name = resolve_layer(model, self.layer)[0]
-        return [Tap(self.name)]
+        tap = Tap(self.name, self.use_input)
+        self.key = tap_key(tap)
+        return [tap]
 
     @cached_property
     def plan(self) -> EdgePlan:
@@ -452,22 +448,24 @@ class ConductanceIntegral(Integrator):
         return self.plan.uses_node_acts
 
     def add(self, step: Points) -> None:
-        self.grads.append(step.layers[self.name])
-        if self.name in step.acts:
-            self.acts.append(step.acts[self.name])
+        self.grads.append(step.layers[self.key])
+        if self.key in step.acts:
+            self.acts.append(step.acts[self.key])
 
     def finish(self, path: Path) -> Integral:
         """Cost: forwards stopped after the tapped layers at the inner edges that are not
         nodes, once per path."""
         memo = path.memo.setdefault("edge_activations", {})
-        names = list(path.layer_ends)
-        if self.name not in memo:
-            memo.update(zip(names, self.plan.edge_activations(path.engine, names)))
+        if self.key not in memo:
+            alike = [(k, t) for k, (t, _, _) in path.layer_ends.items()
+                     if t.use_input == self.use_input]
+            memo.update(zip([k for k, _ in alike], self.plan.edge_activations(
+                path.engine, [t.layer for _, t in alike], self.use_input)))
         s = path.s
-        r = total_conductance(s, self.grads, self.acts, memo[self.name],
-                              path.layer_ends[self.name], self.plan, path.steps,
-                              s.mean(path.f1 - path.f0), str(path.rule), self.name, path.alphas,
-                              path.weights)
+        _, y0, y1 = path.layer_ends[self.key]
+        r = total_conductance(s, self.grads, self.acts, memo[self.key], (y0, y1), self.plan,
+                              path.steps, s.mean(path.f1 - path.f0), str(path.rule), self.name,
+                              path.alphas, path.weights, self.multiply_by_inputs)
         assert r.delta is not None  # conductance has a gap
         return Integral([cast(Tensor, r.attributions)], r.delta, r.alphas, r.weights, r.info,
                         layer=True)
