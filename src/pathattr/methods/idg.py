@@ -229,7 +229,7 @@ class IntegratedDecisionGradients(Explainer):
         output: OutputSpec = None,
     ) -> Attribution:
         """Return IDG attributions (shape of ``x``); ``delta`` is the IG-style gap of the same
-        samples (see ``DecisionIntegral.finish``), ``info["output_delta"]`` is ``F(x) - F(x')``.
+        samples (see ``IDGIntegral.finish``), ``info["output_delta"]`` is ``F(x) - F(x')``.
 
         ``sampling="adaptive"``: ``steps`` gradient samples placed by the output change measured
         at the coarse points ``coarse_points(rule, coarse_steps)`` (the default rule gives
