@@ -131,9 +131,9 @@ def integrated(space: str | None = None) -> tuple[str, ...]:
                  if m.integrator and space in (None, m.space))
 
 
-def on_layers() -> tuple[str, ...]:
-    """The names ``SequenceAttribution`` takes: input-space integrators and the methods
-    with an ``on_layers`` function."""
+def sequence_methods() -> tuple[str, ...]:
+    """The names ``SequenceAttribution`` takes, in registry order: input-space integrators
+    and the methods with an ``on_layers`` function."""
     return tuple(name for name, m in METHODS.items()
                  if m.space == "input" and (m.integrator or m.on_layers))
 

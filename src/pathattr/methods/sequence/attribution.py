@@ -38,15 +38,8 @@ from .tokens import (
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
-
-
-def sequence_methods() -> tuple[str, ...]:
-    """The methods ``SequenceAttribution`` takes (``registry.on_layers``: input-space
-    integrators and the methods with a layer-space function), read off the registry."""
-    return registry.on_layers()
-
-
-METHODS = sequence_methods()
+#: The methods it takes (``registry.sequence_methods``), when the package was imported.
+METHODS = registry.sequence_methods()
 
 
 @dataclass
@@ -102,7 +95,7 @@ class SequenceAttribution:
                  batch_dim: int = 0, **options: Any):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
-        known = sequence_methods()
+        known = registry.sequence_methods()
         name = registry.canonical(method, known)
         if name not in known:
             raise ValueError(f"method must be one of {', '.join(known)}, got {method!r}")
