@@ -21,8 +21,7 @@ define install
 endef
 
 # ruff and the import graph (no cycle, no back-arrow) first: either fails the tests as a
-# failing test would; pyright in basic mode on the modules typed so far (pyrightconfig.json
-# excludes the others)
+# failing test would; then pyright in basic mode on every module of src/pathattr
 define suite
 	$(1)/ruff check src tests benchmarks tools
 	$(1)/python tools/import_graph.py

@@ -1,7 +1,8 @@
 """Every Python block of the guide (``docs/guide``) runs as pasted, each in a fresh namespace;
 every link between the docs points at a file that exists; ``make bench`` rewrites one section
-of ``docs/benchmarks.md`` and leaves the others."""
+of ``docs/benchmarks.md`` and leaves the others; pyright checks every module."""
 
+import json
 import pathlib
 import re
 
@@ -54,3 +55,9 @@ def test_publish_replaces_its_section_only(tmp_path):
     publish("idg_coarse", "new table", doc)
     assert doc.read_text().rstrip().endswith("new table\n<!-- /bench:idg-coarse -->")
     assert [p.name for p in tmp_path.iterdir()] == ["benchmarks.md"]
+
+
+def test_pyright_checks_every_module():
+    config = json.loads((ROOT / "pyrightconfig.json").read_text())
+    assert config["include"] == ["src/pathattr"] and not config.get("exclude")
+    assert config["typeCheckingMode"] in ("basic", "standard", "strict")

@@ -143,7 +143,8 @@ def _snapshot(folder):
     for root, dirs, files in os.walk(folder):
         for name in dirs + files:
             p = os.path.join(root, name)
-            kind = "link" if os.path.islink(p) else "dir" if os.path.isdir(p) else "file"
+            kind = "link" if os.path.islink(p) else "dir" if os.path.isdir(p) else \
+                "file" if os.path.isfile(p) else "other"  # a FIFO planted through a link
             out[os.path.relpath(p, folder)] = (kind, Path(p).read_bytes()
                                                if kind == "file" else os.readlink(p)
                                                if kind == "link" else None)
@@ -189,10 +190,13 @@ _PARTS = st.sampled_from(["a", "b", "c", "report.html", "x.npz"])
 def _plant(out, outside, tree) -> dict:
     """Make ``tree`` (``(parts, kind)`` pairs) below ``out``: links to ``outside/d`` and
     ``outside/f``, to themselves and to a sibling, FIFOs, folders and foreign files; a part
-    already taken by a link or a file is skipped. Returns the foreign files and contents."""
+    already taken (by a link, a file or a FIFO) is skipped. Returns the foreign files and
+    contents."""
     foreign = {}
     for parts, kind in tree:
         p = out.joinpath(*parts)
+        if os.path.lexists(p):  # taken (writing to a planted FIFO would block the test)
+            continue
         try:
             p.parent.mkdir(parents=True, exist_ok=True)
             if kind == "outside-dir":

@@ -79,7 +79,7 @@ def test_a_new_integrator_works_in_explain(mean_gradient):
 
 def test_a_new_method_option_reaches_every_driver(mean_gradient):
     """Its option through the class, explain (both spellings), SequenceAttribution (at
-    construction and per call) and the command line's entry (parse_methods, registry.run)."""
+    construction and per call) and the command line's entry (parse_methods, registry.attribute)."""
     torch.manual_seed(3)
     model = nn.Sequential(nn.Linear(5, 7), nn.Tanh(), nn.Linear(7, 3)).double().eval()
     x = torch.randn(2, 5, dtype=torch.float64)
@@ -97,7 +97,7 @@ def test_a_new_method_option_reaches_every_driver(mean_gradient):
     with pytest.raises(ValueError, match="scale must be a positive number"):
         pathattr.explain(model, x, ["mean-gradient:scale=-1"], **kw)
     (entry,) = registry.parse_methods("mean-gradient:scale=3.0", ["mean-gradient"])
-    result, _ = registry.run(entry, model, x, 1, 8)
+    result = registry.attribute(entry, model, x, 1, 8)
     torch.testing.assert_close(result.attributions, MeanGradientMethod(model).attribute(
         x, target=1, steps=8, scale=3.0).attributions)
     with pytest.raises(SettingError, match="has no option 'power'"):

@@ -79,12 +79,12 @@ def test_auto_steps_mean_the_error_controlled_rule_or_a_stated_fixed_count():
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 3)).double().eval()
     x = torch.randn(2, 4, dtype=torch.double)
-    r, _ = registry.run("ig", model, x, 1, "auto")
+    r = registry.attribute("ig", model, x, 1, "auto")
     assert r.info["steps"] == "auto" and r.info["tol"] == registry.AUTO_TOL
     assert (r.relative_delta() <= registry.AUTO_TOL).all()
-    left, _ = registry.run("left-ig", model, x, 1, "auto")  # no error-controlled rule:
+    left = registry.attribute("left-ig", model, x, 1, "auto")  # no error-controlled rule:
     assert left.info["steps"] == 50  # the method's own default
-    guided, _ = registry.run("guided-ig", model, x, 1, "auto")
+    guided = registry.attribute("guided-ig", model, x, 1, "auto")
     assert guided.info["steps"] == 200
     assert registry.fixed_steps("auto") == registry.AUTO_FIXED and registry.fixed_steps(12) == 12
 

@@ -230,7 +230,7 @@ def test_bad_items_are_recorded_and_the_run_goes_on(digits, tmp_path):
 def test_a_method_failing_on_one_item_fails_that_item_only(digits, tmp_path, monkeypatch):
     from pathattr import registry
 
-    real = registry.run
+    real = registry.attribute
 
     def fragile(method, model, x, target, steps):
         if (x[:, 0, 0, 0] > 0.5).any():  # as a method raising on one odd item would
@@ -241,7 +241,7 @@ def test_a_method_failing_on_one_item_fails_that_item_only(digits, tmp_path, mon
     x = np.load(digits)["x"][:4].copy()
     x[:, 0, 0, 0] = [0, 0.9, 0, 0]
     np.savez(data, x=x)
-    monkeypatch.setattr(registry, "run", fragile)
+    monkeypatch.setattr(registry, "attribute", fragile)
     result = run("digits-cnn", data, out=tmp_path / "out", **SETTINGS)
     assert (result.done, result.failed) == (3, 1)
     with Store(tmp_path / "out") as s:

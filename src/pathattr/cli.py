@@ -363,7 +363,8 @@ def _images(args: argparse.Namespace, method_spec: str | None, curves: bool, lay
     sources = tuple(s if s.startswith("photo:") else str(Path(s).resolve())
                     for s in args.images)
     opts = image.Options(chosen, args.out, args.steps, args.target, curves,
-                         vars(args).get("curve_steps"), layer, vars(args).get("top"), args.quiet,
+                         vars(args).get("curve_steps"), layer, vars(args).get("top", 20),
+                         args.quiet,
                          vars(args).get("metrics") or ("insertion", "deletion"),
                          vars(args).get("controls", True), command, sources)
     several = curves and len(images) > 1

@@ -13,6 +13,7 @@ import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -84,11 +85,13 @@ class Dataset:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self._npz = None
+        self._npz: Any = None  # an NpzFile, or {} for a packaged set
+        self._x: np.ndarray | None = None  # the stacked items, when there is an ``x``
+        self._labels: np.ndarray | None = None
         self._keys: list[str] | None = None  # a folder's: listed when first asked for
         self._files: dict[str, str] = {}  # a folder's keys -> names below it
         if is_packaged(path):
-            self._npz, self._stacked = {}, True
+            self._npz = {}
             self._x, self._labels = PACKAGED[str(path)]()
             self._keys = [str(i) for i in range(len(self._x))]
         elif self.path.is_file():
@@ -98,13 +101,14 @@ class Dataset:
             names = self._npz.files
             for name in names:
                 _check_member(self._npz, name, self.path)
-            self._stacked = "x" in names
-            self._x = self._npz["x"] if self._stacked else None  # decompressed once
-            self._labels = self._npz["y"] if self._stacked and "y" in names else None
-            if self._stacked and self._x.ndim == 0:
-                raise ValueError(f"{str(self.path)!r}: x is one number, not a stack of items "
-                                 f"(an array whose first dimension counts them)")
-            self._keys = [str(i) for i in range(len(self._x))] if self._stacked else list(names)
+            self._keys = list(names)
+            if "x" in names:
+                x: np.ndarray = self._npz["x"]  # decompressed once
+                if x.ndim == 0:
+                    raise ValueError(f"{str(self.path)!r}: x is one number, not a stack of "
+                                     f"items (an array whose first dimension counts them)")
+                self._x, self._labels = x, self._npz["y"] if "y" in names else None
+                self._keys = [str(i) for i in range(len(x))]
         elif not self.path.is_dir():
             raise FileNotFoundError(f"no such file or directory: {str(self.path)!r} (nor one of "
                                     f"the packaged sets {', '.join(PACKAGED)})")
@@ -137,7 +141,7 @@ class Dataset:
                 # file inside the data folder
                 name = self._files.get(key, key)
                 return Raw(key, read_regular(self.path / name, inside=self.path))
-            if not self._stacked:
+            if self._x is None:
                 return Raw(key, self._npz[key])
             i = int(key)
             return Raw(key, self._x[i], None if self._labels is None else _label(self._labels, i))
@@ -179,8 +183,8 @@ def decode(raw: Raw, preprocess: Callable[[Image.Image], Tensor]) -> Tensor:
     ``preprocess``, arrays as float32 unchanged. Raises ``ItemError`` for anything wrong with
     the item (unreadable, too large to decode safely, not numeric, NaN or inf, or a failing
     ``preprocess``), so one bad item never stops a run. Cost: one decode."""
-    if raw.error is not None:
-        raise ItemError(raw.error)
+    if raw.error is not None or raw.payload is None:
+        raise ItemError(raw.error or f"{raw.key}: nothing was read")
     if isinstance(raw.payload, np.ndarray):
         if not np.issubdtype(raw.payload.dtype, np.number):
             raise ItemError(f"array of dtype {raw.payload.dtype} is not numeric")

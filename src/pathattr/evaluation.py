@@ -20,6 +20,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -27,7 +28,7 @@ from torch import Tensor, nn
 
 from .files import make_dirs, write_file
 from .metrics import Curve, compare, deletion, insertion, road
-from .metrics.statistics import bootstrap, detectable_effect, holm, inputs_needed
+from .metrics.statistics import Interval, bootstrap, detectable_effect, holm, inputs_needed
 from .serialize import jsonable
 from .viz.curves import INVERSE, RANDOM
 
@@ -59,7 +60,7 @@ class Evaluation:
     def rows(self) -> list[str]:
         return list(self.auc)
 
-    def intervals(self, level: float = 0.95) -> dict[str, dict[str, object]]:
+    def intervals(self, level: float = 0.95) -> dict[str, dict[str, Interval]]:
         """``{row: {metric: Interval}}``: the mean AUC with its bootstrap interval."""
         return {r: {m: bootstrap(v, level) for m, v in by.items()} for r, by in self.auc.items()}
 
@@ -69,7 +70,7 @@ class Evaluation:
         return max(self.methods, key=lambda m: sign * float(np.mean(self.auc[m][metric])))
 
     def comparisons(self, reference: str | None = None, level: float = 0.95
-                    ) -> list[dict[str, object]]:
+                    ) -> list[dict[str, Any]]:
         """Paired comparisons per metric: ``reference`` against every other method and the
         random ranking, or (no reference) every other method against the metric's best and
         every method against the random ranking. Each is ``{"metric", "method", "against",
@@ -218,7 +219,8 @@ class Evaluator:
         self.model, self.pixels_per_step, self.controls = model, pixels_per_step, controls
         self._signals: Signals | None = None
         self.points = points
-        self.road_kw = {} if road_fractions is None else {"fractions": tuple(road_fractions)}
+        self.road_kw: dict[str, Any] = {} if road_fractions is None else {
+            "fractions": tuple(road_fractions)}
         self.batch_size, self.seed = batch_size, seed
         self.result = Evaluation(list(methods), list(metrics))
         self._sums: dict[str, dict[str, list]] = {}

@@ -64,7 +64,8 @@ class Graphs:
             edge_attr, batch = getattr(data, "edge_attr", None), getattr(data, "batch", None)
         if batch is None and isinstance(x, Tensor):
             batch = torch.zeros(len(x), dtype=torch.long, device=x.device)
-        return cls(x, edge_index, batch, edge_attr)
+        # __post_init__ checks each tensor and names the one that is missing or malformed
+        return cls(x, edge_index, batch, edge_attr)  # pyright: ignore[reportArgumentType]
 
     def __post_init__(self):
         self.x = check_tensor(self.x, "x")
@@ -160,6 +161,9 @@ class GraphModel(nn.Module):
     Cost: one call of the model on the joined batch, plus indexing linear in its size.
     """
 
+    local_edges: Tensor
+    fixed_edges: Tensor | None
+
     def __init__(self, model: nn.Module, graphs: Graphs, forward: GraphForward | None = None,
                  edges: bool = True):
         super().__init__()
@@ -177,7 +181,8 @@ class GraphModel(nn.Module):
             graphs.node_local[graphs.edge_index].T.contiguous()), persistent=False)
         # edge features the model reads but that are not attributed: fixed, padded once
         self.register_buffer("fixed_edges", graphs.pad_edges(graphs.edge_attr)
-                             if self.takes_edges and not self.edges else None,
+                             if graphs.edge_attr is not None and self.takes_edges
+                             and not self.edges else None,
                              persistent=False)
 
     def forward(self, nodes: Tensor, *rest: Tensor) -> Any:
@@ -277,7 +282,7 @@ class GraphAttribution:
         half of each incident edge's (so that a graph's node scores add up to its total)."""
         s = self.nodes.sum(-1)
         if edges and self.edges is not None:
-            half = self.edge_scores() / 2
+            half = self.edges.sum(-1) / 2
             ei = self.graphs.edge_index
             s = s.index_add(0, ei[0], half).index_add(0, ei[1], half)
         return s
@@ -323,17 +328,18 @@ def attribute_graphs(model: nn.Module, data: Any, method: str | Any = "ig", *,
             if info.space == "layer" else ()
         options = {**info.attribute, **options}
         method = registry.make(name, wrapped, *args)
-    if "baselines" in inspect.signature(method.attribute).parameters:
+    instance: Any = method
+    if "baselines" in inspect.signature(instance.attribute).parameters:
         options["baselines"] = _baselines(g, baselines, inputs)
     elif baselines is not None:
-        raise ValueError(f"{type(method).__name__} takes no baselines")
-    result = method.attribute(inputs if len(inputs) > 1 else inputs[0], target=target,
+        raise ValueError(f"{type(instance).__name__} takes no baselines")
+    result = instance.attribute(inputs[0] if len(inputs) == 1 else inputs, target=target,
                               additional_forward_args=(per_example(torch.arange(
                                   g.num_graphs, device=g.x.device)),), **options)
     a = result.attributions
-    parts = a if isinstance(a, tuple) else (a,)
+    parts = [p for p in (a if isinstance(a, tuple) else (a,)) if isinstance(p, Tensor)]
     if len(parts) == len(inputs) and parts[0].shape == inputs[0].shape:
-        nodes = g.unpad_nodes(parts[0])
+        nodes: Any = g.unpad_nodes(parts[0])
         edge_part = g.unpad_edges(parts[1]) if len(parts) > 1 else None
     else:  # a layer method: its attributions are the layer's, left padded by rows
         nodes, edge_part = a, None
@@ -350,14 +356,15 @@ def _baselines(g: Graphs, baselines: Any, inputs: tuple[Tensor, ...]) -> Any:
             raise ValueError(f"baselines: expected {len(inputs)} tensors (node features"
                              + (" and edge features" if len(inputs) > 1 else "")
                              + f"), got {len(given)}")
-        shapes = [g.x.shape] + ([g.edge_attr.shape] if len(inputs) > 1 else [])
+        shapes = [g.x.shape] + ([g.edge_attr.shape] if g.edge_attr is not None
+                                and len(inputs) > 1 else [])
         for t, shape, what in zip(given, shapes, ("node", "edge")):
             if not isinstance(t, Tensor) or t.shape != shape:
                 raise ValueError(f"baselines: {what} features must have shape "
                                  f"{tuple(shape)}, got "
                                  f"{tuple(t.shape) if isinstance(t, Tensor) else t!r}")
         out = (g.pad_nodes(given[0]),) + ((g.pad_edges(given[1]),) if len(given) > 1 else ())
-    return out if len(out) > 1 else out[0]
+    return out[0] if len(out) == 1 else out
 
 
 __all__ = ["GraphAttribution", "GraphModel", "Graphs", "attribute_graphs"]

@@ -17,15 +17,15 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import inspect
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 from .errors import SettingError
 
 if TYPE_CHECKING:
     from .integrate import Integrator
+    from .result import Attribution
 
 
 @dataclass(frozen=True)
@@ -190,6 +190,10 @@ def parse_entry(spec: str) -> tuple[str, dict]:
     return name.strip(), options
 
 
+@overload
+def canonical(name: str, known: tuple[str, ...] | None = None) -> str: ...
+@overload
+def canonical(name: object, known: tuple[str, ...] | None = None) -> object: ...
 def canonical(name: object, known: tuple[str, ...] | None = None) -> object:
     """``name`` in the registry's spelling: an old underscore spelling (``left_ig``) becomes
     the registry's (``left-ig``) with a ``DeprecationWarning``; anything else is returned as it
@@ -240,11 +244,16 @@ def options_of(name: str) -> list[str]:
     """The keyword options method ``name``'s ``attribute`` takes that a caller may set (not
     the input, target or forward arguments, nor what the entry fixes). Cost: the first import
     of its module."""
+    fixed = METHODS[name].attribute
+    return [k for k, p in _parameters(name).items()
+            if p.kind is p.KEYWORD_ONLY and k not in fixed and k not in _NOT_OPTIONS]
+
+
+def _parameters(name: str) -> Mapping[str, inspect.Parameter]:
+    """The parameters of method ``name``'s ``attribute``: its options are declared there."""
     m = METHODS[name]
-    params = inspect.signature(getattr(importlib.import_module(m.module), m.cls).attribute
-                               ).parameters
-    return [k for k, p in params.items() if p.kind is p.KEYWORD_ONLY and k not in m.attribute
-            and k not in _NOT_OPTIONS]
+    return inspect.signature(getattr(importlib.import_module(m.module), m.cls).attribute
+                             ).parameters
 
 
 #: ``attribute`` keywords that are the call's, not a method's setting
@@ -274,30 +283,25 @@ def fixed_steps(steps: int | str) -> int:
 
 def step_options(name: str, steps: int | str) -> dict:
     """The ``attribute`` keywords that give method ``name`` the step count ``steps`` (see
-    ``run``), with the entry's fixed ones. Cost: the first import of its module."""
-    m = METHODS[name]
-    params = inspect.signature(getattr(importlib.import_module(m.module), m.cls).attribute
-                               ).parameters
+    ``attribute``), with the entry's fixed ones. Cost: the first import of its module."""
+    params = _parameters(name)
     out: dict = {}
     if "steps" in params and steps == "auto":
         if "tol" in params:
             out.update(steps="auto", tol=AUTO_TOL)
     elif "steps" in params:
         out["steps"] = steps
-    return {**out, **m.attribute}
+    return {**out, **METHODS[name].attribute}
 
 
-def run(entry: str, model: object, x: object, target: int, steps: int | str
-        ) -> tuple[object, float]:
-    """``(Attribution, seconds)`` of method ``entry`` (a name, or ``name:option=value...``,
-    ``parse_entry``) on ``x`` for class ``target``. ``steps`` reaches methods whose
-    ``attribute`` has a ``steps`` parameter (path methods); the others (DeepLIFT, gradients)
-    have no path to discretise. ``steps="auto"``: the error-controlled rule to ``AUTO_TOL``
-    where the method has one (a ``tol`` parameter), else the method's own default (50,
-    Guided IG 200, Blur IG 100). The entry's options win over ``steps``. Cost: the method's."""
+def attribute(entry: str, model: object, x: object, target: int, steps: int | str
+              ) -> Attribution:
+    """Method ``entry`` (a name, or ``name:option=value...``, ``parse_entry``) on ``x`` for
+    class ``target``. ``steps`` reaches methods whose ``attribute`` has a ``steps`` parameter
+    (path methods); the others (DeepLIFT, gradients) have no path to discretise.
+    ``steps="auto"``: the error-controlled rule to ``AUTO_TOL`` where the method has one (a
+    ``tol`` parameter), else the method's own default (50, Guided IG 200, Blur IG 100). The
+    entry's options win over ``steps``. Cost: the method's."""
     name, options = parse_entry(entry)
-    method = make(name, model)
-    kwargs = {"target": target, **step_options(name, steps), **options}
-    start = time.perf_counter()
-    result = method.attribute(x, **kwargs)
-    return result, time.perf_counter() - start
+    return make(name, model).attribute(x, target=target, **step_options(name, steps),
+                                       **options)

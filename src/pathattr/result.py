@@ -39,15 +39,22 @@ class Attribution:
 
         return attribution_html(self)
 
+    @property
+    def tensor(self) -> Tensor:
+        """The attributions as one tensor; ``TypeError`` when they are a tuple (one per input
+        or layer output), which a caller then indexes itself."""
+        a = self.attributions
+        if not isinstance(a, Tensor):
+            raise TypeError(f"this result has one attribution per input (a tuple of {len(a)}), "
+                            "not one tensor: index .attributions instead")
+        return a
+
     def neuron_totals(self, reduce: str = "channel") -> Tensor:
         """Sum attributions per channel (dim 1) for conv-shaped results.
 
         Returns ``(batch, channels)``; ``reduce="none"`` returns the attributions unchanged.
         """
-        a = self.attributions
-        if not isinstance(a, Tensor):
-            raise TypeError("neuron_totals needs one attribution tensor; this result has one "
-                            "per input (a tuple): call it on each")
+        a = self.tensor
         if reduce == "none":
             return a
         if reduce != "channel":

@@ -45,6 +45,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -194,11 +195,12 @@ class Store:
         hand or by another program): tampering, reported like a flipped bit."""
         row = self.db.execute("SELECT value FROM meta WHERE name = 'done'").fetchone()
         have = self.db.execute("SELECT COUNT(*) FROM items WHERE status = 'done'").fetchone()[0]
+        value = None if row is None else row[0]
         try:
-            committed = int(row[0]) if row is not None else 0
+            committed = 0 if value is None else int(value)
         except (TypeError, ValueError):
             raise BadStore(f"the index of {str(self.path)!r} holds a count of committed rows "
-                           f"that is not a number: {str(row[0])[:40]!r}") from None
+                           f"that is not a number: {str(value)[:40]!r}") from None
         return max(committed - have, 0)
 
     def done(self) -> set[tuple[str, str]]:
@@ -221,10 +223,10 @@ class Store:
         """Record one batch: shards first (durable under their final names), then one
         transaction for every row. Cost: one fsync per method of the batch plus the commit's."""
         rows = []
-        by_method: dict[str, list[Outcome]] = {}
+        by_method: dict[str, list[tuple[Outcome, np.ndarray]]] = {}
         for o in outcomes:
-            if o.error is None:
-                by_method.setdefault(o.method, []).append(o)
+            if o.error is None and o.attribution is not None:
+                by_method.setdefault(o.method, []).append((o, o.attribution))
             else:
                 rows.append(_row(o, "failed", None, None))
         names = {method: f"{method}-{uuid.uuid4().hex}.npz" for method in by_method}
@@ -233,15 +235,14 @@ class Store:
             self.db.executemany("INSERT INTO shards VALUES (?)", [(n,) for n in names.values()])
         for method, done in by_method.items():
             shard = names[method]
-            arrays = {str(i): o.attribution for i, o in enumerate(done)}
+            arrays: dict[str, Any] = {str(i): a for i, (_, a) in enumerate(done)}
             # the temporary name is the shard's plus ".tmp", so a kill's leftover is provably
             # ours; durable: the rename must be on disk before the rows commit
             write_atomic(self.shards / shard, lambda f, a=arrays: np.savez(f, **a),
                          tmp=self.shards / (shard + ".tmp"), durable=True)
-            for i, o in enumerate(done):
+            for i, (o, a) in enumerate(done):
                 fields = dict(zip(COLUMNS, _row(o, "done", shard, str(i))))
-                rows.append(_row(o, "done", shard, str(i),
-                                 checksum(fields, o.attribution, settings)))
+                rows.append(_row(o, "done", shard, str(i), checksum(fields, a, settings)))
         with self._transaction():
             self.db.executemany(f"INSERT OR REPLACE INTO items ({', '.join(COLUMNS)}) VALUES "
                                 f"({', '.join('?' * len(COLUMNS))})", rows)
@@ -262,8 +263,8 @@ class Store:
     def attributions(self, rows: Iterable[sqlite3.Row]) -> Iterator[tuple[sqlite3.Row, np.ndarray]]:
         """``(row, attribution)`` for the done ``rows`` whose result verifies; the others are
         skipped (``results`` says why)."""
-        for row, attribution, reason in self.results(rows):
-            if reason is None:
+        for row, attribution, _ in self.results(rows):
+            if attribution is not None:
                 yield row, attribution
 
     def results(self, rows: Iterable[sqlite3.Row]

@@ -9,6 +9,7 @@ output, e.g. ``(position, class)`` for ``(B, L, V)`` logits, the same for every 
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Callable, Sequence
 
 import torch
@@ -99,10 +100,10 @@ class Target:
             which = which[0] if d == 1 else which
             raise ValueError(f"target {which} is out of range for a model output of shape "
                              f"{shape} per example")
-        strides = torch.as_tensor([int(torch.tensor(shape[j + 1:]).prod()) for j in range(d)],
+        strides = torch.as_tensor([math.prod(shape[j + 1:]) for j in range(d)],
                                   device=t.device)
         flat = (t * strides).sum(1)
-        size = int(torch.tensor(shape).prod())
+        size = math.prod(shape)
         return output.reshape(n_rows, size).gather(1, flat[:, None].to(output.device))[:, 0]
 
 

@@ -38,9 +38,11 @@ def _by_hand(x, steps):
 
 
 @pytest.mark.parametrize("steps", [1, 4, 25])
-def test_equals_the_papers_equations_by_hand(steps):
+@pytest.mark.parametrize("batch_size", ["auto", 3])  # 3: chunks cut rows' paths anywhere
+def test_equals_the_papers_equations_by_hand(steps, batch_size):
     x = torch.tensor([[1.5, -0.7], [0.3, 2.0]], dtype=torch.double)
-    r = IDGI(Analytic()).attribute(x, torch.zeros_like(x), target=0, steps=steps)
+    r = IDGI(Analytic()).attribute(x, torch.zeros_like(x), target=0, steps=steps,
+                                   batch_size=batch_size)
     want = torch.tensor([_by_hand(row.tolist(), steps) for row in x], dtype=torch.double)
     torch.testing.assert_close(r.attributions, want, rtol=1e-12, atol=1e-14)
     torch.testing.assert_close(r.alphas, torch.arange(steps, dtype=torch.double) / steps)

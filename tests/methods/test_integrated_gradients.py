@@ -155,6 +155,30 @@ def test_auto_meets_tolerance_relu_net():
     assert torch.allclose((r.weights[0][:, None] * grads).sum(0) * x0[0], r.attributions[0])
 
 
+def test_auto_reads_values_to_the_host_per_round_not_per_point(monkeypatch):
+    # on a GPU every read of a tensor's value waits for the device: the refinement reads one
+    # array per round, never an element per point and target
+    reads = {"element": 0, "any": 0}
+    def counting(name):
+        real = getattr(torch.Tensor, name)
+
+        def counted(self, *a, **k):
+            reads["any"] += 1
+            reads["element"] += name in ("__float__", "item", "tolist")
+            return real(self, *a, **k)
+        return counted
+
+    for name in ("__float__", "__int__", "__bool__", "item", "tolist", "numpy"):
+        monkeypatch.setattr(torch.Tensor, name, counting(name))
+    m = mlp(7, act=nn.ReLU, hidden=32)
+    x = torch.randn(8, 6, dtype=torch.float64) * 3
+    r = ig(m, x, target=torch.arange(8) % 3, steps="auto", tol=1e-4, max_steps=2048)
+    monkeypatch.undo()
+    evaluations = int(r.info["gradient_evaluations"].sum())
+    assert evaluations > 500
+    assert reads["element"] == 0 and reads["any"] < evaluations / 10
+
+
 def test_auto_reports_exhausted_budget():
     m = mlp(8, act=nn.ReLU, hidden=32)
     x = torch.randn(2, 6, dtype=torch.float64) * 3

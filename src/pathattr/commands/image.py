@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,7 +37,7 @@ class Options:
     curves: bool
     curve_steps: int | None     # used with curves
     layer: str | None
-    top: int | None             # used with layer
+    top: int                    # used with layer
     quiet: bool
     metrics: tuple[str, ...] = ("insertion", "deletion")  # used with curves
     controls: bool = True       # each method's inverse ranking and a random ranking
@@ -173,7 +174,7 @@ def _one(bundle: ModelBundle, label: str, img: Image.Image, opts: Options, direc
         summary["methods"][name] = {"delta": panel.delta, "relative_delta": panel.relative,
                                     "seconds": panel.seconds, "error": panel.error}
         report.methods.append(panel)
-        if attr is None:
+        if attr is None or panel.png is None:
             outcome.failures.append(f"{name} failed on {label}: {panel.error}")
         else:
             attrs[name] = attr
@@ -223,14 +224,16 @@ def _fmt(v: float | None, pattern: str = "{:+.3g}") -> str:
     return "-" if v is None else pattern.format(v)
 
 
-def _method(name: str, model, x: torch.Tensor, target: int, steps: int,
+def _method(name: str, model, x: torch.Tensor, target: int, steps: int | str,
             shown: np.ndarray) -> tuple[viz.MethodPanel, torch.Tensor | None]:
     """Run one method; a failure becomes the panel's ``error`` (one line) instead of raising."""
     try:
-        result, seconds = registry.run(name, model, x, target, steps)
+        start = time.perf_counter()
+        result = registry.attribute(name, model, x, target, steps)
+        seconds = time.perf_counter() - start
     except Exception as e:  # one method's failure must not lose the others' results
         return viz.MethodPanel(name, error=one_line(e)), None
-    attr = result.attributions[0].detach().float().cpu()
+    attr = result.tensor[0].detach().float().cpu()
     delta = relative = None
     if result.delta is not None:
         delta = float(result.delta[0])

@@ -71,9 +71,12 @@ def explain_molecule(smiles: str, model_name: str, methods: list[str], steps: in
         raise UsageError(f"--{e}") from None
     model, featurize, about = load_molecule_model(model_name)
     data = featurize(mol)
+    x, edge_index = data.x, data.edge_index
+    if x is None or edge_index is None:
+        raise ValueError(f"model {model_name!r}: its featuriser gave no node features or edges")
     with torch.no_grad():
-        prediction = float(model(data.x, data.edge_index, data.edge_attr,
-                                 torch.zeros(len(data.x), dtype=torch.long))[0, 0])
+        prediction = float(model(x, edge_index, data.edge_attr,
+                                 torch.zeros(len(x), dtype=torch.long))[0, 0])
     panels, entries = [], {}
     symbols = [f"{a.GetSymbol()}{a.GetIdx()}" for a in mol.GetAtoms()]
     for name in methods:
@@ -87,7 +90,7 @@ def explain_molecule(smiles: str, model_name: str, methods: list[str], steps: in
             continue
         seconds = time.perf_counter() - start
         atoms = r.node_scores().detach()
-        bonds = bond_scores(data.edge_index, r.edge_scores().detach(), mol.GetNumBonds()) \
+        bonds = bond_scores(edge_index, r.edges.sum(-1).detach(), mol.GetNumBonds()) \
             if r.edges is not None else None
         png = molecule_png(mol, atoms, bonds, legend=name)
         delta = None if r.delta is None else float(r.delta[0])

@@ -6,6 +6,7 @@ from __future__ import annotations
 import html
 import json
 from pathlib import Path
+from typing import Literal
 
 import torch
 
@@ -14,7 +15,7 @@ from ..files import make_dirs, text_folder, write_file
 from . import UsageError
 
 
-def explain_text(text: str, pair: str | None, steps: int | str, out: Path
+def explain_text(text: str, pair: str | None, steps: int | Literal["auto"], out: Path
                  ) -> tuple[list[str], Path]:
     """Attribute ``cos(embed(text), embed(pair))`` to the tokens of ``text`` and, with a pair,
     also to the tokens of ``pair``; without one, ``text`` is compared with its own embedding
@@ -44,9 +45,10 @@ def explain_text(text: str, pair: str | None, steps: int | str, out: Path
             ids, baselines=base, steps=steps)
         # [CLS] and [SEP] equal the baseline, so their attribution is zero: not shown.
         tokens = tokenizer.convert_ids_to_tokens(ids[0].tolist())[1:-1]
-        scores = result.attributions[0].sum(-1)[1:-1].tolist()
+        scores = result.tensor[0].sum(-1)[1:-1].tolist()
         with torch.inference_mode():
             similarity = float(model(ids)[0])
+        assert result.delta is not None  # a path method always reports its gap
         delta, relative = float(result.delta[0]), float(result.relative_delta()[0])
         entries.append({"sentence": sentence, "compared_with": other, "similarity": similarity,
                         "tokens": tokens, "attributions": scores, "delta": delta,

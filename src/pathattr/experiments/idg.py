@@ -118,34 +118,34 @@ def attribute(name: str, model: nn.Module, x: Tensor, target: Tensor, s: dict) -
     Cost: see ``run``'s docstring; Guided IG runs per image (its softmax target is per class)."""
     if name == "IG":
         return IntegratedGradients(model).attribute(x, target=target,
-                                                    steps=s["steps"]).attributions
+                                                    steps=s["steps"]).tensor
     if name == "left-IG":
         return LeftIntegratedGradients(model).attribute(
-            x, target=target, steps=s["steps"], saturation=s["left_fraction"]).attributions
+            x, target=target, steps=s["steps"], saturation=s["left_fraction"]).tensor
     if name == "IDGI":
-        return IDGI(model).attribute(x, target=target, steps=s["steps"]).attributions
+        return IDGI(model).attribute(x, target=target, steps=s["steps"]).tensor
     if name.startswith("IDG ("):
         sampling = "uniform" if "uniform" in name else "adaptive"
         return IntegratedDecisionGradients(model).attribute(
             x, target=target, steps=s["steps"], sampling=sampling,
-            coarse_steps=s["coarse_steps"]).attributions
+            coarse_steps=s["coarse_steps"]).tensor
     if name == "Guided IG":
         gig = GuidedIntegratedGradients(model)
         return torch.cat([gig.attribute(x[i:i + 1], target=softmax_of(int(t)),
                                         steps=s["guided_steps"], fraction=s["guided_fraction"],
-                                        max_dist=s["guided_max_dist"]).attributions
+                                        max_dist=s["guided_max_dist"]).tensor
                           for i, t in enumerate(target)])
     if name == "AGI":
         return AdversarialGradientIntegration(model).attribute(
             x, target=target, epsilon=s["agi_epsilon"], steps=s["agi_steps"],
-            classes=s["agi_classes"]).attributions
+            classes=s["agi_classes"]).tensor
     if name == "Blur IG":
         return BlurIntegratedGradients(model).attribute(
-            x, target=target, max_sigma=s["blur_max_sigma"], steps=s["blur_steps"]).attributions
+            x, target=target, max_sigma=s["blur_max_sigma"], steps=s["blur_steps"]).tensor
     if name == "SmoothGrad-IG":
         sg = SmoothGrad(IntegratedGradients(model), samples=s["smoothgrad_samples"],
                         sigma=s["smoothgrad_sigma"])
-        return sg.attribute(x, target=target, steps=s["smoothgrad_ig_steps"]).attributions
+        return sg.attribute(x, target=target, steps=s["smoothgrad_ig_steps"]).tensor
     raise ValueError(f"unknown method {name!r}; expected one of {', '.join(METHODS)}")
 
 
@@ -235,7 +235,7 @@ def settings(data: str, quick: bool, inputs: int | None) -> dict:
             **HELD_OUT[data], **{k: QUICK[k] for k in small}, "inputs": inputs or 6}
     else:
         s = dict(FULL) if data == "photos" else {**HELD_OUT[data], "inputs": inputs or 300}
-    n = s.get("inputs", s.get("digits")) if data != "photos" or quick else len(s["photos"])
+    n = (s["digits"] if quick else len(s["photos"])) if data == "photos" else s["inputs"]
     return {**s, "data": data, "n_inputs": n, "n_photos": n, "min_p": 2 * 0.5 ** n}
 
 

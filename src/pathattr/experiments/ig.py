@@ -12,6 +12,7 @@ equals what ``IntegratedGradients`` reports is checked on every input at ``steps
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -100,7 +101,7 @@ def error_controlled(model: nn.Module, x: Tensor, target: Tensor, tol: float,
                                                    max_steps=max_steps)
     rel = (res.delta / res.info["output_delta"]).abs()
     return {"relative_gap": rel.numpy(), "evaluations": res.info["gradient_evaluations"].numpy(),
-            "converged": res.info["converged"].numpy(), "seconds": t["s"]}, res.attributions
+            "converged": res.info["converged"].numpy(), "seconds": t["s"]}, res.tensor
 
 
 def study(model: nn.Module, x: Tensor, s: dict) -> tuple[dict, Tensor, Tensor]:
@@ -142,20 +143,26 @@ class Combination(nn.Module):
         return self.a * self.f1(x) + self.b * self.f2(x)
 
 
+def linears(net: nn.Sequential) -> list[nn.Linear]:
+    """The linear layers of a ``random_mlp``, first to last."""
+    return [m for m in net if isinstance(m, nn.Linear)]
+
+
 def same_function(net: nn.Sequential, seed: int) -> nn.Sequential:
     """Another implementation of ``net``: first hidden layer permuted and scaled by positive
     factors (``relu(c z) / c = relu(z)``), undone in the next layer's weights."""
     g = torch.Generator().manual_seed(seed + 1000)
     other = random_mlp(seed)
-    first, second = other[0], other[2]
+    first, second, last = linears(other)
+    net_first, net_second, net_last = linears(net)
     perm = torch.randperm(first.out_features, generator=g)
     c = torch.rand(first.out_features, generator=g, dtype=torch.float64) * 3 + 0.25
     with torch.no_grad():
-        first.weight.copy_(net[0].weight[perm] * c[:, None])
-        first.bias.copy_(net[0].bias[perm] * c)
-        second.weight.copy_(net[2].weight[:, perm] / c)
-        second.bias.copy_(net[2].bias)
-        other[4].load_state_dict(net[4].state_dict())
+        first.weight.copy_(net_first.weight[perm] * c[:, None])
+        first.bias.copy_(net_first.bias[perm] * c)
+        second.weight.copy_(net_second.weight[:, perm] / c)
+        second.bias.copy_(net_second.bias)
+        last.load_state_dict(net_last.state_dict())
     return other
 
 
@@ -167,18 +174,21 @@ def axioms(s: dict) -> dict[str, float]:
     gap (Gauss-Legendre 256 steps: up to 48 % of a small ``F(x) - F(x')``). Cost: a few hundred
     gradient evaluations per input and network (tiny networks: about a second in all)."""
     n = s["axiom_inputs"]
-    worst = dict.fromkeys(("completeness", "sensitivity", "implementation_invariance",
-                           "linearity", "symmetry", "dummy"), 0.0)
+    axioms = ("completeness", "sensitivity", "implementation_invariance", "linearity",
+              "symmetry", "dummy")
+    worst: dict[str, float] = dict.fromkeys(axioms, 0.0)
 
-    def ig(model, x, base, steps="auto"):
+    def ig(model: nn.Module, x: Tensor, base: Tensor,
+           steps: int | Literal["auto"] = "auto") -> tuple[Tensor, Tensor, Tensor]:
         r = IntegratedGradients(model).attribute(x, baselines=base, steps=steps,
                                                  tol=s["axiom_tol"], max_steps=s["axiom_max_steps"])
-        return r.attributions, r.delta, r.info["output_delta"]
+        assert r.delta is not None
+        return r.tensor, r.delta, r.info["output_delta"]
 
     for seed in range(s["axiom_nets"]):
         g = torch.Generator().manual_seed(seed)
         net = random_mlp(seed)
-        d = net[0].in_features
+        d = linears(net)[0].in_features
         x = torch.randn(n, d, generator=g, dtype=torch.float64)
         base = torch.randn(n, d, generator=g, dtype=torch.float64)
         attr, delta, out = ig(net, x, base)
@@ -204,8 +214,9 @@ def axioms(s: dict) -> dict[str, float]:
         # symmetry: features 1 and 2 enter identically; equal values at x and x' -> equal IG
         sym = random_mlp(seed)
         with torch.no_grad():
-            sym[0].weight[:, 2] = sym[0].weight[:, 1]
-            sym[0].weight[:, 3] = 0.0  # dummy: feature 3 is never read
+            w = linears(sym)[0].weight
+            w[:, 2] = w[:, 1]
+            w[:, 3] = 0.0  # dummy: feature 3 is never read
         xs, bs = x.clone(), base.clone()
         xs[:, 2], bs[:, 2] = xs[:, 1], bs[:, 1]
         a5, _, _ = ig(sym, xs, bs)
@@ -245,7 +256,7 @@ def findings(name: str, res: dict) -> dict[str, object]:
     within = [n for n, c in zip(res["steps"], gl.T) if c.max() <= res["tol"]]
     return {
         "model": name,
-        "gl_median_decreases": bool(np.all(np.diff(np.median(gl, 0)) <= 0)),
+        "gl_median_decreases": bool(np.all(np.diff(np.median(gl, 0).astype(float)) <= 0)),
         "gl_error_first_last": [float(np.median(gl[:, 0])), float(np.median(gl[:, -1]))],
         "inputs_with_non_monotone_error": non_mono,
         "gl_steps_for_all_within_tol": within[0] if within else None,

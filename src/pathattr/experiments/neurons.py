@@ -27,6 +27,7 @@ from ..forward import choose_output
 from ..layers import Tap, resolve_layer, tap_layers
 from ..methods.conductance import LayerConductance, NeuronConductance
 from ..methods.deeplift import LayerDeepLift
+from ..methods.deeplift.method import Nonlinearity
 from ..metrics import bootstrap, compare, neuron_ablation, random_scores
 from ..targets import select
 from .common import digits_examples, fmt, predict, progress, table, timer, write_results
@@ -67,7 +68,7 @@ def channels(a: Tensor) -> Tensor:
     return a.flatten(2).sum(2)
 
 
-def agreement(model: nn.Module, x: Tensor, target: Tensor, layer: str, s: dict) -> dict:
+def agreement(model: nn.Module, x: Tensor, target: Tensor, layer: str, s: dict) -> list[dict]:
     """(a) and (b): per step count, Neuron IG over the whole layer (timed) and Dhamdhere's total
     conductance for the top ``n`` neurons (by |Neuron IG| on the first input) for each ``n`` in
     ``neuron_counts`` (timed); the largest differences on those neurons. Cost: per step count
@@ -76,7 +77,7 @@ def agreement(model: nn.Module, x: Tensor, target: Tensor, layer: str, s: dict) 
     for steps in s["agreement_steps"]:
         with timer() as t:
             nig = LayerConductance(model, layer).attribute(x, target=target, steps=steps)
-        flat = nig.attributions.flatten(1)
+        flat = nig.tensor.flatten(1)
         top = flat[0].abs().argsort(descending=True)
         row = {"steps": steps, "neuron_ig_seconds": t["s"], "n_neurons_layer": flat.shape[1],
                "output_delta": nig.info["output_delta"], "neuron_ig_completeness_gap":
@@ -109,13 +110,15 @@ def ablation(model: nn.Module, x: Tensor, target: Tensor, layer: str, s: dict, s
     for steps in s["ablation_steps"]:
         with timer() as t:
             r = LayerConductance(model, layer).attribute(x, target=target, steps=steps)
-        scores[f"Neuron IG ({steps} steps)"] = channels(r.attributions)
+        scores[f"Neuron IG ({steps} steps)"] = channels(r.tensor)
         seconds[f"Neuron IG ({steps} steps)"] = t["s"]
     out_delta = r.info["output_delta"]
-    for rule, label in (("rescale", "DeepLIFT Rescale"), ("revealcancel", "DeepLIFT RevealCancel")):
+    rules: tuple[tuple[Nonlinearity, str], ...] = (("rescale", "DeepLIFT Rescale"),
+                                                   ("revealcancel", "DeepLIFT RevealCancel"))
+    for rule, label in rules:
         with timer() as t:
             scores[label] = channels(LayerDeepLift(model, layer, nonlinearity=rule).attribute(
-                x, target=target).attributions)
+                x, target=target).tensor)
         seconds[label] = t["s"]
     with timer() as t:
         act, grad = layer_gradient(model, layer, x, target)
@@ -142,7 +145,7 @@ def verdict(curves: dict) -> dict[str, object]:
     """The paper's claim on one model: DeepLIFT's ablation AUC close to the best Neuron IG's
     (within 5 % of its gap over random) and DeepLIFT much faster (at least 5x)."""
     auc = {k: float(v["auc"].mean()) for k, v in curves.items()}
-    nig = max((k for k in auc if k.startswith("Neuron IG")), key=auc.get)
+    nig = max((k for k in auc if k.startswith("Neuron IG")), key=lambda k: auc[k])
     span = auc[nig] - auc["random"]
     out = {"best_neuron_ig": nig,
            "against_random": {m: _paired(c["auc"], curves["random"]["auc"])

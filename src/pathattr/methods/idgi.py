@@ -86,22 +86,33 @@ class IDGIIntegral(Integrator):
         norm = torch.where(norm > 0, norm, 1.0)
         now = [q / norm.reshape(*norm.shape, *[1] * (q.dim() - 2)) for q in sq]
         if not self.acc:
-            self.acc = [q.new_zeros((path.rows, *q.shape[1:])) for q in now]
-            self.share = [torch.zeros_like(a) for a in self.acc]  # the previous node's
-            self.f_prev = norm.new_zeros((path.rows, norm.shape[1]))
+            # one spare row past the last: where points that do not close their row in this
+            # chunk write (index_copy_ must not see a row twice)
+            self.acc = [q.new_zeros((path.rows + 1, *q.shape[1:])) for q in now]
+            self.share = [torch.zeros_like(a) for a in self.acc]  # each row's previous node's
+            self.f_prev = norm.new_zeros((path.rows + 1, norm.shape[1]))
         f = step.output.to(norm.dtype)
-        for j, (r, a) in enumerate(zip(step.rows.tolist(), step.alphas.tolist())):
-            change = f[j] - self.f_prev[r]
-            for acc, share, q in zip(self.acc, self.share, now):
-                if a > 0:  # the step from the previous node of this row ends here
-                    acc[r] += share[r] * change.reshape(-1, *[1] * (q.dim() - 2))
-                share[r] = q[j]
-            self.f_prev[r] = f[j]
+        rows = step.rows
+        # a point's previous node is the point before it when that is its row's (a row's
+        # nodes are contiguous, in increasing alpha), else the one the last chunk left
+        after = torch.zeros_like(rows, dtype=torch.bool)
+        after[1:] = rows[1:] == rows[:-1]
+        closes = torch.ones_like(after)
+        closes[:-1] = rows[:-1] != rows[1:]
+        to = torch.where(closes, rows, path.rows)
+        change = (f - torch.where(after[:, None], f.roll(1, 0), self.f_prev[rows]))
+        change = change * (step.alphas > 0).to(change.dtype)[:, None]  # alpha 0 ends no step
+        for acc, share, q in zip(self.acc, self.share, now):
+            wide = [1] * (q.dim() - 2)
+            before = torch.where(after.reshape(-1, 1, *wide), q.roll(1, 0), share[rows])
+            acc.index_add_(0, rows, before * change.reshape(*change.shape, *wide))
+            share.index_copy_(0, to, q)
+        self.f_prev.index_copy_(0, to, f)
 
     def finish(self, path: Path) -> Integral:
         f1 = path.column(path.f1).to(self.f_prev.dtype)
-        change = f1 - self.f_prev
-        attrs = [acc + share * change.reshape(*change.shape, *[1] * (acc.dim() - 2))
+        change = f1 - self.f_prev[:-1]
+        attrs = [acc[:-1] + share[:-1] * change.reshape(*change.shape, *[1] * (acc.dim() - 2))
                  for acc, share in zip(self.acc, self.share)]
         out = path.column(path.f1 - path.f0).to(attrs[0].dtype)
         return Integral([path.mean(a) for a in attrs],

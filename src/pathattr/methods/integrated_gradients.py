@@ -116,9 +116,14 @@ class AdaptiveIGIntegral(Integrator):
             for i, e, a, k in zip(ids, ex, t, tok):
                 f, parts, slope = cache[(int(e), float(a))]
                 kept[int(i)] = [p[k] for p in parts]
-                fs.append(float(f[k]))
-                ds.append(float(slope[k]))
-            return np.array(fs), np.array(ds)
+                fs.append(f[k])
+                ds.append(slope[k])
+            if not fs:  # no rows: an empty batch
+                return np.zeros(0), np.zeros(0)
+            # one transfer per round: the refinement decides on the host, element reads
+            # would each wait for the device
+            values = torch.stack([torch.stack(fs), torch.stack(ds)]).double().cpu().numpy()
+            return values[0], values[1]
 
         nodes, ids, _, evals, converged = refine(evaluate, path.rows * t_count, self.tol,
                                                  self.max_steps)

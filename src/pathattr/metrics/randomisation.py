@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -47,7 +48,7 @@ def parameterised_layers(model: nn.Module) -> list[str]:
     return names[::-1]
 
 
-def randomisation_check(method: Callable[[nn.Module], object], model: nn.Module, x: Tensor,
+def randomisation_check(method: Callable[[nn.Module], Any], model: nn.Module, x: Tensor,
                         target: TargetSpec = None, layers: Sequence[str] | None = None,
                         seed: int = 0, ssim: bool | None = None,
                         **attribute_kwargs) -> RandomisationCurve:
@@ -104,8 +105,9 @@ def randomisation_check(method: Callable[[nn.Module], object], model: nn.Module,
 
 def _randomise(module: nn.Module, generator: torch.Generator) -> None:
     with torch.no_grad():
-        if callable(getattr(module, "reset_parameters", None)):
-            module.reset_parameters()
+        reset = getattr(module, "reset_parameters", None)
+        if callable(reset):
+            reset()
             return
         for p in module.parameters(recurse=False):
             std = float(p.std()) if p.numel() > 1 else 1.0
@@ -116,6 +118,9 @@ def _attributions(result: object) -> Tensor:
     a = getattr(result, "attributions", result)
     if isinstance(a, tuple):
         a = torch.cat([t.flatten(1) for t in a], 1)
+    if not isinstance(a, Tensor):
+        raise TypeError(f"method: its attribute() returned {type(result).__name__}, not an "
+                        f"Attribution or a tensor")
     return check_finite(a.detach(), "the attributions")
 
 
@@ -137,4 +142,5 @@ def _spearman(a: np.ndarray, b: np.ndarray) -> float:
 
     if np.ptp(a) == 0 or np.ptp(b) == 0:
         return float("nan")  # a constant map has no ranking
-    return float(spearmanr(a, b).statistic)
+    result: Any = spearmanr(a, b)  # scipy's result type is not in its stubs
+    return float(result.statistic)

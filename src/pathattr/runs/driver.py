@@ -33,7 +33,7 @@ class RunResult:
 
 def run(model: str, data: str | Path, methods: str | Sequence[str] = "ig",
         out: str | Path = "pathattr-out", *, layer: str | Sequence[str] | None = None,
-        steps: int | str = 32, target: int | str | None = None, weights: str | None = None,
+        steps: int | str = "auto", target: int | str | None = None, weights: str | None = None,
         engine: str = "local", address: str | None = None, workers: int | None = None,
         batch_size: int | str = "auto", quiet: bool = False) -> RunResult:
     """Attribute every item of ``data`` (a directory of images or an NPZ, see
@@ -63,7 +63,8 @@ def run(model: str, data: str | Path, methods: str | Sequence[str] = "ig",
     if engine not in ("local", "ray"):
         raise SettingError(f"expected local or ray, got {engine!r}", param="engine")
     if (batch_size != "auto" and (not isinstance(batch_size, int) or batch_size < 1)) or \
-            (workers is not None and workers < 1) or (steps != "auto" and steps < 1):
+            (workers is not None and workers < 1) or \
+            (steps != "auto" and (not isinstance(steps, int) or steps < 1)):
         raise SettingError("must be positive", param="batch_size, workers, steps")
     try:
         dataset = Dataset(data)

@@ -51,8 +51,8 @@ def summarize(results: str | Path, sample: int = 4, top: int = 10, model: str | 
         missing = store.missing()
         good, corrupt, sums, sample_attrs, keys = [], [], {}, [], []
         for row, a, reason in store.results(rows):
-            if reason is not None:
-                corrupt.append((str(row["key"]), str(row["method"]), reason))
+            if reason is not None or a is None:
+                corrupt.append((str(row["key"]), str(row["method"]), reason or "no array"))
                 continue
             good.append(row)
             _add_to_sums(sums, row["method"], a)
@@ -151,7 +151,7 @@ def _method_stats(done: list, failed: int, corrupt: int) -> dict:
     seconds = [r["seconds"] for r in done if r["seconds"] is not None]
     return {"done": len(done), "failed": failed, "corrupt": corrupt,
             "mean_abs_delta": _mean(deltas), "mean_relative_delta": _mean(relative),
-            "ms_per_item": None if not seconds else 1000 * _mean(seconds)}
+            "ms_per_item": _mean([1000 * s for s in seconds])}
 
 
 def relative_gap(row) -> float | None:

@@ -3,6 +3,7 @@ in this process (``local``) or as Ray actors (``ray``); the driver alone writes 
 
 from __future__ import annotations
 
+import logging
 import socket
 import time
 import warnings
@@ -31,7 +32,7 @@ class Settings:
     model: str
     weights: str | None
     data: str
-    steps: int
+    steps: int | str
     target: str | None
     #: Part of a run's identity because batched kernels round differently per batch size
     #: (measured: 16 of 200 digits results moved by up to 2.5e-7 between sizes 4 and 16).
@@ -125,7 +126,7 @@ class Worker:
         try:
             result, seconds = self._attribute(method, x[rows], targets[rows])
             # a NaN result is a failed item, never a done one (whatever the method)
-            check_finite(result.attributions.flatten(1), f"{method}'s attributions")
+            check_finite(result.tensor.flatten(1), f"{method}'s attributions")
             if result.delta is not None:
                 check_finite(result.delta, f"{method}'s completeness gap")
         except Exception as e:  # one method failing must not lose the others
@@ -136,7 +137,7 @@ class Worker:
             return [Outcome(raw.key, method, label=raw.label,
                             error=f"{method} failed: {one_line(e)}")]
         attr = result.neuron_totals() if method.startswith(LAYER_METHOD + "@") \
-            else result.attributions
+            else result.tensor
         out_delta = result.info.get("output_delta")
         return [Outcome(members[i][0].key, method, attr[j].detach().float().numpy(),
                         int(predicted[i]), int(targets[i]), members[i][0].label,
@@ -154,7 +155,9 @@ class Worker:
             result = LayerConductance(self.bundle.model, method.partition("@")[2]).attribute(
                 x, target=target, steps=registry.fixed_steps(self.settings.steps))
             return result, time.perf_counter() - start
-        return registry.run(method, self.bundle.model, x, target, self.settings.steps)
+        start = time.perf_counter()
+        result = registry.attribute(method, self.bundle.model, x, target, self.settings.steps)
+        return result, time.perf_counter() - start
 
 
 def run_local(settings: Settings, layers: list[str], batches: Iterator[Work]
@@ -200,7 +203,7 @@ def run_ray(settings: Settings, layers: list[str], batches: Iterator[Work], addr
     if started:
         try:
             ray.init(address=address, num_cpus=workers if address in (None, "local") else None,
-                     include_dashboard=False, logging_level="warning")
+                     include_dashboard=False, logging_level=logging.WARNING)
         except ValueError as e:
             if address is not None or workers is None or "existing cluster" not in str(e):
                 raise

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from functools import cache
 from types import SimpleNamespace
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -32,7 +33,8 @@ def _ensembles() -> tuple[tuple[tuple[str, ...], tuple[nn.Module, ...]], ...]:
     for directory in sorted(DEFAULT_MODELS_DIR.iterdir()):
         paths = sorted(directory.glob("**/*.pt"))
         nets = tuple(load_model(p, multicomponent=False).eval() for p in paths)
-        out.append((tuple(load_output_columns(paths[0])), nets))
+        columns: Any = load_output_columns(paths[0])  # chemprop's stubs allow None
+        out.append((tuple(columns), nets))
     return tuple(out)
 
 
@@ -87,6 +89,7 @@ class ADMETTask(nn.Module):
         bmg = SimpleNamespace(V=x, E=edge_attr, edge_index=edge_index,
                               rev_edge_index=reverse_edges(edge_index), batch=batch)
         outs = []
+        net: Any  # a chemprop MPNN: fingerprint, predictor
         for net in self.nets:
             z = net.fingerprint(bmg)
             if self.logits and self.classification:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -22,7 +23,7 @@ def digits_data() -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """
     from sklearn.datasets import load_digits
 
-    d = load_digits()
+    d: Any = load_digits()  # a Bunch; its stubs say tuple too
     x = torch.tensor(d.images, dtype=torch.float32).unsqueeze(1) / 16.0
     y = torch.tensor(d.target, dtype=torch.long)
     perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(SETTINGS["seed"]))

@@ -11,6 +11,7 @@ import functools
 import random
 from collections import OrderedDict
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -45,7 +46,7 @@ def _generated() -> dict:
 
     states = random.getstate(), np.random.get_state()
     try:
-        args = get_dataset_args()
+        args: Any = get_dataset_args()  # an ObjectView over a dict
         args.seed = SETTINGS["data_seed"]
         return make_dataset(args)
     finally:

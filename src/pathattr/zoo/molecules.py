@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -248,7 +249,7 @@ def train_molecular_net(target: str) -> dict[str, Tensor]:
             perm = torch.randperm(len(y), generator=g)
             for i in range(0, len(y), SETTINGS["batch"]):
                 idx = perm[i:i + SETTINGS["batch"]].tolist()
-                b = Batch.from_data_list([data[k] for k in idx])
+                b: Any = Batch.from_data_list([data[k] for k in idx])  # PyG's fields are dynamic
                 pred = model(b.x, b.edge_index, b.edge_attr, b.batch)[:, 0]
                 loss = torch.nn.functional.mse_loss(pred, y[idx])
                 opt.zero_grad()

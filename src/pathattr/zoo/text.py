@@ -52,7 +52,7 @@ class SimilarityModel(nn.Module):
         return (self.encoder(input_ids, attention_mask) * self.other).sum(-1)
 
 
-def minilm() -> tuple[object, SentenceEncoder]:
+def minilm() -> tuple[Any, SentenceEncoder]:
     """``(tokenizer, model)``: the Hugging Face tokenizer and a fresh ``SentenceEncoder`` in eval
     mode. Its token embedding layer is ``WORD_EMBEDDINGS``. Cost: ~3 s to import
     ``transformers`` the first time, then ~0.5 s per load; never touches the network.

@@ -35,6 +35,10 @@ HIDDEN = 256
 class _Lang:
     """cn2en's vocabulary record (``word2index``, ``index2word``, ``n_words``)."""
 
+    word2index: dict[str, int]
+    index2word: dict[int, str]
+    n_words: int
+
 
 class _LangUnpickler(pickle.Unpickler):
     """Unpickles cn2en's ``Lang`` records and nothing else (no other class, no callable)."""
@@ -73,7 +77,8 @@ class _Stack(nn.Module):
 
     def __init__(self, embedding: nn.Embedding, gru: nn.GRU, out: nn.Linear | None = None):
         super().__init__()
-        self.embedding, self.gru, self.out = embedding, gru, out
+        self.embedding, self.gru = embedding, gru
+        self.out = out if out is not None else nn.Identity()
 
     def get_input_embeddings(self) -> nn.Embedding:
         return self.embedding
@@ -137,6 +142,9 @@ class Cn2En(nn.Module):
     def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None,
                 decoder_input_ids: Tensor | None = None) -> Tensor:
         """Logits ``(B, T, target vocabulary)`` of each decoder position (teacher forcing)."""
+        if decoder_input_ids is None:
+            raise ValueError("decoder_input_ids: cn2en computes teacher-forced logits and needs "
+                             "the decoder's input ids (B, T)")
         h = self.encode(input_ids, attention_mask)
         d = self.decoder.embedding(decoder_input_ids).relu()
         logits = []
