@@ -26,7 +26,7 @@ _NAMES = {
     "run": "pathattr.runs",
     "summarize": "pathattr.runs",
 }
-_MODULES = ("baselines", "errors", "quadrature", "metrics", "registry", "zoo", "viz")
+_MODULES = ("baselines", "circuits", "errors", "quadrature", "metrics", "registry", "zoo", "viz")
 
 __all__ = sorted([*_NAMES, *_MODULES])
 

@@ -378,15 +378,18 @@ def integrate(path: Path, integrators: Sequence[Integrator]) -> list[Integral]:
 def tapped_ends(engine: PathEngine, integrators: Sequence[Integrator], model: Any
                 ) -> tuple[Tensor, Tensor, dict[str, tuple[Tap, Tensor, Tensor]]]:
     """``F(x)``, ``F(x')`` and, from the same forwards, the activations at both ends of every
-    layer the ``integrators`` tap, for ``Path.layer_ends``. The taps read all outputs or all
-    inputs (one forward reads one kind). Cost: two forwards per row (``engine.ends``)."""
+    layer the ``integrators`` tap, for ``Path.layer_ends``. Cost: two forwards per row
+    (``engine.ends``), two more when some taps read inputs and others outputs (one forward
+    reads one kind)."""
     taps = list({tap_key(t): t for i in integrators for t in i.taps(model)}.values())
-    kinds = {t.use_input for t in taps}
-    if len(kinds) > 1:
-        raise ValueError("the tapped layers must all be read at their outputs or all at "
-                         "their inputs")
-    f1, f0, ends = engine.ends([t.layer for t in taps], kinds == {True})
-    return f1, f0, {tap_key(t): (t, y0, y1) for t, (y0, y1) in zip(taps, ends)}
+    kinds = [False, True] if len({t.use_input for t in taps}) > 1 else \
+        [taps[0].use_input if taps else False]
+    out: dict[str, tuple[Tap, Tensor, Tensor]] = {}
+    for use_input in kinds:
+        alike = [t for t in taps if t.use_input == use_input]
+        f1, f0, ends = engine.ends([t.layer for t in alike], use_input)
+        out.update({tap_key(t): (t, y0, y1) for t, (y0, y1) in zip(alike, ends)})
+    return f1, f0, out
 
 
 def straight(model: Any, s: Setup, integrator: Integrator, batch_size: int | str
