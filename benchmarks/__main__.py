@@ -1,5 +1,5 @@
 """``python -m benchmarks ig|deeplift|conductance|methods|run|bert|sequence|metrics|long|paths|
-idg-coarse|all [out_dir]``."""
+idg-coarse|circuits|all [out_dir]``."""
 
 import importlib
 import sys
@@ -8,7 +8,8 @@ from pathlib import Path
 NAMES = {"ig": "bench_ig", "deeplift": "bench_deeplift", "conductance": "bench_conductance",
          "methods": "bench_methods", "run": "bench_run", "bert": "bench_bert",
          "sequence": "bench_sequence", "metrics": "bench_metrics", "long": "bench_long",
-         "paths": "bench_paths", "idg-coarse": "bench_idg_coarse"}
+         "paths": "bench_paths", "idg-coarse": "bench_idg_coarse",
+         "circuits": "bench_circuits"}
 
 if __name__ == "__main__":
     which = sys.argv[1] if len(sys.argv) > 1 else "all"

@@ -284,3 +284,34 @@ def test_custom_attribution_func_equals_captums():
     with pytest.raises(ValueError, match="shaped like the multipliers"):
         pathattr.DeepLift(m).attribute((x, y), (bx, by), target=1,
                                        custom_attribution_func=lambda mult: mult[:1])
+
+
+class Masked(nn.Module):
+    """A mask built from the signal, as TransformerLens's attention does with ``isnan``."""
+
+    def forward(self, x):
+        keep = ~torch.isnan(x)
+        return torch.where(keep, x, 0.0).tanh().sum(1, keepdim=True)
+
+
+class Gate(nn.Module):
+    """A comparison whose result differs between the input and its reference."""
+
+    def forward(self, x):
+        return (x * (x > 0.5)).sum(1, keepdim=True)
+
+
+def test_a_discrete_result_of_the_signal_is_a_constant_only_where_both_runs_agree():
+    from pathattr.methods.deeplift import NoDeepLiftRule
+
+    torch.manual_seed(0)
+    x, base = torch.randn(4, 5, dtype=torch.double), torch.zeros(4, 5, dtype=torch.double)
+    r = pathattr.DeepLift(Masked()).attribute(x, base, target=0)
+    gap = _plain_gap(Masked(), x, base, 0)
+    torch.testing.assert_close(r.attributions.sum(1), gap, rtol=0, atol=1e-12)
+    assert r.info["rules"]["held constant"] > 0
+    with pytest.raises(NoDeepLiftRule, match="differs from the reference"):
+        pathattr.DeepLift(Gate()).attribute(x.abs() + 1, base, target=0)
+    with pytest.warns(UserWarning, match="no rule"):
+        pathattr.DeepLift(Gate(), allow_gradient_fallback=True).attribute(
+            x.abs() + 1, base, target=0)

@@ -11,6 +11,10 @@ path point ``a``, ``m`` the metric):
 - ``atp``: ``dm/dy(1) . (y(1) - y(0))``, one gradient at the clean run;
 - ``clean-corrupted``: the mean of the gradients at both ends times ``y(1) - y(0)``.
 
+``deeplift`` / ``revealcancel``: DeepLIFT's multipliers times ``y(1) - y(0)``, with the
+corrupted run as the reference; no path: one forward pair and one backward per site, and
+over a cut the scores sum to the change exactly (summation-to-delta).
+
 ``ig-activations`` runs a path per component instead: its own activation interpolated from its
 corrupted to its clean value, everything else computed as in the clean run; its scores sum,
 per component, to ``m(clean) - m(clean with that component corrupted)``, i.e. minus the
@@ -24,20 +28,33 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from ..call import embedding_path
 from ..engine import guarded
 from ..forward import OutputSpec
-from ..integrate import Integral, Integrator, Nodes, Path, Points, integrate, tap_key, tapped_ends
-from ..layers import Tap
+from ..integrate import (
+    DEFAULT_STEPS,
+    Integral,
+    Integrator,
+    Nodes,
+    Path,
+    Points,
+    integrate,
+    tap_key,
+    tapped_ends,
+)
+from ..layers import Tap, resolve_layer
 from ..methods.conductance import ConductanceIntegral
+from ..methods.deeplift.method import layer_pass
 from ..quadrature import nodes_weights
 from ..targets import TargetSpec
+from ..validate import check_number, check_positive_int
 from .runs import Runs, cut_check, patched, prepare
 from .sites import Site, find, path_layer, unwrap
 
-METHODS = ("conductance", "eap-ig", "atp", "clean-corrupted", "ig-activations")
+METHODS = ("conductance", "eap-ig", "atp", "clean-corrupted", "ig-activations", "deeplift",
+           "revealcancel")
 #: the nodes each input-path estimator fixes (the others take ``steps`` and ``rule``)
 _FIXED: dict[str, Nodes] = {"atp": ("riemann_right", 1),
                             "clean-corrupted": ("riemann_trapezoid", 2)}
@@ -72,7 +89,8 @@ class CircuitResult:
 
 def attribute(model: Any, clean: Tensor, corrupted: Tensor, metric: TargetSpec, *,
               components: str | Sequence[str] = "heads", method: str = "conductance",
-              steps: int = 32, rule: str = "gausslegendre",
+              steps: int | Literal["auto"] = 32, rule: str = "gausslegendre",
+              tol: float = 1e-3, max_steps: int = 512,
               forward_kwargs: Mapping[str, Any] | None = None, output: OutputSpec = None,
               batch_size: int | Literal["auto"] = "auto") -> CircuitResult:
     """Attribute ``metric``'s change from the corrupted to the clean run to ``components``.
@@ -80,40 +98,69 @@ def attribute(model: Any, clean: Tensor, corrupted: Tensor, metric: TargetSpec, 
     ``clean``, ``corrupted``: token ids ``(B, T)`` of one shape (or embeddings); ``metric``:
     a callable ``metric(output, examples) -> (rows,)`` (``logit_diff``, ``prob_diff``) or
     anything ``target=`` takes; ``components``: ``"heads"``, ``"mlps"``, ``"neurons"`` or
-    layer names; ``method``: one of ``METHODS`` (module docstring). Returns a
-    ``CircuitResult``. Cost: the input-path methods, ``steps`` forwards and backwards (down to
-    the components) per example plus four forwards (``conductance`` with Gauss-Legendre
-    nodes: ``steps - 1`` more, stopped after the last component), and two for the cut check;
-    ``ig-activations``, ``steps`` forwards and backwards per example and component, plus the
-    noising patch for its gaps."""
+    layer names; ``method``: one of ``METHODS`` (module docstring). ``steps="auto"``:
+    conductance over a cut doubles its steps from 16 until ``|delta| <= tol |change|`` for
+    every example or ``max_steps`` (``info["converged"]``); elsewhere there is no check, and
+    it means ``DEFAULT_STEPS``. Returns a ``CircuitResult``. Cost: the input-path methods,
+    ``steps`` forwards and backwards (down to the components) per example plus four forwards
+    (``conductance`` with Gauss-Legendre nodes: ``steps - 1`` more, stopped after the last
+    component), and three for the cut check; ``ig-activations``, ``steps`` forwards and
+    backwards per example and component, plus the noising patch for its gaps."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    check_number(tol, "tol", 0, low_open=True)
+    check_positive_int(max_steps, "max_steps", minimum=16)
     net = unwrap(model)
     sites = find(net, components)
     with guarded(net):
         runs = prepare(net, clean, corrupted, metric, sites, forward_kwargs, output)
         if method == "ig-activations":
-            return _on_activations(runs, steps, rule, batch_size)
-        nodes = _FIXED.get(method, (rule, steps))
-        nodes_weights(*nodes)  # a bad rule or count raises in the rule's words
-        engine = runs.s.engine(batch_size)
-        embedding_path(engine, path_layer(net) if not clean.is_floating_point() else None)
-        integrators: list[Integrator] = [
-            ConductanceIntegral(site.layer, site.use_input, True, nodes)
-            if method == "conductance" else MeanGradient(site, nodes) for site in sites]
-        f1, f0, ends = tapped_ends(engine, integrators, net)
-        path = Path.of(runs.s, engine, f0, f1, nodes, layer_ends=ends)
-        integrals = integrate(path, integrators)
-        scores = torch.cat([site.scores(i.attributions[0]) for site, i in
-                            zip(sites, integrals)], 1)
+            return _on_activations(runs, DEFAULT_STEPS if steps == "auto" else steps, rule,
+                                   batch_size)
         reason = cut_check(runs)
-    return CircuitResult(
-        [n for site in sites for n in site.names], scores,
-        None if reason else scores.sum(1) - runs.change, runs.change, method,
-        path.alphas, path.weights,
-        {"path": "the input embeddings, corrupted to clean", "rule": nodes[0],
-         "steps": nodes[1], "cut": reason or "the components form a cut",
-         "gradient_evaluations": path.evaluations(nodes[1])})
+        if method in ("deeplift", "revealcancel"):
+            scores = _deeplift(runs, net, "rescale" if method == "deeplift" else method,
+                               batch_size)
+            return CircuitResult(
+                [n for site in sites for n in site.names], scores,
+                None if reason else scores.sum(1) - runs.change, runs.change, method,
+                info={"path": "none: the corrupted run is DeepLIFT's reference",
+                      "cut": reason or "the components form a cut"})
+        refine = steps == "auto" and method == "conductance" and reason is None
+        n = 16 if refine else DEFAULT_STEPS if steps == "auto" else steps
+        while True:
+            nodes = _FIXED.get(method, (rule, n))
+            scores, path = _on_input_path(runs, net, method, nodes, batch_size)
+            delta = None if reason else scores.sum(1) - runs.change
+            converged = None if delta is None else \
+                delta.abs() <= tol * runs.change.abs()
+            if not refine or converged is None or bool(converged.all()) or n >= max_steps:
+                break
+            n = min(2 * n, max_steps)
+    info = {"path": "the input embeddings, corrupted to clean", "rule": nodes[0],
+            "steps": nodes[1], "cut": reason or "the components form a cut",
+            "gradient_evaluations": path.evaluations(nodes[1])}
+    if refine:
+        info.update(tol=tol, converged=converged)
+    return CircuitResult([n for site in sites for n in site.names], scores, delta, runs.change,
+                         method, path.alphas, path.weights, info)
+
+
+def _on_input_path(runs: Runs, net: nn.Module, method: str, nodes: Nodes,
+                   batch_size: int | str) -> tuple[Tensor, Path]:
+    """Each component's score ``(B, n)`` on the path from the corrupted to the clean
+    embeddings (token ids) or inputs, and that path. Cost: see ``attribute``."""
+    nodes_weights(*nodes)  # a bad rule or count raises in the rule's words
+    engine = runs.s.engine(batch_size)
+    embedding_path(engine, path_layer(net) if not runs.s.x.is_floating_point() else None)
+    integrators: list[Integrator] = [
+        ConductanceIntegral(site.layer, site.use_input, True, nodes)
+        if method == "conductance" else MeanGradient(site, nodes) for site in runs.sites]
+    f1, f0, ends = tapped_ends(engine, integrators, net)
+    path = Path.of(runs.s, engine, f0, f1, nodes, layer_ends=ends)
+    integrals = integrate(path, integrators)
+    return torch.cat([site.scores(i.attributions[0])
+                      for site, i in zip(runs.sites, integrals)], 1), path
 
 
 def patch(model: Any, clean: Tensor, corrupted: Tensor, metric: TargetSpec, *,
@@ -170,6 +217,19 @@ class MeanGradient(Integrator):
         out = path.f1 - path.f0
         return Integral([path.s.mean(a)], path.s.mean(a.flatten(1).sum(1) - out.reshape(-1)),
                         path.alphas, path.weights, layer=True)
+
+
+def _deeplift(runs: Runs, net: nn.Module, nonlinearity: str, batch_size: int | str
+              ) -> Tensor:
+    """DeepLIFT contributions ``(B, n)`` of every site, one site at a time: ``layer_pass``
+    holds the layers it taps as inputs, so tapping all at once would give each only its
+    paths that avoid the others."""
+    scores = []
+    for site in runs.sites:
+        diffs, mults, *_ = layer_pass(runs.s, [resolve_layer(net, site.layer)], nonlinearity,
+                                      False, batch_size, site.use_input)
+        scores.append(site.scores(mults[0] * diffs[0]))
+    return torch.cat(scores, 1)
 
 
 def _on_activations(runs: Runs, steps: int, rule: str, batch_size: int | str

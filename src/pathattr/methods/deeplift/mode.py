@@ -287,6 +287,9 @@ class DeepLiftMode(TorchFunctionMode):
                 self._verdicts[key] = offending
         if not any(isinstance(t, Tensor) for t in tree_leaves(out)):
             return out  # metadata (shape, dim, item): no tensor flows on
+        made = [t for t in tree_leaves(out) if isinstance(t, Tensor)]
+        if not any(t.is_floating_point() or t.is_complex() for t in made):
+            return self._held(func, args, kwargs, varying[0], made, out)
         if offending is not None:
             return self._unsupported(
                 func, args, kwargs, f"runs {offending}, which is neither a supported "
@@ -306,6 +309,20 @@ class DeepLiftMode(TorchFunctionMode):
             return self._tensors(func, args[0], func(*args, **kwargs))[0]
         self.substituted += 1
         return self._tensors(func, args[0])[0]
+
+    def _held(self, func, args, kwargs, like: Tensor, made: list[Tensor], out):
+        """A boolean or integer result computed from the signal (``isnan``, a comparison, an
+        ``argmax`` used as an index) carries no difference: a constant, which is exact where
+        the input run computes what the reference run did, and unsupported where not."""
+        if self._recording:
+            self._tensors(func, like, *made)
+            return out
+        ref = self._tensors(func, like)
+        if len(ref) != len(made) or not all(torch.equal(a, b) for a, b in zip(made, ref)):
+            return self._unsupported(func, args, kwargs, f"gives a {made[0].dtype} result that "
+                                     f"differs from the reference's, so it is no constant", out)
+        self.counts["held constant"] += 1
+        return out
 
     def _composite(self, func, args, kwargs, varying):
         """A rule that needs the op's input and its reference at once (``deeplift.composite``);
